@@ -1,0 +1,1 @@
+"""seismo's models: text features, classifiers (training, artifacts, inference)."""

@@ -1,0 +1,70 @@
+"""Text features shared by the classifiers and the burst detector. Pure, no I/O."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+_URL = re.compile(r"https?://\S+", re.IGNORECASE)
+_MENTION = re.compile(r"(?<!\w)@\w+")
+_TOKEN = re.compile(r"#?[a-z0-9][a-z0-9'+._%-]*[a-z0-9+%]|#?[a-z0-9]")
+# Words that carry no topic in social posts, beyond sklearn's English list.
+_EXTRA_STOP = frozenset(
+    "rt via amp http https www com just like get got im dont cant wont thats lol omg gonna "
+    "wanna really know think going today tonight day new good people time want need make "
+    "right love yes yeah hey oh u ur"
+    .split()
+)
+STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | _EXTRA_STOP
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased word tokens (hashtags keep their '#'); URLs and @mentions removed."""
+    t = _MENTION.sub(" ", _URL.sub(" ", text.lower()))
+    return [tok.replace("\u2019", "'") for tok in _TOKEN.findall(t)]
+
+
+def normalize_phrase(phrase: str) -> str:
+    """A keyword/phrase in the form :func:`contains_phrase` matches against."""
+    return " ".join(tokens(phrase))
+
+
+def contains_phrase(padded_tokens: str, phrase: str) -> bool:
+    """``padded_tokens`` is ``" " + " ".join(tokens) + " "``; phrase from normalize_phrase."""
+    return f" {phrase} " in padded_tokens
+
+
+def domains(text: str) -> list[str]:
+    out: list[str] = []
+    for m in _URL.findall(text):
+        host = (urlsplit(m.rstrip(").,;!?\"'")).hostname or "").lower()
+        host = host.removeprefix("www.")
+        if host and host not in ("t.co",) and host not in out:
+            out.append(host)
+    return out
+
+
+def terms(text: str, limit: int = 16) -> list[str]:
+    """Distinct burst-detection terms of a post, in order of first appearance.
+
+    Unigrams (3+ chars, not stop words, not bare numbers), hashtags folded to their word
+    (``#tornado`` counts as ``tornado``) and linked domains (``domain:example.com``).
+    """
+    seen: dict[str, None] = {}
+    for tok in tokens(text):
+        word = tok.lstrip("#").strip("'.-_%")
+        if word.endswith("'s"):
+            word = word[:-2]
+        if len(word) < 3 or word in STOP_WORDS or word.replace(".", "").isdigit():
+            continue
+        seen.setdefault(word, None)
+        if len(seen) >= limit:
+            break
+    out = list(seen)
+    for d in domains(text):
+        if len(out) >= limit + 2:
+            break
+        out.append(f"domain:{d}")
+    return out

@@ -1,0 +1,294 @@
+"""The ``seismo`` command line. Every subcommand has ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from seismo import __version__
+from seismo.config import Settings, load_settings
+from seismo.errors import SeismoError
+
+log = logging.getLogger("seismo")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("aiokafka", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _progress(msg: str) -> None:
+    print(f"seismo: {msg}", file=sys.stderr, flush=True)
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+# --- broker ---------------------------------------------------------------------------
+
+
+def _start_embedded(settings: Settings) -> Any:
+    from seismo.broker import EmbeddedKafka
+
+    broker = EmbeddedKafka(
+        settings.data_dir / "kafka",
+        port=settings.broker_port,
+        heap=settings.broker_heap,
+    )
+    _progress(f"starting embedded Kafka (data in {settings.data_dir / 'kafka'})")
+    broker.start()
+    _progress(f"Kafka ready on {broker.bootstrap}")
+    return broker
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    settings = _settings(args, data_dir=args.data_dir, broker_port=args.port)
+    broker = _start_embedded(settings)
+    stop = _install_stop_handler()
+    try:
+        while broker.running and not stop.is_set():
+            time.sleep(0.2)
+    finally:
+        _progress("stopping Kafka")
+        broker.stop()
+    return 0
+
+
+class _Flag:
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+def _install_stop_handler() -> _Flag:
+    flag = _Flag()
+
+    def handler(signum: int, frame: Any) -> None:
+        flag.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return flag
+
+
+# --- worker ---------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    settings = _settings(
+        args,
+        alerts_out=args.alerts_out,
+        webhook_urls=args.webhook or None,
+        web_port=args.web_port,
+    )
+    run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+# --- run ------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Broker (unless external) + worker as child processes; Ctrl-C stops them all."""
+    settings = _settings(args, alerts_out=args.alerts_out, webhook_urls=args.webhook or None)
+    stop = _install_stop_handler()
+    broker = None
+    env = dict(os.environ)
+    if settings.kafka_bootstrap is None:
+        broker = _start_embedded(settings)
+        env["SEISMO_KAFKA_BOOTSTRAP"] = broker.bootstrap
+    else:
+        _progress(f"using external Kafka at {settings.kafka_bootstrap}")
+    worker_cmd = [sys.executable, "-m", "seismo.cli"]
+    if args.config:
+        worker_cmd += ["--config", str(args.config)]
+    worker_cmd += ["worker"]
+    if args.alerts_out:
+        worker_cmd += ["--alerts-out", str(args.alerts_out)]
+    for url in args.webhook or []:
+        worker_cmd += ["--webhook", url]
+    worker = subprocess.Popen(worker_cmd, env=env)
+    _progress(
+        f"worker started (pid {worker.pid}); web http://{settings.web_host}:{settings.web_port}"
+        "/metrics — Ctrl-C to stop"
+    )
+    code = 0
+    try:
+        while not stop.is_set():
+            if worker.poll() is not None:
+                code = worker.returncode or 1
+                _progress(f"worker exited with code {worker.returncode}")
+                break
+            if broker is not None and not broker.running:
+                _progress("Kafka exited unexpectedly")
+                code = 1
+                break
+            time.sleep(0.3)
+    finally:
+        if worker.poll() is None:
+            _progress("stopping worker")
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if broker is not None:
+            _progress("stopping Kafka")
+            broker.stop()
+    return code
+
+
+# --- replay ---------------------------------------------------------------------------
+
+
+def _parse_map(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        field, sep, col = item.partition("=")
+        if not sep or not field or not col:
+            raise SeismoError(f"--map takes FIELD=COLUMN, got {item!r}")
+        out[field] = col
+    return out
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from connectors.replay import ReplayStats, parse_speed, replay
+    from seismo.collect import alert_end_offsets, read_alerts, wait_drained
+
+    settings = _settings(args)
+    speed = parse_speed(args.speed)
+
+    def show(stats: ReplayStats) -> None:
+        rate = stats.sent / stats.seconds if stats.seconds else 0.0
+        _progress(f"replayed {stats.sent} posts ({stats.dead} dead-lettered), {rate:.0f}/s, "
+                  f"event time {stats.last_event.isoformat() if stats.last_event else '-'}")
+
+    async def go() -> dict[str, Any]:
+        start = await alert_end_offsets(settings) if args.alerts_out else {}
+        stats = await replay(
+            settings, args.path, speed=speed, source=args.source,
+            field_map=_parse_map(args.map), fmt=args.format, limit=args.limit, progress=show,
+        )
+        summary = stats.as_dict()
+        if args.alerts_out:
+            _progress("waiting for the pipeline to process everything…")
+            await wait_drained(settings, timeout=args.wait_timeout,
+                               progress=lambda lag: _progress(f"{lag} records pending")
+                               if lag else None)
+            alerts = await read_alerts(settings, start)
+            args.alerts_out.parent.mkdir(parents=True, exist_ok=True)
+            with args.alerts_out.open("a", encoding="utf-8") as f:
+                for a in alerts:
+                    f.write(a.model_dump_json(exclude_none=True) + "\n")
+            summary["alerts"] = len(alerts)
+            summary["alerts_out"] = str(args.alerts_out)
+        return summary
+
+    summary = asyncio.run(go())
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(json.dumps(_settings(args).masked(), indent=2))
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="seismo",
+        description="Real-time social-signal stream processor: posts in, burst alerts out.",
+        epilog="Settings come from --config FILE (YAML), SEISMO_* environment variables and "
+        "flags; see `seismo config`.",
+    )
+    p.add_argument("--version", action="version", version=f"seismo {__version__}")
+    p.add_argument("--config", type=Path, help="YAML settings file (or SEISMO_CONFIG)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("broker", help="run the embedded Kafka broker in the foreground",
+                       description="Start a single-node KRaft Apache Kafka on loopback "
+                       "(jars from Maven Central, cached); Ctrl-C stops it cleanly.")
+    b.add_argument("--data-dir", type=Path, help="where broker data lives (default .seismo)")
+    b.add_argument("--port", type=int, help="listener port (default 9092)")
+    b.set_defaults(func=cmd_broker)
+
+    w = sub.add_parser("worker", help="run the stream-processing worker",
+                       description="Run the Faust worker: ingest -> classify -> detect -> "
+                       "alert. Needs a reachable Kafka.")
+    w.add_argument("--alerts-out", type=Path, help="also append alerts to this JSONL file")
+    w.add_argument("--webhook", action="append", metavar="URL", help="POST alerts here")
+    w.add_argument("--web-port", type=int, help="port of the web server (/metrics)")
+    w.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    w.set_defaults(func=cmd_worker)
+
+    r = sub.add_parser("run", help="run the whole pipeline (broker + worker)",
+                       description="Start the embedded broker (unless SEISMO_KAFKA_BOOTSTRAP "
+                       "names a cluster) and a worker; Ctrl-C stops everything.")
+    r.add_argument("--alerts-out", type=Path, help="append alerts to this JSONL file")
+    r.add_argument("--webhook", action="append", metavar="URL", help="POST alerts here")
+    r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("replay", help="produce posts from a JSONL/CSV file into Kafka",
+                        description="Replay posts with their event time as the Kafka "
+                        "timestamp. Rows that are not valid posts go to the DLQ.")
+    rp.add_argument("path", type=Path, help="JSONL or CSV file of posts")
+    rp.add_argument("--speed", default="max",
+                    help="'max' (default) or N: replay N times faster than real time")
+    rp.add_argument("--source", help="set every post's source (e.g. x, reddit)")
+    rp.add_argument("--map", action="append", metavar="FIELD=COLUMN",
+                    help="read post FIELD from COLUMN, e.g. --map text=body")
+    rp.add_argument("--format", choices=["jsonl", "csv"], help="default: from the extension")
+    rp.add_argument("--limit", type=int, help="stop after N rows")
+    rp.add_argument("--alerts-out", type=Path,
+                    help="wait for the pipeline to drain, then append the alerts it raised")
+    rp.add_argument("--wait-timeout", type=float, default=900.0,
+                    help="seconds to wait for the pipeline to drain (default 900)")
+    rp.set_defaults(func=cmd_replay)
+
+    c = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    c.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        code: int = args.func(args)
+        return code
+    except SeismoError as exc:
+        print(f"seismo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

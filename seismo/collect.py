@@ -1,0 +1,84 @@
+"""Wait for the pipeline to drain and collect the alerts it raised (``replay --alerts-out``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from seismo.config import Settings
+from seismo.contracts import ALERTS, POSTS_RAW, SIGNALS, Alert, decode
+from seismo.errors import ContractError, SeismoError
+from seismo.kafka import bootstrap_of, end_offsets, group_lag
+
+log = logging.getLogger(__name__)
+
+
+async def alert_end_offsets(settings: Settings) -> dict[int, int]:
+    """End offset per partition of the alerts topic (where new alerts will start)."""
+    ends = await end_offsets(bootstrap_of(settings), [settings.topic(ALERTS)])
+    return {tp.partition: off for tp, off in ends.items()}
+
+
+async def wait_drained(
+    settings: Settings,
+    *,
+    timeout: float = 600.0,
+    poll: float = 1.0,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Block until the worker group has committed everything on the pipeline's topics."""
+    topics = [settings.topic(t) for t in (POSTS_RAW, SIGNALS, ALERTS)]
+    deadline = time.monotonic() + timeout
+    zero_in_a_row = 0
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = await group_lag(bootstrap_of(settings), settings.group_id, topics)
+        if progress is not None:
+            progress(lag)
+        zero_in_a_row = zero_in_a_row + 1 if lag == 0 else 0
+        if zero_in_a_row >= 2:
+            return
+        await asyncio.sleep(poll)
+    raise SeismoError(
+        f"the pipeline did not drain within {timeout:.0f}s ({lag} records pending for group "
+        f"{settings.group_id!r}); is a worker running (`seismo worker` or `seismo run`)?"
+    )
+
+
+async def read_alerts(settings: Settings, start: dict[int, int]) -> list[Alert]:
+    """Alerts in the alerts topic from ``start`` offsets up to its current end."""
+    topic = settings.topic(ALERTS)
+    ends = await alert_end_offsets(settings)
+    if all(ends[p] <= start.get(p, 0) for p in ends):
+        return []
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_of(settings), enable_auto_commit=False
+    )
+    await consumer.start()
+    alerts: dict[str, Alert] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in ends]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, start.get(tp.partition, 0))
+        remaining = {tp for tp in tps if ends[tp.partition] > start.get(tp.partition, 0)}
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp, records in batch.items():
+                for rec in records:
+                    try:
+                        a = decode(Alert, rec.value)
+                    except ContractError as exc:
+                        log.warning("skipping unreadable alert at offset %s: %s", rec.offset, exc)
+                        continue
+                    alerts.setdefault(a.id, a)
+                if await consumer.position(tp) >= ends[tp.partition]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return sorted(alerts.values(), key=lambda a: (a.raised_at, a.key))

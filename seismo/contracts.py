@@ -1,0 +1,197 @@
+"""Versioned wire contracts shared by connectors and streams.
+
+Every topic carries UTF-8 JSON. Producers build these models (strict: unknown fields are
+refused when constructing); consumers parse with :func:`decode` (tolerant: unknown fields
+added by a newer producer are ignored). A topic's name ends in its contract version, so a
+breaking change is a new topic (``posts.raw.v2``), never a silent reinterpretation.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from seismo.errors import ContractError
+
+# Topic names (before the optional namespace prefix, see Settings.topic).
+POSTS_RAW = "posts.raw.v1"
+POSTS_CLASSIFIED = "posts.classified.v1"
+SIGNALS = "signals.v1"
+ALERTS = "alerts.v1"
+DLQ = "dlq.v1"
+ALL_TOPICS = (POSTS_RAW, POSTS_CLASSIFIED, SIGNALS, ALERTS, DLQ)
+
+Stance = Literal["support", "deny", "query", "comment"]
+SignalKind = Literal["term", "dossier", "claim", "stance"]
+
+
+class Contract(BaseModel):
+    """Base: tolerant on parse (extra ignored), immutable once built."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+class Post(Contract):
+    """A normalized post from any source (``posts.raw.v1``)."""
+
+    id: str = Field(min_length=1, max_length=256, description="platform-stable id")
+    source: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    text: str = Field(min_length=1, max_length=40_000)
+    created_at: AwareDatetime = Field(description="event time: when the post was made")
+    author: str | None = Field(default=None, max_length=256)
+    url: str | None = Field(default=None, max_length=2048)
+    lang: str | None = Field(default=None, max_length=16)
+    reply_to: str | None = None
+    quote_of: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    ingested_at: AwareDatetime | None = Field(
+        default=None, description="wall-clock time seismo first saw the post"
+    )
+
+    @property
+    def key(self) -> str:
+        """Globally unique key: ``source:id``."""
+        return f"{self.source}:{self.id}"
+
+
+class ClaimHit(Contract):
+    claim: str
+    dossier: str | None = None
+    stance: Stance = "comment"
+    score: float = 1.0
+
+
+class ClassifiedPost(Contract):
+    """A post with its topic and stance labels (``posts.classified.v1``)."""
+
+    post: Post
+    dossiers: list[str] = Field(default_factory=list)
+    claims: list[ClaimHit] = Field(default_factory=list)
+    terms: list[str] = Field(default_factory=list)
+    classifier: str = "watchlist-v1"
+
+
+class Signal(Contract):
+    """One observation for one burst key (``signals.v1``, Kafka key = ``key``)."""
+
+    key: str
+    kind: SignalKind
+    label: str
+    post_id: str
+    source: str
+    created_at: AwareDatetime
+    text: str
+    author: str | None = None
+    url: str | None = None
+    terms: list[str] = Field(default_factory=list)
+    dossier: str | None = None
+    claim: str | None = None
+    stance: Stance | None = None
+    ingested_at: AwareDatetime | None = None
+
+
+class Evidence(Contract):
+    post_id: str
+    source: str
+    created_at: AwareDatetime
+    text: str
+    author: str | None = None
+    url: str | None = None
+    stance: Stance | None = None
+
+
+class Alert(Contract):
+    """A burst worth acting on (``alerts.v1``, Kafka key = ``id``).
+
+    ``id`` is derived from the burst key and the event-time bucket where the burst
+    started, so a redelivered or recomputed alert has the same id.
+    """
+
+    id: str
+    version: int = 1
+    kind: SignalKind
+    key: str
+    label: str
+    terms: list[str]
+    dossier: str | None = None
+    claim: str | None = None
+    window_start: AwareDatetime
+    window_seconds: int
+    raised_at: AwareDatetime = Field(description="event time of the post that tipped it")
+    first_seen: AwareDatetime
+    observed: int
+    expected: float
+    score: float
+    sources: dict[str, int] = Field(default_factory=dict)
+    stance_mix: dict[str, int] = Field(default_factory=dict)
+    evidence: list[Evidence] = Field(default_factory=list)
+    detected_at: AwareDatetime = Field(description="wall-clock time the alert was made")
+
+
+class DeadLetter(Contract):
+    """A record that could not be processed (``dlq.v1``)."""
+
+    stage: str
+    reason: str
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    value: str = Field(description="the original value, UTF-8 with replacement, truncated")
+    failed_at: AwareDatetime
+
+
+M = TypeVar("M", bound=Contract)
+
+
+def decode(model: type[M], data: bytes | str | dict[str, Any]) -> M:
+    """Parse one record into ``model``; raises ContractError with a readable reason."""
+    try:
+        if isinstance(data, dict):
+            return model.model_validate(data)
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors()[:5]:
+            loc = ".".join(str(x) for x in err["loc"]) or "<record>"
+            parts.append(f"{loc}: {err['msg']}")
+        raise ContractError(f"invalid {model.__name__}: " + "; ".join(parts)) from exc
+
+
+def dead_letter(
+    stage: str,
+    reason: str,
+    topic: str,
+    value: bytes | str | None,
+    *,
+    key: bytes | str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    max_value_chars: int = 16_000,
+) -> DeadLetter:
+    def text(v: bytes | str | None) -> str:
+        if v is None:
+            return ""
+        return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+    return DeadLetter(
+        stage=stage,
+        reason=reason,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=text(key) or None,
+        value=text(value)[:max_value_chars],
+        failed_at=datetime.now(UTC),
+    )
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON for non-contract payloads (table state)."""
+    return json.dumps(obj, separators=(",", ":"), default=str).encode("utf-8")

@@ -1,0 +1,116 @@
+"""Kafka plumbing shared by every process: bootstrap choice, topic creation, group lag."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
+
+from seismo.config import Settings
+from seismo.contracts import ALL_TOPICS, DLQ
+from seismo.errors import SeismoError
+
+log = logging.getLogger(__name__)
+
+
+def bootstrap_of(settings: Settings) -> str:
+    """The external cluster when configured, else the embedded broker's address."""
+    return settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
+
+
+def topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    # Records carry their event time as timestamp (a replay of 2013 posts is "old"), so
+    # time-based retention would delete them at once: retention is by size instead.
+    cfg = {
+        "retention.ms": "-1",
+        "retention.bytes": str(settings.topic_retention_bytes),
+        "message.timestamp.type": "CreateTime",
+    }
+    if name == DLQ:
+        cfg["retention.bytes"] = str(max(settings.topic_retention_bytes // 4, 1 << 20))
+    return cfg
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the pipeline's topics if missing; returns the ones created."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_of(settings), request_timeout_ms=int(timeout * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+    except (KafkaConnectionError, TimeoutError) as exc:
+        await admin.close()
+        raise SeismoError(
+            f"cannot reach Kafka at {bootstrap_of(settings)}: {exc}. Start it with "
+            "`seismo broker` (or `seismo run`), or set SEISMO_KAFKA_BOOTSTRAP."
+        ) from exc
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(
+                settings.topic(t),
+                num_partitions=settings.partitions(t),
+                replication_factor=1,
+                topic_configs=topic_configs(settings, t),
+            )
+            for t in ALL_TOPICS
+            if settings.topic(t) not in existing
+        ]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+            created = [t.name for t in new]
+            log.info("created topics %s", ", ".join(created))
+    finally:
+        await admin.close()
+    return created
+
+
+async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+    """The next offset to be written, for every partition of ``topics`` that exists."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    tps = [
+        TopicPartition(d["topic"], p["partition"])
+        for d in described
+        if not d.get("error_code")
+        for p in d["partitions"]
+    ]
+    if not tps:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Messages in ``topics`` that ``group`` has not committed yet (uncommitted = lag)."""
+    ends = await end_offsets(bootstrap, topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        tps = list(ends)
+        lag = 0
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag += max(ends[tp] - done, 0)
+        return lag
+    finally:
+        await admin.close()

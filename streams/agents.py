@@ -1,0 +1,171 @@
+"""The worker's agents. Thin: decode, call the pure logic, send.
+
+    posts.raw.v1 --ingest--> posts.classified.v1 + signals.v1 (keyed by burst key)
+    signals.v1   --detect--> alerts.v1 (keyed by alert id)   [table: burst state per key]
+    alerts.v1    --deliver-> webhooks / JSONL file           [table: delivered alert ids]
+    any failure  ----------> dlq.v1 with the reason, counted; the stream goes on
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from models.keyword import KeywordClassifier
+from seismo.config import Settings
+from seismo.contracts import (
+    ALERTS,
+    DLQ,
+    POSTS_CLASSIFIED,
+    POSTS_RAW,
+    SIGNALS,
+    Alert,
+    Post,
+    Signal,
+    dead_letter,
+    decode,
+)
+from seismo.errors import ContractError
+from seismo.metrics import Metrics
+from streams.delivery import AlertSinks
+from streams.detector import BurstDetector, KeyState
+from streams.pipeline import signals_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stages:
+    """Handles to the agents, for tests and the CLI."""
+
+    ingest: Any
+    detect: Any
+    deliver: Any
+
+
+def _since(ingested_at: datetime | None) -> float | None:
+    if ingested_at is None:
+        return None
+    return max(0.0, time.time() - ingested_at.timestamp())
+
+
+def register(
+    app: faust.App,
+    settings: Settings,
+    metrics: Metrics,
+    classifier: KeywordClassifier,
+    detector: BurstDetector,
+    sinks: AlertSinks,
+) -> Stages:
+    parts = settings.topic_partitions
+    raw_t = app.topic(settings.topic(POSTS_RAW), partitions=settings.partitions(POSTS_RAW))
+    classified_t = app.topic(settings.topic(POSTS_CLASSIFIED), partitions=parts)
+    signals_t = app.topic(settings.topic(SIGNALS), partitions=parts)
+    alerts_t = app.topic(settings.topic(ALERTS), partitions=parts)
+    dlq_t = app.topic(settings.topic(DLQ), partitions=parts)
+
+    # JSON values under str keys; a table's changelog partition is the source event's.
+    burst_state = app.Table("burst-state", partitions=parts)
+    delivered = app.Table("delivered", partitions=parts)
+    # post key -> event time: a post replayed or re-sent by a restarted connector is
+    # recognised and skipped (raw posts are keyed by post key, so this is co-partitioned)
+    seen_posts = app.Table("seen-posts", partitions=settings.partitions(POSTS_RAW))
+
+    async def to_dlq(stage: str, reason: str, event: EventT) -> None:
+        msg = event.message
+        dl = dead_letter(
+            stage, reason, msg.topic, msg.value,
+            key=msg.key, partition=msg.partition, offset=msg.offset,
+        )
+        await dlq_t.send(key=msg.key, value=dl.to_bytes())
+        metrics.dlq.labels(stage).inc()
+        log.warning("%s: record %s[%s]@%s to DLQ: %s",
+                    stage, msg.topic, msg.partition, msg.offset, reason)
+
+    async def guarded(
+        stage: str, event: EventT, handle: Callable[[EventT], Awaitable[None]]
+    ) -> None:
+        """Run one record's handler; a bad record goes to the DLQ, never stops the stream."""
+        try:
+            await handle(event)
+        except ContractError as exc:
+            await to_dlq(stage, exc.reason, event)
+        except Exception as exc:
+            log.exception("%s failed on %s[%s]@%s", stage, event.message.topic,
+                          event.message.partition, event.message.offset)
+            await to_dlq(stage, f"{type(exc).__name__}: {exc}", event)
+
+    async def ingest_one(event: EventT) -> None:
+        post = decode(Post, event.value)
+        metrics.posts_in.labels("ingest", post.source).inc()
+        if seen_posts.get(post.key) is not None:
+            metrics.duplicates.labels("ingest").inc()
+            return
+        seen_posts[post.key] = int(post.created_at.timestamp())
+        cp = classifier.classify(post)
+        ts = post.created_at.timestamp()
+        await classified_t.send(key=post.key.encode(), value=cp.to_bytes(), timestamp=ts)
+        for sig in signals_for(cp):
+            await signals_t.send(key=sig.key.encode(), value=sig.to_bytes(), timestamp=ts)
+            metrics.signals.labels(sig.kind).inc()
+        metrics.posts_out.labels("ingest", post.source).inc()
+        lat = _since(post.ingested_at)
+        if lat is not None:
+            metrics.latency.labels("ingest").observe(lat)
+
+    async def detect_one(event: EventT) -> None:
+        sig = decode(Signal, event.value)
+        st = KeyState.from_dict(burst_state.get(sig.key))
+        offset = event.message.offset
+        if offset <= st.offset:  # redelivered after a restart: already counted
+            metrics.duplicates.labels("detect").inc()
+            return
+        alert = detector.observe(st, sig)
+        st.offset = offset
+        burst_state[sig.key] = st.to_dict()
+        if alert is not None:
+            metrics.alerts.labels(alert.kind).inc()
+            log.info("alert %s %s observed=%d expected=%.2f score=%.1f at %s",
+                     alert.id, alert.key, alert.observed, alert.expected, alert.score,
+                     alert.raised_at.isoformat())
+            await alerts_t.send(
+                key=alert.id.encode(), value=alert.to_bytes(),
+                timestamp=alert.raised_at.timestamp(),
+            )
+        lat = _since(sig.ingested_at)
+        if lat is not None:
+            metrics.latency.labels("detect").observe(lat)
+
+    async def deliver_one(event: EventT) -> None:
+        alert = decode(Alert, event.value)
+        done = delivered.get(alert.id)
+        if done is not None and done >= alert.version:
+            metrics.duplicates.labels("deliver").inc()
+            return
+        for reason in await sinks.deliver(alert):
+            await to_dlq("deliver", reason, event)
+        delivered[alert.id] = alert.version
+
+    @app.agent(raw_t, name="ingest")
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await guarded("ingest", event, ingest_one)
+
+    @app.agent(signals_t, name="detect")
+    async def detect(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await guarded("detect", event, detect_one)
+
+    @app.agent(alerts_t, name="deliver")
+    async def deliver(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            await guarded("deliver", event, deliver_one)
+
+    return Stages(ingest=ingest, detect=detect, deliver=deliver)

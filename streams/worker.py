@@ -1,0 +1,69 @@
+"""Builds a worker (app + agents + sinks) from Settings and runs it until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from models.keyword import KeywordClassifier
+from seismo.config import Settings
+from seismo.kafka import ensure_topics
+from seismo.metrics import Metrics
+from seismo.watchlist import load_watchlist
+from streams.agents import Stages, register
+from streams.app import create_app, new_registry
+from streams.delivery import AlertSinks, FileSink, WebhookSink
+from streams.detector import BurstDetector
+from streams.pipeline import detector_params
+
+log = logging.getLogger(__name__)
+
+
+def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
+    watchlist = load_watchlist(settings.watchlist)
+    registry = new_registry()
+    metrics = Metrics(registry)
+    app = create_app(settings)
+    setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="seismo_faust")
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    sinks = AlertSinks(
+        metrics,
+        webhooks=[
+            WebhookSink(u, token=token, timeout=settings.webhook_timeout_seconds)
+            for u in settings.webhook_urls
+        ],
+        file=FileSink(settings.alerts_out) if settings.alerts_out else None,
+    )
+    stages = register(
+        app,
+        settings,
+        metrics,
+        KeywordClassifier(watchlist, max_terms=settings.max_terms_per_post),
+        BurstDetector(detector_params(settings)),
+        sinks,
+    )
+
+    @app.page("/healthz")
+    async def healthz(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return self.json({"status": "ok", "app": settings.group_id})
+
+    @app.on_before_shutdown.connect
+    async def _close_sinks(app: faust.App, **kwargs: object) -> None:
+        await sinks.close()
+
+    return app, stages, sinks
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Create topics, then run the Faust worker in the foreground (Ctrl-C stops it)."""
+    asyncio.run(ensure_topics(settings))
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app, _, _ = build_worker(settings)
+    log.info("worker %s starting; web on http://%s:%d (metrics at /metrics)",
+             settings.group_id, settings.web_host, settings.web_port)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
