@@ -8,6 +8,7 @@ Secrets are ``SecretStr`` and print masked.
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pydantic_settings import (
 from seismo.errors import ConfigError
 
 _CONFIG_ENV = "SEISMO_CONFIG"
+_config_file: ContextVar[Path | None] = ContextVar("seismo_config_file", default=None)
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -31,12 +33,14 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get(_CONFIG_ENV)
-        if not path:
-            return {}
-        p = Path(path)
+        p = _config_file.get()
+        if p is None:
+            env = os.environ.get(_CONFIG_ENV)
+            if not env:
+                return {}
+            p = Path(env)
         if not p.is_file():
-            raise ConfigError(f"config file {p} (from {_CONFIG_ENV}) does not exist")
+            raise ConfigError(f"config file {p} does not exist")
         try:
             data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
@@ -102,6 +106,9 @@ class Settings(BaseSettings):
     min_count: int = Field(default=4, ge=1)
     min_score: float = Field(default=4.0, gt=0, description="-log10 of the Poisson p-value")
     cooldown_seconds: int = Field(default=6 * 3600, ge=0)
+    warmup_seconds: int = Field(
+        default=2 * 3600, ge=0, description="event time watched before anything is raised"
+    )
     evidence_size: int = Field(default=12, ge=1)
     max_terms_per_post: int = Field(default=16, ge=1)
 
@@ -148,10 +155,11 @@ class Settings(BaseSettings):
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build settings; ``config_file`` wins over ``SEISMO_CONFIG``. Raises ConfigError."""
-    if config_file is not None:
-        os.environ[_CONFIG_ENV] = str(config_file)
     clean = {k: v for k, v in overrides.items() if v is not None}
+    token = _config_file.set(config_file)
     try:
         return Settings(**clean)
     except ValidationError as exc:
         raise ConfigError(f"invalid settings: {exc}") from exc
+    finally:
+        _config_file.reset(token)

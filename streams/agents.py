@@ -127,7 +127,11 @@ def register(
         if offset <= st.offset:  # redelivered after a restart: already counted
             metrics.duplicates.labels("detect").inc()
             return
-        alert = detector.observe(st, sig)
+        clock_key = f"__stream_start__:{event.message.partition}"
+        stream_start = burst_state.get(clock_key)
+        if stream_start is None:
+            stream_start = burst_state[clock_key] = sig.created_at.timestamp()
+        alert = detector.observe(st, sig, stream_start=stream_start)
         st.offset = offset
         burst_state[sig.key] = st.to_dict()
         if alert is not None:

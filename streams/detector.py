@@ -36,6 +36,7 @@ class DetectorParams:
     cooldown_seconds: int = 6 * 3600
     evidence_size: int = 12
     top_terms: int = 8
+    warmup_seconds: int = 7200
 
     @property
     def alpha(self) -> float:
@@ -119,13 +120,33 @@ class BurstDetector:
         st.bucket = bucket
         st.count = 0
 
+    def _baseline(self, st: KeyState, stream_start: float | None) -> float:
+        """The EWMA mean, bias-corrected for how long the stream has been watched.
+
+        The average starts at 0 when watching starts, so after n buckets it holds only
+        1 - (1 - alpha)^n of the weight; dividing by that (as Adam does) makes a key that
+        has been steady since the start read as steady, not as a burst.
+        """
+        start = stream_start if stream_start is not None else st.first_seen
+        n = st.bucket - int(start // self.p.bucket_seconds)
+        if n <= 0:
+            return 0.0
+        return st.mean / (1.0 - (1.0 - self._alpha) ** n)
+
     def observe(
-        self, st: KeyState, sig: Signal, *, now: datetime | None = None
+        self,
+        st: KeyState,
+        sig: Signal,
+        *,
+        stream_start: float | None = None,
+        now: datetime | None = None,
     ) -> Alert | None:
         """Count one signal into ``st`` (mutated); return an Alert if the key bursts.
 
-        ``now`` is the wall-clock time stamped as ``detected_at`` (injectable for tests);
-        it never influences detection.
+        ``stream_start`` is the event time the detector began watching this stream: in the
+        first ``warmup_seconds`` after it, every key is new and nothing has a baseline, so
+        nothing is raised. ``now`` is the wall-clock time stamped as ``detected_at``
+        (injectable for tests); it never influences detection.
         """
         p = self.p
         ts = sig.created_at.timestamp()
@@ -146,9 +167,11 @@ class BurstDetector:
         if len(st.evidence) > p.evidence_size:
             del st.evidence[: len(st.evidence) - p.evidence_size]
 
-        expected = max(st.mean, p.floor)
+        expected = max(self._baseline(st, stream_start), p.floor)
         score = poisson_score(st.count, expected)
         if st.count < p.min_count or score < p.min_score or ts < st.cooldown_until:
+            return None
+        if stream_start is not None and ts < stream_start + p.warmup_seconds:
             return None
         st.cooldown_until = ts + p.cooldown_seconds
         window_start = st.bucket * p.bucket_seconds

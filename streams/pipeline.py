@@ -23,6 +23,7 @@ def detector_params(settings: Settings) -> DetectorParams:
         min_count=settings.min_count,
         min_score=settings.min_score,
         cooldown_seconds=settings.cooldown_seconds,
+        warmup_seconds=settings.warmup_seconds,
         evidence_size=settings.evidence_size,
     )
 
@@ -84,15 +85,20 @@ class OfflinePipeline:
         self.classifier = classifier
         self.detector = detector
         self.states: dict[str, KeyState] = {}
+        self.stream_start: float | None = None
         self._now = now
 
     def feed(self, post: Post) -> list[Alert]:
         alerts = []
+        if self.stream_start is None:
+            self.stream_start = post.created_at.timestamp()
         for sig in signals_for(self.classifier.classify(post)):
             st = self.states.get(sig.key)
             if st is None:
                 st = self.states[sig.key] = KeyState()
-            alert = self.detector.observe(st, sig, now=self._now)
+            alert = self.detector.observe(
+                st, sig, stream_start=self.stream_start, now=self._now
+            )
             if alert is not None:
                 alerts.append(alert)
         return alerts

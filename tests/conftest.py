@@ -1,0 +1,48 @@
+"""Shared fixtures. The real Kafka broker is started once per test session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import SHARED_DATA, free_port
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a real single-node KRaft Kafka started for this session."""
+    from seismo.broker import EmbeddedKafka
+
+    broker = EmbeddedKafka(tmp_path_factory.mktemp("kafka"), port=0)
+    broker.start(timeout=120)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh topic/group namespace, so tests never see each other's records."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def worker_env(kafka: str, namespace: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "SEISMO_KAFKA_BOOTSTRAP": kafka,
+        "SEISMO_NAMESPACE": namespace,
+        "SEISMO_DATA_DIR": str(tmp_path / "seismo"),
+        "SEISMO_WEB_PORT": str(free_port()),
+        "SEISMO_TOPIC_PARTITIONS": "2",
+    }
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present (evaluation data lives outside the repo)")
+    return SHARED_DATA

@@ -1,0 +1,88 @@
+"""Wire contracts, settings and the watchlist file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from seismo.config import load_settings
+from seismo.contracts import Alert, Post, dead_letter, decode
+from seismo.errors import ConfigError, ContractError
+from seismo.watchlist import load_watchlist
+
+GOOD = b'{"id":"1","source":"x","text":"hi","created_at":"2013-05-20T00:00:35Z"}'
+
+
+def test_post_parses_and_tolerates_added_fields() -> None:
+    p = decode(Post, GOOD[:-1] + b',"brand_new_field":{"a":1}}')
+    assert p.key == "x:1"
+    assert p.created_at == datetime(2013, 5, 20, 0, 0, 35, tzinfo=UTC)
+    assert decode(Post, p.to_bytes()) == p
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"not json", "invalid Post"),
+        (b'{"id":"1","source":"x","created_at":"2013-05-20T00:00:35Z"}', "text: Field required"),
+        (b'{"id":"1","source":"x","text":"a","created_at":"2013-05-20T00:00:35"}', "timezone"),
+        (b'{"id":"1","source":"X Y","text":"a","created_at":"2013-05-20T00:00:35Z"}', "source"),
+        (b'{"id":"","source":"x","text":"a","created_at":"2013-05-20T00:00:35Z"}', "id"),
+    ],
+)
+def test_bad_posts_give_a_readable_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(ContractError) as ei:
+        decode(Post, raw)
+    assert reason in ei.value.reason
+
+
+def test_dead_letter_keeps_value_and_reason() -> None:
+    dl = dead_letter("ingest", "bad", "posts.raw.v1", b"\xff\xfegarbage", key=b"k", offset=3)
+    assert dl.reason == "bad" and dl.offset == 3 and "garbage" in dl.value and dl.key == "k"
+
+
+def test_alert_contract_requires_evidence_fields() -> None:
+    with pytest.raises(ContractError):
+        decode(Alert, b'{"id":"a","kind":"term"}')
+
+
+def test_settings_precedence_and_masking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "seismo.yaml"
+    cfg.write_text("web_port: 7000\nnamespace: fromfile\nwebhook_token: s3cret\n")
+    monkeypatch.setenv("SEISMO_NAMESPACE", "fromenv")
+    s = load_settings(cfg)
+    assert s.web_port == 7000  # file
+    assert s.namespace == "fromenv"  # env beats file
+    assert load_settings(cfg, web_port=7001).web_port == 7001  # flags beat both
+    assert "s3cret" not in repr(s) and "s3cret" not in str(s.masked())
+    assert s.webhook_token is not None and s.webhook_token.get_secret_value() == "s3cret"
+    assert s.topic("posts.raw.v1") == "fromenv.posts.raw.v1"
+
+
+def test_settings_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEISMO_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.yaml")
+    monkeypatch.delenv("SEISMO_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="invalid settings"):
+        load_settings(web_port="not-a-port")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("no_such_setting: 1\n")
+    with pytest.raises(ConfigError):
+        load_settings(bad)
+
+
+def test_bundled_watchlist_is_drawn_from_the_seeds() -> None:
+    wl = load_watchlist()
+    assert wl.dossier("china-ai-rising") is not None
+    claim = wl.claim("glm5-trained-on-ascend")
+    assert claim is not None and "Huawei Ascend" in claim.text
+
+
+def test_watchlist_rejects_dangling_dossier(tmp_path: Path) -> None:
+    p = tmp_path / "wl.yaml"
+    p.write_text("claims:\n  - {id: c1, text: t, dossier: nope, keywords: [a]}\n")
+    with pytest.raises(ConfigError, match="unknown dossier"):
+        load_watchlist(p)

@@ -1,0 +1,124 @@
+"""End to end on the real broker: replay in, alert out through a webhook; DLQ on bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from tests.helpers import REPO, WebhookReceiver, WorkerProcess, synthetic_stream, write_jsonl
+
+pytestmark = pytest.mark.broker
+
+
+def seismo(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "seismo.cli", *args], env={**os.environ, **env}, cwd=REPO,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+async def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    out: list[bytes] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(out) < want and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out += [r.value for r in records]
+    finally:
+        await consumer.stop()
+    return out
+
+
+def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> None:
+    rows = synthetic_stream()
+    replay_file = write_jsonl(tmp_path / "stream.jsonl", rows,
+                              iter(["{not json", '{"id": "n1", "source": "x"}']))
+    with WebhookReceiver() as rx:
+        env = {**worker_env, "SEISMO_WEBHOOK_URLS": json.dumps([rx.url])}
+        worker = WorkerProcess(env, tmp_path / "worker.log",
+                               "--alerts-out", str(tmp_path / "worker-alerts.jsonl")).start()
+        try:
+            out = tmp_path / "alerts.jsonl"
+            res = seismo(env, "replay", str(replay_file), "--speed", "max",
+                         "--alerts-out", str(out), "--wait-timeout", "180")
+            assert res.returncode == 0, res.stderr[-3000:]
+            summary = json.loads(res.stdout.strip().splitlines()[-1])
+            assert summary["sent"] == len(rows) and summary["dead_lettered"] == 2
+
+            claim_alerts = rx.wait_for(lambda a: a["key"] == "claim:glm5-trained-on-ascend", 60)
+            a = claim_alerts[0]
+            assert a["dossier"] == "china-ai-rising" and a["kind"] == "claim"
+            assert a["raised_at"] >= "2026-05-01T10:00:00Z"
+            assert a["raised_at"] <= "2026-05-01T10:20:00Z"
+            assert a["observed"] >= 4 and a["score"] >= 4
+            assert all(e["url"].startswith("https://bsky.app/") for e in a["evidence"])
+            assert set(a["stance_mix"]) <= {"support", "deny", "query", "comment"}
+            assert a["sources"] == {"bluesky": len(a["evidence"])}
+            # no alert for the background chatter
+            assert all("burst" in e["post_id"] for al in rx.requests for e in al["evidence"][:3])
+
+            written = [json.loads(x) for x in out.read_text().splitlines()]
+            assert {w["id"] for w in written} == {r["id"] for r in rx.requests}
+            worker_file = (tmp_path / "worker-alerts.jsonl").read_text().splitlines()
+            assert len(worker_file) == len(rx.requests)
+            # each alert delivered exactly once
+            assert len({r["id"] for r in rx.requests}) == len(rx.requests)
+
+            port = env["SEISMO_WEB_PORT"]
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            assert 'seismo_posts_in_total{source="x",stage="ingest"}' in metrics
+            assert "seismo_alerts_raised_total" in metrics
+            assert "seismo_processing_latency_seconds_bucket" in metrics
+        finally:
+            assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_malformed_record_goes_to_dlq_and_worker_keeps_going(
+    worker_env: dict[str, str], kafka: str, tmp_path: Path
+) -> None:
+    ns = worker_env["SEISMO_NAMESPACE"]
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
+    try:
+        async def produce() -> None:
+            p = AIOKafkaProducer(bootstrap_servers=kafka)
+            await p.start()
+            try:
+                await p.send_and_wait(f"{ns}.posts.raw.v1", b"\x00\xffnot a post", key=b"bad")
+                await p.send_and_wait(
+                    f"{ns}.posts.raw.v1",
+                    b'{"id":"n1","source":"x","text":"missing time"}', key=b"bad2")
+                good = {"id": "ok1", "source": "x", "text": "Huawei Ascend chips for GLM-5",
+                        "created_at": "2026-05-01T10:00:00Z"}
+                await p.send_and_wait(f"{ns}.posts.raw.v1", json.dumps(good).encode(),
+                                      key=b"x:ok1")
+            finally:
+                await p.stop()
+
+        asyncio.run(produce())
+        dlq = [json.loads(v) for v in asyncio.run(read_topic(kafka, f"{ns}.dlq.v1", 2))]
+        assert len(dlq) == 2
+        assert {d["stage"] for d in dlq} == {"ingest"}
+        assert "invalid Post" in dlq[0]["reason"] and "not a post" in dlq[0]["value"]
+        assert "created_at: Field required" in dlq[1]["reason"]
+        classified = asyncio.run(read_topic(kafka, f"{ns}.posts.classified.v1", 1))
+        assert json.loads(classified[0])["post"]["id"] == "ok1"
+        port = worker_env["SEISMO_WEB_PORT"]
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        assert 'seismo_dlq_total{stage="ingest"} 2.0' in metrics
+        assert worker.proc is not None and worker.proc.poll() is None  # still running
+    finally:
+        assert worker.stop() == 0
