@@ -27,8 +27,17 @@ from seismo.kafka import bootstrap_of, ensure_topics
 
 log = logging.getLogger(__name__)
 
-POST_FIELDS = ("id", "source", "text", "created_at", "author", "url", "lang", "reply_to",
-               "quote_of")
+POST_FIELDS = (
+    "id",
+    "source",
+    "text",
+    "created_at",
+    "author",
+    "url",
+    "lang",
+    "reply_to",
+    "quote_of",
+)
 
 
 @dataclass
@@ -183,4 +192,3 @@ async def replay(
         await producer.stop()
     stats.seconds = time.monotonic() - t0
     return stats
-

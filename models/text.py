@@ -12,10 +12,9 @@ _MENTION = re.compile(r"(?<!\w)@\w+")
 _TOKEN = re.compile(r"#?[a-z0-9][a-z0-9'+._%-]*[a-z0-9+%]|#?[a-z0-9]")
 # Words that carry no topic in social posts, beyond sklearn's English list.
 _EXTRA_STOP = frozenset(
-    "rt via amp http https www com just like get got im dont cant wont thats lol omg gonna "
-    "wanna really know think going today tonight day new good people time want need make "
-    "right love yes yeah hey oh u ur"
-    .split()
+    """rt via amp http https www com just like get got im dont cant wont thats lol omg gonna
+    wanna really know think going today tonight day new good people time want need make
+    right love yes yeah hey oh u ur""".split()
 )
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | _EXTRA_STOP
 

@@ -48,6 +48,7 @@ def _start_embedded(settings: Settings) -> Any:
         settings.data_dir / "kafka",
         port=settings.broker_port,
         heap=settings.broker_heap,
+        progress=_progress,
     )
     _progress(f"starting embedded Kafka (data in {settings.data_dir / 'kafka'})")
     broker.start()
@@ -181,21 +182,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     def show(stats: ReplayStats) -> None:
         rate = stats.sent / stats.seconds if stats.seconds else 0.0
-        _progress(f"replayed {stats.sent} posts ({stats.dead} dead-lettered), {rate:.0f}/s, "
-                  f"event time {stats.last_event.isoformat() if stats.last_event else '-'}")
+        _progress(
+            f"replayed {stats.sent} posts ({stats.dead} dead-lettered), {rate:.0f}/s, "
+            f"event time {stats.last_event.isoformat() if stats.last_event else '-'}"
+        )
 
     async def go() -> dict[str, Any]:
         start = await alert_end_offsets(settings) if args.alerts_out else {}
         stats = await replay(
-            settings, args.path, speed=speed, source=args.source,
-            field_map=_parse_map(args.map), fmt=args.format, limit=args.limit, progress=show,
+            settings,
+            args.path,
+            speed=speed,
+            source=args.source,
+            field_map=_parse_map(args.map),
+            fmt=args.format,
+            limit=args.limit,
+            progress=show,
         )
         summary = stats.as_dict()
         if args.alerts_out:
             _progress("waiting for the pipeline to process everything…")
-            await wait_drained(settings, timeout=args.wait_timeout,
-                               progress=lambda lag: _progress(f"{lag} records pending")
-                               if lag else None)
+            await wait_drained(
+                settings,
+                timeout=args.wait_timeout,
+                progress=lambda lag: _progress(f"{lag} records pending") if lag else None,
+            )
             alerts = await read_alerts(settings, start)
             args.alerts_out.parent.mkdir(parents=True, exist_ok=True)
             with args.alerts_out.open("a", encoding="utf-8") as f:
@@ -231,44 +242,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    b = sub.add_parser("broker", help="run the embedded Kafka broker in the foreground",
-                       description="Start a single-node KRaft Apache Kafka on loopback "
-                       "(jars from Maven Central, cached); Ctrl-C stops it cleanly.")
+    b = sub.add_parser(
+        "broker",
+        help="run the embedded Kafka broker in the foreground",
+        description="Start a single-node KRaft Apache Kafka on loopback "
+        "(jars from Maven Central, cached); Ctrl-C stops it cleanly.",
+    )
     b.add_argument("--data-dir", type=Path, help="where broker data lives (default .seismo)")
     b.add_argument("--port", type=int, help="listener port (default 9092)")
     b.set_defaults(func=cmd_broker)
 
-    w = sub.add_parser("worker", help="run the stream-processing worker",
-                       description="Run the Faust worker: ingest -> classify -> detect -> "
-                       "alert. Needs a reachable Kafka.")
+    w = sub.add_parser(
+        "worker",
+        help="run the stream-processing worker",
+        description="Run the Faust worker: ingest -> classify -> detect -> "
+        "alert. Needs a reachable Kafka.",
+    )
     w.add_argument("--alerts-out", type=Path, help="also append alerts to this JSONL file")
     w.add_argument("--webhook", action="append", metavar="URL", help="POST alerts here")
     w.add_argument("--web-port", type=int, help="port of the web server (/metrics)")
     w.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     w.set_defaults(func=cmd_worker)
 
-    r = sub.add_parser("run", help="run the whole pipeline (broker + worker)",
-                       description="Start the embedded broker (unless SEISMO_KAFKA_BOOTSTRAP "
-                       "names a cluster) and a worker; Ctrl-C stops everything.")
+    r = sub.add_parser(
+        "run",
+        help="run the whole pipeline (broker + worker)",
+        description="Start the embedded broker (unless SEISMO_KAFKA_BOOTSTRAP "
+        "names a cluster) and a worker; Ctrl-C stops everything.",
+    )
     r.add_argument("--alerts-out", type=Path, help="append alerts to this JSONL file")
     r.add_argument("--webhook", action="append", metavar="URL", help="POST alerts here")
     r.set_defaults(func=cmd_run)
 
-    rp = sub.add_parser("replay", help="produce posts from a JSONL/CSV file into Kafka",
-                        description="Replay posts with their event time as the Kafka "
-                        "timestamp. Rows that are not valid posts go to the DLQ.")
+    rp = sub.add_parser(
+        "replay",
+        help="produce posts from a JSONL/CSV file into Kafka",
+        description="Replay posts with their event time as the Kafka "
+        "timestamp. Rows that are not valid posts go to the DLQ.",
+    )
     rp.add_argument("path", type=Path, help="JSONL or CSV file of posts")
-    rp.add_argument("--speed", default="max",
-                    help="'max' (default) or N: replay N times faster than real time")
+    rp.add_argument(
+        "--speed", default="max", help="'max' (default) or N: replay N times faster than real time"
+    )
     rp.add_argument("--source", help="set every post's source (e.g. x, reddit)")
-    rp.add_argument("--map", action="append", metavar="FIELD=COLUMN",
-                    help="read post FIELD from COLUMN, e.g. --map text=body")
+    rp.add_argument(
+        "--map",
+        action="append",
+        metavar="FIELD=COLUMN",
+        help="read post FIELD from COLUMN, e.g. --map text=body",
+    )
     rp.add_argument("--format", choices=["jsonl", "csv"], help="default: from the extension")
     rp.add_argument("--limit", type=int, help="stop after N rows")
-    rp.add_argument("--alerts-out", type=Path,
-                    help="wait for the pipeline to drain, then append the alerts it raised")
-    rp.add_argument("--wait-timeout", type=float, default=900.0,
-                    help="seconds to wait for the pipeline to drain (default 900)")
+    rp.add_argument(
+        "--alerts-out",
+        type=Path,
+        help="wait for the pipeline to drain, then append the alerts it raised",
+    )
+    rp.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=900.0,
+        help="seconds to wait for the pipeline to drain (default 900)",
+    )
     rp.set_defaults(func=cmd_replay)
 
     c = sub.add_parser("config", help="print the effective settings (secrets masked)")

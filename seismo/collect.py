@@ -56,9 +56,7 @@ async def read_alerts(settings: Settings, start: dict[int, int]) -> list[Alert]:
     ends = await alert_end_offsets(settings)
     if all(ends[p] <= start.get(p, 0) for p in ends):
         return []
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_of(settings), enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_of(settings), enable_auto_commit=False)
     await consumer.start()
     alerts: dict[str, Alert] = {}
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer
@@ -62,10 +63,8 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             if settings.topic(t) not in existing
         ]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
             created = [t.name for t in new]
             log.info("created topics %s", ", ".join(created))
     finally:

@@ -13,35 +13,51 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.posts_in = Counter(
-            "seismo_posts_in_total", "Records consumed, by stage and source",
-            ["stage", "source"], registry=registry,
+            "seismo_posts_in_total",
+            "Records consumed, by stage and source",
+            ["stage", "source"],
+            registry=registry,
         )
         self.posts_out = Counter(
-            "seismo_posts_out_total", "Records produced, by stage and source",
-            ["stage", "source"], registry=registry,
+            "seismo_posts_out_total",
+            "Records produced, by stage and source",
+            ["stage", "source"],
+            registry=registry,
         )
         self.dlq = Counter(
-            "seismo_dlq_total", "Records sent to the dead-letter topic, by stage",
-            ["stage"], registry=registry,
+            "seismo_dlq_total",
+            "Records sent to the dead-letter topic, by stage",
+            ["stage"],
+            registry=registry,
         )
         self.signals = Counter(
-            "seismo_signals_total", "Burst-key observations emitted, by kind",
-            ["kind"], registry=registry,
+            "seismo_signals_total",
+            "Burst-key observations emitted, by kind",
+            ["kind"],
+            registry=registry,
         )
         self.duplicates = Counter(
-            "seismo_duplicates_skipped_total", "Redelivered records recognised and skipped",
-            ["stage"], registry=registry,
+            "seismo_duplicates_skipped_total",
+            "Redelivered records recognised and skipped",
+            ["stage"],
+            registry=registry,
         )
         self.alerts = Counter(
-            "seismo_alerts_raised_total", "Alerts raised, by kind",
-            ["kind"], registry=registry,
+            "seismo_alerts_raised_total",
+            "Alerts raised, by kind",
+            ["kind"],
+            registry=registry,
         )
         self.deliveries = Counter(
-            "seismo_alert_deliveries_total", "Alert deliveries, by sink and outcome",
-            ["sink", "outcome"], registry=registry,
+            "seismo_alert_deliveries_total",
+            "Alert deliveries, by sink and outcome",
+            ["sink", "outcome"],
+            registry=registry,
         )
         self.latency = Histogram(
             "seismo_processing_latency_seconds",
             "Wall-clock seconds from ingestion to the end of a stage",
-            ["stage"], buckets=LATENCY_BUCKETS, registry=registry,
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )

@@ -1,9 +1,9 @@
 """The worker's agents. Thin: decode, call the pure logic, send.
 
-    posts.raw.v1 --ingest--> posts.classified.v1 + signals.v1 (keyed by burst key)
-    signals.v1   --detect--> alerts.v1 (keyed by alert id)   [table: burst state per key]
-    alerts.v1    --deliver-> webhooks / JSONL file           [table: delivered alert ids]
-    any failure  ----------> dlq.v1 with the reason, counted; the stream goes on
+posts.raw.v1 --ingest--> posts.classified.v1 + signals.v1 (keyed by burst key)
+signals.v1   --detect--> alerts.v1 (keyed by alert id)   [table: burst state per key]
+alerts.v1    --deliver-> webhooks / JSONL file           [table: delivered alert ids]
+any failure  ----------> dlq.v1 with the reason, counted; the stream goes on
 """
 
 from __future__ import annotations
@@ -74,23 +74,29 @@ def register(
     # JSON values under str keys; a table's changelog partition is the source event's.
     burst_state = app.Table("burst-state", partitions=parts)
     delivered = app.Table("delivered", partitions=parts)
-    # post key -> event time: a post replayed or re-sent by a restarted connector is
-    # recognised and skipped (raw posts are keyed by post key, so this is co-partitioned)
+    # post key -> offset it was first seen at (raw posts are keyed by post key, so this
+    # table is co-partitioned with posts.raw.v1)
     seen_posts = app.Table("seen-posts", partitions=settings.partitions(POSTS_RAW))
 
-    async def to_dlq(stage: str, reason: str, event: EventT) -> None:
+    async def to_dlq(stage: str, reason: str, event: EventT[Any]) -> None:
         msg = event.message
         dl = dead_letter(
-            stage, reason, msg.topic, msg.value,
-            key=msg.key, partition=msg.partition, offset=msg.offset,
+            stage,
+            reason,
+            msg.topic,
+            msg.value,
+            key=msg.key,
+            partition=msg.partition,
+            offset=msg.offset,
         )
         await dlq_t.send(key=msg.key, value=dl.to_bytes())
         metrics.dlq.labels(stage).inc()
-        log.warning("%s: record %s[%s]@%s to DLQ: %s",
-                    stage, msg.topic, msg.partition, msg.offset, reason)
+        log.warning(
+            "%s: record %s[%s]@%s to DLQ: %s", stage, msg.topic, msg.partition, msg.offset, reason
+        )
 
     async def guarded(
-        stage: str, event: EventT, handle: Callable[[EventT], Awaitable[None]]
+        stage: str, event: EventT[Any], handle: Callable[[EventT[Any]], Awaitable[None]]
     ) -> None:
         """Run one record's handler; a bad record goes to the DLQ, never stops the stream."""
         try:
@@ -98,17 +104,26 @@ def register(
         except ContractError as exc:
             await to_dlq(stage, exc.reason, event)
         except Exception as exc:
-            log.exception("%s failed on %s[%s]@%s", stage, event.message.topic,
-                          event.message.partition, event.message.offset)
+            log.exception(
+                "%s failed on %s[%s]@%s",
+                stage,
+                event.message.topic,
+                event.message.partition,
+                event.message.offset,
+            )
             await to_dlq(stage, f"{type(exc).__name__}: {exc}", event)
 
-    async def ingest_one(event: EventT) -> None:
+    async def ingest_one(event: EventT[Any]) -> None:
         post = decode(Post, event.value)
         metrics.posts_in.labels("ingest", post.source).inc()
-        if seen_posts.get(post.key) is not None:
+        # The same post at another offset is a copy (a replay re-run, a connector resending):
+        # skip it. At the same offset it is a retry after a restart: process it again, since
+        # its outputs may not have been written; downstream recognises what it already has.
+        first_offset = seen_posts.get(post.key)
+        if first_offset is not None and first_offset != event.message.offset:
             metrics.duplicates.labels("ingest").inc()
             return
-        seen_posts[post.key] = int(post.created_at.timestamp())
+        seen_posts[post.key] = event.message.offset
         cp = classifier.classify(post)
         ts = post.created_at.timestamp()
         await classified_t.send(key=post.key.encode(), value=cp.to_bytes(), timestamp=ts)
@@ -120,7 +135,7 @@ def register(
         if lat is not None:
             metrics.latency.labels("ingest").observe(lat)
 
-    async def detect_one(event: EventT) -> None:
+    async def detect_one(event: EventT[Any]) -> None:
         sig = decode(Signal, event.value)
         st = KeyState.from_dict(burst_state.get(sig.key))
         offset = event.message.offset
@@ -136,18 +151,25 @@ def register(
         burst_state[sig.key] = st.to_dict()
         if alert is not None:
             metrics.alerts.labels(alert.kind).inc()
-            log.info("alert %s %s observed=%d expected=%.2f score=%.1f at %s",
-                     alert.id, alert.key, alert.observed, alert.expected, alert.score,
-                     alert.raised_at.isoformat())
+            log.info(
+                "alert %s %s observed=%d expected=%.2f score=%.1f at %s",
+                alert.id,
+                alert.key,
+                alert.observed,
+                alert.expected,
+                alert.score,
+                alert.raised_at.isoformat(),
+            )
             await alerts_t.send(
-                key=alert.id.encode(), value=alert.to_bytes(),
+                key=alert.id.encode(),
+                value=alert.to_bytes(),
                 timestamp=alert.raised_at.timestamp(),
             )
         lat = _since(sig.ingested_at)
         if lat is not None:
             metrics.latency.labels("detect").observe(lat)
 
-    async def deliver_one(event: EventT) -> None:
+    async def deliver_one(event: EventT[Any]) -> None:
         alert = decode(Alert, event.value)
         done = delivered.get(alert.id)
         if done is not None and done >= alert.version:

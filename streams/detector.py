@@ -40,7 +40,7 @@ class DetectorParams:
 
     @property
     def alpha(self) -> float:
-        return 1.0 - 0.5 ** (1.0 / self.halflife_buckets)
+        return float(1.0 - 0.5 ** (1.0 / self.halflife_buckets))
 
 
 @dataclass
@@ -157,9 +157,10 @@ class BurstDetector:
         if bucket > st.bucket:
             self._roll(st, bucket)
         entry = _evidence_entry(sig)
-        if any(e["sig"] == entry["sig"] for e in st.evidence):
-            # an exact copy (same terms) of a post we hold as evidence: a retweet or a
-            # copy-paste is not more people talking, so it is not counted again
+        if any(e["sig"] == entry["sig"] or e["post_id"] == sig.post_id for e in st.evidence):
+            # the same post again (a retry after a restart), or an exact copy (same terms)
+            # of a post we hold as evidence: a retweet or a copy-paste is not more people
+            # talking, so it is not counted again
             return None
         # a late signal (older bucket) is counted in the current bucket
         st.count += 1
@@ -235,8 +236,8 @@ def _evidence_entry(sig: Signal) -> dict[str, Any]:
         "post_id": sig.post_id,
         "source": sig.source,
         "created_at": sig.created_at.timestamp(),
-        "text": sig.text[:500],
-        "terms": sig.terms,
+        "text": sig.text[:280],
+        "terms": sig.terms[:8],
         "sig": hashlib.blake2b(" ".join(sig.terms).encode(), digest_size=8).hexdigest(),
     }
     for k in ("author", "url", "dossier", "stance"):

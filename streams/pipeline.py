@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 from models.keyword import KeywordClassifier
 from seismo.config import Settings
@@ -32,7 +33,7 @@ def signals_for(cp: ClassifiedPost, text_chars: int = 500) -> list[Signal]:
     """One signal per burst key the post counts toward."""
     post = cp.post
     dossier = cp.dossiers[0] if cp.dossiers else None
-    common = {
+    common: dict[str, Any] = {
         "post_id": post.key,
         "source": post.source,
         "created_at": post.created_at,
@@ -43,8 +44,7 @@ def signals_for(cp: ClassifiedPost, text_chars: int = 500) -> list[Signal]:
         "ingested_at": post.ingested_at,
     }
     out = [
-        Signal(key=f"term:{t}", kind="term", label=t, dossier=dossier, **common)
-        for t in cp.terms
+        Signal(key=f"term:{t}", kind="term", label=t, dossier=dossier, **common) for t in cp.terms
     ]
     out += [
         Signal(key=f"dossier:{d}", kind="dossier", label=d, dossier=d, **common)
@@ -96,9 +96,7 @@ class OfflinePipeline:
             st = self.states.get(sig.key)
             if st is None:
                 st = self.states[sig.key] = KeyState()
-            alert = self.detector.observe(
-                st, sig, stream_start=self.stream_start, now=self._now
-            )
+            alert = self.detector.observe(st, sig, stream_start=self.stream_start, now=self._now)
             if alert is not None:
                 alerts.append(alert)
         return alerts

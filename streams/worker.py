@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -50,8 +51,8 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
     async def healthz(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         return self.json({"status": "ok", "app": settings.group_id})
 
-    @app.on_before_shutdown.connect
-    async def _close_sinks(app: faust.App, **kwargs: object) -> None:
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types want a sync receiver
+    async def _close_sinks(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         await sinks.close()
 
     return app, stages, sinks
@@ -63,7 +64,11 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
     app, _, _ = build_worker(settings)
-    log.info("worker %s starting; web on http://%s:%d (metrics at /metrics)",
-             settings.group_id, settings.web_host, settings.web_port)
+    log.info(
+        "worker %s starting; web on http://%s:%d (metrics at /metrics)",
+        settings.group_id,
+        settings.web_host,
+        settings.web_port,
+    )
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

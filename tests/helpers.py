@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -92,11 +92,14 @@ class WorkerProcess:
         self._mark = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "seismo.cli", "worker", *self.args],
-            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = self.log_path.read_bytes()[self._mark:].decode("utf-8", "replace")
+            text = self.log_path.read_bytes()[self._mark :].decode("utf-8", "replace")
             if "[^Worker]: Ready" in text:
                 return self
             if self.proc.poll() is not None:
@@ -128,11 +131,9 @@ class WorkerProcess:
         self._log.close()
 
 
-_FILLER = (
-    "coffee morning traffic weekend football pizza movie rain music concert garden train "
-    "office meeting lunch birthday puppy sunset beach book series podcast gym running recipe "
-    "bread market holiday flight airport hotel museum painting camera guitar festival"
-).split()
+_FILLER = """coffee morning traffic weekend football pizza movie rain music concert garden
+train office meeting lunch birthday puppy sunset beach book series podcast gym running recipe
+bread market holiday flight airport hotel museum painting camera guitar festival""".split()
 
 
 def synthetic_stream(
@@ -153,9 +154,15 @@ def synthetic_stream(
     for i in range(n):
         t = start + timedelta(seconds=rng.uniform(0, hours * 3600))
         words = rng.sample(_FILLER, 5)
-        rows.append({"id": f"bg{i}", "source": "x", "text": " ".join(words),
-                     "created_at": t.isoformat().replace("+00:00", "Z"),
-                     "author": f"user{rng.randrange(200)}"})
+        rows.append(
+            {
+                "id": f"bg{i}",
+                "source": "x",
+                "text": " ".join(words),
+                "created_at": t.isoformat().replace("+00:00", "Z"),
+                "author": f"user{rng.randrange(200)}",
+            }
+        )
     texts = burst_texts or [
         "GLM-5 was trained entirely on Huawei Ascend chips, says Zhipu",
         "Zhipu claims GLM-5 training ran only on Huawei Ascend hardware",
@@ -166,15 +173,21 @@ def synthetic_stream(
     b0 = start + timedelta(hours=burst_at_hour)
     for j in range(burst_posts):
         t = b0 + timedelta(seconds=burst_minutes * 60 * j / burst_posts)
-        rows.append({"id": f"burst{j}", "source": "bluesky",
-                     "text": f"{texts[j % len(texts)]} #{j}",
-                     "created_at": t.isoformat().replace("+00:00", "Z"),
-                     "author": f"author{j}", "url": f"https://bsky.app/post/{j}"})
+        rows.append(
+            {
+                "id": f"burst{j}",
+                "source": "bluesky",
+                "text": f"{texts[j % len(texts)]} #{j}",
+                "created_at": t.isoformat().replace("+00:00", "Z"),
+                "author": f"author{j}",
+                "url": f"https://bsky.app/post/{j}",
+            }
+        )
     rows.sort(key=lambda r: r["created_at"])
     return rows
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]], extra_lines: Iterator[str] = iter(())) -> Path:
+def write_jsonl(path: Path, rows: list[dict[str, Any]], extra_lines: Iterable[str] = ()) -> Path:
     with path.open("w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")

@@ -17,7 +17,12 @@ def post(text: str) -> Post:
 
 def test_tokens_drop_urls_and_mentions() -> None:
     assert tokens("RT @bob Huge #Tornado near Moore http://t.co/x") == [
-        "rt", "huge", "#tornado", "near", "moore"]
+        "rt",
+        "huge",
+        "#tornado",
+        "near",
+        "moore",
+    ]
 
 
 def test_terms_fold_hashtags_skip_stopwords_and_keep_domains() -> None:

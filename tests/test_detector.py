@@ -17,8 +17,14 @@ NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 def sig(t: datetime, i: int, key: str = "term:ascend", text: str | None = None) -> Signal:
     return Signal(
-        key=key, kind="term", label=key.split(":", 1)[1], post_id=f"x:{i}", source="x",
-        created_at=t, text=text or f"post number {i}", terms=[key.split(":", 1)[1], f"w{i}"],
+        key=key,
+        kind="term",
+        label=key.split(":", 1)[1],
+        post_id=f"x:{i}",
+        source="x",
+        created_at=t,
+        text=text or f"post number {i}",
+        terms=[key.split(":", 1)[1], f"w{i}"],
     )
 
 
@@ -35,7 +41,9 @@ def run(det: BurstDetector, times: list[datetime]) -> list:
 
 def test_poisson_score_monotone_and_sane() -> None:
     assert poisson_score(0, 1.0) == 0.0
-    assert poisson_score(1, 1.0) == pytest.approx(-__import__("math").log10(1 - 2.718281828**-1), rel=1e-6)
+    assert poisson_score(1, 1.0) == pytest.approx(
+        -__import__("math").log10(1 - 2.718281828**-1), rel=1e-6
+    )
     scores = [poisson_score(k, 0.5) for k in range(1, 15)]
     assert scores == sorted(scores)
     assert poisson_score(200, 0.3) > 100  # deep tail stays finite
@@ -76,8 +84,16 @@ def test_copies_are_not_counted() -> None:
     state = KeyState()
     for i in range(30):  # one text pasted 30 times
         t = T0 + timedelta(hours=5, minutes=i)
-        s = Signal(key="term:ascend", kind="term", label="ascend", post_id=f"x:{i}",
-                   source="x", created_at=t, text="same", terms=["ascend", "same"])
+        s = Signal(
+            key="term:ascend",
+            kind="term",
+            label="ascend",
+            post_id=f"x:{i}",
+            source="x",
+            created_at=t,
+            text="same",
+            terms=["ascend", "same"],
+        )
         assert det.observe(state, s, stream_start=T0.timestamp(), now=NOW) is None
     assert state.count == 1
 

@@ -17,18 +17,25 @@ from tests.helpers import REPO, WebhookReceiver, WorkerProcess, synthetic_stream
 pytestmark = pytest.mark.broker
 
 
-def seismo(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def seismo(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     import os
 
     return subprocess.run(
-        [sys.executable, "-m", "seismo.cli", *args], env={**os.environ, **env}, cwd=REPO,
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "seismo.cli", *args],
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 async def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30) -> list[bytes]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     out: list[bytes] = []
     try:
@@ -45,16 +52,27 @@ async def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30)
 
 def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> None:
     rows = synthetic_stream()
-    replay_file = write_jsonl(tmp_path / "stream.jsonl", rows,
-                              iter(["{not json", '{"id": "n1", "source": "x"}']))
+    replay_file = write_jsonl(
+        tmp_path / "stream.jsonl", rows, iter(["{not json", '{"id": "n1", "source": "x"}'])
+    )
     with WebhookReceiver() as rx:
         env = {**worker_env, "SEISMO_WEBHOOK_URLS": json.dumps([rx.url])}
-        worker = WorkerProcess(env, tmp_path / "worker.log",
-                               "--alerts-out", str(tmp_path / "worker-alerts.jsonl")).start()
+        worker = WorkerProcess(
+            env, tmp_path / "worker.log", "--alerts-out", str(tmp_path / "worker-alerts.jsonl")
+        ).start()
         try:
             out = tmp_path / "alerts.jsonl"
-            res = seismo(env, "replay", str(replay_file), "--speed", "max",
-                         "--alerts-out", str(out), "--wait-timeout", "180")
+            res = seismo(
+                env,
+                "replay",
+                str(replay_file),
+                "--speed",
+                "max",
+                "--alerts-out",
+                str(out),
+                "--wait-timeout",
+                "180",
+            )
             assert res.returncode == 0, res.stderr[-3000:]
             summary = json.loads(res.stdout.strip().splitlines()[-1])
             assert summary["sent"] == len(rows) and summary["dead_lettered"] == 2
@@ -93,6 +111,7 @@ def test_malformed_record_goes_to_dlq_and_worker_keeps_going(
     ns = worker_env["SEISMO_NAMESPACE"]
     worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
     try:
+
         async def produce() -> None:
             p = AIOKafkaProducer(bootstrap_servers=kafka)
             await p.start()
@@ -100,11 +119,16 @@ def test_malformed_record_goes_to_dlq_and_worker_keeps_going(
                 await p.send_and_wait(f"{ns}.posts.raw.v1", b"\x00\xffnot a post", key=b"bad")
                 await p.send_and_wait(
                     f"{ns}.posts.raw.v1",
-                    b'{"id":"n1","source":"x","text":"missing time"}', key=b"bad2")
-                good = {"id": "ok1", "source": "x", "text": "Huawei Ascend chips for GLM-5",
-                        "created_at": "2026-05-01T10:00:00Z"}
-                await p.send_and_wait(f"{ns}.posts.raw.v1", json.dumps(good).encode(),
-                                      key=b"x:ok1")
+                    b'{"id":"n1","source":"x","text":"missing time"}',
+                    key=b"bad2",
+                )
+                good = {
+                    "id": "ok1",
+                    "source": "x",
+                    "text": "Huawei Ascend chips for GLM-5",
+                    "created_at": "2026-05-01T10:00:00Z",
+                }
+                await p.send_and_wait(f"{ns}.posts.raw.v1", json.dumps(good).encode(), key=b"x:ok1")
             finally:
                 await p.stop()
 

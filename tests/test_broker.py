@@ -1,0 +1,156 @@
+"""The embedded Kafka broker: real JVM, real Kafka protocol, data surviving restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from seismo.broker import EmbeddedKafka, check_java
+from seismo.errors import BrokerError
+
+TOPIC = "seismo.test.broker"
+GROUP = "seismo-test-broker"
+
+needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="java is not installed")
+
+
+async def _produce(bootstrap: str, value: bytes) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(TOPIC, value, key=b"k1")
+    finally:
+        await producer.stop()
+
+
+async def _consume(bootstrap: str, *, commit: bool, timeout: float = 20.0) -> list[bytes]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id=GROUP,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=10)
+        values = [msg.value for msgs in batches.values() for msg in msgs if msg.value is not None]
+        if commit and values:
+            await consumer.commit()
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def _topics_and_offsets(bootstrap: str) -> tuple[list[str], dict[str, int]]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = await admin.list_topics()
+        offsets = await admin.list_consumer_group_offsets(GROUP)
+        return topics, {f"{tp.topic}:{tp.partition}": meta.offset for tp, meta in offsets.items()}
+    finally:
+        await admin.close()
+
+
+async def _read_from_start(bootstrap: str, timeout: float = 20.0) -> list[bytes]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        TOPIC, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=10)
+        return [msg.value for msgs in batches.values() for msg in msgs if msg.value is not None]
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.broker
+@needs_java
+def test_broker_round_trip_survives_restart(tmp_path: Path) -> None:
+    data = tmp_path / "kafka"
+
+    t0 = time.monotonic()
+    with EmbeddedKafka(data, port=0) as kafka:
+        first_start = time.monotonic() - t0
+        assert kafka.running
+        assert kafka.bootstrap.startswith("127.0.0.1:")
+        assert (data / "kraft" / "meta.properties").is_file()
+
+        # the data dir is locked while the broker runs
+        with pytest.raises(BrokerError, match="already in use"):
+            EmbeddedKafka(data, port=0).start()
+
+        asyncio.run(_produce(kafka.bootstrap, b"hello seismo"))
+        assert asyncio.run(_consume(kafka.bootstrap, commit=True)) == [b"hello seismo"]
+    assert not kafka.running
+    kafka.stop()  # idempotent
+
+    cluster_id = (data / "cluster.id").read_text()
+    t1 = time.monotonic()
+    with EmbeddedKafka(data, port=0) as again:
+        restart = time.monotonic() - t1
+        assert again.bootstrap != ""
+        topics, offsets = asyncio.run(_topics_and_offsets(again.bootstrap))
+        assert TOPIC in topics
+        assert offsets.get(f"{TOPIC}:0") == 1  # the committed offset survived
+        assert asyncio.run(_read_from_start(again.bootstrap)) == [b"hello seismo"]
+        # nothing new for the group after its commit
+        assert asyncio.run(_consume(again.bootstrap, commit=False, timeout=2.0)) == []
+    assert (data / "cluster.id").read_text() == cluster_id
+    assert (data / "logs" / "server.log").stat().st_size > 0
+    print(f"first start {first_start:.1f}s, restart {restart:.1f}s")
+
+
+@pytest.mark.broker
+def test_check_java_without_java_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(BrokerError, match="Java 17"):
+        check_java()
+
+
+@pytest.mark.broker
+def test_check_java_rejects_old_java(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = tmp_path / "java"
+    fake.write_text("#!/bin/sh\necho 'java version \"1.8.0_392\"' >&2\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    with pytest.raises(BrokerError, match=r"1\.8\.0_392"):
+        check_java()
+
+
+@pytest.mark.broker
+@needs_java
+def test_check_java_reports_version() -> None:
+    version = check_java()
+    assert version[0].isdigit()
+
+
+@pytest.mark.broker
+@needs_java
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        kafka = EmbeddedKafka(tmp_path / "kafka", port=port)
+        with pytest.raises(BrokerError, match="already in use"):
+            kafka.start()
+        assert not kafka.running
+    # the failed start released the data-dir lock
+    assert (tmp_path / "kafka" / "broker.lock").read_text() == ""

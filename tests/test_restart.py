@@ -1,0 +1,129 @@
+"""Restarts lose nothing and deliver no alert twice (real broker, worker processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from models.keyword import KeywordClassifier
+from seismo.config import load_settings
+from seismo.contracts import Post
+from seismo.watchlist import load_watchlist
+from streams.detector import BurstDetector
+from streams.pipeline import OfflinePipeline, detector_params
+from tests.helpers import REPO, WebhookReceiver, WorkerProcess, synthetic_stream, write_jsonl
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+def multi_burst_rows() -> list[dict]:
+    rows = synthetic_stream(hours=12, per_hour=30, burst_at_hour=4)
+    rows += [
+        r | {"id": f"d{i}"}
+        for i, r in enumerate(
+            synthetic_stream(
+                hours=0,
+                burst_at_hour=7.5,
+                burst_posts=12,
+                seed=3,
+                burst_texts=[
+                    "DeepSeek V4 Pro trained on Huawei Ascend chips",
+                    "Huawei Ascend ran DeepSeek V4",
+                    "DeepSeek V4 on Ascend? Huawei says yes",
+                ],
+            )
+        )
+    ]
+    rows += [
+        r | {"id": f"c{i}"}
+        for i, r in enumerate(
+            synthetic_stream(
+                hours=0,
+                burst_at_hour=10.5,
+                burst_posts=14,
+                seed=4,
+                burst_texts=[
+                    "Cloudflare outage takes down half the web",
+                    "Is Cloudflare down for everyone?",
+                    "Massive Cloudflare outage right now",
+                    "cloudflare 502 errors everywhere",
+                ],
+            )
+        )
+    ]
+    rows.sort(key=lambda r: r["created_at"])
+    return rows
+
+
+def expected_ids(rows: list[dict]) -> set[str]:
+    pipe = OfflinePipeline(
+        KeywordClassifier(load_watchlist()),
+        BurstDetector(detector_params(load_settings())),
+        now=datetime.now(UTC),
+    )
+    return {a.id for a in pipe.run(Post.model_validate(r) for r in rows)}
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_restart_mid_stream(how: str, worker_env: dict[str, str], tmp_path: Path) -> None:
+    rows = multi_burst_rows()
+    want = expected_ids(rows)
+    assert len(want) >= 3
+    path = write_jsonl(tmp_path / "stream.jsonl", rows)
+    with WebhookReceiver() as rx:
+        env = {**worker_env, "SEISMO_WEBHOOK_URLS": json.dumps([rx.url])}
+        log = tmp_path / "worker.log"
+        worker = WorkerProcess(env, log).start()
+        replay = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "seismo.cli",
+                "replay",
+                str(path),
+                "--speed",
+                "5000",
+                "--alerts-out",
+                str(tmp_path / "alerts.jsonl"),
+                "--wait-timeout",
+                "240",
+            ],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            # stop the worker once it has delivered something, i.e. mid-stream
+            rx.wait_for(lambda a: True, 60)
+            if how == "sigkill":
+                worker.kill()
+            else:
+                assert worker.stop() == 0
+            time.sleep(1)
+            worker = WorkerProcess(env, log).start()
+            out, err = replay.communicate(timeout=300)
+            assert replay.returncode == 0, err[-3000:]
+            summary = json.loads(out.strip().splitlines()[-1])
+            assert summary["sent"] == len(rows)
+        finally:
+            if replay.poll() is None:
+                replay.kill()
+            worker.stop()
+        got = [r["id"] for r in rx.requests]
+        assert set(got) == want  # nothing lost
+        if how == "sigterm":
+            assert len(got) == len(set(got))  # a clean stop delivers nothing twice
+        else:
+            # after a crash a delivery may be retried; it carries the same idempotency key
+            keys = [h["Idempotency-Key"] for h in rx.headers]
+            assert {k.split(".v")[0] for k in keys} == want
+        assert '"stage": "ingest"' not in log.read_text()  # no record went to the DLQ
