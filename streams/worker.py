@@ -14,6 +14,7 @@ from seismo.config import Settings
 from seismo.kafka import ensure_topics
 from seismo.metrics import Metrics
 from seismo.watchlist import load_watchlist
+from streams import faust_fixes
 from streams.agents import Stages, register
 from streams.app import create_app, new_registry
 from streams.delivery import AlertSinks, FileSink, WebhookSink
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
+    faust_fixes.apply()
     watchlist = load_watchlist(settings.watchlist)
     registry = new_registry()
     metrics = Metrics(registry)

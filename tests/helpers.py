@@ -177,7 +177,7 @@ def synthetic_stream(
             {
                 "id": f"burst{j}",
                 "source": "bluesky",
-                "text": f"{texts[j % len(texts)]} #{j}",
+                "text": f"{texts[j % len(texts)]} #{_FILLER[j % len(_FILLER)]}",
                 "created_at": t.isoformat().replace("+00:00", "Z"),
                 "author": f"author{j}",
                 "url": f"https://bsky.app/post/{j}",
