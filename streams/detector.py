@@ -168,11 +168,16 @@ class BurstDetector:
         if len(st.evidence) > p.evidence_size:
             del st.evidence[: len(st.evidence) - p.evidence_size]
 
-        expected = max(self._baseline(st, stream_start), p.floor)
-        score = poisson_score(st.count, expected)
-        if st.count < p.min_count or score < p.min_score or ts < st.cooldown_until:
+        # cheap gates first: most signals are far from any threshold
+        if st.count < p.min_count or ts < st.cooldown_until:
             return None
         if stream_start is not None and ts < stream_start + p.warmup_seconds:
+            return None
+        expected = max(self._baseline(st, stream_start), p.floor)
+        if st.count <= expected:
+            return None
+        score = poisson_score(st.count, expected)
+        if score < p.min_score:
             return None
         st.cooldown_until = ts + p.cooldown_seconds
         window_start = st.bucket * p.bucket_seconds

@@ -17,8 +17,46 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from models.keyword import KeywordClassifier
+from seismo.config import load_settings
+from seismo.contracts import Alert, Post
+from seismo.watchlist import load_watchlist
+from streams.detector import BurstDetector
+from streams.pipeline import OfflinePipeline, detector_params
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def run_seismo(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``seismo`` CLI in a child process with ``env`` on top of ours."""
+    return subprocess.run(
+        [sys.executable, "-m", "seismo.cli", *args],
+        env={**os.environ, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def replay_summary(env: dict[str, str], path: Path, *args: str, timeout: float = 300) -> Any:
+    """``seismo replay PATH --speed max ARGS``; asserts success, returns its JSON summary."""
+    res = run_seismo(env, "replay", str(path), "--speed", "max", *args, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def offline_alerts(posts: Iterable[Post]) -> list[Alert]:
+    """The alerts the pipeline's logic raises for ``posts``, computed in this process."""
+    pipe = OfflinePipeline(
+        KeywordClassifier(load_watchlist()),
+        BurstDetector(detector_params(load_settings())),
+        now=datetime(2026, 11, 23, tzinfo=UTC),
+    )
+    return list(pipe.run(posts))
 
 
 def free_port() -> int:

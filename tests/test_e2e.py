@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.helpers import REPO, WebhookReceiver, WorkerProcess, synthetic_stream, write_jsonl
+from tests.helpers import (
+    WebhookReceiver,
+    WorkerProcess,
+    run_seismo,
+    synthetic_stream,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.broker
-
-
-def seismo(
-    env: dict[str, str], *args: str, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "seismo.cli", *args],
-        env={**os.environ, **env},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 async def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30) -> list[bytes]:
@@ -62,7 +51,7 @@ def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> 
         ).start()
         try:
             out = tmp_path / "alerts.jsonl"
-            res = seismo(
+            res = run_seismo(
                 env,
                 "replay",
                 str(replay_file),

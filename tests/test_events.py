@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from models.keyword import KeywordClassifier
-from seismo.config import load_settings
 from seismo.contracts import Alert, Post
-from seismo.watchlist import load_watchlist
-from streams.detector import BurstDetector
-from streams.pipeline import OfflinePipeline, detector_params
-from tests.helpers import REPO, WorkerProcess
-
-NOW = datetime(2026, 11, 23, tzinfo=UTC)
+from tests.helpers import WorkerProcess, offline_alerts, replay_summary
 
 
 def event(shared: Path, replay: str) -> dict:
@@ -27,14 +17,9 @@ def event(shared: Path, replay: str) -> dict:
     return next(e for e in events if e["replay"] == replay)
 
 
-def offline_alerts(path: Path) -> list[Alert]:
-    pipe = OfflinePipeline(
-        KeywordClassifier(load_watchlist()),
-        BurstDetector(detector_params(load_settings())),
-        now=NOW,
-    )
+def file_alerts(path: Path) -> list[Alert]:
     with path.open() as f:
-        return list(pipe.run(Post.model_validate_json(line) for line in f))
+        return offline_alerts(Post.model_validate_json(line) for line in f)
 
 
 def on_topic(a: Alert, keywords: list[str]) -> bool:
@@ -44,7 +29,7 @@ def on_topic(a: Alert, keywords: list[str]) -> bool:
 def test_oklahoma_tornado_offline(shared_data: Path) -> None:
     ev = event(shared_data, "crisislex_2013_Oklahoma_Tornado.jsonl")
     onset = datetime.fromisoformat(ev["onset"])
-    alerts = offline_alerts(shared_data / "replay" / ev["replay"])
+    alerts = file_alerts(shared_data / "replay" / ev["replay"])
     hits = [a for a in alerts if on_topic(a, ev["keywords"])]
     first = min(hits, key=lambda a: a.raised_at)
     assert onset < first.raised_at <= onset + timedelta(minutes=60)
@@ -62,31 +47,13 @@ def test_oklahoma_through_kafka_matches_offline(
     worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
     try:
         out = tmp_path / "a.jsonl"
-        res = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "seismo.cli",
-                "replay",
-                str(path),
-                "--speed",
-                "max",
-                "--alerts-out",
-                str(out),
-                "--wait-timeout",
-                "600",
-            ],
-            env={**os.environ, **worker_env},
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=900,
+        replay_summary(
+            worker_env, path, "--alerts-out", str(out), "--wait-timeout", "600", timeout=900
         )
-        assert res.returncode == 0, res.stderr[-3000:]
     finally:
         worker.stop()
     got = [Alert.model_validate_json(line) for line in out.read_text().splitlines()]
-    want = offline_alerts(path)
+    want = file_alerts(path)
     assert sorted(a.id for a in got) == sorted(a.id for a in want)
     ev = event(shared_data, path.name)
     onset = datetime.fromisoformat(ev["onset"])

@@ -7,18 +7,20 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from models.keyword import KeywordClassifier
-from seismo.config import load_settings
 from seismo.contracts import Post
-from seismo.watchlist import load_watchlist
-from streams.detector import BurstDetector
-from streams.pipeline import OfflinePipeline, detector_params
-from tests.helpers import REPO, WebhookReceiver, WorkerProcess, synthetic_stream, write_jsonl
+from tests.helpers import (
+    REPO,
+    WebhookReceiver,
+    WorkerProcess,
+    offline_alerts,
+    replay_summary,
+    synthetic_stream,
+    write_jsonl,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -63,25 +65,7 @@ def multi_burst_rows() -> list[dict]:
 
 
 def expected_ids(rows: list[dict]) -> set[str]:
-    pipe = OfflinePipeline(
-        KeywordClassifier(load_watchlist()),
-        BurstDetector(detector_params(load_settings())),
-        now=datetime.now(UTC),
-    )
-    return {a.id for a in pipe.run(Post.model_validate(r) for r in rows)}
-
-
-def replay(env: dict[str, str], path: Path, *extra: str) -> dict:
-    res = subprocess.run(
-        [sys.executable, "-m", "seismo.cli", "replay", str(path), "--speed", "max", *extra],
-        env={**os.environ, **env},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return {a.id for a in offline_alerts(Post.model_validate(r) for r in rows)}
 
 
 def test_restart_with_backlog(worker_env: dict[str, str], tmp_path: Path) -> None:
@@ -101,12 +85,14 @@ def test_restart_with_backlog(worker_env: dict[str, str], tmp_path: Path) -> Non
         log = tmp_path / "worker.log"
         worker = WorkerProcess(env, log).start()
         try:
-            replay(env, first, "--alerts-out", str(tmp_path / "a1.jsonl"), "--wait-timeout", "120")
+            replay_summary(
+                env, first, "--alerts-out", str(tmp_path / "a1.jsonl"), "--wait-timeout", "120"
+            )
             assert worker.stop() == 0
-            assert replay(env, second)["sent"] == len(rows) - half  # worker is down
+            assert replay_summary(env, second)["sent"] == len(rows) - half  # worker is down
             worker = WorkerProcess(env, log).start()
             # drain: an empty replay that waits for the pipeline to commit everything
-            replay(
+            replay_summary(
                 env,
                 second,
                 "--limit",
