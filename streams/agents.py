@@ -141,6 +141,15 @@ def register(
         offset = event.message.offset
         if offset <= st.offset:  # redelivered after a restart: already counted
             metrics.duplicates.labels("detect").inc()
+            if offset == st.alert_offset and st.alert_json is not None:
+                # the state was saved but the alert may have died in the producer buffer:
+                # send it again (same id, so every consumer drops a repeat)
+                again = decode(Alert, st.alert_json)
+                await alerts_t.send(
+                    key=again.id.encode(),
+                    value=st.alert_json.encode(),
+                    timestamp=again.raised_at.timestamp(),
+                )
             return
         clock_key = f"__stream_start__:{event.message.partition}"
         stream_start = burst_state.get(clock_key)
@@ -148,6 +157,9 @@ def register(
             stream_start = burst_state[clock_key] = sig.created_at.timestamp()
         alert = detector.observe(st, sig, stream_start=stream_start)
         st.offset = offset
+        if alert is not None:
+            st.alert_offset = offset
+            st.alert_json = alert.model_dump_json(exclude_none=True)
         burst_state[sig.key] = st.to_dict()
         if alert is not None:
             metrics.alerts.labels(alert.kind).inc()

@@ -56,6 +56,10 @@ class KeyState:
     cooldown_until: float = 0.0
     offset: int = -1
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    # the last alert this key raised and the offset of the record that raised it, so a
+    # record replayed after a crash can send its alert again (it may not have left)
+    alert_offset: int = -1
+    alert_json: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # shallow on purpose (dataclasses.asdict deep-copies: 10x slower on the hot path)
