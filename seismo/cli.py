@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -69,19 +70,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Flag:
-    def __init__(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
-
-
-def _install_stop_handler() -> _Flag:
-    flag = _Flag()
+def _install_stop_handler() -> threading.Event:
+    flag = threading.Event()
 
     def handler(signum: int, frame: Any) -> None:
         flag.set()

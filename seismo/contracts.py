@@ -8,7 +8,6 @@ breaking change is a new topic (``posts.raw.v2``), never a silent reinterpretati
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -190,8 +189,3 @@ def dead_letter(
         value=text(value)[:max_value_chars],
         failed_at=datetime.now(UTC),
     )
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact JSON for non-contract payloads (table state)."""
-    return json.dumps(obj, separators=(",", ":"), default=str).encode("utf-8")
