@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from seismo import __version__
-from seismo.config import Settings, load_settings
+from seismo.cliutil import install_stop_handler as _install_stop_handler
+from seismo.cliutil import progress as _progress
+from seismo.cliutil import settings_from as _settings
+from seismo.config import Settings
 from seismo.errors import SeismoError
 
 log = logging.getLogger("seismo")
+
+# Modules that add subcommands: each has ``register(sub)`` taking the subparsers action
+# and setting ``func`` on its parsers (see seismo/cliutil.py for the shared helpers).
+COMMAND_MODULES: list[str] = []
 
 
 def _setup_logging(verbose: int) -> None:
@@ -29,14 +36,6 @@ def _setup_logging(verbose: int) -> None:
     )
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _progress(msg: str) -> None:
-    print(f"seismo: {msg}", file=sys.stderr, flush=True)
-
-
-def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
-    return load_settings(getattr(args, "config", None), **overrides)
 
 
 # --- broker ---------------------------------------------------------------------------
@@ -68,17 +67,6 @@ def cmd_broker(args: argparse.Namespace) -> int:
         _progress("stopping Kafka")
         broker.stop()
     return 0
-
-
-def _install_stop_handler() -> threading.Event:
-    flag = threading.Event()
-
-    def handler(signum: int, frame: Any) -> None:
-        flag.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return flag
 
 
 # --- worker ---------------------------------------------------------------------------
@@ -298,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("config", help="print the effective settings (secrets masked)")
     c.set_defaults(func=cmd_config)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return p
 
 

@@ -25,6 +25,10 @@ ALL_TOPICS = (POSTS_RAW, POSTS_CLASSIFIED, SIGNALS, ALERTS, DLQ)
 
 Stance = Literal["support", "deny", "query", "comment"]
 SignalKind = Literal["term", "dossier", "claim", "stance"]
+# An alert's lifecycle: opened when a burst passes threshold, updated as it grows (each
+# update is a new ``version`` of the same ``id``), resolved when it subsides.
+AlertStatus = Literal["open", "update", "resolved"]
+Severity = Literal["low", "medium", "high", "critical"]
 
 
 class Contract(BaseModel):
@@ -114,6 +118,8 @@ class Alert(Contract):
 
     id: str
     version: int = 1
+    status: AlertStatus = "open"
+    severity: Severity = "low"
     kind: SignalKind
     key: str
     label: str
