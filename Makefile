@@ -6,7 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench clean
+SYSTEM_STAMP := $(VENV)/.system-deps
+
+.PHONY: run test test-fast lint bench clean system-deps
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "seismo: $(PYTHON) (3.11) is required" >&2; exit 1; }
@@ -19,8 +21,22 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/seismo run $(ARGS)
 
+# Debian packages listed in deploy/apt-packages.txt (real Prometheus, Chromium, ...),
+# installed once when missing; needs root or sudo, as on the CI machine.
+$(SYSTEM_STAMP): deploy/apt-packages.txt $(STAMP)
+	@pkgs="$$(sed -e 's/#.*//' deploy/apt-packages.txt | xargs)"; \
+	missing=""; for p in $$pkgs; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "seismo: installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@touch $(SYSTEM_STAMP)
+
+system-deps: $(SYSTEM_STAMP)
+
 ## test: run the whole test suite (starts a real Kafka broker once per session)
-test: $(STAMP)
+test: $(STAMP) $(SYSTEM_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-fast: unit tests only (no broker, nothing marked slow)
