@@ -26,7 +26,7 @@ log = logging.getLogger("seismo")
 
 # Modules that add subcommands: each has ``register(sub)`` taking the subparsers action
 # and setting ``func`` on its parsers (see seismo/cliutil.py for the shared helpers).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["connectors.cli"]
 
 
 def _setup_logging(verbose: int) -> None:
@@ -107,17 +107,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         worker_cmd += ["--alerts-out", str(args.alerts_out)]
     for url in args.webhook or []:
         worker_cmd += ["--webhook", url]
-    worker = subprocess.Popen(worker_cmd, env=env)
+    children: dict[str, subprocess.Popen[bytes]] = {"worker": subprocess.Popen(worker_cmd, env=env)}
     _progress(
-        f"worker started (pid {worker.pid}); web http://{settings.web_host}:{settings.web_port}"
-        "/metrics — Ctrl-C to stop"
+        f"worker started (pid {children['worker'].pid}); web "
+        f"http://{settings.web_host}:{settings.web_port}/metrics — Ctrl-C to stop"
     )
+    base_cmd = worker_cmd[:-1]
+    for i, name in enumerate(settings.connectors):
+        port = settings.web_port + 1 + i
+        cmd = [*base_cmd, "connect", name, "--metrics-port", str(port)]
+        children[f"connector {name}"] = subprocess.Popen(cmd, env=env)
+        _progress(f"connector {name} started; metrics on port {port}")
     code = 0
     try:
         while not stop.is_set():
-            if worker.poll() is not None:
-                code = worker.returncode or 1
-                _progress(f"worker exited with code {worker.returncode}")
+            ended = [(n, c) for n, c in children.items() if c.poll() is not None]
+            if ended:
+                name, child = ended[0]
+                code = child.returncode or 1
+                _progress(f"{name} exited with code {child.returncode}")
                 break
             if broker is not None and not broker.running:
                 _progress("Kafka exited unexpectedly")
@@ -125,13 +133,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 break
             time.sleep(0.3)
     finally:
-        if worker.poll() is None:
-            _progress("stopping worker")
-            worker.send_signal(signal.SIGTERM)
+        for name, child in children.items():
+            if child.poll() is None:
+                _progress(f"stopping {name}")
+                child.send_signal(signal.SIGTERM)
+        for child in children.values():
             try:
-                worker.wait(timeout=30)
+                child.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                worker.kill()
+                child.kill()
         if broker is not None:
             _progress("stopping Kafka")
             broker.stop()

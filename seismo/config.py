@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -117,6 +117,51 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = None
     webhook_timeout_seconds: float = 5.0
     alerts_out: Path | None = None
+
+    # --- connectors --------------------------------------------------------------------
+    connectors: list[str] = Field(
+        default_factory=list,
+        description="connectors `seismo run` also starts, e.g. [hackernews, rss]",
+    )
+    connector_metrics_port: int | None = Field(
+        default=None,
+        description="port of a connector's /metrics (`seismo run` gives each one web_port+1+i)",
+    )
+    connector_checkpoint_seconds: float = Field(
+        default=1.0, gt=0, description="how often a connector flushes and saves its cursor"
+    )
+    connector_backoff_cap_seconds: float = Field(
+        default=60.0, gt=0, description="longest wait between reconnects"
+    )
+    # Bluesky
+    bluesky_mode: Literal["jetstream", "firehose"] = "jetstream"
+    bluesky_jetstream_url: str = "wss://jetstream2.us-east.bsky.network/subscribe"
+    bluesky_firehose_url: str = Field(
+        default="wss://bsky.network/xrpc", description="relay base URI for subscribeRepos"
+    )
+    # Reddit (script app: https://www.reddit.com/prefs/apps)
+    reddit_client_id: str | None = None
+    reddit_client_secret: SecretStr | None = None
+    reddit_username: str | None = None
+    reddit_password: SecretStr | None = None
+    reddit_user_agent: str = "seismo/0.1 (social-signal monitor)"
+    reddit_subreddits: list[str] = Field(default_factory=list)
+    reddit_oauth_url: str = "https://oauth.reddit.com"
+    reddit_www_url: str = "https://www.reddit.com"
+    # Hacker News
+    hn_api_url: str = "https://hacker-news.firebaseio.com/v0"
+    hn_poll_seconds: float = Field(default=30.0, gt=0)
+    hn_concurrency: int = Field(default=8, ge=1)
+    # X (API v2 filtered stream) and the X-style push endpoint
+    x_bearer_token: SecretStr | None = None
+    x_api_url: str = "https://api.x.com/2"
+    x_push_host: str = "127.0.0.1"
+    x_push_port: int = 6071
+    x_push_token: SecretStr | None = None
+    x_push_max_bytes: int = Field(default=1_000_000, ge=1024)
+    # News feeds (RSS / Atom)
+    rss_feeds: list[str] = Field(default_factory=list)
+    rss_poll_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("namespace")
     @classmethod

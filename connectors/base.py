@@ -1,0 +1,419 @@
+"""What every live connector shares: the run loop, backoff, cursors, the Kafka sink.
+
+A connector is a :class:`Source`: an async generator of :data:`Item` from one platform,
+starting at a cursor (``None`` = start from now). :class:`ConnectorRunner` drives it:
+
+- ``Emit(post, cursor)``: the post goes to ``posts.raw.v1`` (key ``source:id``, record
+  timestamp = event time); posts already sent recently (same key) are dropped as repeats.
+- ``Skip(reason, raw, cursor)``: a malformed frame or item: counted, dead-lettered with the
+  reason, and the stream goes on.
+- ``Checkpoint(cursor)``: progress without a post (a heartbeat, a deleted item).
+- ``Gap(detail)``: the upstream could not resume exactly where we stopped (cursor too old):
+  reported and counted, never silent.
+
+A cursor is saved to disk only after every post before it has been acknowledged by Kafka,
+so a restart resumes without loss; posts re-read after the cursor are recognised by key
+(here, and again by the ingest stage), so nothing is doubled.
+
+Errors are sorted: :class:`FatalSourceError` (bad credentials, bad config) stops the
+connector with a clear message; anything else reconnects with capped exponential backoff
+and full jitter, resetting once data flows again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from seismo.config import Settings
+from seismo.contracts import DLQ, POSTS_RAW, Post, dead_letter
+from seismo.errors import SeismoError
+from seismo.kafka import bootstrap_of, ensure_topics
+from seismo.metrics import ConnectorMetrics
+
+log = logging.getLogger(__name__)
+
+Cursor = dict[str, Any]
+
+
+class SourceError(SeismoError):
+    """Base of connector errors."""
+
+
+class RetryableError(SourceError):
+    """A transient upstream failure (drop, 5xx, 429, stall): reconnect after a backoff.
+
+    ``retry_after`` (seconds), when the upstream said how long to wait, overrides the
+    backoff if it is longer.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FatalSourceError(SourceError):
+    """A failure retrying can't fix (bad credentials, forbidden, bad config): stop."""
+
+
+# --- items a source yields ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Emit:
+    post: Post
+    cursor: Cursor | None = None
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+    raw: bytes | str | None = None
+    cursor: Cursor | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    cursor: Cursor
+
+
+@dataclass(frozen=True)
+class Gap:
+    detail: str
+    cursor: Cursor | None = None
+
+
+Item = Emit | Skip | Checkpoint | Gap
+
+
+class Source(Protocol):
+    """One platform's stream. ``name`` is the post ``source`` and the metrics label."""
+
+    name: str
+
+    def stream(self, cursor: Cursor | None) -> AsyncIterator[Item]:
+        """Connect and yield items from ``cursor`` on; return or raise when disconnected."""
+        ...
+
+    def position(self, cursor: Cursor) -> float | None:
+        """A number for the cursor gauge (time_us, seq, item id), or None."""
+        ...
+
+
+# --- backoff ------------------------------------------------------------------------------
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with full jitter (AWS architecture blog style)."""
+
+    base: float = 0.5
+    cap: float = 60.0
+    rng: random.Random | None = None
+    attempt: int = 0
+
+    def next_delay(self, at_least: float | None = None) -> float:
+        ceiling = min(self.cap, self.base * (2**self.attempt))
+        self.attempt += 1
+        delay = (self.rng or random).uniform(ceiling / 2, ceiling)
+        if at_least is not None:
+            delay = max(delay, min(at_least, self.cap * 10))
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+# --- cursors ------------------------------------------------------------------------------
+
+
+class CursorStore:
+    """A connector's cursor as a small JSON file, replaced atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def for_source(cls, settings: Settings, name: str) -> CursorStore:
+        return cls(
+            settings.data_dir / "connectors" / f"{settings.namespace or 'default'}.{name}.json"
+        )
+
+    def load(self) -> Cursor | None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SourceError(f"cursor file {self.path} is unreadable: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SourceError(f"cursor file {self.path} does not hold an object")
+        return data
+
+    def save(self, cursor: Cursor) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(cursor, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+
+
+# --- sinks --------------------------------------------------------------------------------
+
+
+class PostSink(Protocol):
+    async def start(self) -> None: ...
+    async def send(self, post: Post) -> None: ...
+    async def dead(self, source: str, reason: str, raw: bytes | str | None) -> None: ...
+    async def flush(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+class KafkaPostSink:
+    """Posts to ``posts.raw.v1``, dead letters to ``dlq.v1``; idempotent producer, acks=all."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+        self._pending: list[asyncio.Future[Any]] = []
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_of(self.settings),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=20,
+        )
+        await self._producer.start()
+
+    def _require(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise SourceError("sink used before start()")
+        return self._producer
+
+    async def send(self, post: Post) -> None:
+        fut = await self._require().send(
+            self.settings.topic(POSTS_RAW),
+            post.to_bytes(),
+            key=post.key.encode(),
+            timestamp_ms=int(post.created_at.timestamp() * 1000),
+        )
+        self._pending.append(fut)
+
+    async def dead(self, source: str, reason: str, raw: bytes | str | None) -> None:
+        dl = dead_letter(f"connect:{source}", reason, source, raw)
+        fut = await self._require().send(self.settings.topic(DLQ), dl.to_bytes())
+        self._pending.append(fut)
+
+    async def flush(self) -> None:
+        """Wait until everything sent so far is acknowledged; raises if any send failed."""
+        await self._require().flush()
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            fut.result()  # re-raises a failed send
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self.flush()
+            await self._producer.stop()
+            self._producer = None
+
+
+# --- the run loop -------------------------------------------------------------------------
+
+
+class RecentKeys:
+    """A bounded set of recently sent post keys (LRU)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, key: str) -> bool:
+        """True if ``key`` was seen before; remembers it either way."""
+        if key in self._keys:
+            self._keys.move_to_end(key)
+            return True
+        self._keys[key] = None
+        if len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+        return False
+
+
+@dataclass
+class RunStats:
+    received: int = 0
+    produced: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    reconnects: int = 0
+
+
+class ConnectorRunner:
+    """Drives one source until ``stop`` is set or a fatal error; see the module docstring."""
+
+    def __init__(
+        self,
+        source: Source,
+        sink: PostSink,
+        cursors: CursorStore,
+        metrics: ConnectorMetrics,
+        *,
+        backoff: Backoff | None = None,
+        checkpoint_seconds: float = 1.0,
+        recent_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.cursors = cursors
+        self.metrics = metrics
+        self.backoff = backoff or Backoff()
+        self.checkpoint_seconds = checkpoint_seconds
+        self.recent = RecentKeys(recent_keys)
+        self.clock = clock
+        self.now = now
+        self.stats = RunStats()
+        self.saved: Cursor | None = None  # durable: everything before it is in Kafka
+        self.pending: Cursor | None = None  # newest cursor handed to the sink
+        self._last_checkpoint = 0.0
+
+    async def run(self, stop: asyncio.Event) -> RunStats:
+        name = self.source.name
+        self.saved = self.pending = self.cursors.load()
+        if self.saved is not None:
+            log.info("%s: resuming from cursor %s", name, self.saved)
+            self._gauge_cursor(self.saved)
+        await self.sink.start()
+        self.metrics.up.labels(name).set(1)
+        try:
+            while not stop.is_set():
+                try:
+                    await self._until_stopped(self._consume(), stop)
+                    if stop.is_set():
+                        break
+                    raise RetryableError("upstream closed the stream")
+                except FatalSourceError:
+                    raise
+                except Exception as exc:
+                    await self._checkpoint(force=True, quiet=True)
+                    retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
+                    delay = self.backoff.next_delay(retry_after)
+                    self.stats.reconnects += 1
+                    self.metrics.reconnects.labels(name).inc()
+                    if isinstance(exc, SourceError):
+                        log.warning("%s: %s; reconnecting in %.1fs", name, exc, delay)
+                    else:
+                        log.warning(
+                            "%s: %s: %s; reconnecting in %.1fs",
+                            name,
+                            type(exc).__name__,
+                            exc,
+                            delay,
+                        )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            self.metrics.up.labels(name).set(0)
+            await self._checkpoint(force=True, quiet=True)
+            await self.sink.stop()
+        return self.stats
+
+    @staticmethod
+    async def _until_stopped(work: Any, stop: asyncio.Event) -> None:
+        """Run ``work`` until it ends or ``stop`` is set (then cancel it)."""
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.done() and not task.cancelled():
+            task.result()
+
+    async def _consume(self) -> None:
+        name = self.source.name
+        async for item in self.source.stream(self.pending):
+            if isinstance(item, Emit):
+                self.stats.received += 1
+                self.metrics.events.labels(name, "received").inc()
+                self.backoff.reset()
+                if self.recent.seen(item.post.key):
+                    self.stats.duplicates += 1
+                    self.metrics.events.labels(name, "duplicate").inc()
+                else:
+                    await self.sink.send(item.post)
+                    self.stats.produced += 1
+                    self.metrics.events.labels(name, "produced").inc()
+                    lag = (self.now() - item.post.created_at).total_seconds()
+                    self.metrics.lag.labels(name).set(max(0.0, lag))
+            elif isinstance(item, Skip):
+                self.stats.received += 1
+                self.stats.skipped += 1
+                self.metrics.events.labels(name, "received").inc()
+                self.metrics.events.labels(name, "skipped").inc()
+                log.warning("%s: skipped an item: %s", name, item.reason)
+                await self.sink.dead(name, item.reason, item.raw)
+            elif isinstance(item, Gap):
+                self.stats.gaps += 1
+                self.metrics.gaps.labels(name).inc()
+                log.warning("%s: GAP in the stream: %s", name, item.detail)
+            cursor = item.cursor
+            if cursor is not None:
+                self.pending = cursor
+            await self._checkpoint()
+
+    async def _checkpoint(self, *, force: bool = False, quiet: bool = False) -> None:
+        """Flush the sink, then save the newest cursor (every ``checkpoint_seconds``)."""
+        t = self.clock()
+        if not force and t - self._last_checkpoint < self.checkpoint_seconds:
+            return
+        self._last_checkpoint = t
+        if self.pending is None or self.pending == self.saved:
+            return
+        try:
+            await self.sink.flush()
+        except Exception as exc:
+            # some posts were not acknowledged: forget the cursor and the keys sent since the
+            # last save, so the next connection starts from the durable cursor and resends
+            log.warning(
+                "%s: sink flush failed (%s); will resume from the saved cursor",
+                self.source.name,
+                exc,
+            )
+            self.pending = self.saved
+            self.recent = RecentKeys(self.recent.size)
+            if quiet:
+                return
+            raise
+        self.cursors.save(self.pending)
+        self.saved = self.pending
+        self._gauge_cursor(self.pending)
+
+    def _gauge_cursor(self, cursor: Cursor) -> None:
+        pos = self.source.position(cursor)
+        if pos is not None:
+            self.metrics.cursor.labels(self.source.name).set(pos)

@@ -1,0 +1,273 @@
+"""The connector run loop: cursors, repeats, skips, retry vs stop, shutdown, the Kafka sink."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from prometheus_client import CollectorRegistry
+
+from connectors.base import (
+    Backoff,
+    Checkpoint,
+    ConnectorRunner,
+    Cursor,
+    CursorStore,
+    Emit,
+    FatalSourceError,
+    Gap,
+    Item,
+    KafkaPostSink,
+    RetryableError,
+    Skip,
+)
+from seismo.config import load_settings
+from seismo.contracts import POSTS_RAW, Post, decode
+from seismo.metrics import ConnectorMetrics
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def post(i: int) -> Post:
+    return Post(id=str(i), source="fake", text=f"post {i}", created_at=T0 + timedelta(seconds=i))
+
+
+class MemorySink:
+    def __init__(self, fail_flushes: int = 0) -> None:
+        self.buffer: list[Post] = []
+        self.acked: list[Post] = []
+        self.dead_letters: list[tuple[str, str]] = []
+        self.fail_flushes = fail_flushes
+        self.started = self.stopped = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def send(self, p: Post) -> None:
+        self.buffer.append(p)
+
+    async def dead(self, source: str, reason: str, raw: bytes | str | None) -> None:
+        self.dead_letters.append((source, reason))
+
+    async def flush(self) -> None:
+        if self.fail_flushes:
+            self.fail_flushes -= 1
+            self.buffer.clear()  # the unacknowledged sends are lost
+            raise OSError("broker unreachable")
+        self.acked += self.buffer
+        self.buffer.clear()
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+Script = Callable[[Cursor | None], AsyncIterator[Item]]
+
+
+class FakeSource:
+    """Each connection runs the next script; records the cursor each connection began at."""
+
+    name = "fake"
+
+    def __init__(self, *scripts: Script) -> None:
+        self.scripts = list(scripts)
+        self.started_at: list[Cursor | None] = []
+
+    def stream(self, cursor: Cursor | None) -> AsyncIterator[Item]:
+        self.started_at.append(cursor)
+        if not self.scripts:
+            return forever()
+        return self.scripts.pop(0)(cursor)
+
+    def position(self, cursor: Cursor) -> float | None:
+        return float(cursor["n"])
+
+
+async def forever() -> AsyncIterator[Item]:
+    await asyncio.Event().wait()
+    yield Checkpoint({"n": -1})  # pragma: no cover
+
+
+def emits(start: int, stop: int, then: Exception | None = None) -> Script:
+    async def gen(cursor: Cursor | None) -> AsyncIterator[Item]:
+        for i in range(start, stop):
+            yield Emit(post(i), {"n": i})
+        if then is not None:
+            raise then
+
+    return gen
+
+
+def make_runner(
+    source: FakeSource, sink: MemorySink, store: CursorStore
+) -> tuple[ConnectorRunner, ConnectorMetrics]:
+    metrics = ConnectorMetrics(CollectorRegistry())
+    runner = ConnectorRunner(
+        source,
+        sink,
+        store,
+        metrics,
+        backoff=Backoff(base=0.001, cap=0.01, rng=random.Random(1)),
+        checkpoint_seconds=0.0,
+    )
+    return runner, metrics
+
+
+async def run_until(runner: ConnectorRunner, done: Callable[[], bool], timeout: float = 5) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+        if task.done():
+            break
+    stop.set()
+    await asyncio.wait_for(task, 3)
+
+
+def value(metrics: ConnectorMetrics, name: str, **labels: str) -> float:
+    v = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if v is None else v
+
+
+async def test_posts_flow_and_cursor_is_saved_after_ack(tmp_path: Path) -> None:
+    store = CursorStore(tmp_path / "c.json")
+    sink = MemorySink()
+    runner, metrics = make_runner(FakeSource(emits(0, 5)), sink, store)
+    await run_until(runner, lambda: len(sink.acked) == 5)
+    assert [p.id for p in sink.acked] == ["0", "1", "2", "3", "4"]
+    assert store.load() == {"n": 4}
+    assert sink.started and sink.stopped
+    assert value(metrics, "seismo_connector_events_total", source="fake", outcome="produced") == 5
+    assert value(metrics, "seismo_connector_cursor", source="fake") == 4
+
+
+async def test_reconnect_resumes_at_cursor_and_drops_repeats(tmp_path: Path) -> None:
+    # first connection drops after 0..2; the upstream then replays 1..4 (overlap 1, 2)
+    source = FakeSource(emits(0, 3, then=RetryableError("connection reset")), emits(1, 5))
+    sink = MemorySink()
+    runner, metrics = make_runner(source, sink, CursorStore(tmp_path / "c.json"))
+    await run_until(runner, lambda: len(sink.acked) == 5)
+    assert [p.id for p in sink.acked] == ["0", "1", "2", "3", "4"]
+    assert source.started_at[:2] == [None, {"n": 2}]
+    assert runner.stats.duplicates == 2
+    assert value(metrics, "seismo_connector_reconnects_total", source="fake") >= 1
+
+
+async def test_malformed_item_is_skipped_counted_and_dead_lettered(tmp_path: Path) -> None:
+    async def script(cursor: Cursor | None) -> AsyncIterator[Item]:
+        yield Emit(post(0), {"n": 0})
+        yield Skip("frame is not JSON", b"\x00garbage", {"n": 1})
+        yield Gap("cursor too old", {"n": 2})
+        yield Emit(post(3), {"n": 3})
+
+    sink = MemorySink()
+    runner, metrics = make_runner(FakeSource(script), sink, CursorStore(tmp_path / "c.json"))
+    await run_until(runner, lambda: len(sink.acked) == 2)
+    assert [p.id for p in sink.acked] == ["0", "3"]
+    assert sink.dead_letters == [("fake", "frame is not JSON")]
+    assert value(metrics, "seismo_connector_events_total", source="fake", outcome="skipped") == 1
+    assert value(metrics, "seismo_connector_gaps_total", source="fake") == 1
+
+
+async def test_fatal_error_stops_the_connector(tmp_path: Path) -> None:
+    source = FakeSource(emits(0, 1, then=FatalSourceError("401 Unauthorized: bad token")))
+    sink = MemorySink()
+    runner, _ = make_runner(source, sink, CursorStore(tmp_path / "c.json"))
+    with pytest.raises(FatalSourceError, match="bad token"):
+        await asyncio.wait_for(runner.run(asyncio.Event()), 3)
+    assert sink.stopped
+    assert [p.id for p in sink.acked] == ["0"]  # flushed before stopping
+
+
+async def test_failed_flush_resends_from_the_durable_cursor(tmp_path: Path) -> None:
+    store = CursorStore(tmp_path / "c.json")
+    store.save({"n": 1})
+    # resumes after 1; the first flush fails (posts 2, 3 lost), the stream errors out;
+    # the reconnect must start again from the saved cursor and send 2, 3 again
+    source = FakeSource(emits(2, 4, then=RetryableError("drop")), emits(2, 6))
+    sink = MemorySink(fail_flushes=1)
+    runner, _ = make_runner(source, sink, store)
+    await run_until(runner, lambda: len(sink.acked) >= 4)
+    assert [p.id for p in sink.acked] == ["2", "3", "4", "5"]
+    assert source.started_at[:2] == [{"n": 1}, {"n": 1}]
+    assert store.load() == {"n": 5}
+
+
+async def test_restart_resumes_from_saved_cursor(tmp_path: Path) -> None:
+    store = CursorStore(tmp_path / "c.json")
+    sink = MemorySink()
+    first, _ = make_runner(FakeSource(emits(0, 3)), sink, store)
+    await run_until(first, lambda: len(sink.acked) == 3)
+    second_source = FakeSource(emits(3, 5))
+    second, _ = make_runner(second_source, sink, store)
+    await run_until(second, lambda: len(sink.acked) == 5)
+    assert second_source.started_at[0] == {"n": 2}
+    assert [p.id for p in sink.acked] == ["0", "1", "2", "3", "4"]
+
+
+async def test_stop_is_prompt_while_upstream_is_silent(tmp_path: Path) -> None:
+    runner, _ = make_runner(FakeSource(), MemorySink(), CursorStore(tmp_path / "c.json"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.sleep(0.05)
+    t = time.monotonic()
+    stop.set()
+    await asyncio.wait_for(task, 2)
+    assert time.monotonic() - t < 1.0
+
+
+def test_backoff_is_capped_jittered_and_resets() -> None:
+    b = Backoff(base=1.0, cap=8.0, rng=random.Random(7))
+    delays = [b.next_delay() for _ in range(8)]
+    assert all(0.5 <= d <= 8.0 for d in delays)
+    assert max(delays[4:]) <= 8.0 and min(delays[4:]) >= 4.0  # at the cap: in [cap/2, cap]
+    assert b.next_delay(at_least=30.0) == 30.0  # Retry-After wins when longer
+    b.reset()
+    assert b.next_delay() <= 1.0
+
+
+def test_cursor_store_round_trip_and_bad_file(tmp_path: Path) -> None:
+    store = CursorStore(tmp_path / "x" / "c.json")
+    assert store.load() is None
+    store.save({"time_us": 123})
+    assert store.load() == {"time_us": 123}
+    store.path.write_text("not json")
+    with pytest.raises(Exception, match="unreadable"):
+        store.load()
+
+
+@pytest.mark.broker
+async def test_kafka_sink_writes_posts_keyed_with_event_time(kafka: str, namespace: str) -> None:
+    settings = load_settings(kafka_bootstrap=kafka, namespace=namespace)
+    sink = KafkaPostSink(settings)
+    await sink.start()
+    try:
+        for i in range(3):
+            await sink.send(post(i))
+        await sink.flush()
+    finally:
+        await sink.stop()
+    consumer = AIOKafkaConsumer(
+        settings.topic(POSTS_RAW), bootstrap_servers=kafka, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        got: list[Any] = []
+        deadline = time.monotonic() + 20
+        while len(got) < 3 and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                got += records
+    finally:
+        await consumer.stop()
+    assert [r.key for r in got] == [b"fake:0", b"fake:1", b"fake:2"]
+    assert [decode(Post, r.value).id for r in got] == ["0", "1", "2"]
+    assert got[1].timestamp == int(post(1).created_at.timestamp() * 1000)
