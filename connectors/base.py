@@ -69,6 +69,22 @@ class FatalSourceError(SourceError):
     """A failure retrying can't fix (bad credentials, forbidden, bad config): stop."""
 
 
+def error_for_status(status: int, what: str, retry_after: str | None = None) -> SourceError:
+    """Sort an HTTP error status: 400/401/403/404 stop the connector, anything else retries.
+
+    ``retry_after`` is the raw ``Retry-After`` header (seconds; an HTTP date is ignored).
+    """
+    if status in (400, 401, 403, 404):
+        return FatalSourceError(f"{what}: HTTP {status}")
+    wait: float | None = None
+    if retry_after:
+        try:
+            wait = max(0.0, float(retry_after))
+        except ValueError:
+            wait = None
+    return RetryableError(f"{what}: HTTP {status}", retry_after=wait)
+
+
 # --- items a source yields ----------------------------------------------------------------
 
 

@@ -135,9 +135,25 @@ class Settings(BaseSettings):
     )
     # Bluesky
     bluesky_mode: Literal["jetstream", "firehose"] = "jetstream"
-    bluesky_jetstream_url: str = "wss://jetstream2.us-east.bsky.network/subscribe"
+    bluesky_jetstream_url: str = Field(
+        default="wss://jetstream.us-east.bsky.network/xrpc",
+        description="Jetstream v2 base URI (the atproto SDK appends the subscribeEvents NSID; "
+        "legacy v1 hosts jetstream1/2.* don't speak v2)",
+    )
+    bluesky_jetstream_compress: bool = Field(
+        default=True, description="ask Jetstream for zstd frames (falls back to plain JSON)"
+    )
     bluesky_firehose_url: str = Field(
         default="wss://bsky.network/xrpc", description="relay base URI for subscribeRepos"
+    )
+    bluesky_stall_seconds: float = Field(
+        default=60.0, gt=0, description="reconnect after this long without a frame"
+    )
+    bluesky_gap_tolerance_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="report a gap when the first event after a resume is this much later "
+        "than the saved cursor",
     )
     # Reddit (script app: https://www.reddit.com/prefs/apps)
     reddit_client_id: str | None = None
@@ -152,6 +168,7 @@ class Settings(BaseSettings):
     hn_api_url: str = "https://hacker-news.firebaseio.com/v0"
     hn_poll_seconds: float = Field(default=30.0, gt=0)
     hn_concurrency: int = Field(default=8, ge=1)
+    hn_timeout_seconds: float = Field(default=10.0, gt=0, description="per HTTP request")
     # X (API v2 filtered stream) and the X-style push endpoint
     x_bearer_token: SecretStr | None = None
     x_api_url: str = "https://api.x.com/2"

@@ -1,0 +1,1 @@
+"""Loopback fakes of upstream platforms, speaking their real protocols."""
