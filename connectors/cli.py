@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # so one platform's client library is loaded only by its own connector.
 SOURCES: dict[str, str] = {
     "bluesky": "connectors.bluesky:build",
+    "hackernews": "connectors.hackernews:build",
 }
 
 

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from prometheus_client import CollectorRegistry
 
 from connectors.base import ConnectorRunner, CursorStore, Source
 from connectors.bluesky import (
@@ -22,10 +20,11 @@ from connectors.bluesky import (
     post_from_record,
     to_time_us,
 )
-from connectors.cli import build_source, run_connector
+from connectors.cli import build_source
 from seismo.config import Settings, load_settings
-from seismo.contracts import POSTS_RAW, Post, decode
+from seismo.contracts import Post, decode
 from seismo.metrics import ConnectorMetrics
+from tests.fakes import connect_to_kafka
 from tests.fakes.bluesky import (
     FakeFirehose,
     FakeJetstream,
@@ -297,24 +296,7 @@ async def test_jetstream_to_kafka(kafka: str, namespace: str, tmp_path: Path) ->
         settings = settings_for(server, tmp_path, kafka_bootstrap=kafka, namespace=namespace)
         source = build_source("bluesky", settings)
         CursorStore.for_source(settings, "bluesky").save(start_cursor(server))
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            run_connector(source, settings, ConnectorMetrics(CollectorRegistry()), stop)
-        )
-        consumer = AIOKafkaConsumer(
-            settings.topic(POSTS_RAW), bootstrap_servers=kafka, auto_offset_reset="earliest"
-        )
-        await consumer.start()
-        try:
-            got: list[Any] = []
-            deadline = time.monotonic() + 30
-            while len(got) < 5 and time.monotonic() < deadline:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    got += records
-        finally:
-            await consumer.stop()
-            stop.set()
-            await asyncio.wait_for(task, 10)
+        got = await connect_to_kafka(source, settings, 5)
     posts = [decode(Post, r.value) for r in got]
     assert [p.id for p in posts] == [e.uri for e in post_events(1, 5)]
     assert got[0].key == f"bluesky:{posts[0].id}".encode()

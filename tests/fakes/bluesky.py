@@ -32,6 +32,8 @@ from typing import Any
 import libipld
 from aiohttp import WSMsgType, web
 
+from tests.fakes import serve
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 JETSTREAM_NSID = "network.bsky.jetstream.subscribeEvents"
 T0_US = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
@@ -111,11 +113,7 @@ class _LogServer:
     async def __aenter__(self) -> _LogServer:
         app = web.Application()
         app.router.add_get(self.path, self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

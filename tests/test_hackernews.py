@@ -1,0 +1,230 @@
+"""Hacker News connector: item mapping, and the real client against a loopback HN API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.base import ConnectorRunner, CursorStore
+from connectors.cli import build_source
+from connectors.hackernews import HackerNewsSource, Progress, html_to_text, post_from_item
+from seismo.config import Settings, load_settings
+from seismo.contracts import Post, decode
+from tests.fakes import connect_to_kafka
+from tests.fakes.hackernews import T0, FakeHackerNews, hn_items
+from tests.test_bluesky import SlowSink
+from tests.test_connector_base import MemorySink, make_runner
+from tests.test_connector_base import run_until as base_run_until
+
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def test_comment_html_becomes_plain_text() -> None:
+    html = 'It&#x27;s <i>fine</i> &amp; <a href="https://x.org">x.org</a><p>second &gt; para'
+    assert html_to_text(html) == "It's fine & x.org\n\nsecond > para"
+
+
+def test_story_and_comment_map_to_posts() -> None:
+    items = hn_items(1, 2)
+    story = post_from_item(items[1], now=NOW)
+    assert story is not None
+    assert (story.id, story.text, story.url) == ("1", "Story 1", "https://example.com/1")
+    assert story.created_at == datetime.fromtimestamp(T0 + 1, UTC)
+    assert story.metadata["hn_url"] == "https://news.ycombinator.com/item?id=1"
+    comment = post_from_item(items[2], now=NOW)
+    assert comment is not None
+    assert comment.reply_to == "1" and comment.author == "user2"
+    assert comment.url == "https://news.ycombinator.com/item?id=2"
+    assert comment.text == "Comment 2: it's fine\n\na > b"
+    ask = post_from_item(
+        {"id": 3, "type": "story", "time": T0, "title": "Ask HN", "text": "<p>?"}, now=NOW
+    )
+    assert ask is not None and ask.text == "Ask HN\n\n?"
+    assert ask.url == "https://news.ycombinator.com/item?id=3"
+    assert post_from_item({"id": 4, "type": "job", "time": T0, "title": "Hiring"}, now=NOW) is None
+    with pytest.raises(ValueError):
+        post_from_item({"id": "x", "type": "story"}, now=NOW)
+
+
+def test_progress_holds_the_cursor_at_the_first_unhandled_id() -> None:
+    p = Progress(10)
+    assert p.handled(12) is None  # 11 not yet
+    assert not p.absent(11)
+    assert p.to_fetch(14) == [11, 13, 14]
+    assert p.handled(11) == {"id": 12}
+    assert p.handled(13) == {"id": 13}
+    assert p.handled(5) is None  # old id again: no move
+
+
+# --- against the fake API -----------------------------------------------------------------
+
+
+def settings_for(server: FakeHackerNews, tmp_path: Path, **kw: Any) -> Settings:
+    return load_settings(
+        hn_api_url=server.url,
+        hn_poll_seconds=kw.pop("poll", 0.05),
+        hn_concurrency=kw.pop("concurrency", 3),
+        hn_timeout_seconds=5,
+        data_dir=tmp_path,
+        **kw,
+    )
+
+
+def runner_for(source: HackerNewsSource, sink: MemorySink, tmp_path: Path) -> ConnectorRunner:
+    runner, _ = make_runner(source, sink, CursorStore(tmp_path / "hn.json"))  # type: ignore[arg-type]
+    return runner
+
+
+async def run_until(runner: ConnectorRunner, done: Callable[[], bool]) -> None:
+    await base_run_until(runner, done, timeout=15)
+
+
+def corpus() -> dict[int, Any]:
+    items = hn_items(1, 30)
+    items[5] = {"id": 5, "type": "comment", "deleted": True, "time": T0}
+    items[7] = {"id": 7, "type": "comment", "dead": True, "time": T0, "text": "spam"}
+    items[9] = {"id": 9, "type": "job", "time": T0, "title": "Hiring"}
+    return items
+
+
+def wanted(items: dict[int, Any]) -> list[str]:
+    return [
+        str(i)
+        for i, it in sorted(items.items())
+        if isinstance(it, dict)
+        and it.get("type") in ("story", "comment")
+        and not it.get("deleted")
+        and not it.get("dead")
+    ]
+
+
+@dataclass
+class Scenario:
+    name: str
+    faults: dict[str, list[int | str]] = field(default_factory=dict)
+    garbage: int | None = None
+    null_polls: dict[int, int] = field(default_factory=dict)
+    sink_delay: float = 0.0
+    skipped: int = 0
+    min_reconnects: int = 0
+
+
+SCENARIOS = [
+    Scenario("normal"),
+    Scenario("5xx on maxitem", {"/v0/maxitem.json": [503, 502]}, min_reconnects=2),
+    Scenario("429 on an item", {"/v0/item/12.json": [429]}, min_reconnects=1),
+    # aiohttp itself retries a GET once when a reused connection drops, so drop twice
+    Scenario("disconnect mid-stream", {"/v0/item/20.json": ["drop", "drop"]}, min_reconnects=1),
+    Scenario("garbage item", garbage=14, skipped=1),
+    Scenario("item not yet replicated", null_polls={16: 2}),
+    Scenario("slow consumer", sink_delay=0.01),
+]
+
+
+@pytest.mark.parametrize("sc", SCENARIOS, ids=[s.name for s in SCENARIOS])
+async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
+    items = corpus()
+    want = wanted(items)
+    if sc.garbage is not None:
+        items[sc.garbage] = '{"id": 14, "type": "comm'
+        want.remove(str(sc.garbage))
+    async with FakeHackerNews(items, delay=0.005) as server:
+        server.faults = {k: list(v) for k, v in sc.faults.items()}
+        server.null_polls = dict(sc.null_polls)
+        CursorStore(tmp_path / "hn.json").save({"id": 0})
+        source = HackerNewsSource(settings_for(server, tmp_path))
+        sink = SlowSink(sc.sink_delay)
+        runner = runner_for(source, sink, tmp_path)
+        await run_until(
+            runner,
+            lambda: (
+                len(sink.acked) >= len(want)
+                and CursorStore(tmp_path / "hn.json").load() == {"id": 30}
+            ),
+        )
+    ids = [p.id for p in sink.acked]
+    assert sorted(ids, key=int) == want and len(set(ids)) == len(ids)  # none lost or doubled
+    if not sc.null_polls:
+        assert ids == want  # in id order (a late item comes when it comes)
+    assert runner.stats.skipped == sc.skipped
+    assert runner.stats.reconnects >= sc.min_reconnects
+    assert (source.counts.deleted, source.counts.dead, source.counts.other) == (1, 1, 1)
+    assert server.max_in_flight <= 3
+    assert CursorStore(tmp_path / "hn.json").load() == {"id": 30}
+
+
+async def test_restart_resumes_after_the_cursor(tmp_path: Path) -> None:
+    async with FakeHackerNews(hn_items(1, 10)) as server:
+        settings = settings_for(server, tmp_path)
+        CursorStore(tmp_path / "hn.json").save({"id": 0})
+        first_sink = MemorySink()
+        first = runner_for(HackerNewsSource(settings), first_sink, tmp_path)
+        await run_until(first, lambda: len(first_sink.acked) == 10)
+        server.items.update(hn_items(11, 10))
+        server.updates = [3, 15]  # an edit of an old item, and a new one
+        before = len(server.item_requests)
+        second_sink = MemorySink()
+        second_source = HackerNewsSource(settings)
+        second = runner_for(second_source, second_sink, tmp_path)
+        await run_until(second, lambda: len(second_sink.acked) >= 10)
+    ids = [p.id for p in first_sink.acked + second_sink.acked]
+    assert ids == [str(i) for i in range(1, 21)]
+    assert min(server.item_requests[before:]) == 11
+    assert second_source.counts.updated >= 1
+
+
+async def test_item_given_up_after_polls_is_counted_and_cursor_moves(tmp_path: Path) -> None:
+    async with FakeHackerNews(hn_items(1, 4)) as server:
+        server.null_polls = {2: 100}
+        CursorStore(tmp_path / "hn.json").save({"id": 0})
+        source = HackerNewsSource(settings_for(server, tmp_path))
+        sink = MemorySink()
+        runner = runner_for(source, sink, tmp_path)
+        await run_until(runner, lambda: CursorStore(tmp_path / "hn.json").load() == {"id": 4})
+    assert [p.id for p in sink.acked] == ["1", "3", "4"]
+    assert source.counts.missing == 1
+
+
+async def test_first_start_begins_at_maxitem(tmp_path: Path) -> None:
+    async with FakeHackerNews(hn_items(1, 5)) as server:
+        sink = MemorySink()
+        runner = runner_for(HackerNewsSource(settings_for(server, tmp_path)), sink, tmp_path)
+
+        def grown() -> bool:
+            if 6 not in server.items and len(server.requests) >= 2:
+                server.items.update(hn_items(6, 2))
+            return len(sink.acked) >= 2
+
+        await run_until(runner, grown)
+    assert [p.id for p in sink.acked] == ["6", "7"]
+    assert min(server.item_requests) == 6
+
+
+async def test_forbidden_stops_the_connector(tmp_path: Path) -> None:
+    async with FakeHackerNews(hn_items(1, 2)) as server:
+        server.faults = {"/v0/maxitem.json": [403]}
+        runner = runner_for(
+            HackerNewsSource(settings_for(server, tmp_path)), MemorySink(), tmp_path
+        )
+        with pytest.raises(Exception, match="403"):
+            await asyncio.wait_for(runner.run(asyncio.Event()), 10)
+
+
+@pytest.mark.broker
+async def test_hackernews_to_kafka(kafka: str, namespace: str, tmp_path: Path) -> None:
+    async with FakeHackerNews(hn_items(1, 6)) as server:
+        settings = settings_for(server, tmp_path, kafka_bootstrap=kafka, namespace=namespace)
+        source = build_source("hackernews", settings)
+        CursorStore.for_source(settings, "hackernews").save({"id": 0})
+        got = await connect_to_kafka(source, settings, 6)
+    posts = [decode(Post, r.value) for r in got]
+    assert [p.id for p in posts] == [str(i) for i in range(1, 7)]
+    assert [r.key for r in got][:2] == [b"hackernews:1", b"hackernews:2"]
+    assert posts[1].reply_to == "1"
+    assert CursorStore.for_source(settings, "hackernews").load() == {"id": 6}
