@@ -7,7 +7,9 @@ starting at a cursor (``None`` = start from now). :class:`ConnectorRunner` drive
   timestamp = event time); posts already sent recently (same key) are dropped as repeats.
 - ``Skip(reason, raw, cursor)``: a malformed frame or item: counted, dead-lettered with the
   reason, and the stream goes on.
-- ``Checkpoint(cursor)``: progress without a post (a heartbeat, a deleted item).
+- ``Checkpoint(cursor, outcome)``: progress without a post (a heartbeat, a deleted item);
+  an ``outcome`` (one of a few fixed words: ``deleted``, ``dead``, ``missing``, ``ignored``)
+  counts the upstream item under that outcome in the events metric.
 - ``Gap(detail)``: the upstream could not resume exactly where we stopped (cursor too old):
   reported and counted, never silent.
 
@@ -103,7 +105,8 @@ class Skip:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    cursor: Cursor
+    cursor: Cursor | None
+    outcome: str | None = None
 
 
 @dataclass(frozen=True)
@@ -393,6 +396,10 @@ class ConnectorRunner:
                 self.metrics.events.labels(name, "skipped").inc()
                 log.warning("%s: skipped an item: %s", name, item.reason)
                 await self.sink.dead(name, item.reason, item.raw)
+            elif isinstance(item, Checkpoint) and item.outcome:
+                self.stats.received += 1
+                self.metrics.events.labels(name, "received").inc()
+                self.metrics.events.labels(name, item.outcome).inc()
             elif isinstance(item, Gap):
                 self.stats.gaps += 1
                 self.metrics.gaps.labels(name).inc()

@@ -18,9 +18,10 @@ on ``com.atproto.sync.subscribeRepos``; each ``#commit`` frame's CAR blocks are 
 frame ``FutureCursor`` (the relay doesn't know our seq: it was reset or replaced) is a gap
 and the stream goes on from the live tip.
 
-**Deletes** are counted (:attr:`counts`) and checkpointed, nothing else: ``posts.raw.v1`` is
-an append-only record of what was said, and an alert's evidence keeps a post that was later
-deleted. Posts without text (image-only) are checkpointed and counted as ``empty``.
+**Deletes** are counted (``seismo_connector_events_total{outcome="deleted"}``) and
+checkpointed, nothing else: ``posts.raw.v1`` is an append-only record of what was said, and an
+alert's evidence keeps a post that was later deleted. Posts without text (image-only) and post
+updates are counted as ``ignored``; firehose ops on other collections are not counted.
 
 Both SDK clients reconnect by themselves, forever, with their own backoff. Here one SDK
 client lives for exactly one connection (:class:`_OneConnection` makes ``start()`` return or
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -176,15 +178,6 @@ def post_from_record(
     )
 
 
-@dataclass
-class Counts:
-    """What a Bluesky source saw besides posts."""
-
-    deleted: int = 0
-    empty: int = 0  # posts without text
-    other: int = 0  # updates, other collections, account/identity events
-
-
 # --- SDK clients, one connection each ------------------------------------------------------
 
 
@@ -306,7 +299,6 @@ class _BlueskySource:
     ) -> None:
         self.stall = settings.bluesky_stall_seconds
         self.now = now
-        self.counts = Counts()
 
 
 class JetstreamSource(_BlueskySource):
@@ -373,7 +365,6 @@ class JetstreamSource(_BlueskySource):
                     log.info("bluesky: Jetstream #info %s: %s", frame.name, frame.message)
                 continue
             if not kind.endswith("#commit"):
-                self.counts.other += 1
                 continue
             seen_at = parse_time(frame.witnessed_at) or parse_time(frame.time)
             if seen_at is None:
@@ -398,11 +389,9 @@ class JetstreamSource(_BlueskySource):
 
     def _item(self, commit: Any, seen_at: datetime, cursor: Cursor) -> Item:
         if commit.collection != POST_COLLECTION or commit.operation not in ("create", "delete"):
-            self.counts.other += 1
-            return Checkpoint(cursor)
+            return Checkpoint(cursor, "ignored")
         if commit.operation == "delete":
-            self.counts.deleted += 1
-            return Checkpoint(cursor)
+            return Checkpoint(cursor, "deleted")
         record = get_model_as_dict(commit.record) if commit.record is not None else {}
         try:
             post = post_from_record(
@@ -420,8 +409,7 @@ class JetstreamSource(_BlueskySource):
                 cursor,
             )
         if post is None:
-            self.counts.empty += 1
-            return Checkpoint(cursor)
+            return Checkpoint(cursor, "ignored")
         return Emit(post, cursor)
 
 
@@ -483,34 +471,29 @@ class FirehoseSource(_BlueskySource):
             return []
         here: Cursor = {"seq": message.seq}
         if not kind.endswith("#commit"):
-            self.counts.other += 1
             return [Checkpoint(here)]
         try:
-            items: list[Item] = list(self._commit_items(message))
+            items = self._commit_items(message)
         except Exception as exc:  # a bad CAR or op: the whole commit is skipped
             return [Skip(f"bad commit seq {message.seq}: {exc}", None, here)]
         # only the last item of a commit carries its seq: a cursor saved in the middle
         # would resume after the commit and lose the rest of it
         if not items:
             return [Checkpoint(here)]
-        last = items[-1]
-        if isinstance(last, Emit):
-            items[-1] = Emit(last.post, here)
-        elif isinstance(last, Skip):
-            items[-1] = Skip(last.reason, None, here)
+        items[-1] = dataclasses.replace(items[-1], cursor=here)
         return items
 
-    def _commit_items(self, commit: Any) -> list[Emit | Skip]:
+    def _commit_items(self, commit: Any) -> list[Item]:
+        """The commit's post ops as items without a cursor (the caller adds it)."""
         seen_at = parse_time(commit.time) or self.now()
         car: CAR | None = None
-        items: list[Emit | Skip] = []
+        items: list[Item] = []
         for op in commit.ops:
             collection, _, rkey = op.path.partition("/")
-            if collection != POST_COLLECTION or op.action not in ("create", "delete"):
-                self.counts.other += 1
-                continue
-            if op.action == "delete":
-                self.counts.deleted += 1
+            if collection != POST_COLLECTION:
+                continue  # likes, follows, reposts...: most of the firehose
+            if op.action != "create":
+                items.append(Checkpoint(None, "deleted" if op.action == "delete" else "ignored"))
                 continue
             if car is None:
                 car = CAR.from_bytes(commit.blocks)
@@ -531,10 +514,7 @@ class FirehoseSource(_BlueskySource):
             except ValueError as exc:
                 items.append(Skip(f"bad post record {at_uri(commit.repo, rkey)}: {exc}", None))
                 continue
-            if post is None:
-                self.counts.empty += 1
-                continue
-            items.append(Emit(post))
+            items.append(Emit(post) if post else Checkpoint(None, "ignored"))
         return items
 
 

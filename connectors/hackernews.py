@@ -4,7 +4,8 @@ Every poll (``hn_poll_seconds``) reads ``/maxitem.json`` and ``/updates.json``, 
 every item id after the last one handled up to the newest, ``hn_concurrency`` requests at a
 time, in chunks handled in id order. Stories (title + text) and comments (HTML turned into
 plain text) become posts; deleted and dead items, jobs and polls are checkpointed and
-counted. ``updates.json`` only raises the upper bound: changes to items already produced are
+counted (``seismo_connector_events_total{outcome=deleted|dead|ignored}``).
+``updates.json`` only raises the upper bound: changes to items already produced are
 not sent again (a post on ``posts.raw.v1`` is what was said when it was said).
 
 The cursor is ``{"id": N}``: every id up to N is handled. An item the API still returns as
@@ -112,17 +113,6 @@ def post_from_item(item: Mapping[str, Any], *, now: datetime) -> Post | None:
     )
 
 
-@dataclass
-class Counts:
-    """Items seen besides posts."""
-
-    deleted: int = 0
-    dead: int = 0
-    missing: int = 0  # still null after MISSING_POLLS polls
-    other: int = 0  # jobs, polls, items without text
-    updated: int = 0  # updates.json entries for items already handled (ignored)
-
-
 class Progress:
     """Which ids are handled; ``done`` = every id up to it is."""
 
@@ -184,7 +174,6 @@ class HackerNewsSource:
         self.chunk = max(100, 4 * settings.hn_concurrency)
         self.timeout = aiohttp.ClientTimeout(total=settings.hn_timeout_seconds)
         self.now = now
-        self.counts = Counts()
 
     def position(self, cursor: Cursor) -> float | None:
         n = cursor.get("id")
@@ -200,7 +189,6 @@ class HackerNewsSource:
             progress = Progress(start)
             while True:
                 top, updated = await asyncio.gather(self._maxitem(http), self._updates(http))
-                self.counts.updated += sum(1 for i in updated if i <= progress.done)
                 top = max([top, *updated])
                 ids = progress.to_fetch(top)
                 for i in range(0, len(ids), self.chunk):
@@ -215,28 +203,21 @@ class HackerNewsSource:
         if raw is None:
             if not progress.absent(item_id):
                 return None  # ask again next poll
-            self.counts.missing += 1
             log.warning("hackernews: item %d still null after %d polls", item_id, MISSING_POLLS)
-            cursor = progress.handled(item_id)
-            return Checkpoint(cursor) if cursor else None
+            return Checkpoint(progress.handled(item_id), "missing")
         cursor = progress.handled(item_id)
         if isinstance(raw, _Bad):
             return Skip(raw.reason, raw.raw, cursor)
         if not isinstance(raw, dict):
             return Skip(f"item {item_id} is not an object", json.dumps(raw), cursor)
         if raw.get("deleted") or raw.get("dead"):
-            if raw.get("deleted"):
-                self.counts.deleted += 1
-            else:
-                self.counts.dead += 1
-            return Checkpoint(cursor) if cursor else None
+            return Checkpoint(cursor, "deleted" if raw.get("deleted") else "dead")
         try:
             post = post_from_item(raw, now=self.now())
         except ValueError as exc:
             return Skip(f"bad item {item_id}: {exc}", json.dumps(raw), cursor)
         if post is None:
-            self.counts.other += 1
-            return Checkpoint(cursor) if cursor else None
+            return Checkpoint(cursor, "ignored")
         return Emit(post, cursor)
 
     async def _get(self, http: aiohttp.ClientSession, path: str) -> str:

@@ -70,7 +70,8 @@ class ConnectorMetrics:
         self.registry = registry
         self.events = Counter(
             "seismo_connector_events_total",
-            "Upstream items by source and outcome (received, produced, skipped, duplicate)",
+            "Upstream items by source and outcome (received, produced, skipped, duplicate; "
+            "items not forwarded: deleted, dead, missing, ignored)",
             ["source", "outcome"],
             registry=registry,
         )

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from atproto_subscription.frames import Frame
 
-from connectors.base import ConnectorRunner, CursorStore, Source
+from connectors.base import Checkpoint, ConnectorRunner, CursorStore, Emit, Source
 from connectors.bluesky import (
     FirehoseSource,
     JetstreamSource,
@@ -26,15 +27,17 @@ from seismo.contracts import Post, decode
 from seismo.metrics import ConnectorMetrics
 from tests.fakes import connect_to_kafka
 from tests.fakes.bluesky import (
+    T0_US,
     FakeFirehose,
     FakeJetstream,
     Faults,
     RepoEvent,
     _LogServer,
+    commit_frame,
     post_events,
     tid,
 )
-from tests.test_connector_base import MemorySink, make_runner
+from tests.test_connector_base import MemorySink, make_runner, value
 from tests.test_connector_base import run_until as base_run_until
 
 NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
@@ -136,6 +139,12 @@ async def run_until(runner: ConnectorRunner, done: Callable[[], bool]) -> None:
     assert time.monotonic() - t < 18, "shutdown took too long"
 
 
+def outcomes(metrics: ConnectorMetrics, source: str, *names: str) -> list[float]:
+    return [
+        value(metrics, "seismo_connector_events_total", source=source, outcome=n) for n in names
+    ]
+
+
 def start_cursor(server: _LogServer) -> dict[str, Any]:
     """A cursor just before the server's first event, so the whole log is replayed."""
     if isinstance(server, FakeFirehose):
@@ -200,7 +209,7 @@ async def test_scenarios(sc: Scenario, server_cls: type[_LogServer], tmp_path: P
     assert runner.stats.skipped == sc.skipped
     assert runner.stats.gaps == 0
     assert runner.stats.reconnects >= sc.min_reconnects
-    assert source.counts.deleted == 1 and source.counts.empty == 1
+    assert outcomes(metrics, "bluesky", "deleted", "ignored") == [1, 1]
     saved = CursorStore(tmp_path / "bluesky.json").load()
     assert saved is not None and saved["seq"] == 20
     assert metrics.registry.get_sample_value(
@@ -288,6 +297,43 @@ async def test_forbidden_stops_the_connector(tmp_path: Path) -> None:
         runner, _ = runner_for(build(settings_for(server, tmp_path)), MemorySink(), tmp_path)
         with pytest.raises(Exception, match="403"):
             await asyncio.wait_for(runner.run(asyncio.Event()), 10)
+
+
+def test_firehose_commit_with_several_ops_carries_its_seq_on_the_last_item() -> None:
+    post = {"$type": "app.bsky.feed.post", "text": "a", "createdAt": "2026-01-01T00:00:00Z"}
+    ops = [
+        ("create", "app.bsky.feed.post/aaa", post),
+        ("create", "app.bsky.feed.like/bbb", {"$type": "app.bsky.feed.like"}),
+        ("create", "app.bsky.feed.post/ccc", {**post, "text": "c"}),
+        ("delete", "app.bsky.feed.post/ddd", None),
+    ]
+    raw = commit_frame(42, T0_US, "did:plc:z", ops)
+    items = FirehoseSource(load_settings())._items(Frame.from_bytes(raw))
+    assert [type(i).__name__ for i in items] == ["Emit", "Emit", "Checkpoint"]
+    assert [i.post.id for i in items if isinstance(i, Emit)] == [
+        "at://did:plc:z/app.bsky.feed.post/aaa",
+        "at://did:plc:z/app.bsky.feed.post/ccc",
+    ]
+    assert [i.cursor for i in items] == [None, None, {"seq": 42}]
+    assert isinstance(items[-1], Checkpoint) and items[-1].outcome == "deleted"
+
+
+async def test_firehose_future_cursor_is_a_gap_then_the_live_tip(tmp_path: Path) -> None:
+    async with FakeFirehose(post_events(1, 5)) as server:
+        CursorStore(tmp_path / "bluesky.json").save({"seq": 99})  # a relay that was reset
+        sink = MemorySink()
+        runner, _ = runner_for(build(settings_for(server, tmp_path)), sink, tmp_path)
+
+        def later_posts() -> bool:
+            if len(server.connections) >= 2 and len(server.events) == 5:
+                server.add(post_events(6, 2))
+            return len(sink.acked) >= 2
+
+        await run_until(runner, later_posts)
+    assert runner.stats.gaps == 1
+    assert [p.id for p in sink.acked] == [e.uri for e in post_events(6, 2)]
+    assert server.connections[1] == {}  # no cursor: the live tip
+    assert CursorStore(tmp_path / "bluesky.json").load() == {"seq": 7}
 
 
 @pytest.mark.broker

@@ -64,8 +64,12 @@ class RepoEvent:
     record: dict[str, Any] | None = None
 
     @property
+    def path(self) -> str:
+        return f"{self.collection}/{self.rkey}"
+
+    @property
     def uri(self) -> str:
-        return f"at://{self.did}/{self.collection}/{self.rkey}"
+        return f"at://{self.did}/{self.path}"
 
 
 def post_events(
@@ -301,6 +305,36 @@ def frame(header: dict[str, Any], body: dict[str, Any]) -> bytes:
     return libipld.encode_dag_cbor(header) + libipld.encode_dag_cbor(body)
 
 
+def commit_frame(
+    seq: int, time_us: int, did: str, ops: list[tuple[str, str, dict[str, Any] | None]]
+) -> bytes:
+    """A ``#commit`` frame: ops (action, path, record) with the records in a CAR file."""
+    commit_block = {"did": did, "rev": tid(seq + 1), "version": 3, "data": None}
+    commit_cid = cid_of(commit_block)
+    blocks = [(commit_cid, libipld.encode_dag_cbor(commit_block))]
+    body_ops = []
+    for action, path, record in ops:
+        cid = None
+        if action != "delete" and record is not None:
+            cid = cid_of(record)
+            blocks.append((cid, libipld.encode_dag_cbor(record)))
+        body_ops.append({"action": action, "path": path, "cid": cid})
+    body = {
+        "seq": seq,
+        "rebase": False,
+        "tooBig": False,
+        "repo": did,
+        "commit": commit_cid,
+        "rev": tid(seq + 1),
+        "since": None,
+        "blocks": car_file(commit_cid, blocks),
+        "ops": body_ops,
+        "blobs": [],
+        "time": iso_us(time_us),
+    }
+    return frame({"op": 1, "t": "#commit"}, body)
+
+
 class FakeFirehose(_LogServer):
     path = "/xrpc/com.atproto.sync.subscribeRepos"
 
@@ -321,31 +355,7 @@ class FakeFirehose(_LogServer):
         return self.floor + idx, None
 
     def encode(self, ev: RepoEvent) -> bytes:
-        commit_block = {"did": ev.did, "rev": tid(ev.seq + 1), "version": 3, "data": None}
-        commit_data = libipld.encode_dag_cbor(commit_block)
-        commit_cid = cid_of(commit_block)
-        blocks = [(commit_cid, commit_data)]
-        op: dict[str, Any] = {"action": ev.operation, "path": f"{ev.collection}/{ev.rkey}"}
-        if ev.operation == "delete" or ev.record is None:
-            op["cid"] = None
-        else:
-            rec_cid = cid_of(ev.record)
-            blocks.append((rec_cid, libipld.encode_dag_cbor(ev.record)))
-            op["cid"] = rec_cid
-        body = {
-            "seq": ev.seq,
-            "rebase": False,
-            "tooBig": False,
-            "repo": ev.did,
-            "commit": commit_cid,
-            "rev": tid(ev.seq + 1),
-            "since": None,
-            "blocks": car_file(commit_cid, blocks),
-            "ops": [op],
-            "blobs": [],
-            "time": iso_us(ev.time_us),
-        }
-        return frame({"op": 1, "t": "#commit"}, body)
+        return commit_frame(ev.seq, ev.time_us, ev.did, [(ev.operation, ev.path, ev.record)])
 
     async def send(self, ws: web.WebSocketResponse, frame_: Any) -> None:
         await ws.send_bytes(frame_)
