@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 # name -> "module:factory"; a factory takes Settings and returns a Source. Imported lazily
 # so one platform's client library is loaded only by its own connector.
-SOURCES: dict[str, str] = {}
+SOURCES: dict[str, str] = {
+    "rss": "connectors.rss:build",
+}
 
 
 def build_source(name: str, settings: Settings) -> Source:
