@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # so one platform's client library is loaded only by its own connector.
 SOURCES: dict[str, str] = {
     "rss": "connectors.rss:build",
+    "x": "connectors.x:build",
+    "x-push": "connectors.xpush:build",
 }
 
 

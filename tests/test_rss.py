@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,13 +10,13 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from prometheus_client import CollectorRegistry
 
-from connectors.base import Backoff, ConnectorRunner, CursorStore, FatalSourceError
+from connectors.base import ConnectorRunner, CursorStore, FatalSourceError
 from connectors.rss import RssSource, entry_id, to_post
 from connectors.webutil import strip_html
 from seismo.metrics import ConnectorMetrics
 from tests.fakes.feeds import T0, Feed, FeedServer
+from tests.fakes.kit import fast_runner
 from tests.test_connector_base import MemorySink, run_until, value
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
@@ -26,17 +25,8 @@ NOW = datetime(2026, 11, 24, tzinfo=UTC)
 def make(
     urls: list[str], store: CursorStore, sink: MemorySink
 ) -> tuple[ConnectorRunner, ConnectorMetrics]:
-    metrics = ConnectorMetrics(CollectorRegistry())
     source = RssSource(urls, poll_seconds=0.05, timeout=1.0, now=lambda: NOW)
-    runner = ConnectorRunner(
-        source,
-        sink,
-        store,
-        metrics,
-        backoff=Backoff(base=0.01, cap=0.05, rng=random.Random(3)),
-        checkpoint_seconds=0.0,
-    )
-    return runner, metrics
+    return fast_runner(source, sink, store)
 
 
 def test_to_post_maps_an_entry() -> None:
