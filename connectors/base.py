@@ -12,6 +12,9 @@ starting at a cursor (``None`` = start from now). :class:`ConnectorRunner` drive
   counts the upstream item under that outcome in the events metric.
 - ``Gap(detail)``: the upstream could not resume exactly where we stopped (cursor too old):
   reported and counted, never silent.
+- ``Flush(ack)``: for sources that must answer someone (a push endpoint): the runner flushes
+  the sink at once and resolves ``ack`` when everything yielded before it is acknowledged by
+  Kafka (or sets the flush error on it).
 
 A cursor is saved to disk only after every post before it has been acknowledged by Kafka,
 so a restart resumes without loss; posts re-read after the cursor are recognised by key
@@ -115,7 +118,14 @@ class Gap:
     cursor: Cursor | None = None
 
 
-Item = Emit | Skip | Checkpoint | Gap
+@dataclass(frozen=True)
+class Flush:
+    """Flush now; ``ack`` resolves once every earlier item is acknowledged by the sink."""
+
+    ack: asyncio.Future[None]
+
+
+Item = Emit | Skip | Checkpoint | Gap | Flush
 
 
 class Source(Protocol):
@@ -404,22 +414,36 @@ class ConnectorRunner:
                 self.stats.gaps += 1
                 self.metrics.gaps.labels(name).inc()
                 log.warning("%s: GAP in the stream: %s", name, item.detail)
+            elif isinstance(item, Flush):
+                await self._checkpoint(ack=item.ack)
+                continue
             cursor = item.cursor
             if cursor is not None:
                 self.pending = cursor
             await self._checkpoint()
 
-    async def _checkpoint(self, *, force: bool = False, quiet: bool = False) -> None:
-        """Flush the sink, then save the newest cursor (every ``checkpoint_seconds``)."""
+    async def _checkpoint(
+        self,
+        *,
+        force: bool = False,
+        quiet: bool = False,
+        ack: asyncio.Future[None] | None = None,
+    ) -> None:
+        """Flush the sink, then save the newest cursor (every ``checkpoint_seconds``).
+
+        With ``ack``: flush now even without a new cursor, and resolve ``ack`` after it.
+        """
         t = self.clock()
-        if not force and t - self._last_checkpoint < self.checkpoint_seconds:
+        if ack is None and not force and t - self._last_checkpoint < self.checkpoint_seconds:
             return
         self._last_checkpoint = t
-        if self.pending is None or self.pending == self.saved:
+        if ack is None and (self.pending is None or self.pending == self.saved):
             return
         try:
             await self.sink.flush()
         except Exception as exc:
+            if ack is not None and not ack.done():
+                ack.set_exception(exc)
             # some posts were not acknowledged: forget the cursor and the keys sent since the
             # last save, so the next connection starts from the durable cursor and resends
             log.warning(
@@ -432,6 +456,10 @@ class ConnectorRunner:
             if quiet:
                 return
             raise
+        if ack is not None and not ack.done():
+            ack.set_result(None)
+        if self.pending is None or self.pending == self.saved:
+            return
         self.cursors.save(self.pending)
         self.saved = self.pending
         self._gauge_cursor(self.pending)

@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     x_push_port: int = 6071
     x_push_token: SecretStr | None = None
     x_push_max_bytes: int = Field(default=1_000_000, ge=1024)
+    x_stall_seconds: float = Field(
+        default=30.0, gt=0, description="reconnect when the X stream sends no byte for this long"
+    )
     # News feeds (RSS / Atom)
     rss_feeds: list[str] = Field(default_factory=list)
     rss_poll_seconds: float = Field(default=300.0, gt=0)

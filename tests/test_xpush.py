@@ -1,0 +1,169 @@
+"""The x-push endpoint: auth, size limit, per-line validation, answers only after Kafka acks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+from pydantic import SecretStr
+
+from connectors.base import ConnectorRunner, CursorStore, Emit, FatalSourceError, Skip
+from connectors.xpush import PATH, XPushSource, parse_body
+from tests.fakes.kit import fast_runner
+from tests.fakes.x import x_post
+from tests.test_connector_base import MemorySink
+
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
+AUTH = {"Authorization": "Bearer push-secret"}
+
+
+def ndjson(*objs: object) -> bytes:
+    return b"\n".join(json.dumps(o).encode() for o in objs) + b"\n"
+
+
+def test_parse_body_accepts_a_post_an_envelope_an_array_and_ndjson() -> None:
+    single = x_post(1)["data"]
+    assert [v.id for v in parse_body(json.dumps(single).encode(), NOW)[1]] == [single["id"]]
+    env = {"data": [x_post(1)["data"], x_post(2)["data"]], "includes": x_post(1)["includes"]}
+    items, verdicts = parse_body(json.dumps(env).encode(), NOW)
+    assert [v.error for v in verdicts] == [None, None]
+    assert all(isinstance(i, Emit) and i.post.author == "newsdesk" for i in items)
+    items, _ = parse_body(json.dumps([x_post(1), x_post(2)]).encode(), NOW)
+    assert len(items) == 2
+    body = ndjson(x_post(1)) + b"{broken\n\n" + ndjson({"data": {"id": "7"}}, x_post(2))
+    items, verdicts = parse_body(body, NOW)
+    assert [(v.line, v.error is None) for v in verdicts] == [
+        (1, True),
+        (2, False),
+        (4, False),
+        (5, True),
+    ]
+    assert verdicts[2].id == "7" and "KeyError" in str(verdicts[2].error)
+    assert [type(i) for i in items] == [Emit, Skip, Skip, Emit]
+
+
+class Push:
+    """An XPushSource driven by a runner, and an HTTP client for it."""
+
+    def __init__(self, tmp_path: Path, sink: MemorySink, max_bytes: int = 4096) -> None:
+        self.source = XPushSource("127.0.0.1", 0, SecretStr("push-secret"), max_bytes)
+        self.sink = sink
+        self.runner: ConnectorRunner = fast_runner(self.source, sink, CursorStore(tmp_path / "c"))[
+            0
+        ]
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[object] | None = None
+
+    async def __aenter__(self) -> Push:
+        self.task = asyncio.create_task(self.runner.run(self.stop))
+        for _ in range(200):
+            if self.source.bound_port:
+                break
+            await asyncio.sleep(0.01)
+        self.http = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.http.close()
+        self.stop.set()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, 5)
+
+    async def post(
+        self, body: bytes, headers: dict[str, str] = AUTH
+    ) -> tuple[int, dict[str, object]]:
+        url = f"http://127.0.0.1:{self.source.bound_port}{PATH}"
+        async with self.http.post(url, data=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+
+async def test_batch_is_answered_after_the_posts_are_acked(tmp_path: Path) -> None:
+    sink = MemorySink()
+    async with Push(tmp_path, sink) as push:
+        body = ndjson(x_post(1), x_post(2)) + b"not json\n" + ndjson(x_post(3))
+        status, answer = await push.post(body)
+        assert status == 200
+        # acked by the sink before the answer, not merely buffered
+        assert [p.id for p in sink.acked] == [x_post(i)["data"]["id"] for i in (1, 2, 3)]
+        assert answer["accepted"] == 3
+        assert answer["rejected"] == [
+            {"line": 3, "id": None, "error": answer["rejected"][0]["error"]}
+        ]  # type: ignore[index]
+        assert len(sink.dead_letters) == 1 and sink.dead_letters[0][0] == "x-push"
+        assert all(p.source == "x" for p in sink.acked)
+
+
+async def test_repeated_push_is_not_doubled(tmp_path: Path) -> None:
+    sink = MemorySink()
+    async with Push(tmp_path, sink) as push:
+        for _ in range(2):
+            status, _ = await push.post(ndjson(x_post(1), x_post(2)))
+            assert status == 200
+        assert len(sink.acked) == 2 and push.runner.stats.duplicates == 2
+
+
+async def test_failed_kafka_ack_answers_503_and_the_retry_stores_once(tmp_path: Path) -> None:
+    sink = MemorySink(fail_flushes=1)
+    async with Push(tmp_path, sink) as push:
+        status, answer = await push.post(ndjson(x_post(1)))
+        assert status == 503 and "retry" in str(answer["error"])
+        assert sink.acked == []
+        for _ in range(100):  # the runner reconnects: the endpoint comes back
+            await asyncio.sleep(0.02)
+            try:
+                status, _ = await push.post(ndjson(x_post(1)))
+                break
+            except aiohttp.ClientError:
+                continue
+        assert status == 200
+        assert [p.id for p in sink.acked] == [x_post(1)["data"]["id"]]
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({}, ndjson(x_post(1)), 401),
+        ({"Authorization": "Bearer wrong"}, ndjson(x_post(1)), 401),
+        (AUTH, ndjson(*[x_post(i) for i in range(40)]), 413),
+        (AUTH, b"", 400),
+        (AUTH, b"garbage\n", 400),
+    ],
+    ids=["no-token", "wrong-token", "too-large", "empty", "all-bad"],
+)
+async def test_refusals(tmp_path: Path, headers: dict[str, str], body: bytes, status: int) -> None:
+    sink = MemorySink()
+    async with Push(tmp_path, sink) as push:
+        got, answer = await push.post(body, headers)
+        assert got == status, answer
+        assert sink.acked == []
+
+
+def test_push_needs_a_token() -> None:
+    with pytest.raises(FatalSourceError, match="x_push_token"):
+        XPushSource("127.0.0.1", 0, None, 4096)
+
+
+async def test_stop_fails_waiting_pushes_promptly(tmp_path: Path) -> None:
+    source = XPushSource("127.0.0.1", 0, SecretStr("push-secret"), 4096)
+
+    async def consume_one(gen: AsyncIterator[object]) -> None:
+        async for _ in gen:
+            await asyncio.Event().wait()  # a consumer that never flushes
+
+    gen = source.stream(None)
+    task = asyncio.create_task(consume_one(gen))
+    while not source.bound_port:
+        await asyncio.sleep(0.01)
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{source.bound_port}{PATH}"
+        pending = asyncio.create_task(http.post(url, data=ndjson(x_post(1)), headers=AUTH))
+        await asyncio.sleep(0.2)
+        task.cancel()  # what the runner does on stop; dropping the generator closes it
+        await gen.aclose()  # type: ignore[attr-defined]
+        resp = await asyncio.wait_for(pending, 5)
+        assert resp.status == 503
