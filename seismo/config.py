@@ -118,6 +118,15 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 5.0
     alerts_out: Path | None = None
 
+    # --- observability ---------------------------------------------------------------
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="port of /metrics (on web_host) for processes without the worker's web "
+        "server, e.g. connectors; 0 = not served",
+    )
+
     @field_validator("namespace")
     @classmethod
     def _namespace_ok(cls, v: str) -> str:

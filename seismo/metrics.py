@@ -1,63 +1,244 @@
-"""Prometheus metrics, created against a registry passed in (tests use their own)."""
+"""Prometheus metrics, created against a registry passed in (tests use their own).
+
+Every ``seismo_*`` series of every process is defined here, also the ones other stages set
+(connectors, classifier models, detector, delivery), so names, labels and buckets stay
+consistent and README's metric table has one source. Labels are bounded: stage, source,
+kind, severity, status, sink, outcome have a handful of values each; dossier and claim come
+from the watchlist, and :class:`LabelCap` folds anything past a cap into ``"other"``, so a
+misbehaving producer cannot blow up the series count. Raw terms are never labels.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import logging
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from seismo.contracts import Alert, ClassifiedPost
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# -log10 p of a burst test: 4 is the default alert threshold
+SCORE_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
+NONE = "none"  # label value when a field is absent (an alert without a dossier)
+OTHER = "other"  # label value past a LabelCap
+
+
+class LabelCap:
+    """Passes the first ``limit`` distinct values of a label through, then ``"other"``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return NONE
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self.limit:
+            return OTHER
+        self._seen.add(value)
+        return value
 
 
 class Metrics:
-    """All seismo_* series of one process. Labels are bounded: stage, source, kind, outcome."""
+    """All seismo_* series of one process (see README, "Metrics", for the table)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, label_cap: int = 200) -> None:
         self.registry = registry
-        self.posts_in = Counter(
-            "seismo_posts_in_total",
-            "Records consumed, by stage and source",
-            ["stage", "source"],
-            registry=registry,
+        self.source = LabelCap(64)
+        self.dossier = LabelCap(label_cap)
+        self.claim = LabelCap(label_cap)
+
+        def counter(name: str, doc: str, labels: list[str]) -> Counter:
+            return Counter(name, doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
+            return Gauge(name, doc, labels, registry=registry)
+
+        def histogram(
+            name: str, doc: str, labels: list[str], buckets: tuple[float, ...]
+        ) -> Histogram:
+            return Histogram(name, doc, labels, buckets=buckets, registry=registry)
+
+        # --- stages (ingest, detect, deliver): throughput, failures, latency -------------
+        self.posts_in = counter(
+            "seismo_posts_in_total", "Records consumed, by stage and source", ["stage", "source"]
         )
-        self.posts_out = Counter(
-            "seismo_posts_out_total",
-            "Records produced, by stage and source",
-            ["stage", "source"],
-            registry=registry,
+        self.posts_out = counter(
+            "seismo_posts_out_total", "Records produced, by stage and source", ["stage", "source"]
         )
-        self.dlq = Counter(
-            "seismo_dlq_total",
-            "Records sent to the dead-letter topic, by stage",
-            ["stage"],
-            registry=registry,
+        self.dlq = counter(
+            "seismo_dlq_total", "Records sent to the dead-letter topic, by stage", ["stage"]
         )
-        self.signals = Counter(
-            "seismo_signals_total",
-            "Burst-key observations emitted, by kind",
-            ["kind"],
-            registry=registry,
-        )
-        self.duplicates = Counter(
+        self.duplicates = counter(
             "seismo_duplicates_skipped_total",
             "Redelivered records recognised and skipped",
             ["stage"],
-            registry=registry,
         )
-        self.alerts = Counter(
-            "seismo_alerts_raised_total",
-            "Alerts raised, by kind",
-            ["kind"],
-            registry=registry,
-        )
-        self.deliveries = Counter(
-            "seismo_alert_deliveries_total",
-            "Alert deliveries, by sink and outcome",
-            ["sink", "outcome"],
-            registry=registry,
-        )
-        self.latency = Histogram(
+        self.latency = histogram(
             "seismo_processing_latency_seconds",
             "Wall-clock seconds from ingestion to the end of a stage",
             ["stage"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
         )
+        self.event_time = gauge(
+            "seismo_event_time_seconds",
+            "Event time (unix seconds) of the newest record a stage processed; "
+            "time() minus it is the stage's event-time lag",
+            ["stage"],
+        )
+        self.last_processed = gauge(
+            "seismo_last_processed_timestamp_seconds",
+            "Wall-clock unix time a stage last finished a record (stall detection)",
+            ["stage"],
+        )
+        self.signals = counter(
+            "seismo_signals_total", "Burst-key observations emitted, by kind", ["kind"]
+        )
+
+        # --- trends a newsroom watches (labels from the watchlist) -----------------------
+        self.dossier_posts = counter(
+            "seismo_dossier_posts_total", "Classified posts per dossier", ["dossier"]
+        )
+        self.claim_posts = counter(
+            "seismo_claim_posts_total",
+            "Posts on a tracked claim, by claim, its dossier and the post's stance",
+            ["claim", "dossier", "stance"],
+        )
+
+        # --- classifier models (issue 4) -------------------------------------------------
+        self.classify_batch = histogram(
+            "seismo_classify_batch_size",
+            "Posts per classifier call, by classifier",
+            ["classifier"],
+            BATCH_BUCKETS,
+        )
+        self.classify_latency = histogram(
+            "seismo_classify_latency_seconds",
+            "Seconds per classifier call (one batch), by classifier",
+            ["classifier"],
+            LATENCY_BUCKETS,
+        )
+
+        # --- detector and alerts (issue 5) -----------------------------------------------
+        self.burst_score = histogram(
+            "seismo_burst_score",
+            "Burst scores (-log10 p) of alerts raised (and of keys tested, where the "
+            "detector reports them), by signal kind",
+            ["kind"],
+            SCORE_BUCKETS,
+        )
+        self.burst_score_max = gauge(
+            "seismo_burst_score_max",
+            "Highest burst score currently held per signal kind and dossier",
+            ["kind", "dossier"],
+        )
+        self.detector_keys = gauge(
+            "seismo_detector_keys", "Burst keys the detector currently tracks", []
+        )
+        self.alert_events = counter(
+            "seismo_alerts_total",
+            "Alert lifecycle events (open, update, resolved) by kind, severity and dossier",
+            ["kind", "severity", "status", "dossier"],
+        )
+        self.alerts_open = gauge(
+            "seismo_alerts_open",
+            "Alerts open now, by severity and dossier",
+            ["severity", "dossier"],
+        )
+
+        # --- delivery (issue 6) ----------------------------------------------------------
+        self.deliveries = counter(
+            "seismo_alert_deliveries_total",
+            "Alert deliveries, by sink and outcome (ok, failed)",
+            ["sink", "outcome"],
+        )
+        self.delivery_attempts = counter(
+            "seismo_delivery_attempts_total",
+            "Delivery attempts (HTTP requests) by sink and result (2xx, 4xx, 5xx, timeout, error)",
+            ["sink", "result"],
+        )
+        self.delivery_latency = histogram(
+            "seismo_delivery_latency_seconds",
+            "Seconds to deliver one alert to one sink, retries included",
+            ["sink"],
+            LATENCY_BUCKETS,
+        )
+        self.live_clients = gauge(
+            "seismo_live_clients", "Clients connected to the live alert page", []
+        )
+
+        # --- connectors (issue 3), label source ------------------------------------------
+        self.connector_events = counter(
+            "seismo_connector_events_total",
+            "Connector events by source and outcome (received, produced, skipped, invalid)",
+            ["source", "outcome"],
+        )
+        self.connector_reconnects = counter(
+            "seismo_connector_reconnects_total", "Connector reconnects, by source", ["source"]
+        )
+        self.connector_errors = counter(
+            "seismo_connector_errors_total", "Connector errors (any kind), by source", ["source"]
+        )
+        self.connector_lag = gauge(
+            "seismo_connector_lag_seconds",
+            "Wall clock minus event time of the newest event a connector produced",
+            ["source"],
+        )
+        self.connector_cursor = gauge(
+            "seismo_connector_cursor",
+            "Connector cursor position (firehose seq, last id or unix time; source-specific)",
+            ["source"],
+        )
+        self.connector_last_event = gauge(
+            "seismo_connector_last_event_timestamp_seconds",
+            "Wall-clock unix time a connector last produced an event (stall detection)",
+            ["source"],
+        )
+
+    # --- one-line helpers for the stages -------------------------------------------------
+
+    def stage_done(self, stage: str, event_ts: float, ingest_latency: float | None) -> None:
+        """A stage finished one record with event time ``event_ts`` (unix seconds)."""
+        self.event_time.labels(stage).set(event_ts)
+        self.last_processed.labels(stage).set_to_current_time()
+        if ingest_latency is not None:
+            self.latency.labels(stage).observe(ingest_latency)
+
+    def classified(self, cp: ClassifiedPost) -> None:
+        """Trend counters of one classified post: its dossiers, claims and stances."""
+        for d in cp.dossiers:
+            self.dossier_posts.labels(self.dossier(d)).inc()
+        for hit in cp.claims:
+            self.claim_posts.labels(
+                self.claim(hit.claim), self.dossier(hit.dossier), hit.stance
+            ).inc()
+
+    def alert(self, alert: Alert) -> None:
+        """One alert event (a new alert, an update or a resolution) left the detector."""
+        dossier = self.dossier(alert.dossier)
+        self.alert_events.labels(alert.kind, alert.severity, alert.status, dossier).inc()
+        self.burst_score.labels(alert.kind).observe(alert.score)
+
+    def connector(self, source: str, outcome: str, n: int = 1) -> None:
+        """Count ``n`` connector events; ``produced`` also stamps the stall gauge."""
+        src = self.source(source)
+        self.connector_events.labels(src, outcome).inc(n)
+        if outcome == "produced":
+            self.connector_last_event.labels(src).set_to_current_time()
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
+    """Serve ``registry`` at http://host:port/metrics from a daemon thread.
+
+    For processes without the Faust web server (connectors); port 0 turns it off.
+    """
+    if port:
+        start_http_server(port, addr=host, registry=registry)
+        log.info("metrics on http://%s:%d/metrics", host, port)
