@@ -124,9 +124,10 @@ def promtool() -> str:
     [
         ["check", "rules", "alerts.yml"],
         ["check", "config", "prometheus.yml"],
+        ["check", "config", "local.yml"],
         ["test", "rules", "alerts.test.yml"],
     ],
-    ids=["check-rules", "check-config", "test-rules"],
+    ids=["check-rules", "check-config", "check-local-config", "test-rules"],
 )
 def test_promtool(args: list[str]) -> None:
     res = subprocess.run(
@@ -175,6 +176,11 @@ def test_compose_file_is_valid_and_complete(tmp_path: Path) -> None:
     assert jobs["seismo-worker"]["dns_sd_configs"][0]["names"] == ["worker"]
     # docker-compose 1.29 prints volumes as "source:target:mode" strings
     assert any(":/etc/prometheus:" in str(v) for v in services["prometheus"]["volumes"])
+    # Grafana's provisioned datasource is that Prometheus
+    ds = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    url_var = re.fullmatch(r"\$\{(\w+)\}", ds["datasources"][0]["url"])
+    assert url_var, ds
+    assert services["grafana"]["environment"][url_var[1]] == "http://prometheus:9090"
 
 
 def test_compose_needs_the_grafana_password_from_env(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from models.keyword import KeywordClassifier
 from seismo.contracts import Alert, Post
 from seismo.metrics import Metrics, serve_metrics
 from seismo.watchlist import load_watchlist
-from tests.helpers import free_port
+from tests.helpers import REPO, free_port
 
 T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
 
@@ -102,3 +103,17 @@ def test_connector_helper_and_standalone_endpoint() -> None:
     serve_metrics(m.registry, "127.0.0.1", port)
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert 'seismo_connector_events_total{outcome="received",source="bluesky"} 3.0' in body
+
+
+def test_every_metric_is_in_the_readme_table_with_its_labels() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = {
+        m[1]: m[2] for m in re.finditer(r"^\| `(seismo_\w+)` \| \w+ \| ([^|]*) \|", readme, re.M)
+    }
+    m = Metrics(CollectorRegistry())
+    for fam in m.registry.collect():
+        name = fam.name + ("_total" if fam.type == "counter" else "")
+        assert name in rows, f"{name} is not documented in README's metric table"
+        collector = m.registry._names_to_collectors[name]
+        labels = [x.strip() for x in rows[name].split(",") if x.strip() not in ("", "none")]
+        assert labels == list(collector._labelnames), name
