@@ -47,7 +47,7 @@ from seismo.config import Settings
 from seismo.contracts import DLQ, POSTS_RAW, Post, dead_letter
 from seismo.errors import SeismoError
 from seismo.kafka import bootstrap_of, ensure_topics
-from seismo.metrics import ConnectorMetrics
+from seismo.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ class ConnectorRunner:
         source: Source,
         sink: PostSink,
         cursors: CursorStore,
-        metrics: ConnectorMetrics,
+        metrics: Metrics,
         *,
         backoff: Backoff | None = None,
         checkpoint_seconds: float = 1.0,
@@ -333,7 +333,7 @@ class ConnectorRunner:
             log.info("%s: resuming from cursor %s", name, self.saved)
             self._gauge_cursor(self.saved)
         await self.sink.start()
-        self.metrics.up.labels(name).set(1)
+        self.metrics.connector_up.labels(name).set(1)
         try:
             while not stop.is_set():
                 try:
@@ -348,7 +348,8 @@ class ConnectorRunner:
                     retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
                     delay = self.backoff.next_delay(retry_after)
                     self.stats.reconnects += 1
-                    self.metrics.reconnects.labels(name).inc()
+                    self.metrics.connector_reconnects.labels(name).inc()
+                    self.metrics.connector_errors.labels(name).inc()
                     if isinstance(exc, SourceError):
                         log.warning("%s: %s; reconnecting in %.1fs", name, exc, delay)
                     else:
@@ -362,7 +363,7 @@ class ConnectorRunner:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), delay)
         finally:
-            self.metrics.up.labels(name).set(0)
+            self.metrics.connector_up.labels(name).set(0)
             await self._checkpoint(force=True, quiet=True)
             await self.sink.stop()
         return self.stats
@@ -388,31 +389,31 @@ class ConnectorRunner:
         async for item in self.source.stream(self.pending):
             if isinstance(item, Emit):
                 self.stats.received += 1
-                self.metrics.events.labels(name, "received").inc()
+                self.metrics.connector_events.labels(name, "received").inc()
                 self.backoff.reset()
                 if self.recent.seen(item.post.key):
                     self.stats.duplicates += 1
-                    self.metrics.events.labels(name, "duplicate").inc()
+                    self.metrics.connector_events.labels(name, "duplicate").inc()
                 else:
                     await self.sink.send(item.post)
                     self.stats.produced += 1
-                    self.metrics.events.labels(name, "produced").inc()
+                    self.metrics.connector(name, "produced")
                     lag = (self.now() - item.post.created_at).total_seconds()
-                    self.metrics.lag.labels(name).set(max(0.0, lag))
+                    self.metrics.connector_lag.labels(name).set(max(0.0, lag))
             elif isinstance(item, Skip):
                 self.stats.received += 1
                 self.stats.skipped += 1
-                self.metrics.events.labels(name, "received").inc()
-                self.metrics.events.labels(name, "skipped").inc()
+                self.metrics.connector_events.labels(name, "received").inc()
+                self.metrics.connector_events.labels(name, "skipped").inc()
                 log.warning("%s: skipped an item: %s", name, item.reason)
                 await self.sink.dead(name, item.reason, item.raw)
             elif isinstance(item, Checkpoint) and item.outcome:
                 self.stats.received += 1
-                self.metrics.events.labels(name, "received").inc()
-                self.metrics.events.labels(name, item.outcome).inc()
+                self.metrics.connector_events.labels(name, "received").inc()
+                self.metrics.connector_events.labels(name, item.outcome).inc()
             elif isinstance(item, Gap):
                 self.stats.gaps += 1
-                self.metrics.gaps.labels(name).inc()
+                self.metrics.connector_gaps.labels(name).inc()
                 log.warning("%s: GAP in the stream: %s", name, item.detail)
             elif isinstance(item, Flush):
                 await self._checkpoint(ack=item.ack)
@@ -467,4 +468,4 @@ class ConnectorRunner:
     def _gauge_cursor(self, cursor: Cursor) -> None:
         pos = self.source.position(cursor)
         if pos is not None:
-            self.metrics.cursor.labels(self.source.name).set(pos)
+            self.metrics.connector_cursor.labels(self.source.name).set(pos)

@@ -481,13 +481,13 @@ class FirehoseSource(_BlueskySource):
         if not items:
             return [Checkpoint(here)]
         items[-1] = dataclasses.replace(items[-1], cursor=here)
-        return items
+        return list(items)
 
-    def _commit_items(self, commit: Any) -> list[Item]:
+    def _commit_items(self, commit: Any) -> list[Emit | Skip | Checkpoint | Gap]:
         """The commit's post ops as items without a cursor (the caller adds it)."""
         seen_at = parse_time(commit.time) or self.now()
         car: CAR | None = None
-        items: list[Item] = []
+        items: list[Emit | Skip | Checkpoint | Gap] = []
         for op in commit.ops:
             collection, _, rkey = op.path.partition("/")
             if collection != POST_COLLECTION:

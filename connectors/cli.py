@@ -10,7 +10,7 @@ import logging
 import signal
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from connectors.base import (
     Backoff,
@@ -24,7 +24,7 @@ from connectors.base import (
 from seismo.cliutil import progress, settings_from
 from seismo.config import Settings
 from seismo.errors import SeismoError
-from seismo.metrics import ConnectorMetrics
+from seismo.metrics import Metrics, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def build_source(name: str, settings: Settings) -> Source:
 async def run_connector(
     source: Source,
     settings: Settings,
-    metrics: ConnectorMetrics,
+    metrics: Metrics,
     stop: asyncio.Event,
     *,
     report_every: float = 10.0,
@@ -83,15 +83,14 @@ async def run_connector(
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
-    settings = settings_from(args, connector_metrics_port=args.metrics_port)
+    settings = settings_from(args, metrics_port=args.metrics_port)
     source = build_source(args.source, settings)
     registry = CollectorRegistry()
-    metrics = ConnectorMetrics(registry)
-    if settings.connector_metrics_port:
-        start_http_server(settings.connector_metrics_port, settings.web_host, registry)
+    metrics = Metrics(registry)
+    if settings.metrics_port:
+        serve_metrics(registry, settings.web_host, settings.metrics_port)
         progress(
-            f"{source.name}: metrics on "
-            f"http://{settings.web_host}:{settings.connector_metrics_port}/metrics"
+            f"{source.name}: metrics on http://{settings.web_host}:{settings.metrics_port}/metrics"
         )
 
     async def main() -> RunStats:

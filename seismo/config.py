@@ -123,10 +123,6 @@ class Settings(BaseSettings):
         default_factory=list,
         description="connectors `seismo run` also starts, e.g. [hackernews, rss]",
     )
-    connector_metrics_port: int | None = Field(
-        default=None,
-        description="port of a connector's /metrics (`seismo run` gives each one web_port+1+i)",
-    )
     connector_checkpoint_seconds: float = Field(
         default=1.0, gt=0, description="how often a connector flushes and saves its cursor"
     )
@@ -182,6 +178,14 @@ class Settings(BaseSettings):
     # News feeds (RSS / Atom)
     rss_feeds: list[str] = Field(default_factory=list)
     rss_poll_seconds: float = Field(default=300.0, gt=0)
+    # --- observability ---------------------------------------------------------------
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="port of /metrics (on web_host) for processes without the worker's web "
+        "server, e.g. connectors; 0 = not served",
+    )
 
     @field_validator("namespace")
     @classmethod

@@ -1,107 +1,323 @@
-"""Prometheus metrics, created against a registry passed in (tests use their own)."""
+"""Prometheus metrics, created against a registry passed in (tests use their own).
+
+Every ``seismo_*`` series of every process is defined here, also the ones other stages set
+(connectors, classifier models, detector, delivery), so names, labels and buckets stay
+consistent and README's metric table has one source. Labels are bounded: stage, source,
+kind, severity, status, sink, outcome have a handful of values each; dossier and claim come
+from the watchlist, and :class:`LabelCap` folds anything past a cap into ``"other"``, so a
+misbehaving producer cannot blow up the series count. Raw terms are never labels.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from seismo.contracts import Alert, ClassifiedPost
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+# -log10 p of a burst test: 4 is the default alert threshold
+SCORE_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50)
+NONE = "none"  # label value when a field is absent (an alert without a dossier)
+OTHER = "other"  # label value past a LabelCap
+
+
+class LabelCap:
+    """Passes the first ``limit`` distinct values of a label through, then ``"other"``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return NONE
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self.limit:
+            return OTHER
+        self._seen.add(value)
+        return value
+
+
+class TopTerms:
+    """The K terms with the highest recent rate, by event time; bounded memory.
+
+    Counts decay with a half-life of event time (forward decay: a post at time t adds
+    2^((t - t0)/h), so ranking needs no per-read decay). At most ``capacity`` candidate
+    terms are kept; past it the weaker half is dropped. Exposed as the only series with a
+    term label, ``seismo_top_terms_posts_per_minute{term}``: K series per scrape.
+    """
+
+    NAME = "seismo_top_terms_posts_per_minute"
+    LABELS = ("term",)
+
+    def __init__(self, k: int = 10, capacity: int = 5000, halflife_seconds: float = 900) -> None:
+        self.k = k
+        self.capacity = capacity
+        self.halflife = halflife_seconds
+        self._weights: dict[str, float] = {}
+        self._t0: float | None = None
+        self._latest = -math.inf
+
+    def add(self, terms: Iterable[str], event_ts: float) -> None:
+        if self._t0 is None:
+            self._t0 = event_ts
+        exponent = (event_ts - self._t0) / self.halflife
+        if exponent > 500:  # rescale before floats overflow
+            factor = 2.0**-exponent
+            self._weights = {t: w * factor for t, w in self._weights.items()}
+            self._t0, exponent = event_ts, 0.0
+        w = 2.0**exponent
+        for t in terms:
+            self._weights[t] = self._weights.get(t, 0.0) + w
+        self._latest = max(self._latest, event_ts)
+        if len(self._weights) > self.capacity:
+            keep = sorted(self._weights.items(), key=lambda kv: kv[1], reverse=True)
+            self._weights = dict(keep[: self.capacity // 2])
+
+    def top(self) -> list[tuple[str, float]]:
+        """(term, posts per minute of event time as of the newest event), highest first."""
+        if self._t0 is None:
+            return []
+        best = sorted(self._weights.items(), key=lambda kv: kv[1], reverse=True)[: self.k]
+        # decayed count of a steady rate r is r * h / ln 2
+        scale = 2.0 ** (-(self._latest - self._t0) / self.halflife) * math.log(2) / self.halflife
+        return [(t, w * scale * 60) for t, w in best]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            self.NAME,
+            "The K terms with the highest recent rate: posts per minute (event time, "
+            "exponentially decayed) as of the newest event",
+            labels=list(self.LABELS),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        """Lets the registry know the name (and refuse a second registration)."""
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        fam = self._family()
+        for term, rate in self.top():
+            fam.add_metric([term], rate)
+        yield fam
 
 
 class Metrics:
-    """All seismo_* series of one process. Labels are bounded: stage, source, kind, outcome."""
+    """All seismo_* series of one process (see README, "Metrics", for the table)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, label_cap: int = 200) -> None:
         self.registry = registry
-        self.posts_in = Counter(
-            "seismo_posts_in_total",
-            "Records consumed, by stage and source",
-            ["stage", "source"],
-            registry=registry,
+        self.source = LabelCap(64)
+        self.dossier = LabelCap(label_cap)
+        self.claim = LabelCap(label_cap)
+        self.top_terms = TopTerms()
+        registry.register(self.top_terms)
+
+        def counter(name: str, doc: str, labels: list[str]) -> Counter:
+            return Counter(name, doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
+            return Gauge(name, doc, labels, registry=registry)
+
+        def histogram(
+            name: str, doc: str, labels: list[str], buckets: tuple[float, ...]
+        ) -> Histogram:
+            return Histogram(name, doc, labels, buckets=buckets, registry=registry)
+
+        # --- stages (ingest, detect, deliver): throughput, failures, latency -------------
+        self.posts_in = counter(
+            "seismo_posts_in_total", "Records consumed, by stage and source", ["stage", "source"]
         )
-        self.posts_out = Counter(
-            "seismo_posts_out_total",
-            "Records produced, by stage and source",
-            ["stage", "source"],
-            registry=registry,
+        self.posts_out = counter(
+            "seismo_posts_out_total", "Records produced, by stage and source", ["stage", "source"]
         )
-        self.dlq = Counter(
-            "seismo_dlq_total",
-            "Records sent to the dead-letter topic, by stage",
-            ["stage"],
-            registry=registry,
+        self.dlq = counter(
+            "seismo_dlq_total", "Records sent to the dead-letter topic, by stage", ["stage"]
         )
-        self.signals = Counter(
-            "seismo_signals_total",
-            "Burst-key observations emitted, by kind",
-            ["kind"],
-            registry=registry,
-        )
-        self.duplicates = Counter(
+        self.duplicates = counter(
             "seismo_duplicates_skipped_total",
             "Redelivered records recognised and skipped",
             ["stage"],
-            registry=registry,
         )
-        self.alerts = Counter(
-            "seismo_alerts_raised_total",
-            "Alerts raised, by kind",
-            ["kind"],
-            registry=registry,
-        )
-        self.deliveries = Counter(
-            "seismo_alert_deliveries_total",
-            "Alert deliveries, by sink and outcome",
-            ["sink", "outcome"],
-            registry=registry,
-        )
-        self.latency = Histogram(
+        self.latency = histogram(
             "seismo_processing_latency_seconds",
             "Wall-clock seconds from ingestion to the end of a stage",
             ["stage"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+        )
+        self.event_time = gauge(
+            "seismo_event_time_seconds",
+            "Event time (unix seconds) of the newest record a stage processed; "
+            "time() minus it is the stage's event-time lag",
+            ["stage"],
+        )
+        self.last_processed = gauge(
+            "seismo_last_processed_timestamp_seconds",
+            "Wall-clock unix time a stage last finished a record (stall detection)",
+            ["stage"],
+        )
+        self.signals = counter(
+            "seismo_signals_total", "Burst-key observations emitted, by kind", ["kind"]
         )
 
+        # --- trends a newsroom watches (labels from the watchlist) -----------------------
+        self.dossier_posts = counter(
+            "seismo_dossier_posts_total", "Classified posts per dossier", ["dossier"]
+        )
+        self.claim_posts = counter(
+            "seismo_claim_posts_total",
+            "Posts on a tracked claim, by claim, its dossier and the post's stance",
+            ["claim", "dossier", "stance"],
+        )
 
-class ConnectorMetrics:
-    """A connector process's series; label ``source`` is one of a handful of platforms."""
+        # --- classifier models (issue 4) -------------------------------------------------
+        self.classify_batch = histogram(
+            "seismo_classify_batch_size",
+            "Posts per classifier call, by classifier",
+            ["classifier"],
+            BATCH_BUCKETS,
+        )
+        self.classify_latency = histogram(
+            "seismo_classify_latency_seconds",
+            "Seconds per classifier call (one batch), by classifier",
+            ["classifier"],
+            LATENCY_BUCKETS,
+        )
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.events = Counter(
+        # --- detector and alerts (issue 5) -----------------------------------------------
+        self.burst_score = histogram(
+            "seismo_burst_score",
+            "Burst scores (-log10 p) of alerts raised (and of keys tested, where the "
+            "detector reports them), by signal kind",
+            ["kind"],
+            SCORE_BUCKETS,
+        )
+        self.burst_score_max = gauge(
+            "seismo_burst_score_max",
+            "Highest burst score currently held per signal kind and dossier",
+            ["kind", "dossier"],
+        )
+        self.detector_keys = gauge(
+            "seismo_detector_keys", "Burst keys the detector currently tracks", []
+        )
+        self.alert_events = counter(
+            "seismo_alerts_total",
+            "Alert lifecycle events (open, update, resolved) by kind, severity and dossier",
+            ["kind", "severity", "status", "dossier"],
+        )
+        self.alerts_open = gauge(
+            "seismo_alerts_open",
+            "Alerts open now, by severity and dossier",
+            ["severity", "dossier"],
+        )
+
+        # --- delivery (issue 6) ----------------------------------------------------------
+        self.deliveries = counter(
+            "seismo_alert_deliveries_total",
+            "Alert deliveries, by sink and outcome (ok, failed)",
+            ["sink", "outcome"],
+        )
+        self.delivery_attempts = counter(
+            "seismo_delivery_attempts_total",
+            "Delivery attempts (HTTP requests) by sink and result (2xx, 4xx, 5xx, timeout, error)",
+            ["sink", "result"],
+        )
+        self.delivery_latency = histogram(
+            "seismo_delivery_latency_seconds",
+            "Seconds to deliver one alert to one sink, retries included",
+            ["sink"],
+            LATENCY_BUCKETS,
+        )
+        self.live_clients = gauge(
+            "seismo_live_clients", "Clients connected to the live alert page", []
+        )
+
+        # --- connectors (issue 3), label source ------------------------------------------
+        self.connector_events = counter(
             "seismo_connector_events_total",
-            "Upstream items by source and outcome (received, produced, skipped, duplicate; "
-            "items not forwarded: deleted, dead, missing, ignored)",
+            "Connector events by source and outcome (received, produced, skipped, invalid)",
             ["source", "outcome"],
-            registry=registry,
         )
-        self.reconnects = Counter(
-            "seismo_connector_reconnects_total",
-            "Reconnects after an upstream error or disconnect",
-            ["source"],
-            registry=registry,
+        self.connector_reconnects = counter(
+            "seismo_connector_reconnects_total", "Connector reconnects, by source", ["source"]
         )
-        self.gaps = Counter(
+        self.connector_errors = counter(
+            "seismo_connector_errors_total", "Connector errors (any kind), by source", ["source"]
+        )
+        self.connector_gaps = counter(
             "seismo_connector_gaps_total",
-            "Times the upstream could not resume exactly at our cursor (data may be missing)",
+            "Times the upstream could not resume exactly at a connector's cursor "
+            "(data may be missing), by source",
             ["source"],
-            registry=registry,
         )
-        self.lag = Gauge(
+        self.connector_up = gauge(
+            "seismo_connector_up", "1 while a connector runs, by source", ["source"]
+        )
+        self.connector_lag = gauge(
             "seismo_connector_lag_seconds",
-            "Wall-clock now minus the event time of the newest post produced",
+            "Wall clock minus event time of the newest event a connector produced",
             ["source"],
-            registry=registry,
         )
-        self.cursor = Gauge(
+        self.connector_cursor = gauge(
             "seismo_connector_cursor",
-            "Position of the last saved cursor (time_us, seq or item id, per source)",
+            "Connector cursor position (firehose seq, last id or unix time; source-specific)",
             ["source"],
-            registry=registry,
         )
-        self.up = Gauge(
-            "seismo_connector_up",
-            "1 while the connector runs",
+        self.connector_last_event = gauge(
+            "seismo_connector_last_event_timestamp_seconds",
+            "Wall-clock unix time a connector last produced an event (stall detection)",
             ["source"],
-            registry=registry,
         )
+
+    # --- one-line helpers for the stages -------------------------------------------------
+
+    def stage_done(self, stage: str, event_ts: float, ingest_latency: float | None) -> None:
+        """A stage finished one record with event time ``event_ts`` (unix seconds)."""
+        self.event_time.labels(stage).set(event_ts)
+        self.last_processed.labels(stage).set_to_current_time()
+        if ingest_latency is not None:
+            self.latency.labels(stage).observe(ingest_latency)
+
+    def classified(self, cp: ClassifiedPost) -> None:
+        """Trend series of one classified post: dossiers, claims, stances, top terms."""
+        self.top_terms.add(cp.terms, cp.post.created_at.timestamp())
+        for d in cp.dossiers:
+            self.dossier_posts.labels(self.dossier(d)).inc()
+        for hit in cp.claims:
+            self.claim_posts.labels(
+                self.claim(hit.claim), self.dossier(hit.dossier), hit.stance
+            ).inc()
+
+    def alert(self, alert: Alert) -> None:
+        """One alert event (a new alert, an update or a resolution) left the detector."""
+        dossier = self.dossier(alert.dossier)
+        self.alert_events.labels(alert.kind, alert.severity, alert.status, dossier).inc()
+        self.burst_score.labels(alert.kind).observe(alert.score)
+
+    def connector(self, source: str, outcome: str, n: int = 1) -> None:
+        """Count ``n`` connector events; ``produced`` also stamps the stall gauge."""
+        src = self.source(source)
+        self.connector_events.labels(src, outcome).inc(n)
+        if outcome == "produced":
+            self.connector_last_event.labels(src).set_to_current_time()
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
+    """Serve ``registry`` at http://host:port/metrics from a daemon thread.
+
+    For processes without the Faust web server (connectors); port 0 turns it off.
+    """
+    if port:
+        start_http_server(port, addr=host, registry=registry)
+        log.info("metrics on http://%s:%d/metrics", host, port)

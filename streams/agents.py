@@ -115,7 +115,7 @@ def register(
 
     async def ingest_one(event: EventT[Any]) -> None:
         post = decode(Post, event.value)
-        metrics.posts_in.labels("ingest", post.source).inc()
+        metrics.posts_in.labels("ingest", metrics.source(post.source)).inc()
         # The same post at another offset is a copy (a replay re-run, a connector resending):
         # skip it. At the same offset it is a retry after a restart: process it again, since
         # its outputs may not have been written; downstream recognises what it already has.
@@ -124,16 +124,17 @@ def register(
             metrics.duplicates.labels("ingest").inc()
             return
         seen_posts[post.key] = event.message.offset
-        cp = classifier.classify(post)
+        with metrics.classify_latency.labels(classifier.name).time():
+            cp = classifier.classify(post)
+        metrics.classify_batch.labels(classifier.name).observe(1)
+        metrics.classified(cp)
         ts = post.created_at.timestamp()
         await classified_t.send(key=post.key.encode(), value=cp.to_bytes(), timestamp=ts)
         for sig in signals_for(cp):
             await signals_t.send(key=sig.key.encode(), value=sig.to_bytes(), timestamp=ts)
             metrics.signals.labels(sig.kind).inc()
-        metrics.posts_out.labels("ingest", post.source).inc()
-        lat = _since(post.ingested_at)
-        if lat is not None:
-            metrics.latency.labels("ingest").observe(lat)
+        metrics.posts_out.labels("ingest", metrics.source(post.source)).inc()
+        metrics.stage_done("ingest", ts, _since(post.ingested_at))
 
     async def detect_one(event: EventT[Any]) -> None:
         sig = decode(Signal, event.value)
@@ -162,7 +163,7 @@ def register(
             st.alert_json = alert.model_dump_json(exclude_none=True)
         burst_state[sig.key] = st.to_dict()
         if alert is not None:
-            metrics.alerts.labels(alert.kind).inc()
+            metrics.alert(alert)
             log.info(
                 "alert %s %s observed=%d expected=%.2f score=%.1f at %s",
                 alert.id,
@@ -177,9 +178,7 @@ def register(
                 value=alert.to_bytes(),
                 timestamp=alert.raised_at.timestamp(),
             )
-        lat = _since(sig.ingested_at)
-        if lat is not None:
-            metrics.latency.labels("detect").observe(lat)
+        metrics.stage_done("detect", sig.created_at.timestamp(), _since(sig.ingested_at))
 
     async def deliver_one(event: EventT[Any]) -> None:
         alert = decode(Alert, event.value)
@@ -190,6 +189,7 @@ def register(
         for reason in await sinks.deliver(alert):
             await to_dlq("deliver", reason, event)
         delivered[alert.id] = alert.version
+        metrics.stage_done("deliver", alert.raised_at.timestamp(), None)
 
     @app.agent(raw_t, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:

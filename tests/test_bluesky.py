@@ -24,7 +24,7 @@ from connectors.bluesky import (
 from connectors.cli import build_source
 from seismo.config import Settings, load_settings
 from seismo.contracts import Post, decode
-from seismo.metrics import ConnectorMetrics
+from seismo.metrics import Metrics
 from tests.fakes import connect_to_kafka
 from tests.fakes.bluesky import (
     T0_US,
@@ -127,9 +127,7 @@ def settings_for(server: _LogServer, tmp_path: Path, **kw: Any) -> Settings:
     )
 
 
-def runner_for(
-    source: Source, sink: MemorySink, tmp_path: Path
-) -> tuple[ConnectorRunner, ConnectorMetrics]:
+def runner_for(source: Source, sink: MemorySink, tmp_path: Path) -> tuple[ConnectorRunner, Metrics]:
     return make_runner(source, sink, CursorStore(tmp_path / "bluesky.json"))  # type: ignore[arg-type]
 
 
@@ -139,7 +137,7 @@ async def run_until(runner: ConnectorRunner, done: Callable[[], bool]) -> None:
     assert time.monotonic() - t < 18, "shutdown took too long"
 
 
-def outcomes(metrics: ConnectorMetrics, source: str, *names: str) -> list[float]:
+def outcomes(metrics: Metrics, source: str, *names: str) -> list[float]:
     return [
         value(metrics, "seismo_connector_events_total", source=source, outcome=n) for n in names
     ]

@@ -30,7 +30,7 @@ from connectors.base import (
 )
 from seismo.config import load_settings
 from seismo.contracts import POSTS_RAW, Post, decode
-from seismo.metrics import ConnectorMetrics
+from seismo.metrics import Metrics
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -107,8 +107,8 @@ def emits(start: int, stop: int, then: Exception | None = None) -> Script:
 
 def make_runner(
     source: FakeSource, sink: MemorySink, store: CursorStore
-) -> tuple[ConnectorRunner, ConnectorMetrics]:
-    metrics = ConnectorMetrics(CollectorRegistry())
+) -> tuple[ConnectorRunner, Metrics]:
+    metrics = Metrics(CollectorRegistry())
     runner = ConnectorRunner(
         source,
         sink,
@@ -132,7 +132,7 @@ async def run_until(runner: ConnectorRunner, done: Callable[[], bool], timeout: 
     await asyncio.wait_for(task, 3)
 
 
-def value(metrics: ConnectorMetrics, name: str, **labels: str) -> float:
+def value(metrics: Metrics, name: str, **labels: str) -> float:
     v = metrics.registry.get_sample_value(name, labels)
     return 0.0 if v is None else v
 

@@ -14,7 +14,7 @@ import pytest
 from connectors.base import ConnectorRunner, CursorStore, FatalSourceError
 from connectors.rss import RssSource, entry_id, to_post
 from connectors.webutil import strip_html
-from seismo.metrics import ConnectorMetrics
+from seismo.metrics import Metrics
 from tests.fakes.feeds import T0, Feed, FeedServer
 from tests.fakes.kit import fast_runner
 from tests.test_connector_base import MemorySink, run_until, value
@@ -22,9 +22,7 @@ from tests.test_connector_base import MemorySink, run_until, value
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
 
-def make(
-    urls: list[str], store: CursorStore, sink: MemorySink
-) -> tuple[ConnectorRunner, ConnectorMetrics]:
+def make(urls: list[str], store: CursorStore, sink: MemorySink) -> tuple[ConnectorRunner, Metrics]:
     source = RssSource(urls, poll_seconds=0.05, timeout=1.0, now=lambda: NOW)
     return fast_runner(source, sink, store)
 
@@ -59,21 +57,21 @@ class Scenario:
     name: str
     setup: Callable[[Feed], None]
     want: int  # posts acked
-    check: Callable[[Feed, MemorySink, ConnectorRunner, ConnectorMetrics], None]
+    check: Callable[[Feed, MemorySink, ConnectorRunner, Metrics], None]
 
 
-def _no_repeat(feed: Feed, sink: MemorySink, r: ConnectorRunner, m: ConnectorMetrics) -> None:
+def _no_repeat(feed: Feed, sink: MemorySink, r: ConnectorRunner, m: Metrics) -> None:
     assert feed.not_modified >= 1  # later polls were answered 304
     assert any("If-None-Match" in h for h in feed.requests)
     assert any("If-Modified-Since" in h for h in feed.requests)
 
 
-def _recovered(feed: Feed, sink: MemorySink, r: ConnectorRunner, m: ConnectorMetrics) -> None:
+def _recovered(feed: Feed, sink: MemorySink, r: ConnectorRunner, m: Metrics) -> None:
     assert r.stats.reconnects >= 1
     assert value(m, "seismo_connector_reconnects_total", source="rss") >= 1
 
 
-def _skipped(feed: Feed, sink: MemorySink, r: ConnectorRunner, m: ConnectorMetrics) -> None:
+def _skipped(feed: Feed, sink: MemorySink, r: ConnectorRunner, m: Metrics) -> None:
     assert r.stats.skipped == 1 and sink.dead_letters[0][0] == "rss"
     assert value(m, "seismo_connector_events_total", source="rss", outcome="skipped") == 1
 

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from connectors.base import ConnectorRunner, CursorStore, FatalSourceError
 from connectors.x import XStreamSource, rule_changes, to_post, wanted_rules
-from seismo.metrics import ConnectorMetrics
+from seismo.metrics import Metrics
 from seismo.watchlist import Claim, Dossier, Watchlist
 from tests.fakes.kit import SlowSink, fast_runner
 from tests.fakes.x import TOKEN, Conn, XServer, line, x_post
@@ -37,7 +37,7 @@ def make(
     sink: MemorySink,
     token: str = TOKEN,
     stall: float = 5.0,
-) -> tuple[ConnectorRunner, ConnectorMetrics, XStreamSource]:
+) -> tuple[ConnectorRunner, Metrics, XStreamSource]:
     source = XStreamSource(server.base, SecretStr(token), WATCH, stall_seconds=stall)
     runner, metrics = fast_runner(source, sink, store)
     return runner, metrics, source

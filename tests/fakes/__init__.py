@@ -14,7 +14,7 @@ from connectors.base import Source
 from connectors.cli import run_connector
 from seismo.config import Settings
 from seismo.contracts import POSTS_RAW
-from seismo.metrics import ConnectorMetrics
+from seismo.metrics import Metrics
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
@@ -29,9 +29,7 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
 async def connect_to_kafka(source: Source, settings: Settings, n: int) -> list[Any]:
     """Run the connector like ``seismo connect`` until ``n`` records are on posts.raw.v1."""
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_connector(source, settings, ConnectorMetrics(CollectorRegistry()), stop)
-    )
+    task = asyncio.create_task(run_connector(source, settings, Metrics(CollectorRegistry()), stop))
     consumer = AIOKafkaConsumer(
         settings.topic(POSTS_RAW),
         bootstrap_servers=settings.kafka_bootstrap,

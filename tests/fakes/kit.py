@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from connectors.base import Backoff, ConnectorRunner, CursorStore, Source
 from seismo.contracts import Post
-from seismo.metrics import ConnectorMetrics
+from seismo.metrics import Metrics
 from tests.test_connector_base import MemorySink
 
 
@@ -27,9 +27,9 @@ class SlowSink(MemorySink):
 
 def fast_runner(
     source: Source, sink: MemorySink, store: CursorStore
-) -> tuple[ConnectorRunner, ConnectorMetrics]:
+) -> tuple[ConnectorRunner, Metrics]:
     """A runner with millisecond backoffs that saves its cursor after every item."""
-    metrics = ConnectorMetrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry())
     runner = ConnectorRunner(
         source,
         sink,

@@ -1,0 +1,211 @@
+"""Deployment files checked offline: dashboards, provisioning, alert rules, compose, image."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from faust.sensors.prometheus import FaustMetrics
+from prometheus_client import CollectorRegistry
+
+from seismo.metrics import Metrics
+from tests.helpers import REPO
+
+DEPLOY = REPO / "deploy"
+GRAFANA = DEPLOY / "grafana"
+PROMETHEUS = DEPLOY / "prometheus"
+# a metric name, not part of a recording rule's level:metric:operation name
+METRIC_NAME = re.compile(r"(?<![:\w])(seismo_[a-z0-9_]+)(?![:\w])")
+GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range"}
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {
+        p.name: json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted((GRAFANA / "dashboards").glob("*.json"))
+    }
+
+
+def panels(dash: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in dash["panels"] if p["type"] != "row"]
+
+
+def dashboard_exprs() -> list[str]:
+    return [t["expr"] for d in dashboards().values() for p in panels(d) for t in p["targets"]]
+
+
+def rule_exprs() -> list[str]:
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text(encoding="utf-8"))
+    return [r["expr"] for g in rules["groups"] for r in g["rules"]]
+
+
+def exported_names() -> set[str]:
+    """Every sample name the worker can export: seismo_* and Faust's seismo_faust_*."""
+    registry = CollectorRegistry()
+    Metrics(registry)
+    FaustMetrics.create(registry, "seismo_faust")
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+    return {
+        fam.name + suffix for fam in registry.collect() for suffix in suffixes.get(fam.type, [""])
+    }
+
+
+def test_dashboards_are_generated_from_the_committed_script() -> None:
+    res = subprocess.run(
+        [sys.executable, str(GRAFANA / "build_dashboards.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+
+
+def test_dashboards_are_well_formed_and_use_the_provisioned_datasource() -> None:
+    ds = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    uid = ds["datasources"][0]["uid"]
+    found = dashboards()
+    assert {"pipeline.json", "trends.json"} <= set(found)
+    uids = [d["uid"] for d in found.values()]
+    assert len(set(uids)) == len(uids)
+    for name, dash in found.items():
+        defined = {v["name"] for v in dash["templating"]["list"]} | GRAFANA_BUILTINS
+        ids = [p["id"] for p in dash["panels"]]
+        assert len(set(ids)) == len(ids), name
+        assert panels(dash), name
+        for p in panels(dash):
+            where = f"{name}: {p['title']}"
+            assert p["datasource"]["uid"] == uid, where
+            assert p["targets"], where
+            g = p["gridPos"]
+            assert g["x"] + g["w"] <= 24 and g["h"] > 0, where
+            for t in p["targets"]:
+                assert t["datasource"]["uid"] == uid, where
+                assert t["expr"].strip(), where
+                used = set(re.findall(r"\$(\w+)", t["expr"]))
+                assert used <= defined, f"{where}: undefined variables {used - defined}"
+        for v in dash["templating"]["list"]:
+            assert v["datasource"]["uid"] == uid
+            assert re.fullmatch(r"label_values\((.+), (\w+)\)", v["query"]["query"])
+
+
+def test_dashboard_provider_points_where_compose_mounts_the_dashboards() -> None:
+    prov = yaml.safe_load((GRAFANA / "provisioning/dashboards/seismo.yml").read_text())
+    path = prov["providers"][0]["options"]["path"]
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./deploy/grafana/dashboards:{path}:ro" in mounts
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+
+
+@pytest.mark.parametrize("source", ["dashboards", "alert rules"])
+def test_every_metric_queried_is_one_the_worker_exports(source: str) -> None:
+    exprs = dashboard_exprs() if source == "dashboards" else rule_exprs()
+    names = {n for e in exprs for n in METRIC_NAME.findall(e)}
+    assert names, source
+    assert names <= exported_names(), f"unknown metrics: {sorted(names - exported_names())}"
+
+
+def promtool() -> str:
+    exe = shutil.which("promtool")
+    if exe is None:
+        pytest.skip("promtool not installed (Debian package prometheus; `make system-deps`)")
+    return exe
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "rules", "alerts.yml"],
+        ["check", "config", "prometheus.yml"],
+        ["check", "config", "local.yml"],
+        ["test", "rules", "alerts.test.yml"],
+    ],
+    ids=["check-rules", "check-config", "check-local-config", "test-rules"],
+)
+def test_promtool(args: list[str]) -> None:
+    res = subprocess.run(
+        [promtool(), *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "SUCCESS" in res.stdout + res.stderr
+
+
+def compose_config(tmp_path: Path) -> dict[str, Any]:
+    """``docker-compose config`` of the repository's file with .env from .env.example."""
+    exe = shutil.which("docker-compose")
+    if exe is None:
+        pytest.skip("docker-compose not installed (Debian package docker-compose)")
+    shutil.copy(REPO / ".env.example", tmp_path / ".env")
+    shutil.copy(REPO / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    cmd = [exe, "--project-directory", str(tmp_path), "-f", str(tmp_path / "docker-compose.yml")]
+    for extra in (["config", "-q"], ["--profile", "connectors", "--profile", "tools", "config"]):
+        res = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+    parsed: dict[str, Any] = yaml.safe_load(res.stdout)
+    return parsed
+
+
+def test_compose_file_is_valid_and_complete(tmp_path: Path) -> None:
+    services = compose_config(tmp_path)["services"]
+    assert {"kafka", "worker", "prometheus", "grafana", "replay"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    # the worker scales to N replicas: no fixed host port, no container name
+    worker = services["worker"]
+    assert "ports" not in worker and "container_name" not in worker
+    assert worker["environment"]["SEISMO_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert worker["build"]["dockerfile"] == "deploy/Dockerfile"
+    # each connector runs `seismo connect SOURCE` and is scraped by Prometheus
+    prom = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    scraped = set(jobs["seismo-connectors"]["dns_sd_configs"][0]["names"])
+    connectors = {n: s for n, s in services.items() if n.startswith("connector-")}
+    assert set(connectors) == scraped
+    for name, svc in connectors.items():
+        assert svc["command"] == ["connect", name.removeprefix("connector-")]
+        assert svc["profiles"] == ["connectors"]
+        port = jobs["seismo-connectors"]["dns_sd_configs"][0]["port"]
+        assert svc["environment"]["SEISMO_METRICS_PORT"] == str(port)
+    assert jobs["seismo-worker"]["dns_sd_configs"][0]["names"] == ["worker"]
+    # docker-compose 1.29 prints volumes as "source:target:mode" strings
+    assert any(":/etc/prometheus:" in str(v) for v in services["prometheus"]["volumes"])
+    # Grafana's provisioned datasource is that Prometheus
+    ds = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    url_var = re.fullmatch(r"\$\{(\w+)\}", ds["datasources"][0]["url"])
+    assert url_var, ds
+    assert services["grafana"]["environment"][url_var[1]] == "http://prometheus:9090"
+
+
+def test_compose_needs_the_grafana_password_from_env(tmp_path: Path) -> None:
+    compose_config(tmp_path)  # skips without docker-compose
+    env = (tmp_path / ".env").read_text().replace("GRAFANA_ADMIN_PASSWORD=", "#")
+    (tmp_path / ".env").write_text(env)
+    res = subprocess.run(
+        ["docker-compose", "--project-directory", str(tmp_path), "config", "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in res.stderr
+
+
+def test_dockerfile_copies_every_package_the_project_installs() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    copied = set()
+    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            *sources, _dest = line.split()[1:]
+            for s in sources:
+                assert (REPO / s).exists(), s
+                copied.add(s)
+    assert {p.rstrip("*") for p in packages} <= copied
+    assert "pyproject.toml" in copied

@@ -1,0 +1,119 @@
+"""seismo.metrics: bounded labels, trend counters, alert events, the standalone endpoint."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+
+from models.keyword import KeywordClassifier
+from seismo.contracts import Alert, Post
+from seismo.metrics import Metrics, serve_metrics
+from seismo.watchlist import load_watchlist
+from tests.helpers import REPO, free_port
+
+T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
+
+
+def fresh() -> Metrics:
+    return Metrics(CollectorRegistry(), label_cap=2)
+
+
+def value(m: Metrics, name: str, **labels: str) -> float | None:
+    v = m.registry.get_sample_value(name, labels)
+    return None if v is None else float(v)
+
+
+def test_label_cap_folds_values_past_the_cap_into_other() -> None:
+    m = fresh()
+    assert [m.dossier(d) for d in ["a", "b", "c", "a", None, ""]] == [
+        "a",
+        "b",
+        "other",
+        "a",
+        "none",
+        "none",
+    ]
+
+
+def test_trend_counters_follow_the_classified_post() -> None:
+    m = Metrics(CollectorRegistry())
+    clf = KeywordClassifier(load_watchlist())
+    texts = [
+        "Zhipu says GLM-5 was trained on Huawei Ascend chips",
+        "No evidence GLM-5 was trained on Ascend, misleading",
+        "coffee and rain",
+    ]
+    for i, text in enumerate(texts):
+        m.classified(clf.classify(Post(id=f"p{i}", source="x", text=text, created_at=T0)))
+    assert value(m, "seismo_dossier_posts_total", dossier="china-ai-rising") == 2
+    claim = {"claim": "glm5-trained-on-ascend", "dossier": "china-ai-rising"}
+    assert value(m, "seismo_claim_posts_total", **claim, stance="deny") == 1
+    stances = ["support", "query", "comment"]
+    assert sum(value(m, "seismo_claim_posts_total", **claim, stance=s) or 0 for s in stances) == 1
+
+
+def test_alert_events_by_kind_severity_status_and_dossier() -> None:
+    m = fresh()
+    base = {
+        "id": "a1",
+        "kind": "term",
+        "key": "term:tornado",
+        "label": "tornado",
+        "terms": ["tornado"],
+        "window_start": T0,
+        "window_seconds": 3600,
+        "raised_at": T0,
+        "first_seen": T0,
+        "observed": 9,
+        "expected": 0.5,
+        "score": 6.5,
+        "detected_at": T0,
+    }
+    m.alert(Alert.model_validate(base))
+    m.alert(Alert.model_validate(base | {"status": "update", "severity": "high", "score": 12.0}))
+    opened = {"kind": "term", "severity": "low", "status": "open", "dossier": "none"}
+    assert value(m, "seismo_alerts_total", **opened) == 1
+    assert value(m, "seismo_alerts_total", **opened | {"severity": "high", "status": "update"}) == 1
+    assert value(m, "seismo_burst_score_count", kind="term") == 2
+    assert value(m, "seismo_burst_score_bucket", kind="term", le="8.0") == 1
+
+
+def test_stage_done_sets_event_time_and_wall_clock() -> None:
+    m = fresh()
+    before = time.time()
+    m.stage_done("ingest", T0.timestamp(), 0.2)
+    m.stage_done("detect", T0.timestamp(), None)
+    assert value(m, "seismo_event_time_seconds", stage="ingest") == T0.timestamp()
+    assert (value(m, "seismo_last_processed_timestamp_seconds", stage="detect") or 0) >= before
+    assert value(m, "seismo_processing_latency_seconds_count", stage="ingest") == 1
+    assert value(m, "seismo_processing_latency_seconds_count", stage="detect") is None
+
+
+def test_connector_helper_and_standalone_endpoint() -> None:
+    m = fresh()
+    m.connector("bluesky", "received", 3)
+    m.connector("bluesky", "produced", 2)
+    assert value(m, "seismo_connector_events_total", source="bluesky", outcome="produced") == 2
+    assert value(m, "seismo_connector_last_event_timestamp_seconds", source="bluesky")
+    port = free_port()
+    serve_metrics(m.registry, "127.0.0.1", port)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'seismo_connector_events_total{outcome="received",source="bluesky"} 3.0' in body
+
+
+def test_every_metric_is_in_the_readme_table_with_its_labels() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = {
+        m[1]: m[2] for m in re.finditer(r"^\| `(seismo_\w+)` \| \w+ \| ([^|]*) \|", readme, re.M)
+    }
+    m = Metrics(CollectorRegistry())
+    for fam in m.registry.collect():
+        name = fam.name + ("_total" if fam.type == "counter" else "")
+        assert name in rows, f"{name} is not documented in README's metric table"
+        collector = m.registry._names_to_collectors[name]
+        labels = [x.strip() for x in rows[name].split(",") if x.strip() not in ("", "none")]
+        assert labels == list(collector._labelnames), name

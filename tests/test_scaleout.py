@@ -1,0 +1,74 @@
+"""Scale-out: two workers in one consumer group share the partitions and raise the same
+alerts as the pipeline in one process, each delivered once (real broker)."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import WebhookReceiver, WorkerProcess, free_port, replay_summary, write_jsonl
+from tests.test_restart import expected_ids, multi_burst_rows
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+
+def scrape(port: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def detect_partitions(metrics_text: str, signals_topic: str) -> set[str]:
+    """Partitions of the signals topic this worker received records from (since the last
+    rebalance: Faust clears these gauges when partitions move)."""
+    pat = re.compile(
+        r'^seismo_faust_messages_received_per_topics_partition\{partition="(\d+)",'
+        rf'topic="{re.escape(signals_topic)}"\}} ',
+        re.M,
+    )
+    return set(pat.findall(metrics_text))
+
+
+def test_two_workers_share_partitions_and_raise_the_same_alerts(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    rows = multi_burst_rows()
+    want = expected_ids(rows)
+    assert len(want) >= 3
+    stream = write_jsonl(tmp_path / "stream.jsonl", rows)
+    env = {**worker_env, "SEISMO_TOPIC_PARTITIONS": "4"}
+    with WebhookReceiver() as rx:
+        env["SEISMO_WEBHOOK_URLS"] = json.dumps([rx.url])
+        workers = []
+        for name in ("a", "b"):
+            # same namespace = same consumer group; own web port and local state
+            own = {
+                "SEISMO_WEB_PORT": str(free_port()),
+                "SEISMO_DATA_DIR": str(tmp_path / f"seismo-{name}"),
+            }
+            workers.append(WorkerProcess(env | own, tmp_path / f"worker-{name}.log"))
+        try:
+            for w in workers:
+                w.start()
+            summary = replay_summary(
+                env, stream, "--alerts-out", str(tmp_path / "alerts.jsonl"), timeout=600
+            )
+            assert summary["sent"] == len(rows)
+            rx.wait_for(lambda a: a["id"] in want, 60)
+            got = {a["id"] for a in rx.requests}
+            assert got == want
+            assert len(rx.requests) == len(got), "an alert was delivered twice"
+            written = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+            assert {a["id"] for a in written} == want
+
+            signals = f"{env['SEISMO_NAMESPACE']}.signals.v1"
+            parts = [detect_partitions(scrape(w.env["SEISMO_WEB_PORT"]), signals) for w in workers]
+            assert all(parts), f"a worker got no signal partition: {parts}"
+            assert not parts[0] & parts[1], f"a partition consumed by both: {parts}"
+            assert len(parts[0] | parts[1]) >= 2
+        finally:
+            for w in workers:
+                assert w.stop() == 0, w.log_text()[-3000:]
