@@ -31,8 +31,8 @@ from aiokafka.structs import TopicPartition
 
 from seismo.config import Settings
 from seismo.contracts import ALERTS, Alert, decode
-from seismo.errors import ContractError
-from seismo.kafka import bootstrap_of
+from seismo.errors import ContractError, SeismoError
+from seismo.kafka import bootstrap_of, end_offsets
 from streams.payloads import SEVERITY_ORDER, why_summary
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class AlertBoard:
     capacity: int = 200
     alerts: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     listeners: dict[asyncio.Queue[dict[str, Any]], Filter] = field(default_factory=dict)
+    caught_up: bool = False  # the recent alerts of every partition have been read back
 
     def add(self, alert: Alert, raw: dict[str, Any]) -> dict[str, Any] | None:
         """Record one alert version; returns its entry if it is news (not an old version)."""
@@ -126,20 +127,20 @@ def ingest_record(board: AlertBoard, value: bytes | None) -> dict[str, Any] | No
     return board.add(alert, json.loads(value or b""))
 
 
-async def follow_alerts(settings: Settings, board: AlertBoard, ready: asyncio.Event) -> None:
+async def follow_alerts(settings: Settings, board: AlertBoard) -> None:
     """Read back the recent alerts of every partition, then follow the topic forever."""
     topic = settings.topic(ALERTS)
+    tps: list[TopicPartition] = []
+    for _ in range(50):  # a just-created topic can take a moment to show its partitions
+        tps = sorted(await end_offsets(bootstrap_of(settings), [topic]))
+        if tps:
+            break
+        await asyncio.sleep(0.2)
+    if not tps:
+        raise SeismoError(f"topic {topic} does not exist")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_of(settings), enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        for _ in range(50):
-            if parts:
-                break
-            await consumer.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic)
-            await asyncio.sleep(0.2)
-        tps = [TopicPartition(topic, p) for p in sorted(parts or [])]
         consumer.assign(tps)
         begins = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
@@ -152,12 +153,11 @@ async def follow_alerts(settings: Settings, board: AlertBoard, ready: asyncio.Ev
             for records in batch.values():
                 for rec in records:
                     ingest_record(board, rec.value)
-            if not ready.is_set():
+            if not board.caught_up:
                 for tp in list(backlog):
                     if await consumer.position(tp) >= ends[tp]:
                         backlog.discard(tp)
-                if not backlog:
-                    ready.set()
+                board.caught_up = not backlog
     finally:
         await consumer.stop()
 
@@ -220,7 +220,9 @@ def make_app(board: AlertBoard, token: str, dossiers: list[str] | None = None) -
                 await resp.write(_sse("alert", entry))
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "alerts": len(board.alerts)})
+        return web.json_response(
+            {"status": "ok", "alerts": len(board.alerts), "caught_up": board.caught_up}
+        )
 
     app = web.Application(middlewares=[guard])
     app.router.add_get("/", page)
@@ -243,9 +245,8 @@ async def run_live(
 ) -> None:
     """Serve the page until ``stop`` is set (or the Kafka follower fails)."""
     board = AlertBoard(capacity=settings.live_backlog)
-    ready = asyncio.Event()
-    follower = asyncio.create_task(follow_alerts(settings, board, ready))
-    runner = web.AppRunner(make_app(board, token, dossiers), handle_signals=False)
+    follower = asyncio.create_task(follow_alerts(settings, board))
+    runner = web.AppRunner(make_app(board, token, dossiers), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.live_host, settings.live_port, shutdown_timeout=1.0)
     await site.start()
