@@ -26,6 +26,9 @@ from streams.pipeline import OfflinePipeline, detector_params
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+WRITER_SCHEMA = json.loads(
+    (REPO / "contracts" / "dossier-update-requested.v1.schema.json").read_text(encoding="utf-8")
+)
 
 
 def run_seismo(

@@ -7,12 +7,19 @@ import json
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from seismo.contracts import Alert, FailedDelivery
 from seismo.verify import verify_signature
-from tests.helpers import WebhookReceiver, WorkerProcess, make_alert, run_seismo
+from tests.helpers import (
+    WRITER_SCHEMA,
+    WebhookReceiver,
+    WorkerProcess,
+    make_alert,
+    run_seismo,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -77,6 +84,7 @@ def test_target_down_goes_to_dlq_then_redeliver_delivers_once(
         assert keys == ["abc123.v1", "abc123.v2", "other.v1"]
         for body, h in zip(rx.raw, rx.headers, strict=True):
             verify_signature(body, h["Seismo-Signature"], ["whsec-1"])
+            jsonschema.validate(json.loads(body), WRITER_SCHEMA)
 
         # a second run has nothing left: each alert version was received once
         again = run_seismo(env, "alerts", "redeliver")

@@ -30,10 +30,9 @@ from streams.delivery import (
     retryable,
 )
 from streams.payloads import dossier_update, slack_message
-from tests.helpers import REPO, WebhookReceiver, free_port, make_alert
+from tests.helpers import REPO, WRITER_SCHEMA, WebhookReceiver, free_port, make_alert
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05, timeout=2.0)
-SCHEMA = json.loads((REPO / "contracts" / "dossier-update-requested.v1.schema.json").read_text())
 
 
 def deliver(sinks: AlertSinks, *alerts: Alert) -> list[DeliveryFailure]:
@@ -102,7 +101,7 @@ def test_webhook_retries_5xx_then_delivers_once_signed(tmp_path: Path) -> None:
         h = rx.headers[0]
         assert h["Idempotency-Key"] == "abc123.v1" and h["Authorization"] == "Bearer tok"
         verify_signature(rx.raw[0], h["Seismo-Signature"], ["s3cret"])
-        jsonschema.validate(rx.bodies[0], SCHEMA)
+        jsonschema.validate(rx.bodies[0], WRITER_SCHEMA)
     line = json.loads((tmp_path / "alerts.jsonl").read_text())
     assert line["evidence"][0]["post_id"] == "bluesky:2"
     assert sample(metrics, "webhook", "ok") == 1 and sample(metrics, "file", "ok") == 1
@@ -169,7 +168,7 @@ def test_dossier_update_body_matches_schema_and_carries_the_writers_material() -
     raw = {**alert.model_dump(mode="json"), "peak_rate": 4.2, "evidence_extra": [1]}
     raw["evidence"][0]["lang"] = "en"  # fields a newer detector adds pass through
     body = dossier_update(alert, raw, load_watchlist())
-    jsonschema.validate(body, SCHEMA)
+    jsonschema.validate(body, WRITER_SCHEMA)
     assert body["request_id"] == "abc123.v1" and body["dossier"]["id"] == "china-ai-rising"
     assert body["dossier"]["title"]
     assert body["alert"]["peak_rate"] == 4.2 and "evidence" not in body["alert"]
@@ -190,14 +189,14 @@ def test_schema_rejects_a_body_missing_the_alert_version() -> None:
     body = dossier_update(alert, alert.model_dump(mode="json"))
     del body["alert"]["version"]
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(body, SCHEMA)
-    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+        jsonschema.validate(body, WRITER_SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(WRITER_SCHEMA)
 
 
 def test_alert_without_dossier_or_evidence() -> None:
     alert = make_alert().model_copy(update={"dossier": None, "claim": None, "evidence": []})
     body = dossier_update(alert, alert.model_dump(mode="json"))
-    jsonschema.validate(body, SCHEMA)
+    jsonschema.validate(body, WRITER_SCHEMA)
     assert body["dossier"] is None and body["lead_source"] is None and body["claims"] == []
 
 
@@ -257,3 +256,25 @@ def test_reference_receiver_verifies_and_drops_repeats(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=10)
     accepted = [json.loads(line) for line in out.splitlines()]
     assert [a["request_id"] for a in accepted] == ["abc123.v1", "abc123.v2"]
+
+
+def test_sinks_from_settings(tmp_path: Path) -> None:
+    from seismo.config import load_settings
+    from streams.delivery import sinks_from_settings
+
+    settings = load_settings(
+        webhook_urls=["http://127.0.0.1:1/a"],
+        webhook_secrets=["s1", "s2"],
+        webhook_attempts=7,
+        chat_webhook_urls=["http://127.0.0.1:1/chat-secret"],
+        alerts_out=tmp_path / "a.jsonl",
+    )
+    sinks = sinks_from_settings(settings, Metrics(CollectorRegistry()), load_watchlist())
+    hook, chat = sinks.http
+    assert isinstance(hook, WebhookSink) and hook.secrets == ["s1", "s2"]
+    assert hook.policy.attempts == 7 and hook.watchlist is not None
+    assert isinstance(chat, ChatSink) and "chat-secret" not in chat.target
+    assert sinks.find("chat", chat.target) is chat
+    assert sinks.find("webhook", "http://127.0.0.1:1/a") is hook
+    assert sinks.find("file", str(tmp_path / "a.jsonl")) is sinks.file
+    assert sinks.find("webhook", "http://elsewhere/") is None
