@@ -169,7 +169,7 @@ class ChatSink(HttpSink):
         return chat_target(self.url)
 
     def body(self, alert: Alert, raw: dict[str, Any]) -> bytes:
-        return json.dumps(slack_message(alert), ensure_ascii=False).encode("utf-8")
+        return json.dumps(slack_message(alert, raw), ensure_ascii=False).encode("utf-8")
 
 
 def chat_target(url: str) -> str:

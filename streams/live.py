@@ -33,7 +33,7 @@ from seismo.config import Settings
 from seismo.contracts import ALERTS, Alert, decode
 from seismo.errors import ContractError, SeismoError
 from seismo.kafka import bootstrap_of, end_offsets
-from streams.payloads import SEVERITY_ORDER, why_summary
+from streams.payloads import SEVERITY_ORDER, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def entry_of(alert: Alert, raw: dict[str, Any]) -> dict[str, Any]:
     """What the page shows of one alert version: the record, fewer evidence posts, a summary."""
     out = {k: v for k, v in raw.items() if k != "evidence"}
     out["evidence"] = [e for e in raw.get("evidence", []) if isinstance(e, dict)][:MAX_EVIDENCE]
-    out["why"] = why_summary(alert)
+    out["why"] = reason_of(alert, raw)
     return out
 
 

@@ -36,14 +36,41 @@ def why_summary(alert: Alert) -> str:
     )
 
 
-def _lead(evidence: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The earliest evidence post: who had it first."""
+# Optional evidence-packet fields of newer alerts, copied into ``why`` when present.
+WHY_EXTRAS = (
+    "z",
+    "counts_curve",
+    "related_keys",
+    "posts_seen",
+    "unique_authors",
+    "independent_posts",
+    "discounted",
+)
+
+
+def reason_of(alert: Alert, raw: dict[str, Any]) -> str:
+    """The detector's own words for why it fired when it gives them, else our summary."""
+    reason = raw.get("reason")
+    return reason if isinstance(reason, str) and reason else why_summary(alert)
+
+
+def _lead(evidence: list[dict[str, Any]], raw: dict[str, Any]) -> dict[str, Any] | None:
+    """Who had it first: the alert's ``lead_source`` when it names one, with the earliest
+    evidence post of that source (else the earliest evidence post overall)."""
+    named = raw.get("lead_source") if isinstance(raw.get("lead_source"), str) else None
     dated = [e for e in evidence if e.get("created_at")]
-    if not dated:
-        return None
-    first = min(dated, key=lambda e: str(e["created_at"]))
-    keys = ("source", "author", "url", "post_id", "created_at")
-    return {k: first[k] for k in keys if first.get(k) is not None}
+    pool = [e for e in dated if e.get("source") == named] if named else dated
+    lead: dict[str, Any] = {}
+    if pool:
+        first = min(pool, key=lambda e: str(e["created_at"]))
+        keys = ("source", "author", "url", "post_id", "created_at")
+        lead = {k: first[k] for k in keys if first.get(k) is not None}
+    if named:
+        lead["source"] = named
+        seen = raw.get("source_first_seen")
+        if isinstance(seen, dict) and seen.get(named):
+            lead["created_at"] = seen[named]
+    return lead if lead.get("source") and lead.get("created_at") else None
 
 
 def _voices(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,18 +98,37 @@ def dossier_update(
     if alert.dossier:
         d = watchlist.dossier(alert.dossier) if watchlist else None
         dossier = {"id": alert.dossier, "title": d.title if d else None}
+    claim_ids = [alert.claim] if alert.claim else []
+    more = raw.get("claims")
+    if isinstance(more, list):
+        claim_ids += [c for c in more if isinstance(c, str) and c not in claim_ids]
     claims: list[dict[str, Any]] = []
-    if alert.claim:
-        c = watchlist.claim(alert.claim) if watchlist else None
+    for cid in claim_ids:
+        c = watchlist.claim(cid) if watchlist else None
         claims.append(
             {
-                "id": alert.claim,
+                "id": cid,
                 "text": c.text if c else None,
-                "dossier": alert.dossier,
-                "stance_mix": dict(alert.stance_mix),
+                "dossier": (c.dossier if c else None) or alert.dossier,
+                "primary": cid == alert.claim,
+                # the stance breakdown is measured for the claim the alert is about
+                "stance_mix": dict(alert.stance_mix) if cid == alert.claim else {},
             }
         )
     stance = dict(alert.stance_mix)
+    why: dict[str, Any] = {
+        "summary": reason_of(alert, raw),
+        "kind": alert.kind,
+        "key": alert.key,
+        "terms": list(alert.terms),
+        "observed": alert.observed,
+        "expected": alert.expected,
+        "score": alert.score,
+        "window_start": alert.window_start.isoformat(),
+        "window_seconds": alert.window_seconds,
+        "raised_at": alert.raised_at.isoformat(),
+    }
+    why.update({k: raw[k] for k in WHY_EXTRAS if raw.get(k) is not None})
     return {
         "type": EVENT_TYPE,
         "contract": CONTRACT,
@@ -90,20 +136,9 @@ def dossier_update(
         "requested_at": alert.detected_at.isoformat(),
         "dossier": dossier,
         "alert": {k: v for k, v in raw.items() if k != "evidence"},
-        "why": {
-            "summary": why_summary(alert),
-            "kind": alert.kind,
-            "key": alert.key,
-            "terms": list(alert.terms),
-            "observed": alert.observed,
-            "expected": alert.expected,
-            "score": alert.score,
-            "window_start": alert.window_start.isoformat(),
-            "window_seconds": alert.window_seconds,
-            "raised_at": alert.raised_at.isoformat(),
-        },
+        "why": why,
         "first_seen": alert.first_seen.isoformat(),
-        "lead_source": _lead(evidence),
+        "lead_source": _lead(evidence, raw),
         "sources": dict(alert.sources),
         "stance_mix": stance,
         "contested": stance.get("support", 0) > 0 and stance.get("deny", 0) > 0,
@@ -113,7 +148,9 @@ def dossier_update(
     }
 
 
-def slack_message(alert: Alert, *, max_evidence: int = 3) -> dict[str, Any]:
+def slack_message(
+    alert: Alert, raw: dict[str, Any] | None = None, *, max_evidence: int = 3
+) -> dict[str, Any]:
     """A Slack incoming-webhook message (``text`` fallback + Block Kit ``blocks``)."""
     where = f" · {alert.dossier}" if alert.dossier else ""
     title = f"[{alert.severity.upper()}] {alert.status}: {alert.label}{where}"
@@ -135,7 +172,7 @@ def slack_message(alert: Alert, *, max_evidence: int = 3) -> dict[str, Any]:
                 {"type": "mrkdwn", "text": f"*Score*\n{alert.score:.1f}"},
             ],
         },
-        {"type": "section", "text": {"type": "mrkdwn", "text": why_summary(alert)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": reason_of(alert, raw or {})}},
     ]
     if lines:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})

@@ -278,3 +278,31 @@ def test_sinks_from_settings(tmp_path: Path) -> None:
     assert sinks.find("webhook", "http://127.0.0.1:1/a") is hook
     assert sinks.find("file", str(tmp_path / "a.jsonl")) is sinks.file
     assert sinks.find("webhook", "http://elsewhere/") is None
+
+
+def test_evidence_packet_fields_of_newer_alerts_are_used() -> None:
+    """Fields a newer detector adds to alerts.v1 (read from the raw record) enrich the body."""
+    alert = make_alert()
+    raw = {
+        **alert.model_dump(mode="json"),
+        "claims": ["glm5-trained-on-ascend", "deepseek-v4-on-ascend", 7],
+        "lead_source": "reddit",
+        "source_first_seen": {"reddit": "2026-05-01T09:50:00Z", "bluesky": "2026-05-01T10:00:00Z"},
+        "reason": "claim burst: 6 independent voices in 1 h, z=5.2",
+        "z": 5.2,
+        "counts_curve": [{"start": "2026-05-01T10:00:00Z", "count": 6}],
+        "independent_posts": 5,
+    }
+    body = dossier_update(alert, raw, load_watchlist())
+    jsonschema.validate(body, WRITER_SCHEMA)
+    assert body["why"]["summary"] == raw["reason"] and body["why"]["z"] == 5.2
+    assert body["why"]["counts_curve"] == raw["counts_curve"]
+    assert body["why"]["independent_posts"] == 5
+    assert body["lead_source"] == {"source": "reddit", "created_at": "2026-05-01T09:50:00Z"}
+    assert [(c["id"], c["primary"]) for c in body["claims"]] == [
+        ("glm5-trained-on-ascend", True),
+        ("deepseek-v4-on-ascend", False),
+    ]
+    assert body["claims"][1]["stance_mix"] == {}
+    msg = slack_message(alert, raw)
+    assert raw["reason"] in json.dumps(msg["blocks"])
