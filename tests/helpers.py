@@ -19,16 +19,13 @@ from typing import Any
 
 from models.keyword import KeywordClassifier
 from seismo.config import load_settings
-from seismo.contracts import Alert, Evidence, Post
+from seismo.contracts import Alert, Post
 from seismo.watchlist import load_watchlist
 from streams.detector import BurstDetector
 from streams.pipeline import OfflinePipeline, detector_params
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-WRITER_SCHEMA = json.loads(
-    (REPO / "contracts" / "dossier-update-requested.v1.schema.json").read_text(encoding="utf-8")
-)
 
 
 def run_seismo(
@@ -261,6 +258,11 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]], extra_lines: Iterable[st
     return path
 
 
+# --- alert delivery ---------------------------------------------------------------------
+
+WRITER_SCHEMA = json.loads(
+    (REPO / "contracts" / "dossier-update-requested.v1.schema.json").read_text(encoding="utf-8")
+)
 T_ALERT = datetime(2026, 5, 1, 10, tzinfo=UTC)
 
 
@@ -287,24 +289,24 @@ def make_alert(version: int = 1, status: str = "open", **extra: Any) -> Alert:
         sources={"bluesky": 2},
         stance_mix={"support": 1, "deny": 1},
         evidence=[
-            Evidence(
-                post_id="bluesky:2",
-                source="bluesky",
-                created_at=T_ALERT.replace(minute=5),
-                text="No evidence GLM-5 was trained only on Ascend",
-                author="skeptic",
-                url="https://bsky.app/post/2",
-                stance="deny",
-            ),
-            Evidence(
-                post_id="bluesky:1",
-                source="bluesky",
-                created_at=T_ALERT,
-                text="GLM-5 trained entirely on Huawei Ascend",
-                author="reporter",
-                url="https://bsky.app/post/1",
-                stance="support",
-            ),
+            {
+                "post_id": "bluesky:2",
+                "source": "bluesky",
+                "created_at": T_ALERT.replace(minute=5),
+                "text": "No evidence GLM-5 was trained only on Ascend",
+                "author": "skeptic",
+                "url": "https://bsky.app/post/2",
+                "stance": "deny",
+            },
+            {
+                "post_id": "bluesky:1",
+                "source": "bluesky",
+                "created_at": T_ALERT,
+                "text": "GLM-5 trained entirely on Huawei Ascend",
+                "author": "reporter",
+                "url": "https://bsky.app/post/1",
+                "stance": "support",
+            },
         ],
         detected_at=T_ALERT,
     )
