@@ -2,6 +2,7 @@
 
     python -m bench offline [--file F] [--repeat N]   classify + detect in one process
     python -m bench e2e [--posts N]                   replay -> embedded Kafka -> worker, to drain
+    python -m bench delivery [--alerts N]             signed writer webhooks to a verifying receiver
 
 Each prints one JSON object per measurement. Inputs are synthetic unless --file is given,
 so the numbers can be reproduced without ../shared.
@@ -153,6 +154,95 @@ def bench_e2e(args: argparse.Namespace) -> None:
                 worker.wait(30)
 
 
+def bench_delivery(args: argparse.Namespace) -> None:
+    """Alerts/s through the webhook sink (body, signature, POST) to a receiver that verifies."""
+    import asyncio
+
+    from aiohttp import web
+    from prometheus_client import CollectorRegistry
+
+    from seismo.contracts import Alert
+    from seismo.metrics import Metrics
+    from seismo.verify import verify_signature
+    from streams.delivery import AlertSinks, RetryPolicy, WebhookSink
+
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+    evidence = [
+        {"post_id": f"x:{i}", "source": "x", "created_at": t0.isoformat(), "text": " ".join(WORDS)}
+        for i in range(12)
+    ]
+    alerts = [
+        Alert.model_validate(
+            {
+                "id": f"a{i}",
+                "kind": "claim",
+                "key": "claim:c",
+                "label": "c",
+                "terms": WORDS[:5],
+                "dossier": "china-ai-rising",
+                "claim": "glm5-trained-on-ascend",
+                "window_start": t0,
+                "window_seconds": 3600,
+                "raised_at": t0,
+                "first_seen": t0,
+                "observed": 12,
+                "expected": 0.5,
+                "score": 9.0,
+                "evidence": evidence,
+                "detected_at": t0,
+            }
+        )
+        for i in range(args.alerts)
+    ]
+
+    async def go() -> float:
+        got = 0
+
+        async def hook(request: web.Request) -> web.Response:
+            nonlocal got
+            body = await request.read()
+            verify_signature(body, request.headers.get("Seismo-Signature"), ["bench"])
+            got += 1
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        sink = WebhookSink(
+            f"http://127.0.0.1:{port}/hook",
+            RetryPolicy(),
+            secrets=["bench"],
+            watchlist=load_watchlist(),
+        )
+        sinks = AlertSinks(Metrics(CollectorRegistry()), webhooks=[sink])
+        t = time.perf_counter()
+        for a in alerts:
+            assert await sinks.deliver(a) == []
+        dt = time.perf_counter() - t
+        await sinks.close()
+        await runner.cleanup()
+        assert got == len(alerts)
+        return dt
+
+    dt = asyncio.run(go())
+    print(
+        json.dumps(
+            {
+                "bench": "delivery",
+                "alerts": args.alerts,
+                "evidence_posts": len(evidence),
+                "seconds": round(dt, 3),
+                "alerts_per_s": round(args.alerts / dt),
+                "ms_per_alert": round(1000 * dt / args.alerts, 2),
+            }
+        )
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         prog="python -m bench",
@@ -168,6 +258,9 @@ def main() -> None:
     e = sub.add_parser("e2e", help="replay through the embedded broker and a worker")
     e.add_argument("--posts", type=int, default=5_000)
     e.set_defaults(func=bench_e2e)
+    dl = sub.add_parser("delivery", help="signed webhooks to a loopback verifying receiver")
+    dl.add_argument("--alerts", type=int, default=2_000)
+    dl.set_defaults(func=bench_delivery)
     args = p.parse_args()
     args.func(args)
 

@@ -185,6 +185,28 @@ class Settings(BaseSettings):
         le=65535,
         description="port of /metrics (on web_host) for processes without the worker's web "
         "server, e.g. connectors; 0 = not served",
+    # --- alert delivery --------------------------------------------------------------
+    webhook_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="HMAC-SHA256 secrets that sign webhooks (Seismo-Signature); every one "
+        "signs, so a receiver can rotate: add the new secret, switch, then drop the old",
+    )
+    webhook_attempts: int = Field(default=5, ge=1, description="tries per alert version")
+    webhook_backoff_seconds: float = Field(
+        default=0.5, gt=0, description="first retry delay; doubles per try, with jitter"
+    )
+    webhook_max_backoff_seconds: float = Field(default=30.0, gt=0)
+    chat_webhook_urls: list[SecretStr] = Field(
+        default_factory=list,
+        description="Slack-compatible incoming webhooks (their URL is their secret)",
+    )
+    live_host: str = Field(default="127.0.0.1", description="`seismo alerts serve` address")
+    live_port: int = 6067
+    live_token: SecretStr | None = Field(
+        default=None, description="token of the live alert page; unset = a random one per start"
+    )
+    live_backlog: int = Field(
+        default=200, ge=1, description="recent alerts the live page shows when it connects"
     )
 
     @field_validator("namespace")

@@ -21,7 +21,8 @@ POSTS_CLASSIFIED = "posts.classified.v1"
 SIGNALS = "signals.v1"
 ALERTS = "alerts.v1"
 DLQ = "dlq.v1"
-ALL_TOPICS = (POSTS_RAW, POSTS_CLASSIFIED, SIGNALS, ALERTS, DLQ)
+ALERTS_DLQ = "alerts.dlq.v1"
+ALL_TOPICS = (POSTS_RAW, POSTS_CLASSIFIED, SIGNALS, ALERTS, DLQ, ALERTS_DLQ)
 
 Stance = Literal["support", "deny", "query", "comment"]
 SignalKind = Literal["term", "dossier", "claim", "stance"]
@@ -150,6 +151,24 @@ class DeadLetter(Contract):
     key: str | None = None
     value: str = Field(description="the original value, UTF-8 with replacement, truncated")
     failed_at: AwareDatetime
+
+
+class FailedDelivery(Contract):
+    """An alert version a sink refused or missed on every try (``alerts.dlq.v1``, key = alert id).
+
+    Holds everything ``seismo alerts redeliver`` needs to send it again: the alert record as
+    produced (all fields, also those this version of seismo does not know) and the sink.
+    """
+
+    alert_id: str
+    alert_version: int
+    sink: Literal["webhook", "chat", "file"]
+    target: str = Field(description="webhook URL, chat:<fingerprint of the chat URL>, file path")
+    reason: str
+    attempts: int
+    failed_at: AwareDatetime
+    redeliveries: int = Field(default=0, description="failed `alerts redeliver` runs so far")
+    alert: dict[str, Any] = Field(description="the alerts.v1 record as JSON")
 
 
 M = TypeVar("M", bound=Contract)

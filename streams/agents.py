@@ -2,12 +2,14 @@
 
 posts.raw.v1 --ingest--> posts.classified.v1 + signals.v1 (keyed by burst key)
 signals.v1   --detect--> alerts.v1 (keyed by alert id)   [table: burst state per key]
-alerts.v1    --deliver-> webhooks / JSONL file           [table: delivered alert ids]
+alerts.v1    --deliver-> webhooks / chat / JSONL file    [table: delivered alert ids]
+                         a sink that fails every try -> alerts.dlq.v1 (for `alerts redeliver`)
 any failure  ----------> dlq.v1 with the reason, counted; the stream goes on
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +24,7 @@ from models.keyword import KeywordClassifier
 from seismo.config import Settings
 from seismo.contracts import (
     ALERTS,
+    ALERTS_DLQ,
     DLQ,
     POSTS_CLASSIFIED,
     POSTS_RAW,
@@ -34,7 +37,7 @@ from seismo.contracts import (
 )
 from seismo.errors import ContractError
 from seismo.metrics import Metrics
-from streams.delivery import AlertSinks
+from streams.delivery import AlertSinks, failed_delivery
 from streams.detector import BurstDetector, KeyState
 from streams.pipeline import signals_for
 
@@ -70,6 +73,7 @@ def register(
     signals_t = app.topic(settings.topic(SIGNALS), partitions=parts)
     alerts_t = app.topic(settings.topic(ALERTS), partitions=parts)
     dlq_t = app.topic(settings.topic(DLQ), partitions=parts)
+    alerts_dlq_t = app.topic(settings.topic(ALERTS_DLQ), partitions=parts)
 
     # JSON values under str keys; a table's changelog partition is the source event's.
     burst_state = app.Table("burst-state", partitions=parts)
@@ -186,8 +190,11 @@ def register(
         if done is not None and done >= alert.version:
             metrics.duplicates.labels("deliver").inc()
             return
-        for reason in await sinks.deliver(alert):
-            await to_dlq("deliver", reason, event)
+        raw = json.loads(event.value)  # all fields, also those this version does not know
+        for failure in await sinks.deliver(alert, raw):
+            dead = failed_delivery(alert, raw, failure)
+            await alerts_dlq_t.send(key=alert.id.encode(), value=dead.to_bytes())
+            metrics.dlq.labels("deliver").inc()
         delivered[alert.id] = alert.version
         metrics.stage_done("deliver", alert.raised_at.timestamp(), None)
 

@@ -1,84 +1,195 @@
-"""Alert sinks: webhooks (JSON POST) and an append-only JSONL file.
+"""Alert sinks: signed writer webhooks, Slack-compatible chat webhooks, a JSONL file.
 
-Delivery is at-least-once with an idempotency key (the alert id and version), so a
-receiver can drop a repeat; the worker also remembers what it delivered (a changelogged
-table) and skips redeliveries of the same alert version.
+Delivery is at-least-once with one idempotency key per alert version (``<id>.v<version>``),
+so a receiver can drop a repeat; the worker also remembers what it delivered (a changelogged
+table) and skips redeliveries of the same alert version. HTTP sinks retry timeouts, 5xx and
+429 (honouring ``Retry-After``) with capped exponential backoff and full jitter, and never
+retry another 4xx. What still fails becomes a :class:`FailedDelivery` on ``alerts.dlq.v1``,
+which ``seismo alerts redeliver`` sends again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal
 
 import aiohttp
 
-from seismo.contracts import Alert
+from seismo.config import Settings
+from seismo.contracts import Alert, FailedDelivery
 from seismo.errors import DeliveryError
 from seismo.metrics import Metrics
+from seismo.verify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
+from seismo.watchlist import Watchlist
+from streams.payloads import dossier_update, idempotency_key, slack_message
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+SinkKind = Literal["webhook", "chat", "file"]
 
 
-class FileSink:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    timeout: float = 5.0
 
-    def write(self, alert: Alert) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(alert.model_dump_json(exclude_none=True) + "\n")
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed try ``attempt`` (1-based): full jitter, capped."""
+        if retry_after is not None:
+            return min(self.max_backoff, max(0.0, retry_after))
+        cap = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
+        return cap / 2 + random.random() * cap / 2
 
 
-class WebhookSink:
-    """POSTs alerts as JSON; retries 5xx/429/timeouts with capped backoff and jitter."""
+def retryable(status: int) -> bool:
+    """5xx and 429 are worth another try; any other 4xx will fail the same way again."""
+    return status >= 500 or status == 429
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: use our own backoff
+
+
+class SinkFailed(DeliveryError):
+    """A sink did not take an alert; ``attempts`` = the tries made."""
+
+    def __init__(self, reason: str, attempts: int) -> None:
+        super().__init__(reason)
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    sink: SinkKind
+    target: str
+    reason: str
+    attempts: int
+
+
+class HttpSink:
+    """POSTs a JSON body built from the alert, with retries; subclasses build body/headers."""
+
+    kind: SinkKind = "webhook"
+
+    def __init__(self, url: str, policy: RetryPolicy) -> None:
+        self.url = url
+        self.policy = policy
+
+    @property
+    def target(self) -> str:
+        return self.url
+
+    def body(self, alert: Alert, raw: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def headers(self, alert: Alert, body: bytes) -> dict[str, str]:
+        """Headers of one try (called per try, so a signature's timestamp stays fresh)."""
+        return {"Content-Type": "application/json", "User-Agent": "seismo-alerts/1"}
+
+    async def send(self, session: aiohttp.ClientSession, alert: Alert, raw: dict[str, Any]) -> int:
+        """Deliver one alert version; returns the tries it took, raises DeliveryError."""
+        body = self.body(alert, raw)
+        timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
+        last = ""
+        for attempt in range(1, self.policy.attempts + 1):
+            retry_after = None
+            try:
+                async with session.post(
+                    self.url, data=body, headers=self.headers(alert, body), timeout=timeout
+                ) as resp:
+                    if resp.status < 300:
+                        return attempt
+                    last = f"HTTP {resp.status}"
+                    if not retryable(resp.status):
+                        raise SinkFailed(f"{self.target} refused alert {alert.id}: {last}", attempt)
+                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            if attempt < self.policy.attempts:
+                await asyncio.sleep(self.policy.delay(attempt, retry_after))
+        raise SinkFailed(
+            f"{self.target} failed after {self.policy.attempts} tries: {last}", self.policy.attempts
+        )
+
+
+class WebhookSink(HttpSink):
+    """The writer webhook: a signed "dossier update requested" body per alert version."""
+
+    kind: SinkKind = "webhook"
 
     def __init__(
         self,
         url: str,
+        policy: RetryPolicy | None = None,
         *,
+        secrets: list[str] | None = None,
         token: str | None = None,
-        timeout: float = 5.0,
-        attempts: int = 4,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
+        watchlist: Watchlist | None = None,
     ) -> None:
-        self.url = url
+        super().__init__(url, policy or RetryPolicy())
+        self.secrets = secrets or []
         self.token = token
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.attempts = attempts
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self.watchlist = watchlist
 
-    async def send(self, session: aiohttp.ClientSession, alert: Alert) -> None:
-        body = alert.to_bytes()
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": f"{alert.id}.v{alert.version}",
-            "User-Agent": "seismo-alerts/1",
-        }
+    def body(self, alert: Alert, raw: dict[str, Any]) -> bytes:
+        payload = dossier_update(alert, raw, self.watchlist)
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def headers(self, alert: Alert, body: bytes) -> dict[str, str]:
+        h = super().headers(alert, body)
+        h[IDEMPOTENCY_HEADER] = idempotency_key(alert)
+        if self.secrets:
+            h[SIGNATURE_HEADER] = sign(body, self.secrets)
         if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        last = ""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                async with session.post(
-                    self.url, data=body, headers=headers, timeout=self.timeout
-                ) as resp:
-                    if resp.status < 300:
-                        return
-                    last = f"HTTP {resp.status}"
-                    if resp.status not in RETRY_STATUSES:
-                        raise DeliveryError(f"{self.url} refused alert {alert.id}: {last}")
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            if attempt < self.attempts:
-                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
-        raise DeliveryError(f"{self.url} failed after {self.attempts} tries: {last}")
+            h["Authorization"] = f"Bearer {self.token}"
+        return h
+
+
+class ChatSink(HttpSink):
+    """A Slack-compatible incoming webhook (``text`` + Block Kit ``blocks``)."""
+
+    kind: SinkKind = "chat"
+
+    @property
+    def target(self) -> str:
+        # the URL of an incoming webhook is its secret: never log or store it
+        return chat_target(self.url)
+
+    def body(self, alert: Alert, raw: dict[str, Any]) -> bytes:
+        return json.dumps(slack_message(alert, raw), ensure_ascii=False).encode("utf-8")
+
+
+def chat_target(url: str) -> str:
+    return "chat:" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
+
+
+class FileSink:
+    kind: SinkKind = "file"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def target(self) -> str:
+        return str(self.path)
+
+    def write(self, alert: Alert) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(alert.model_dump_json(exclude_none=True) + "\n")
 
 
 class AlertSinks:
@@ -89,36 +200,96 @@ class AlertSinks:
         metrics: Metrics,
         webhooks: list[WebhookSink] | None = None,
         file: FileSink | None = None,
+        chats: list[ChatSink] | None = None,
     ) -> None:
         self.metrics = metrics
-        self.webhooks = webhooks or []
+        self.http: list[HttpSink] = [*(webhooks or []), *(chats or [])]
         self.file = file
         self._session: aiohttp.ClientSession | None = None
 
-    async def deliver(self, alert: Alert) -> list[str]:
-        """Deliver to every sink; returns the reasons of those that failed."""
-        failures: list[str] = []
-        if self.file is not None:
-            try:
-                self.file.write(alert)
-                self.metrics.deliveries.labels("file", "ok").inc()
-            except OSError as exc:
-                self.metrics.deliveries.labels("file", "failed").inc()
-                failures.append(f"file {self.file.path}: {exc}")
-        if self.webhooks:
-            if self._session is None:
-                self._session = aiohttp.ClientSession()
-            for hook in self.webhooks:
+    def find(self, sink: SinkKind, target: str) -> HttpSink | FileSink | None:
+        if self.file is not None and sink == "file" and self.file.target == target:
+            return self.file
+        return next((h for h in self.http if h.kind == sink and h.target == target), None)
+
+    async def deliver(
+        self, alert: Alert, raw: dict[str, Any] | None = None
+    ) -> list[DeliveryFailure]:
+        """Deliver to every sink (HTTP sinks concurrently); returns those that failed."""
+        raw = raw if raw is not None else alert.model_dump(mode="json", exclude_none=True)
+        sinks: list[HttpSink | FileSink] = [self.file] if self.file else []
+        sinks += self.http
+        results = await asyncio.gather(*(self.deliver_to(s, alert, raw) for s in sinks))
+        return [r for r in results if r is not None]
+
+    async def deliver_to(
+        self, sink: HttpSink | FileSink, alert: Alert, raw: dict[str, Any]
+    ) -> DeliveryFailure | None:
+        """One sink; the failure (after every try) or None when delivered."""
+        tries = 1
+        try:
+            if isinstance(sink, FileSink):
                 try:
-                    await hook.send(self._session, alert)
-                    self.metrics.deliveries.labels("webhook", "ok").inc()
-                except DeliveryError as exc:
-                    self.metrics.deliveries.labels("webhook", "failed").inc()
-                    log.warning("alert %s not delivered: %s", alert.id, exc)
-                    failures.append(str(exc))
-        return failures
+                    sink.write(alert)
+                except OSError as exc:
+                    raise SinkFailed(f"file {sink.path}: {exc}", 1) from exc
+            else:
+                if self._session is None:
+                    self._session = aiohttp.ClientSession()
+                tries = await sink.send(self._session, alert, raw)
+        except SinkFailed as exc:
+            self.metrics.deliveries.labels(sink.kind, "failed").inc()
+            log.warning("alert %s v%d not delivered: %s", alert.id, alert.version, exc)
+            return DeliveryFailure(sink.kind, sink.target, str(exc), exc.attempts)
+        self.metrics.deliveries.labels(sink.kind, "ok").inc()
+        if tries > 1:
+            log.info("alert %s v%d delivered on try %d", alert.id, alert.version, tries)
+        return None
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def failed_delivery(
+    alert: Alert,
+    raw: dict[str, Any],
+    failure: DeliveryFailure,
+    *,
+    redeliveries: int = 0,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> FailedDelivery:
+    return FailedDelivery(
+        alert_id=alert.id,
+        alert_version=alert.version,
+        sink=failure.sink,
+        target=failure.target,
+        reason=failure.reason,
+        attempts=failure.attempts,
+        failed_at=now(),
+        redeliveries=redeliveries,
+        alert=raw,
+    )
+
+
+def sinks_from_settings(
+    settings: Settings, metrics: Metrics, watchlist: Watchlist | None = None
+) -> AlertSinks:
+    policy = RetryPolicy(
+        attempts=settings.webhook_attempts,
+        backoff=settings.webhook_backoff_seconds,
+        max_backoff=settings.webhook_max_backoff_seconds,
+        timeout=settings.webhook_timeout_seconds,
+    )
+    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
+    secrets = [s.get_secret_value() for s in settings.webhook_secrets]
+    return AlertSinks(
+        metrics,
+        webhooks=[
+            WebhookSink(u, policy, secrets=secrets, token=token, watchlist=watchlist)
+            for u in settings.webhook_urls
+        ],
+        chats=[ChatSink(u.get_secret_value(), policy) for u in settings.chat_webhook_urls],
+        file=FileSink(settings.alerts_out) if settings.alerts_out else None,
+    )

@@ -17,7 +17,7 @@ from seismo.watchlist import load_watchlist
 from streams import faust_fixes
 from streams.agents import Stages, register
 from streams.app import create_app, new_registry
-from streams.delivery import AlertSinks, FileSink, WebhookSink
+from streams.delivery import AlertSinks, sinks_from_settings
 from streams.detector import BurstDetector
 from streams.pipeline import detector_params
 
@@ -31,15 +31,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
     metrics = Metrics(registry)
     app = create_app(settings)
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="seismo_faust")
-    token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
-    sinks = AlertSinks(
-        metrics,
-        webhooks=[
-            WebhookSink(u, token=token, timeout=settings.webhook_timeout_seconds)
-            for u in settings.webhook_urls
-        ],
-        file=FileSink(settings.alerts_out) if settings.alerts_out else None,
-    )
+    sinks = sinks_from_settings(settings, metrics, watchlist)
     stages = register(
         app,
         settings,

@@ -65,14 +65,32 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class WebhookReceiver:
-    """A loopback HTTP server recording JSON POSTs; can fail the first N requests."""
+def alert_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The alert in a webhook body: a dossier-update request wraps it, a plain alert is it."""
+    if body.get("contract", "").startswith("dossier-update-requested."):
+        return {**body["alert"], "evidence": body["evidence"]}
+    return body
 
-    def __init__(self, fail_first: int = 0, fail_status: int = 503) -> None:
+
+class WebhookReceiver:
+    """A loopback HTTP server recording JSON POSTs; can fail the first N requests.
+
+    ``fail_first`` counts every request; ``fail_first_per_key`` counts per Idempotency-Key.
+    ``requests`` holds the alerts accepted (unwrapped from the writer's request body),
+    ``bodies``/``raw`` the accepted bodies as JSON and as bytes.
+    """
+
+    def __init__(
+        self, fail_first: int = 0, fail_status: int = 503, fail_first_per_key: int = 0
+    ) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.bodies: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []
         self.headers: list[dict[str, str]] = []
         self.attempts = 0
+        self.per_key: dict[str, int] = {}
         self.fail_first = fail_first
+        self.fail_first_per_key = fail_first_per_key
         self.fail_status = fail_status
         self._lock = threading.Lock()
         receiver = self
@@ -80,11 +98,17 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                key = self.headers.get("Idempotency-Key", "")
                 with receiver._lock:
                     receiver.attempts += 1
-                    fail = receiver.attempts <= receiver.fail_first
+                    receiver.per_key[key] = receiver.per_key.get(key, 0) + 1
+                    fail = receiver.attempts <= receiver.fail_first or (
+                        receiver.per_key[key] <= receiver.fail_first_per_key
+                    )
                     if not fail:
-                        receiver.requests.append(json.loads(body))
+                        receiver.bodies.append(json.loads(body))
+                        receiver.requests.append(alert_of(receiver.bodies[-1]))
+                        receiver.raw.append(body)
                         receiver.headers.append(dict(self.headers))
                 self.send_response(receiver.fail_status if fail else 200)
                 self.send_header("Content-Length", "0")
@@ -232,3 +256,58 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]], extra_lines: Iterable[st
         for line in extra_lines:
             f.write(line + "\n")
     return path
+
+
+# --- alert delivery ---------------------------------------------------------------------
+
+WRITER_SCHEMA = json.loads(
+    (REPO / "contracts" / "dossier-update-requested.v1.schema.json").read_text(encoding="utf-8")
+)
+T_ALERT = datetime(2026, 5, 1, 10, tzinfo=UTC)
+
+
+def make_alert(version: int = 1, status: str = "open", **extra: Any) -> Alert:
+    """A claim alert on china-ai-rising with two evidence posts (support and deny)."""
+    fields: dict[str, Any] = dict(
+        id="abc123",
+        version=version,
+        status=status,
+        severity="high",
+        kind="claim",
+        key="claim:glm5-trained-on-ascend",
+        label="glm5-trained-on-ascend",
+        terms=["glm-5", "ascend"],
+        dossier="china-ai-rising",
+        claim="glm5-trained-on-ascend",
+        window_start=T_ALERT,
+        window_seconds=3600,
+        raised_at=T_ALERT,
+        first_seen=T_ALERT,
+        observed=6,
+        expected=0.3,
+        score=5.1,
+        sources={"bluesky": 2},
+        stance_mix={"support": 1, "deny": 1},
+        evidence=[
+            {
+                "post_id": "bluesky:2",
+                "source": "bluesky",
+                "created_at": T_ALERT.replace(minute=5),
+                "text": "No evidence GLM-5 was trained only on Ascend",
+                "author": "skeptic",
+                "url": "https://bsky.app/post/2",
+                "stance": "deny",
+            },
+            {
+                "post_id": "bluesky:1",
+                "source": "bluesky",
+                "created_at": T_ALERT,
+                "text": "GLM-5 trained entirely on Huawei Ascend",
+                "author": "reporter",
+                "url": "https://bsky.app/post/1",
+                "stance": "support",
+            },
+        ],
+        detected_at=T_ALERT,
+    )
+    return Alert.model_validate({**fields, **extra})

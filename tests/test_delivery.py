@@ -1,94 +1,308 @@
-"""Webhook and file sinks against a real loopback HTTP receiver."""
+"""Sinks against a real loopback HTTP receiver; signatures; the writer contract."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import jsonschema
+import pytest
 from prometheus_client import CollectorRegistry
 
-from seismo.contracts import Alert, Evidence
+from seismo.contracts import Alert
 from seismo.metrics import Metrics
-from streams.delivery import AlertSinks, FileSink, WebhookSink
-from tests.helpers import WebhookReceiver
+from seismo.verify import SignatureError, sign, verify_signature
+from seismo.watchlist import load_watchlist
+from streams.delivery import (
+    AlertSinks,
+    ChatSink,
+    DeliveryFailure,
+    FileSink,
+    RetryPolicy,
+    WebhookSink,
+    chat_target,
+    retryable,
+)
+from streams.payloads import dossier_update, slack_message
+from tests.helpers import REPO, WRITER_SCHEMA, WebhookReceiver, free_port, make_alert
 
-T = datetime(2026, 5, 1, 10, tzinfo=UTC)
-
-
-def make_alert() -> Alert:
-    return Alert(
-        id="abc123",
-        kind="claim",
-        key="claim:glm5",
-        label="glm5",
-        terms=["glm-5", "ascend"],
-        dossier="china-ai-rising",
-        claim="glm5",
-        window_start=T,
-        window_seconds=3600,
-        raised_at=T,
-        first_seen=T,
-        observed=6,
-        expected=0.3,
-        score=5.1,
-        evidence=[Evidence(post_id="bluesky:1", source="bluesky", created_at=T, text="GLM-5")],
-        detected_at=T,
-    )
+FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05, timeout=2.0)
 
 
-def deliver(sinks: AlertSinks, alert: Alert) -> list[str]:
-    async def go() -> list[str]:
+def deliver(sinks: AlertSinks, *alerts: Alert) -> list[DeliveryFailure]:
+    async def go() -> list[DeliveryFailure]:
+        out: list[DeliveryFailure] = []
         try:
-            return await sinks.deliver(alert)
+            for a in alerts:
+                out += await sinks.deliver(a)
         finally:
             await sinks.close()
+        return out
 
     return asyncio.run(go())
 
 
-def test_webhook_retries_5xx_then_delivers_once(tmp_path: Path) -> None:
+def sample(metrics: Metrics, sink: str, outcome: str) -> float | None:
+    return metrics.registry.get_sample_value(
+        "seismo_alert_deliveries_total", {"sink": sink, "outcome": outcome}
+    )
+
+
+# --- signatures ---------------------------------------------------------------------------
+
+
+def test_signature_round_trip_and_rotation() -> None:
+    body = b'{"a":1}'
+    header = sign(body, ["old", "new"], timestamp=1_000)
+    assert header.startswith("t=1000,v1=") and header.count("v1=") == 2
+    assert verify_signature(body, header, ["new"], now=1_100) == 1_000
+    assert verify_signature(body, header, ["other", "old"], now=900) == 1_000
+
+
+@pytest.mark.parametrize(
+    ("body", "header", "secrets", "now", "why"),
+    [
+        (b'{"a":2}', sign(b'{"a":1}', ["s"], 1_000), ["s"], 1_000, "no signature matches"),
+        (b'{"a":1}', sign(b'{"a":1}', ["s"], 1_000), ["wrong"], 1_000, "no signature matches"),
+        (b'{"a":1}', sign(b'{"a":1}', ["s"], 1_000), ["s"], 1_301, "outside the 300s"),
+        (b'{"a":1}', sign(b'{"a":1}', ["s"], 1_000), ["s"], 699, "outside the 300s"),
+        (b'{"a":1}', None, ["s"], 1_000, "missing"),
+        (b'{"a":1}', "t=abc,v1=00", ["s"], 1_000, "not an integer"),
+        (b'{"a":1}', "v1=00", ["s"], 1_000, "needs t="),
+    ],
+)
+def test_signature_rejects(
+    body: bytes, header: str | None, secrets: list[str], now: float, why: str
+) -> None:
+    with pytest.raises(SignatureError, match=why):
+        verify_signature(body, header, secrets, now=now)
+
+
+# --- webhook retries ----------------------------------------------------------------------
+
+
+def test_webhook_retries_5xx_then_delivers_once_signed(tmp_path: Path) -> None:
     metrics = Metrics(CollectorRegistry())
     with WebhookReceiver(fail_first=2) as rx:
         sinks = AlertSinks(
             metrics,
-            webhooks=[WebhookSink(rx.url, token="tok", backoff=0.01)],
+            webhooks=[WebhookSink(rx.url, FAST, secrets=["s3cret"], token="tok")],
             file=FileSink(tmp_path / "alerts.jsonl"),
         )
         assert deliver(sinks, make_alert()) == []
         assert rx.attempts == 3 and len(rx.requests) == 1
         assert rx.requests[0]["id"] == "abc123"
-        assert rx.headers[0]["Idempotency-Key"] == "abc123.v1"
-        assert rx.headers[0]["Authorization"] == "Bearer tok"
+        h = rx.headers[0]
+        assert h["Idempotency-Key"] == "abc123.v1" and h["Authorization"] == "Bearer tok"
+        verify_signature(rx.raw[0], h["Seismo-Signature"], ["s3cret"])
+        jsonschema.validate(rx.bodies[0], WRITER_SCHEMA)
     line = json.loads((tmp_path / "alerts.jsonl").read_text())
-    assert line["evidence"][0]["post_id"] == "bluesky:1"
-    assert (
-        metrics.registry.get_sample_value(
-            "seismo_alert_deliveries_total", {"sink": "webhook", "outcome": "ok"}
-        )
-        == 1
-    )
+    assert line["evidence"][0]["post_id"] == "bluesky:2"
+    assert sample(metrics, "webhook", "ok") == 1 and sample(metrics, "file", "ok") == 1
 
 
-def test_webhook_4xx_is_not_retried() -> None:
+def test_flaky_receiver_accepts_exactly_one_delivery_per_alert_version() -> None:
+    metrics = Metrics(CollectorRegistry())
+    versions = [make_alert(1, "open"), make_alert(2, "update"), make_alert(3, "resolved")]
+    with WebhookReceiver(fail_first_per_key=2) as rx:
+        sinks = AlertSinks(metrics, webhooks=[WebhookSink(rx.url, FAST, secrets=["k"])])
+        assert deliver(sinks, *versions) == []
+        assert rx.attempts == 9  # two failures and one success per version
+        keys = [h["Idempotency-Key"] for h in rx.headers]
+        assert keys == ["abc123.v1", "abc123.v2", "abc123.v3"]
+        assert [b["alert"]["status"] for b in rx.bodies] == ["open", "update", "resolved"]
+
+
+def test_webhook_4xx_is_not_retried_but_429_is() -> None:
     metrics = Metrics(CollectorRegistry())
     with WebhookReceiver(fail_first=10, fail_status=400) as rx:
-        sinks = AlertSinks(metrics, webhooks=[WebhookSink(rx.url, backoff=0.01)])
+        sinks = AlertSinks(metrics, webhooks=[WebhookSink(rx.url, FAST)])
         failures = deliver(sinks, make_alert())
         assert rx.attempts == 1
-        assert len(failures) == 1 and "HTTP 400" in failures[0]
+        assert len(failures) == 1 and "HTTP 400" in failures[0].reason
+        assert failures[0].attempts == 1 and failures[0].target == rx.url
+    with WebhookReceiver(fail_first=2, fail_status=429) as rx:
+        sinks = AlertSinks(metrics, webhooks=[WebhookSink(rx.url, FAST)])
+        assert deliver(sinks, make_alert()) == [] and rx.attempts == 3
+    assert [s for s in range(400, 600) if retryable(s)] == [429, *range(500, 600)]
 
 
 def test_webhook_down_reports_failure_after_all_tries() -> None:
     metrics = Metrics(CollectorRegistry())
+    policy = RetryPolicy(attempts=3, backoff=0.01, timeout=2.0)
     with WebhookReceiver(fail_first=100) as rx:
-        sinks = AlertSinks(metrics, webhooks=[WebhookSink(rx.url, attempts=3, backoff=0.01)])
+        sinks = AlertSinks(metrics, webhooks=[WebhookSink(rx.url, policy)])
         failures = deliver(sinks, make_alert())
-        assert rx.attempts == 3 and "failed after 3 tries: HTTP 503" in failures[0]
-    assert (
-        metrics.registry.get_sample_value(
-            "seismo_alert_deliveries_total", {"sink": "webhook", "outcome": "failed"}
-        )
-        == 1
+        assert rx.attempts == 3 and "failed after 3 tries: HTTP 503" in failures[0].reason
+        assert failures[0].attempts == 3
+    assert sample(metrics, "webhook", "failed") == 1
+
+
+def test_connection_refused_is_retried_then_reported() -> None:
+    with WebhookReceiver() as rx:
+        url = rx.url  # the server is gone after this block: the port refuses
+    sinks = AlertSinks(Metrics(CollectorRegistry()), webhooks=[WebhookSink(url, FAST)])
+    (failure,) = deliver(sinks, make_alert())
+    assert "failed after 4 tries: ClientConnectorError" in failure.reason
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
+    p = RetryPolicy(backoff=1.0, max_backoff=5.0)
+    for attempt, cap in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (9, 5.0)]:
+        delays = {p.delay(attempt) for _ in range(20)}
+        assert all(cap / 2 <= d <= cap for d in delays) and len(delays) > 1
+    assert p.delay(1, retry_after=3.0) == 3.0 and p.delay(1, retry_after=60.0) == 5.0
+
+
+# --- bodies -------------------------------------------------------------------------------
+
+
+def test_dossier_update_body_matches_schema_and_carries_the_writers_material() -> None:
+    alert = make_alert()
+    raw = {**alert.model_dump(mode="json"), "peak_rate": 4.2, "evidence_extra": [1]}
+    raw["evidence"][0]["lang"] = "en"  # fields a newer detector adds pass through
+    body = dossier_update(alert, raw, load_watchlist())
+    jsonschema.validate(body, WRITER_SCHEMA)
+    assert body["request_id"] == "abc123.v1" and body["dossier"]["id"] == "china-ai-rising"
+    assert body["dossier"]["title"]
+    assert body["alert"]["peak_rate"] == 4.2 and "evidence" not in body["alert"]
+    assert body["evidence"][0]["lang"] == "en"
+    (claim,) = body["claims"]
+    assert claim["id"] == "glm5-trained-on-ascend" and "Ascend" in claim["text"]
+    assert claim["stance_mix"] == {"support": 1, "deny": 1} and body["contested"] is True
+    # the lead source is the earliest post, not the newest
+    assert body["lead_source"]["url"] == "https://bsky.app/post/1"
+    assert {v["author"] for v in body["voices"]} == {"skeptic", "reporter"}
+    assert "6 posts" in body["why"]["summary"] and body["why"]["score"] == 5.1
+    # the same alert version gives the same body (a redelivery is identical)
+    assert dossier_update(alert, raw, load_watchlist()) == body
+
+
+def test_schema_rejects_a_body_missing_the_alert_version() -> None:
+    alert = make_alert()
+    body = dossier_update(alert, alert.model_dump(mode="json"))
+    del body["alert"]["version"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(body, WRITER_SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(WRITER_SCHEMA)
+
+
+def test_alert_without_dossier_or_evidence() -> None:
+    alert = make_alert().model_copy(update={"dossier": None, "claim": None, "evidence": []})
+    body = dossier_update(alert, alert.model_dump(mode="json"))
+    jsonschema.validate(body, WRITER_SCHEMA)
+    assert body["dossier"] is None and body["lead_source"] is None and body["claims"] == []
+
+
+def test_chat_sink_posts_slack_blocks_and_hides_its_url() -> None:
+    msg = slack_message(make_alert(2, "update"))
+    assert msg["text"].startswith("[HIGH] update: glm5-trained-on-ascend")
+    types = [b["type"] for b in msg["blocks"]]
+    assert types == ["header", "section", "section", "section", "context"]
+    assert "<https://bsky.app/post/2|skeptic on bluesky>" in msg["blocks"][3]["text"]["text"]
+    with WebhookReceiver(fail_first=1) as rx:
+        chat = ChatSink(rx.url, FAST)
+        assert chat.target == chat_target(rx.url) and rx.url not in chat.target
+        sinks = AlertSinks(Metrics(CollectorRegistry()), chats=[chat])
+        assert deliver(sinks, make_alert()) == []
+        assert rx.bodies[0]["blocks"][0]["type"] == "header"
+        assert "Seismo-Signature" not in rx.headers[0]
+
+
+# --- the reference receiver example ---------------------------------------------------
+
+
+def test_reference_receiver_verifies_and_drops_repeats(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "examples/receiver.py", "--port", str(port), "--secret", "rx-secret"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    url = f"http://127.0.0.1:{port}/hook"
+    try:
+        for _ in range(100):  # wait until it listens
+            try:
+                urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"))
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                time.sleep(0.1)
+        ok = WebhookSink(url, FAST, secrets=["old-secret", "rx-secret"])
+        bad = WebhookSink(url, FAST, secrets=["not-the-secret"])
+        sinks = AlertSinks(Metrics(CollectorRegistry()), webhooks=[ok])
+        assert deliver(sinks, make_alert(1), make_alert(1), make_alert(2, "update")) == []
+        refusing = AlertSinks(Metrics(CollectorRegistry()), webhooks=[bad])
+        (refused,) = deliver(refusing, make_alert(3))
+        assert "HTTP 401" in refused.reason and refused.attempts == 1
+        # a captured request replayed with a tampered body is refused too
+        body = b'{"request_id": "x.v1"}'
+        req = urllib.request.Request(
+            url, data=body + b" ", headers={"Seismo-Signature": sign(body, ["rx-secret"])}
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req)
+        assert err.value.code == 401
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    accepted = [json.loads(line) for line in out.splitlines()]
+    assert [a["request_id"] for a in accepted] == ["abc123.v1", "abc123.v2"]
+
+
+def test_sinks_from_settings(tmp_path: Path) -> None:
+    from seismo.config import load_settings
+    from streams.delivery import sinks_from_settings
+
+    settings = load_settings(
+        webhook_urls=["http://127.0.0.1:1/a"],
+        webhook_secrets=["s1", "s2"],
+        webhook_attempts=7,
+        chat_webhook_urls=["http://127.0.0.1:1/chat-secret"],
+        alerts_out=tmp_path / "a.jsonl",
+    )
+    sinks = sinks_from_settings(settings, Metrics(CollectorRegistry()), load_watchlist())
+    hook, chat = sinks.http
+    assert isinstance(hook, WebhookSink) and hook.secrets == ["s1", "s2"]
+    assert hook.policy.attempts == 7 and hook.watchlist is not None
+    assert isinstance(chat, ChatSink) and "chat-secret" not in chat.target
+    assert sinks.find("chat", chat.target) is chat
+    assert sinks.find("webhook", "http://127.0.0.1:1/a") is hook
+    assert sinks.find("file", str(tmp_path / "a.jsonl")) is sinks.file
+    assert sinks.find("webhook", "http://elsewhere/") is None
+
+
+def test_evidence_packet_fields_of_newer_alerts_are_used() -> None:
+    """Fields a newer detector adds to alerts.v1 (read from the raw record) enrich the body."""
+    alert = make_alert()
+    raw = {
+        **alert.model_dump(mode="json"),
+        "claims": ["glm5-trained-on-ascend", "deepseek-v4-on-ascend", 7],
+        "lead_source": "reddit",
+        "source_first_seen": {"reddit": "2026-05-01T09:50:00Z", "bluesky": "2026-05-01T10:00:00Z"},
+        "reason": "claim burst: 6 independent voices in 1 h, z=5.2",
+        "z": 5.2,
+        "counts_curve": [{"start": "2026-05-01T10:00:00Z", "count": 6}],
+        "independent_posts": 5,
+    }
+    body = dossier_update(alert, raw, load_watchlist())
+    jsonschema.validate(body, WRITER_SCHEMA)
+    assert body["why"]["summary"] == raw["reason"] and body["why"]["z"] == 5.2
+    assert body["why"]["counts_curve"] == raw["counts_curve"]
+    assert body["why"]["independent_posts"] == 5
+    assert body["lead_source"] == {"source": "reddit", "created_at": "2026-05-01T09:50:00Z"}
+    assert [(c["id"], c["primary"]) for c in body["claims"]] == [
+        ("glm5-trained-on-ascend", True),
+        ("deepseek-v4-on-ascend", False),
+    ]
+    assert body["claims"][1]["stance_mix"] == {}
+    msg = slack_message(alert, raw)
+    assert raw["reason"] in json.dumps(msg["blocks"])

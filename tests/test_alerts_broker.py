@@ -1,0 +1,137 @@
+"""Alert delivery on the real broker: webhook down -> alerts.dlq.v1 -> redeliver, once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from seismo.contracts import Alert, FailedDelivery
+from seismo.verify import verify_signature
+from tests.helpers import (
+    WRITER_SCHEMA,
+    WebhookReceiver,
+    WorkerProcess,
+    make_alert,
+    run_seismo,
+)
+
+pytestmark = pytest.mark.broker
+
+
+def produce_alerts(bootstrap: str, topic: str, alerts: list[Alert]) -> None:
+    async def go() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await p.start()
+        try:
+            for a in alerts:
+                await p.send_and_wait(topic, a.to_bytes(), key=a.id.encode())
+        finally:
+            await p.stop()
+
+    asyncio.run(go())
+
+
+def wait_parked(env: dict[str, str], want: int, timeout: float = 90) -> list[FailedDelivery]:
+    """Records on alerts.dlq.v1, read with a dry run (which commits nothing)."""
+    deadline = time.monotonic() + timeout
+    items: list[dict[str, str]] = []
+    while time.monotonic() < deadline:
+        res = run_seismo(env, "alerts", "redeliver", "--dry-run")
+        assert res.returncode == 0, res.stderr[-2000:]
+        items = [json.loads(x) for x in res.stdout.splitlines()[:-1]]
+        if len(items) >= want:
+            return items  # type: ignore[return-value]
+        time.sleep(1)
+    raise AssertionError(f"{len(items)} parked deliveries, wanted {want}")
+
+
+def test_target_down_goes_to_dlq_then_redeliver_delivers_once(
+    worker_env: dict[str, str], kafka: str, tmp_path: Path
+) -> None:
+    ns = worker_env["SEISMO_NAMESPACE"]
+    alerts = [make_alert(1, "open"), make_alert(2, "update"), make_alert(1, id="other")]
+    with WebhookReceiver(fail_first=10**6) as rx:
+        env = {
+            **worker_env,
+            "SEISMO_WEBHOOK_URLS": json.dumps([rx.url]),
+            "SEISMO_WEBHOOK_SECRETS": '["whsec-1"]',
+            "SEISMO_WEBHOOK_ATTEMPTS": "3",
+            "SEISMO_WEBHOOK_BACKOFF_SECONDS": "0.05",
+        }
+        worker = WorkerProcess(env, tmp_path / "worker.log").start()
+        try:
+            produce_alerts(kafka, f"{ns}.alerts.v1", alerts)
+            parked = wait_parked(env, len(alerts))
+        finally:
+            assert worker.stop() == 0, worker.log_text()[-3000:]
+        assert rx.attempts == 3 * len(alerts) and rx.requests == []  # whole retry budget
+        assert {p["request"] for p in parked} == {"abc123.v1", "abc123.v2", "other.v1"}
+        assert {p["target"] for p in parked} == {rx.url}
+
+        rx.fail_first = 0  # the target is back
+        res = run_seismo(env, "alerts", "redeliver")
+        assert res.returncode == 0, res.stderr[-3000:]
+        summary = json.loads(res.stdout.splitlines()[-1])
+        assert summary == {"read": 3, "sent": 3, "failed": 0, "skipped": 0}
+        assert "[3/3]" in res.stderr  # progress
+        keys = sorted(h["Idempotency-Key"] for h in rx.headers)
+        assert keys == ["abc123.v1", "abc123.v2", "other.v1"]
+        for body, h in zip(rx.raw, rx.headers, strict=True):
+            verify_signature(body, h["Seismo-Signature"], ["whsec-1"])
+            jsonschema.validate(json.loads(body), WRITER_SCHEMA)
+
+        # a second run has nothing left: each alert version was received once
+        again = run_seismo(env, "alerts", "redeliver")
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert json.loads(again.stdout.splitlines()[-1])["read"] == 0
+        assert len(rx.requests) == 3
+
+
+def test_redeliver_parks_again_what_still_fails(worker_env: dict[str, str], kafka: str) -> None:
+    ns = worker_env["SEISMO_NAMESPACE"]
+    with WebhookReceiver(fail_first=10**6, fail_status=410) as rx:
+        env = {**worker_env, "SEISMO_WEBHOOK_URLS": json.dumps([rx.url])}
+        alert = make_alert(1)
+        dead = FailedDelivery(
+            alert_id=alert.id,
+            alert_version=1,
+            sink="webhook",
+            target=rx.url,
+            reason="HTTP 503",
+            attempts=5,
+            failed_at=alert.detected_at,
+            alert=alert.model_dump(mode="json"),
+        )
+
+        async def park() -> None:
+            p = AIOKafkaProducer(bootstrap_servers=kafka)
+            await p.start()
+            try:
+                await p.send_and_wait(f"{ns}.alerts.dlq.v1", dead.to_bytes(), key=b"abc123")
+                await p.send_and_wait(f"{ns}.alerts.dlq.v1", b"not json", key=b"x")
+            finally:
+                await p.stop()
+
+        asyncio.run(park())
+        res = run_seismo(env, "alerts", "redeliver")
+        assert res.returncode == 1, res.stderr[-3000:]
+        summary = json.loads(res.stdout.splitlines()[-1])
+        assert summary == {"read": 2, "sent": 0, "failed": 1, "skipped": 1}
+        assert rx.attempts == 1  # a 410 is not retried
+        # it is parked again with its count, and the next run finds only that record
+        rx.fail_first = 0
+        res = run_seismo(env, "alerts", "redeliver")
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert json.loads(res.stdout.splitlines()[-1]) == {
+            "read": 1,
+            "sent": 1,
+            "failed": 0,
+            "skipped": 0,
+        }
+        assert [h["Idempotency-Key"] for h in rx.headers] == ["abc123.v1"]

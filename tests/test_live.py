@@ -1,0 +1,90 @@
+"""The live alert board and its web app, in process (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from seismo.contracts import Alert
+from streams.live import AlertBoard, Filter, make_app
+from tests.helpers import make_alert
+
+
+def add(board: AlertBoard, alert: Alert) -> dict[str, Any] | None:
+    return board.add(alert, alert.model_dump(mode="json"))
+
+
+def test_board_keeps_the_newest_version_and_the_most_recent_alerts() -> None:
+    board = AlertBoard(capacity=2)
+    assert add(board, make_alert(1)) is not None
+    assert add(board, make_alert(2, "update")) is not None
+    assert add(board, make_alert(1)) is None  # an older version is no news
+    assert board.alerts["abc123"]["status"] == "update"
+    add(board, make_alert(1, id="b", dossier="ai-chips", severity="low"))
+    add(board, make_alert(1, id="c", dossier=None, severity="critical"))
+    assert list(board.alerts) == ["b", "c"]  # capacity 2: the oldest change went
+    assert [e["id"] for e in board.snapshot(Filter())] == ["c", "b"]
+    assert [e["id"] for e in board.snapshot(Filter(frozenset({"ai-chips"})))] == ["b"]
+    assert [e["id"] for e in board.snapshot(Filter(min_severity="medium"))] == ["c"]
+    assert board.dossiers() == ["ai-chips"]
+    entry = board.alerts["b"]
+    assert len(entry["evidence"]) == 2 and "6 posts" in entry["why"]
+
+
+def test_listeners_get_matching_news_only() -> None:
+    board = AlertBoard()
+    with board.listen(Filter(min_severity="high")) as queue:
+        add(board, make_alert(1, severity="low"))
+        add(board, make_alert(1, id="hot", severity="critical"))
+        assert queue.qsize() == 1 and queue.get_nowait()["id"] == "hot"
+    assert not board.listeners
+
+
+def test_app_needs_the_token_and_streams_a_snapshot_then_news() -> None:
+    async def go() -> None:
+        board = AlertBoard()
+        add(board, make_alert(1, id="old", severity="medium"))
+        client = TestClient(TestServer(make_app(board, "tok", ["china-ai-rising"])))
+        await client.start_server()
+        try:
+            assert (await client.get("/")).status == 401
+            assert (await client.get("/api/alerts?token=nope")).status == 401
+            assert (await client.get("/healthz")).status == 200
+            page = await client.get("/?token=tok")
+            assert page.status == 200 and "live alerts" in await page.text()
+            assert page.cookies["seismo_live"].value == "tok"
+            # the cookie now opens the API; filters apply
+            got = await (await client.get("/api/alerts?severity=high")).json()
+            assert got["alerts"] == [] and got["dossiers"] == ["china-ai-rising"]
+            bearer = {"Authorization": "Bearer tok"}
+            got = await (await client.get("/api/alerts", headers=bearer)).json()
+            assert [a["id"] for a in got["alerts"]] == ["old"]
+            assert (await client.get("/api/alerts?severity=bad", headers=bearer)).status == 400
+
+            resp = await client.get("/events?dossier=china-ai-rising", headers=bearer)
+            assert resp.headers["Content-Type"] == "text/event-stream"
+            events = sse_events(resp)
+            name, data = await anext(events)
+            assert name == "snapshot" and [a["id"] for a in data["alerts"]] == ["old"]
+            add(board, make_alert(1, id="elsewhere", dossier="ai-chips"))
+            add(board, make_alert(2, "update", id="old"))
+            name, data = await asyncio.wait_for(anext(events), 5)
+            assert name == "alert" and (data["id"], data["version"]) == ("old", 2)
+            resp.close()
+        finally:
+            await client.close()
+
+    asyncio.run(go())
+
+
+async def sse_events(resp: Any) -> Any:
+    name = ""
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            yield name, json.loads(line[6:])

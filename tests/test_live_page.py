@@ -1,0 +1,142 @@
+"""The live alert page in headless Chromium against the real broker.
+
+An alert produced into Kafka must be on the page within 2 s; the test writes a screenshot.
+Needs Debian's ``chromium`` (deploy/apt-packages.txt; ``make system-deps`` installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from seismo.config import load_settings
+from seismo.contracts import Alert
+from seismo.kafka import ensure_topics
+from tests.helpers import REPO, free_port, make_alert
+
+pytestmark = pytest.mark.broker
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, want: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            health = json.loads(urllib.request.urlopen(url + "healthz", timeout=2).read())
+            if health["alerts"] >= want:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"live page not up with {want} alerts:\n{log.read_text()[-3000:]}")
+
+
+def test_live_page_shows_a_new_alert_within_2s(
+    worker_env: dict[str, str], kafka: str, tmp_path: Path
+) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian chromium is not installed (make system-deps)")
+    from playwright.async_api import async_playwright
+
+    ns = worker_env["SEISMO_NAMESPACE"]
+    topic = f"{ns}.alerts.v1"
+    port = free_port()
+    env = {**worker_env, "SEISMO_LIVE_PORT": str(port), "SEISMO_LIVE_TOKEN": "page-token"}
+    settings = load_settings(kafka_bootstrap=kafka, namespace=ns, topic_partitions=2)
+    asyncio.run(ensure_topics(settings))
+    earlier = make_alert(1, id="earlier", dossier="ai-chips", severity="medium")
+    fresh = make_alert(1, id="fresh", severity="critical")
+
+    async def produce(p: AIOKafkaProducer, a: Alert) -> None:
+        await p.send_and_wait(topic, a.to_bytes(), key=a.id.encode())
+
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "seismo.cli", "alerts", "serve"],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    shot = tmp_path / "live-page.png"
+
+    async def browse() -> float:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka)
+        await producer.start()
+        try:
+            # produced before the server starts reading: shown from its backlog on connect
+            await produce(producer, earlier)
+            await asyncio.to_thread(wait_healthy, url, proc, log, 1)
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = await browser.new_page(viewport={"width": 1100, "height": 700})
+                await page.goto(url + "?token=page-token")
+                await page.wait_for_selector('[data-alert-id="earlier"]', timeout=10_000)
+                assert "token" not in page.url  # kept in an HttpOnly cookie instead
+                await page.wait_for_selector("#conn.live", timeout=10_000)
+
+                t0 = time.monotonic()
+                await produce(producer, fresh)
+                await page.wait_for_selector('[data-alert-id="fresh"]', timeout=10_000)
+                took = time.monotonic() - t0
+
+                # the same alert's next version replaces its card
+                resolved = fresh.model_copy(update={"version": 2, "status": "resolved"})
+                await produce(producer, resolved)
+                await page.wait_for_selector(
+                    '[data-alert-id="fresh"][data-version="2"][data-status="resolved"]',
+                    timeout=10_000,
+                )
+                assert await page.locator("article.alert").count() == 2
+                await page.screenshot(path=str(shot), full_page=True)
+
+                # filters: severity, then dossier
+                await page.select_option("#severity", "critical")
+                await page.wait_for_selector('[data-alert-id="earlier"]', state="detached")
+                assert await page.locator('[data-alert-id="fresh"]').count() == 1
+                await page.select_option("#severity", "")
+                await page.select_option("#dossier", "ai-chips")
+                await page.wait_for_selector('[data-alert-id="fresh"]', state="detached")
+                await page.wait_for_selector('[data-alert-id="earlier"]')
+                assert "dossier=ai-chips" in page.url
+                await browser.close()
+            return took
+        finally:
+            await producer.stop()
+
+    try:
+        took = asyncio.run(browse())
+        # without the token the page stays shut
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url)
+        assert err.value.code == 401
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    print(f"\nlive page: alert visible {took:.2f}s after produce; screenshot {shot}")
+    assert shot.stat().st_size > 10_000
+    assert took < 2.0, f"alert took {took:.2f}s to appear"
+    assert proc.returncode == 0, log.read_text()[-3000:]
