@@ -185,6 +185,8 @@ class Settings(BaseSettings):
         le=65535,
         description="port of /metrics (on web_host) for processes without the worker's web "
         "server, e.g. connectors; 0 = not served",
+    )
+
     # --- alert delivery --------------------------------------------------------------
     webhook_secrets: list[SecretStr] = Field(
         default_factory=list,
