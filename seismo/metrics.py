@@ -11,9 +11,12 @@ misbehaving producer cannot blow up the series count. Raw terms are never labels
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
     from seismo.contracts import Alert, ClassifiedPost
@@ -46,6 +49,70 @@ class LabelCap:
         return value
 
 
+class TopTerms:
+    """The K terms with the highest recent rate, by event time; bounded memory.
+
+    Counts decay with a half-life of event time (forward decay: a post at time t adds
+    2^((t - t0)/h), so ranking needs no per-read decay). At most ``capacity`` candidate
+    terms are kept; past it the weaker half is dropped. Exposed as the only series with a
+    term label, ``seismo_top_terms_posts_per_minute{term}``: K series per scrape.
+    """
+
+    NAME = "seismo_top_terms_posts_per_minute"
+    LABELS = ("term",)
+
+    def __init__(self, k: int = 10, capacity: int = 5000, halflife_seconds: float = 900) -> None:
+        self.k = k
+        self.capacity = capacity
+        self.halflife = halflife_seconds
+        self._weights: dict[str, float] = {}
+        self._t0: float | None = None
+        self._latest = -math.inf
+
+    def add(self, terms: Iterable[str], event_ts: float) -> None:
+        if self._t0 is None:
+            self._t0 = event_ts
+        exponent = (event_ts - self._t0) / self.halflife
+        if exponent > 500:  # rescale before floats overflow
+            factor = 2.0**-exponent
+            self._weights = {t: w * factor for t, w in self._weights.items()}
+            self._t0, exponent = event_ts, 0.0
+        w = 2.0**exponent
+        for t in terms:
+            self._weights[t] = self._weights.get(t, 0.0) + w
+        self._latest = max(self._latest, event_ts)
+        if len(self._weights) > self.capacity:
+            keep = sorted(self._weights.items(), key=lambda kv: kv[1], reverse=True)
+            self._weights = dict(keep[: self.capacity // 2])
+
+    def top(self) -> list[tuple[str, float]]:
+        """(term, posts per minute of event time as of the newest event), highest first."""
+        if self._t0 is None:
+            return []
+        best = sorted(self._weights.items(), key=lambda kv: kv[1], reverse=True)[: self.k]
+        # decayed count of a steady rate r is r * h / ln 2
+        scale = 2.0 ** (-(self._latest - self._t0) / self.halflife) * math.log(2) / self.halflife
+        return [(t, w * scale * 60) for t, w in best]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            self.NAME,
+            "The K terms with the highest recent rate: posts per minute (event time, "
+            "exponentially decayed) as of the newest event",
+            labels=list(self.LABELS),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        """Lets the registry know the name (and refuse a second registration)."""
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        fam = self._family()
+        for term, rate in self.top():
+            fam.add_metric([term], rate)
+        yield fam
+
+
 class Metrics:
     """All seismo_* series of one process (see README, "Metrics", for the table)."""
 
@@ -54,6 +121,8 @@ class Metrics:
         self.source = LabelCap(64)
         self.dossier = LabelCap(label_cap)
         self.claim = LabelCap(label_cap)
+        self.top_terms = TopTerms()
+        registry.register(self.top_terms)
 
         def counter(name: str, doc: str, labels: list[str]) -> Counter:
             return Counter(name, doc, labels, registry=registry)
@@ -212,7 +281,8 @@ class Metrics:
             self.latency.labels(stage).observe(ingest_latency)
 
     def classified(self, cp: ClassifiedPost) -> None:
-        """Trend counters of one classified post: its dossiers, claims and stances."""
+        """Trend series of one classified post: dossiers, claims, stances, top terms."""
+        self.top_terms.add(cp.terms, cp.post.created_at.timestamp())
         for d in cp.dossiers:
             self.dossier_posts.labels(self.dossier(d)).inc()
         for hit in cp.claims:
