@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import urllib.request
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from models.keyword import KeywordClassifier
 from seismo.contracts import Alert, Post
-from seismo.metrics import Metrics, serve_metrics
+from seismo.metrics import Metrics, TopTerms, serve_metrics
 from seismo.watchlist import load_watchlist
 from tests.helpers import REPO, free_port
 
@@ -116,4 +117,41 @@ def test_every_metric_is_in_the_readme_table_with_its_labels() -> None:
         assert name in rows, f"{name} is not documented in README's metric table"
         collector = m.registry._names_to_collectors[name]
         labels = [x.strip() for x in rows[name].split(",") if x.strip() not in ("", "none")]
-        assert labels == list(collector._labelnames), name
+        want = collector.LABELS if isinstance(collector, TopTerms) else collector._labelnames
+        assert labels == list(want), name
+
+
+def test_top_terms_ranks_by_recent_rate_and_estimates_it() -> None:
+    top = TopTerms(k=2, halflife_seconds=600)
+    t = T0.timestamp()
+    # "old" was busy an hour ago; "hot" runs at 6 posts a minute now; "warm" at 2
+    for i in range(600):
+        top.add(["old"], t + i)
+    for s in range(3600, 3600 + 3 * 3600, 10):
+        top.add(["hot"] + (["warm"] if s % 30 == 0 else []), t + s)
+    (first, rate1), (second, rate2) = top.top()
+    assert (first, second) == ("hot", "warm")
+    assert 5.5 < rate1 < 6.5 and 1.7 < rate2 < 2.3
+
+
+def test_top_terms_memory_is_bounded_and_rescaling_keeps_the_ranking() -> None:
+    top = TopTerms(k=3, capacity=100, halflife_seconds=1)
+    t = T0.timestamp()
+    for i in range(1000):
+        top.add([f"w{i}", "steady"], t + i * 0.01)
+    assert len(top._weights) <= 100
+    # 600 half-lives later: weights were rescaled, not overflowed
+    for i in range(5):
+        top.add(["steady", "late"], t + 600 + i)
+    ranked = [term for term, _ in top.top()]
+    assert ranked[:2] == ["steady", "late"]
+    assert all(math.isfinite(r) for _, r in top.top())
+
+
+def test_top_terms_are_exported_with_the_trend_counters() -> None:
+    m = Metrics(CollectorRegistry())
+    clf = KeywordClassifier(load_watchlist())
+    for i in range(5):
+        text = f"Tornado warning in Oklahoma, take shelter {i}"
+        m.classified(clf.classify(Post(id=f"p{i}", source="x", text=text, created_at=T0)))
+    assert (value(m, "seismo_top_terms_posts_per_minute", term="tornado") or 0) > 0

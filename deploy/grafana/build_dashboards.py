@@ -271,6 +271,21 @@ def trends() -> dict[str, Any]:
                 ),
                 kind="bargauge",
             ),
+            panel(
+                "Top terms now, posts per minute (event time)",
+                ("topk(10, max by (term) (seismo_top_terms_posts_per_minute))", "{{term}}"),
+                kind="table",
+                description="The worker's current top 10 terms by decayed rate; terms are "
+                "labels only while in its top 10.",
+            ),
+            panel(
+                "Posts per minute, selected dossiers",
+                (
+                    "sum(rate(seismo_dossier_posts_total"
+                    f'{{dossier=~"$dossier"}}[{RATE}])) {per_min}',
+                    "all selected",
+                ),
+            ),
             row("Claims and stance"),
             panel(
                 "Posts per minute by claim",
