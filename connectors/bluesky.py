@@ -360,6 +360,7 @@ class JetstreamSource(_BlueskySource):
             kind = getattr(frame, "py_type", "")
             if kind.endswith("#info"):
                 if frame.name in GAP_INFOS:
+                    first = False  # reported: the late first event is the same gap
                     yield Gap(f"Jetstream #info {frame.name}: {frame.message or ''}".strip())
                 else:
                     log.info("bluesky: Jetstream #info %s: %s", frame.name, frame.message)

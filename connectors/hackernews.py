@@ -265,7 +265,14 @@ class HackerNewsSource:
             except json.JSONDecodeError:
                 return _Bad(f"item {item_id} is not JSON", body)
 
-        return list(await asyncio.gather(*(one(i) for i in ids)))
+        tasks = [asyncio.ensure_future(one(i)) for i in ids]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:  # one failed (or we are stopped): don't leave the rest running
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
 
 def build(settings: Settings) -> HackerNewsSource:

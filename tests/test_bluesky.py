@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,7 +177,10 @@ SCENARIOS = [
 ]
 
 
-@pytest.mark.parametrize("server_cls", [FakeJetstream, FakeFirehose], ids=["jetstream", "firehose"])
+SERVERS = [FakeJetstream, functools.partial(FakeJetstream, compress=True), FakeFirehose]
+
+
+@pytest.mark.parametrize("server_cls", SERVERS, ids=["jetstream", "jetstream-zstd", "firehose"])
 @pytest.mark.parametrize("sc", SCENARIOS, ids=[s.name for s in SCENARIOS])
 async def test_scenarios(sc: Scenario, server_cls: type[_LogServer], tmp_path: Path) -> None:
     events = post_events(1, 20)
@@ -191,6 +195,12 @@ async def test_scenarios(sc: Scenario, server_cls: type[_LogServer], tmp_path: P
     )
     events[8] = RepoEvent(9, events[8].time_us, "did:plc:author1", tid(2), operation="delete")
     events[12].record = {"$type": "app.bsky.feed.post", "text": "", "createdAt": "x"}
+    parent, quoted = events[0].uri, events[1].uri
+    ref = {"cid": "bafyreibnoelefnzgwbcacyt4vh52ymxvzbjq7mmqhtcnwarfq4lzegsiqe"}
+    reply = {"root": {"uri": parent, **ref}, "parent": {"uri": parent, **ref}}
+    assert events[5].record is not None and events[6].record is not None
+    events[5].record["reply"] = reply
+    events[6].record["embed"] = {"$type": "app.bsky.embed.record", "record": {"uri": quoted, **ref}}
     expected = [
         e.uri
         for e in events
@@ -206,6 +216,11 @@ async def test_scenarios(sc: Scenario, server_cls: type[_LogServer], tmp_path: P
         runner, metrics = runner_for(source, sink, tmp_path)
         await run_until(runner, lambda: len(sink.acked) >= len(expected))
     assert [p.id for p in sink.acked] == expected  # in order, none lost, none doubled
+    if isinstance(server, FakeJetstream) and server.zstd is not None:
+        assert server.compressed  # the SDK took the dictionary and asked for zstd frames
+    by_id = {p.id: p for p in sink.acked}
+    assert by_id[events[5].uri].reply_to == parent and by_id[events[6].uri].quote_of == quoted
+    assert by_id[events[0].uri].lang == "en" and by_id[events[0].uri].author == events[0].did
     assert runner.stats.skipped == sc.skipped
     assert runner.stats.gaps == 0
     assert runner.stats.reconnects >= sc.min_reconnects

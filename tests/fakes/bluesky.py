@@ -7,9 +7,10 @@ Both serve the same log of repo events (:class:`RepoEvent`) over their real wire
   ``kinds`` and ``cursor`` (a seq, or unix microseconds when >= 1e15: replay from the first
   event at or after that instant, inclusive). A cursor older than the retention floor is
   clamped with an ``#info OutdatedCursor`` first frame, or, with ``reject_old_cursor``,
-  refused before the upgrade with HTTP 400 ``CursorTooOld``. There is no zstd dictionary
-  endpoint, so the SDK falls back to uncompressed frames, as it does against servers that
-  don't offer one.
+  refused before the upgrade with HTTP 400 ``CursorTooOld``. With ``compress=True`` it serves
+  a trained zstd dictionary at ``getZstdDictionary`` and sends binary zstd frames to clients
+  that ask with ``zstdDictionary=<id>``; without, that endpoint answers 501 and the SDK falls
+  back to plain JSON frames.
 - Firehose: ``/xrpc/com.atproto.sync.subscribeRepos``, binary DAG-CBOR frames (header +
   body), ``#commit`` bodies carrying a CAR file (built here with libipld) with the commit
   and record blocks; ``cursor`` = seq, exclusive. Too old: ``#info OutdatedCursor`` then the
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import libipld
+import zstandard
 from aiohttp import WSMsgType, web
 
 from tests.fakes import serve
@@ -117,6 +119,7 @@ class _LogServer:
     async def __aenter__(self) -> _LogServer:
         app = web.Application()
         app.router.add_get(self.path, self._handle)
+        self.add_routes(app)
         self._runner, self.port = await serve(app)
         return self
 
@@ -150,6 +153,7 @@ class _LogServer:
             return start
         ws = web.WebSocketResponse(protocols=("xrpc.v1.json",))
         await ws.prepare(request)
+        self.opened(ws, request.query)
         i, n = start, 0
         if first is not None:
             await self.send(ws, first)
@@ -185,6 +189,12 @@ class _LogServer:
                 self.sent += 1
         return ws
 
+    def add_routes(self, app: web.Application) -> None:
+        pass
+
+    def opened(self, ws: web.WebSocketResponse, query: Any) -> None:
+        pass
+
     def wanted(self, ev: RepoEvent, query: Mapping[str, str]) -> bool:
         return True
 
@@ -207,9 +217,28 @@ class _LogServer:
 class FakeJetstream(_LogServer):
     path = f"/xrpc/{JETSTREAM_NSID}"
 
-    def __init__(self, *args: Any, reject_old_cursor: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, reject_old_cursor: bool = False, compress: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.reject_old_cursor = reject_old_cursor
+        self.zstd: zstandard.ZstdCompressionDict | None = None
+        if compress:  # a dictionary trained on frames like ours, as the real server does
+            samples = [self.encode(e).encode() for e in post_events(1, 300)]
+            self.zstd = zstandard.train_dictionary(4096, samples)
+        self.compressed: set[int] = set()  # id() of websockets sending zstd frames
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/xrpc/network.bsky.jetstream.getZstdDictionary", self._dictionary)
+
+    async def _dictionary(self, request: web.Request) -> web.Response:
+        if self.zstd is None:
+            return web.json_response({"error": "MethodNotImplemented"}, status=501)
+        return web.Response(body=self.zstd.as_bytes(), content_type="application/octet-stream")
+
+    def opened(self, ws: web.WebSocketResponse, query: Any) -> None:
+        if self.zstd is not None and query.get("zstdDictionary") == str(self.zstd.dict_id()):
+            self.compressed.add(id(ws))
 
     def wanted(self, ev: RepoEvent, query: Any) -> bool:
         kinds = query.getall("kinds", [])
@@ -265,7 +294,12 @@ class FakeJetstream(_LogServer):
         return json.dumps({"$type": "message", "payload": payload})
 
     async def send(self, ws: web.WebSocketResponse, frame: Any) -> None:
-        await ws.send_str(frame)
+        if id(ws) in self.compressed and self.zstd is not None:
+            await ws.send_bytes(
+                zstandard.ZstdCompressor(dict_data=self.zstd).compress(frame.encode())
+            )
+        else:
+            await ws.send_str(frame)
 
     async def send_garbage(self, ws: web.WebSocketResponse) -> None:
         await ws.send_str('{"$type": "message", "payload": {"$type": "nonsense#what"')
