@@ -112,6 +112,7 @@ class _LogServer:
         self.floor = 0  # index of the oldest retained event
         self.connections: list[dict[str, list[str]]] = []  # query params per connection
         self.sent = 0
+        self._encoded: dict[int, Any] = {}
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -184,10 +185,17 @@ class _LogServer:
             ev = self.events[i]
             i += 1
             if self.wanted(ev, request.query):
-                await self.send(ws, self.encode(ev))
+                await self.send(ws, self.encoded(ev))
                 n += 1
                 self.sent += 1
         return ws
+
+    def encoded(self, ev: RepoEvent) -> Any:
+        """``encode(ev)``, once per event (so a benchmark measures the client, not us)."""
+        frame_ = self._encoded.get(id(ev))
+        if frame_ is None:
+            frame_ = self._encoded[id(ev)] = self.encode(ev)
+        return frame_
 
     def add_routes(self, app: web.Application) -> None:
         pass
