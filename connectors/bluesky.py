@@ -345,7 +345,7 @@ class JetstreamSource(_BlueskySource):
             except (JetstreamError, OSError, WebSocketException) as exc:
                 if isinstance(exc, JetstreamConsumerTooSlowError):
                     raise RetryableError("Jetstream dropped us as too slow") from exc
-                raise _sorted_error(exc, "Jetstream") from exc
+                raise _sorted_error(exc, f"Jetstream at {self.url}") from exc
             finally:
                 await _close_xrpc(client)
 
@@ -453,11 +453,11 @@ class FirehoseSource(_BlueskySource):
                 # the relay has never reached our seq: it was reset or is another relay
                 yield Gap(f"relay: FutureCursor for seq {seq} ({message}); going on from now", {})
                 return
-            raise _sorted_error(exc, "relay") from exc
+            raise _sorted_error(exc, f"relay at {self.url}") from exc
         except TimeoutError as exc:
             raise RetryableError(f"relay sent nothing for {self.stall:.0f}s") from exc
         except (OSError, WebSocketException) as exc:
-            raise _sorted_error(exc, "relay") from exc
+            raise _sorted_error(exc, f"relay at {self.url}") from exc
 
     def _items(self, frame: Any) -> list[Item]:
         try:

@@ -26,7 +26,7 @@ from connectors.cli import build_source
 from seismo.config import Settings, load_settings
 from seismo.contracts import Post, decode
 from seismo.metrics import ConnectorMetrics
-from tests.fakes import connect_to_kafka
+from tests.fakes import SlowSink, connect_to_kafka, outcomes
 from tests.fakes.bluesky import (
     T0_US,
     FakeFirehose,
@@ -38,7 +38,7 @@ from tests.fakes.bluesky import (
     post_events,
     tid,
 )
-from tests.test_connector_base import MemorySink, make_runner, value
+from tests.test_connector_base import MemorySink, make_runner
 from tests.test_connector_base import run_until as base_run_until
 
 NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
@@ -106,16 +106,6 @@ def test_build_picks_the_mode() -> None:
 # --- the SDK clients against the fake servers ---------------------------------------------
 
 
-class SlowSink(MemorySink):
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-
-    async def send(self, p: Post) -> None:
-        await asyncio.sleep(self.delay)
-        await super().send(p)
-
-
 def settings_for(server: _LogServer, tmp_path: Path, **kw: Any) -> Settings:
     mode = "firehose" if isinstance(server, FakeFirehose) else "jetstream"
     return load_settings(
@@ -138,12 +128,6 @@ async def run_until(runner: ConnectorRunner, done: Callable[[], bool]) -> None:
     t = time.monotonic()
     await base_run_until(runner, done, timeout=15)
     assert time.monotonic() - t < 18, "shutdown took too long"
-
-
-def outcomes(metrics: ConnectorMetrics, source: str, *names: str) -> list[float]:
-    return [
-        value(metrics, "seismo_connector_events_total", source=source, outcome=n) for n in names
-    ]
 
 
 def start_cursor(server: _LogServer) -> dict[str, Any]:

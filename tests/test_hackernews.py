@@ -11,14 +11,19 @@ from typing import Any
 
 import pytest
 
-from connectors.base import ConnectorRunner, CursorStore
+from connectors.base import (
+    ConnectorRunner,
+    CursorStore,
+    FatalSourceError,
+    RetryableError,
+    error_for_status,
+)
 from connectors.cli import build_source
 from connectors.hackernews import HackerNewsSource, Progress, html_to_text, post_from_item
 from seismo.config import Settings, load_settings
 from seismo.contracts import Post, decode
-from tests.fakes import connect_to_kafka
+from tests.fakes import SlowSink, connect_to_kafka, outcomes
 from tests.fakes.hackernews import T0, FakeHackerNews, hn_items
-from tests.test_bluesky import SlowSink, outcomes
 from tests.test_connector_base import MemorySink, make_runner
 from tests.test_connector_base import run_until as base_run_until
 
@@ -50,6 +55,15 @@ def test_story_and_comment_map_to_posts() -> None:
     assert post_from_item({"id": 4, "type": "job", "time": T0, "title": "Hiring"}, now=NOW) is None
     with pytest.raises(ValueError):
         post_from_item({"id": "x", "type": "story"}, now=NOW)
+
+
+def test_http_errors_are_sorted_into_stop_and_retry() -> None:
+    assert isinstance(error_for_status(401, "GET /x"), FatalSourceError)
+    assert isinstance(error_for_status(404, "GET /x"), FatalSourceError)
+    slow = error_for_status(429, "GET /x", "7")
+    assert isinstance(slow, RetryableError) and slow.retry_after == 7.0
+    dated = error_for_status(503, "GET /x", "Wed, 21 Oct 2026 07:28:00 GMT")
+    assert isinstance(dated, RetryableError) and dated.retry_after is None
 
 
 def test_progress_holds_the_cursor_at_the_first_unhandled_id() -> None:
