@@ -275,6 +275,9 @@ def _sorted_error(exc: BaseException, what: str) -> SourceError:
     status = exc if isinstance(exc, InvalidStatus) else exc.__cause__
     if isinstance(status, InvalidStatus):
         response = status.response
+        if b"UnknownZstdDictionary" in (response.body or b""):
+            # the dictionary was rotated: the next connection's client fetches the new one
+            return RetryableError(f"{what}: zstd dictionary rotated")
         return error_for_status(
             response.status_code,
             f"{what} refused the connection",

@@ -291,6 +291,19 @@ async def test_stall_reconnects(tmp_path: Path) -> None:
     assert [p.id for p in sink.acked] == [e.uri for e in post_events(1, 2)]
 
 
+async def test_rotated_zstd_dictionary_reconnects(tmp_path: Path) -> None:
+    events = post_events(1, 3)
+    async with FakeJetstream(
+        events, Faults(refuse={0: (400, "UnknownZstdDictionary")}), compress=True
+    ) as server:
+        CursorStore(tmp_path / "bluesky.json").save(start_cursor(server))
+        sink = MemorySink()
+        runner, _ = runner_for(build(settings_for(server, tmp_path)), sink, tmp_path)
+        await run_until(runner, lambda: len(sink.acked) == 3)
+    assert runner.stats.reconnects == 1 and server.compressed
+    assert [p.id for p in sink.acked] == [e.uri for e in events]
+
+
 async def test_forbidden_stops_the_connector(tmp_path: Path) -> None:
     async with FakeJetstream([], Faults(refuse={0: 403})) as server:
         runner, _ = runner_for(build(settings_for(server, tmp_path)), MemorySink(), tmp_path)

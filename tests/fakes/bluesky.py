@@ -98,7 +98,8 @@ class Faults:
     drop_after: dict[int, int] = field(default_factory=dict)  # abort TCP after N frames
     garbage_after: dict[int, int] = field(default_factory=dict)  # a garbage frame after N
     too_slow_after: dict[int, int] = field(default_factory=dict)  # ConsumerTooSlow after N
-    refuse: dict[int, int] = field(default_factory=dict)  # HTTP status before the upgrade
+    # HTTP status (or status and XRPC error name) instead of the upgrade
+    refuse: dict[int, int | tuple[int, str]] = field(default_factory=dict)
 
 
 class _LogServer:
@@ -145,9 +146,10 @@ class _LogServer:
         self.connections.append({k: request.query.getall(k) for k in request.query})
         refused = self.faults.refuse.get(conn)
         if refused:
-            headers = {"Retry-After": "0"} if refused == 429 else {}
+            status, error = refused if isinstance(refused, tuple) else (refused, "Refused")
+            headers = {"Retry-After": "0"} if status == 429 else {}
             return web.json_response(
-                {"error": "Refused", "message": "scripted"}, status=refused, headers=headers
+                {"error": error, "message": "scripted"}, status=status, headers=headers
             )
         start, first = self.start_at(request.query)
         if isinstance(start, web.StreamResponse):
