@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from atproto_client.exceptions import ModelError
 from atproto_client.models.utils import get_model_as_dict
 from atproto_core.car import CAR
 from atproto_core.cid import CID
@@ -58,6 +59,7 @@ from atproto_subscription.exceptions import SubscriptionError
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from connectors.base import (
+    MAPPING_ERRORS,
     Checkpoint,
     Cursor,
     Emit,
@@ -209,7 +211,7 @@ class _JetstreamConnection(_OneConnection, AsyncJetstreamClient):  # type: ignor
     def _decode_frame(self, raw_frame: str | bytes) -> Any:
         try:
             return super()._decode_frame(raw_frame)
-        except (JetstreamDecodingError, ValueError) as exc:  # garbage, or a bad model
+        except (JetstreamDecodingError, ModelError, ValueError) as exc:  # garbage, bad schema
             return _BadFrame(f"undecodable Jetstream frame: {exc}", raw_frame)
 
 
@@ -406,7 +408,7 @@ class JetstreamSource(_BlueskySource):
                 now=self.now(),
                 cid=commit.cid,
             )
-        except ValueError as exc:
+        except MAPPING_ERRORS as exc:
             return Skip(
                 f"bad post record {at_uri(commit.did, commit.rkey)}: {exc}",
                 json.dumps(record, default=str),
@@ -465,7 +467,7 @@ class FirehoseSource(_BlueskySource):
     def _items(self, frame: Any) -> list[Item]:
         try:
             message = parse_subscribe_repos_message(frame)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ModelError, ValueError) as exc:  # unknown type, bad schema
             return [Skip(f"undecodable firehose message {frame.type!r}: {exc}", None)]
         kind = getattr(message, "py_type", "")
         if kind.endswith("#info"):
@@ -515,7 +517,7 @@ class FirehoseSource(_BlueskySource):
                     now=self.now(),
                     cid=str(cid),
                 )
-            except ValueError as exc:
+            except MAPPING_ERRORS as exc:
                 items.append(Skip(f"bad post record {at_uri(commit.repo, rkey)}: {exc}", None))
                 continue
             items.append(Emit(post) if post else Checkpoint(None, "ignored"))

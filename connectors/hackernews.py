@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from connectors.base import (
+    MAPPING_ERRORS,
     Checkpoint,
     Cursor,
     Emit,
@@ -214,7 +215,7 @@ class HackerNewsSource:
             return Checkpoint(cursor, "deleted" if raw.get("deleted") else "dead")
         try:
             post = post_from_item(raw, now=self.now())
-        except ValueError as exc:
+        except MAPPING_ERRORS as exc:
             return Skip(f"bad item {item_id}: {exc}", json.dumps(raw), cursor)
         if post is None:
             return Checkpoint(cursor, "ignored")

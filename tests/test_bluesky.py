@@ -151,6 +151,7 @@ SCENARIOS = [
     Scenario("normal"),
     Scenario("disconnect mid-stream", Faults(drop_after={0: 7}), min_reconnects=1),
     Scenario("garbage frame", Faults(garbage_after={0: 5}), skipped=1),
+    Scenario("frame with a bad schema", Faults(invalid_after={0: 5}), skipped=1),
     Scenario("5xx then 429 at connect", Faults(refuse={0: 503, 1: 429}), min_reconnects=2),
     Scenario(
         "slow consumer dropped by the server",

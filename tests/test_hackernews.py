@@ -16,6 +16,7 @@ from connectors.base import (
     CursorStore,
     FatalSourceError,
     RetryableError,
+    Skip,
     error_for_status,
 )
 from connectors.cli import build_source
@@ -55,6 +56,15 @@ def test_story_and_comment_map_to_posts() -> None:
     assert post_from_item({"id": 4, "type": "job", "time": T0, "title": "Hiring"}, now=NOW) is None
     with pytest.raises(ValueError):
         post_from_item({"id": "x", "type": "story"}, now=NOW)
+
+
+def test_unmappable_items_are_skipped_not_retried() -> None:
+    source = HackerNewsSource(load_settings())
+    absurd = {"id": 1, "type": "story", "time": 10**20, "title": "from the far future"}
+    item = source._item(1, absurd, Progress(0))
+    assert isinstance(item, Skip) and item.cursor == {"id": 1}
+    no_id = source._item(2, {"type": "comment", "text": "x"}, Progress(1))
+    assert isinstance(no_id, Skip) and no_id.cursor == {"id": 2}
 
 
 def test_http_errors_are_sorted_into_stop_and_retry() -> None:

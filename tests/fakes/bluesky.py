@@ -97,6 +97,7 @@ class Faults:
 
     drop_after: dict[int, int] = field(default_factory=dict)  # abort TCP after N frames
     garbage_after: dict[int, int] = field(default_factory=dict)  # a garbage frame after N
+    invalid_after: dict[int, int] = field(default_factory=dict)  # well-formed, bad schema
     too_slow_after: dict[int, int] = field(default_factory=dict)  # ConsumerTooSlow after N
     # HTTP status (or status and XRPC error name) instead of the upgrade
     refuse: dict[int, int | tuple[int, str]] = field(default_factory=dict)
@@ -180,6 +181,8 @@ class _LogServer:
                 return ws
             if n == self.faults.garbage_after.get(conn):
                 await self.send_garbage(ws)
+            if n == self.faults.invalid_after.get(conn):
+                await self.send(ws, self.invalid_commit())
             if n == self.faults.too_slow_after.get(conn):
                 await self.send_error(ws, "ConsumerTooSlow", "scripted")
                 await ws.close()
@@ -218,6 +221,10 @@ class _LogServer:
         raise NotImplementedError
 
     async def send_garbage(self, ws: web.WebSocketResponse) -> None:
+        raise NotImplementedError
+
+    def invalid_commit(self) -> Any:
+        """A frame that decodes fine but whose commit lacks required fields."""
         raise NotImplementedError
 
     async def send_error(self, ws: web.WebSocketResponse, error: str, message: str) -> None:
@@ -314,6 +321,10 @@ class FakeJetstream(_LogServer):
     async def send_garbage(self, ws: web.WebSocketResponse) -> None:
         await ws.send_str('{"$type": "message", "payload": {"$type": "nonsense#what"')
 
+    def invalid_commit(self) -> str:
+        payload = {"$type": f"{JETSTREAM_NSID}#commit", "seq": 10**9}
+        return json.dumps({"$type": "message", "payload": payload})
+
     async def send_error(self, ws: web.WebSocketResponse, error: str, message: str) -> None:
         await ws.send_str(json.dumps({"$type": "error", "error": error, "message": message}))
 
@@ -408,6 +419,9 @@ class FakeFirehose(_LogServer):
 
     async def send_garbage(self, ws: web.WebSocketResponse) -> None:
         await ws.send_bytes(b"\xff\x00not cbor at all")
+
+    def invalid_commit(self) -> bytes:
+        return frame({"op": 1, "t": "#commit"}, {"seq": 10**9, "repo": "did:plc:x"})
 
     async def send_error(self, ws: web.WebSocketResponse, error: str, message: str) -> None:
         await ws.send_bytes(frame({"op": -1}, {"error": error, "message": message}))
