@@ -80,7 +80,7 @@ def test_progress_holds_the_cursor_at_the_first_unhandled_id() -> None:
     p = Progress(10)
     assert p.handled(12) is None  # 11 not yet
     assert not p.absent(11)
-    assert p.to_fetch(14) == [11, 13, 14]
+    assert list(p.to_fetch(14)) == [11, 13, 14]
     assert p.handled(11) == {"id": 12}
     assert p.handled(13) == {"id": 13}
     assert p.handled(5) is None  # old id again: no move
