@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -250,3 +255,44 @@ async def test_hackernews_to_kafka(kafka: str, namespace: str, tmp_path: Path) -
     assert [r.key for r in got][:2] == [b"hackernews:1", b"hackernews:2"]
     assert posts[1].reply_to == "1"
     assert CursorStore.for_source(settings, "hackernews").load() == {"id": 6}
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+async def test_seismo_connect_command(kafka: str, namespace: str, tmp_path: Path) -> None:
+    """The real command: settings from the environment, SIGTERM stops it cleanly."""
+    async with FakeHackerNews(hn_items(1, 4)) as server:
+        settings = settings_for(server, tmp_path, kafka_bootstrap=kafka, namespace=namespace)
+        CursorStore.for_source(settings, "hackernews").save({"id": 0})
+        env = {
+            **os.environ,
+            "SEISMO_KAFKA_BOOTSTRAP": kafka,
+            "SEISMO_NAMESPACE": namespace,
+            "SEISMO_DATA_DIR": str(tmp_path),
+            "SEISMO_HN_API_URL": server.url,
+            "SEISMO_HN_POLL_SECONDS": "0.2",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "seismo.cli",
+            "connect",
+            "hackernews",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if CursorStore.for_source(settings, "hackernews").load() == {"id": 4}:
+                    break
+                await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(proc.communicate(), 15)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    stats = json.loads(out.decode().strip().splitlines()[-1])
+    assert stats["source"] == "hackernews" and stats["produced"] == 4
