@@ -3,6 +3,7 @@
     python -m bench offline [--file F] [--repeat N]   classify + detect in one process
     python -m bench e2e [--posts N]                   replay -> embedded Kafka -> worker, to drain
     python -m bench delivery [--alerts N]             signed writer webhooks to a verifying receiver
+    python -m bench connect [--source S] [--posts N]  connector clients vs loopback fakes
 
 Each prints one JSON object per measurement. Inputs are synthetic unless --file is given,
 so the numbers can be reproduced without ../shared.
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from random import Random
 
+from bench import connectors
 from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Post
@@ -261,6 +263,7 @@ def main() -> None:
     dl = sub.add_parser("delivery", help="signed webhooks to a loopback verifying receiver")
     dl.add_argument("--alerts", type=int, default=2_000)
     dl.set_defaults(func=bench_delivery)
+    connectors.register(sub)
     args = p.parse_args()
     args.func(args)
 

@@ -127,6 +127,10 @@ class Flush:
 
 Item = Emit | Skip | Checkpoint | Gap | Flush
 
+# what a pure ``to_post`` mapping raises for an item it can't map (pydantic's ValidationError
+# is a ValueError; an absurd timestamp overflows): the item is skipped, never retried
+MAPPING_ERRORS = (ValueError, TypeError, OverflowError)
+
 
 class Source(Protocol):
     """One platform's stream. ``name`` is the post ``source`` and the metrics label."""

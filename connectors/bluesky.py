@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from atproto_client.exceptions import ModelError
 from atproto_client.models.utils import get_model_as_dict
 from atproto_core.car import CAR
 from atproto_core.cid import CID
@@ -58,6 +59,7 @@ from atproto_subscription.exceptions import SubscriptionError
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from connectors.base import (
+    MAPPING_ERRORS,
     Checkpoint,
     Cursor,
     Emit,
@@ -209,7 +211,7 @@ class _JetstreamConnection(_OneConnection, AsyncJetstreamClient):  # type: ignor
     def _decode_frame(self, raw_frame: str | bytes) -> Any:
         try:
             return super()._decode_frame(raw_frame)
-        except (JetstreamDecodingError, ValueError) as exc:  # garbage, or a bad model
+        except (JetstreamDecodingError, ModelError, ValueError) as exc:  # garbage, bad schema
             return _BadFrame(f"undecodable Jetstream frame: {exc}", raw_frame)
 
 
@@ -275,6 +277,9 @@ def _sorted_error(exc: BaseException, what: str) -> SourceError:
     status = exc if isinstance(exc, InvalidStatus) else exc.__cause__
     if isinstance(status, InvalidStatus):
         response = status.response
+        if b"UnknownZstdDictionary" in (response.body or b""):
+            # the dictionary was rotated: the next connection's client fetches the new one
+            return RetryableError(f"{what}: zstd dictionary rotated")
         return error_for_status(
             response.status_code,
             f"{what} refused the connection",
@@ -345,7 +350,7 @@ class JetstreamSource(_BlueskySource):
             except (JetstreamError, OSError, WebSocketException) as exc:
                 if isinstance(exc, JetstreamConsumerTooSlowError):
                     raise RetryableError("Jetstream dropped us as too slow") from exc
-                raise _sorted_error(exc, "Jetstream") from exc
+                raise _sorted_error(exc, f"Jetstream at {self.url}") from exc
             finally:
                 await _close_xrpc(client)
 
@@ -360,6 +365,7 @@ class JetstreamSource(_BlueskySource):
             kind = getattr(frame, "py_type", "")
             if kind.endswith("#info"):
                 if frame.name in GAP_INFOS:
+                    first = False  # reported: the late first event is the same gap
                     yield Gap(f"Jetstream #info {frame.name}: {frame.message or ''}".strip())
                 else:
                     log.info("bluesky: Jetstream #info %s: %s", frame.name, frame.message)
@@ -402,7 +408,7 @@ class JetstreamSource(_BlueskySource):
                 now=self.now(),
                 cid=commit.cid,
             )
-        except ValueError as exc:
+        except MAPPING_ERRORS as exc:
             return Skip(
                 f"bad post record {at_uri(commit.did, commit.rkey)}: {exc}",
                 json.dumps(record, default=str),
@@ -452,16 +458,16 @@ class FirehoseSource(_BlueskySource):
                 # the relay has never reached our seq: it was reset or is another relay
                 yield Gap(f"relay: FutureCursor for seq {seq} ({message}); going on from now", {})
                 return
-            raise _sorted_error(exc, "relay") from exc
+            raise _sorted_error(exc, f"relay at {self.url}") from exc
         except TimeoutError as exc:
             raise RetryableError(f"relay sent nothing for {self.stall:.0f}s") from exc
         except (OSError, WebSocketException) as exc:
-            raise _sorted_error(exc, "relay") from exc
+            raise _sorted_error(exc, f"relay at {self.url}") from exc
 
     def _items(self, frame: Any) -> list[Item]:
         try:
             message = parse_subscribe_repos_message(frame)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ModelError, ValueError) as exc:  # unknown type, bad schema
             return [Skip(f"undecodable firehose message {frame.type!r}: {exc}", None)]
         kind = getattr(message, "py_type", "")
         if kind.endswith("#info"):
@@ -511,7 +517,7 @@ class FirehoseSource(_BlueskySource):
                     now=self.now(),
                     cid=str(cid),
                 )
-            except ValueError as exc:
+            except MAPPING_ERRORS as exc:
                 items.append(Skip(f"bad post record {at_uri(commit.repo, rkey)}: {exc}", None))
                 continue
             items.append(Emit(post) if post else Checkpoint(None, "ignored"))

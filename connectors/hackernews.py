@@ -18,9 +18,10 @@ A first start without a cursor begins at the current maxitem (no history backfil
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -29,6 +30,7 @@ from typing import Any
 import aiohttp
 
 from connectors.base import (
+    MAPPING_ERRORS,
     Checkpoint,
     Cursor,
     Emit,
@@ -143,9 +145,10 @@ class Progress:
         self.missing[item_id] = polls
         return polls >= MISSING_POLLS
 
-    def to_fetch(self, top: int) -> list[int]:
-        """Ids to ask for now: the retried nulls, then everything new up to ``top``."""
-        return sorted(self.missing) + list(range(self.highest + 1, top + 1))
+    def to_fetch(self, top: int) -> Iterator[int]:
+        """Ids to ask for now: the retried nulls, then everything new up to ``top`` (lazily:
+        a long catch-up is never a list in memory)."""
+        return itertools.chain(sorted(self.missing), range(self.highest + 1, top + 1))
 
 
 @dataclass(frozen=True)
@@ -189,10 +192,11 @@ class HackerNewsSource:
             progress = Progress(start)
             while True:
                 top, updated = await asyncio.gather(self._maxitem(http), self._updates(http))
-                top = max([top, *updated])
+                # an update newer than maxitem is a race between the two reads; believe it
+                # only that far
+                top = max([top, *(i for i in updated if i <= top + self.chunk)])
                 ids = progress.to_fetch(top)
-                for i in range(0, len(ids), self.chunk):
-                    chunk = ids[i : i + self.chunk]
+                while chunk := list(itertools.islice(ids, self.chunk)):
                     for item_id, raw in zip(chunk, await self._items(http, chunk), strict=True):
                         item = self._item(item_id, raw, progress)
                         if item is not None:
@@ -214,7 +218,7 @@ class HackerNewsSource:
             return Checkpoint(cursor, "deleted" if raw.get("deleted") else "dead")
         try:
             post = post_from_item(raw, now=self.now())
-        except ValueError as exc:
+        except MAPPING_ERRORS as exc:
             return Skip(f"bad item {item_id}: {exc}", json.dumps(raw), cursor)
         if post is None:
             return Checkpoint(cursor, "ignored")
@@ -265,7 +269,14 @@ class HackerNewsSource:
             except json.JSONDecodeError:
                 return _Bad(f"item {item_id} is not JSON", body)
 
-        return list(await asyncio.gather(*(one(i) for i in ids)))
+        tasks = [asyncio.ensure_future(one(i)) for i in ids]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:  # one failed (or we are stopped): don't leave the rest running
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
 
 def build(settings: Settings) -> HackerNewsSource:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from connectors.cli import build_source
 from seismo.config import Settings, load_settings
 from seismo.contracts import Post, decode
 from seismo.metrics import Metrics
-from tests.fakes import connect_to_kafka
+from tests.fakes import SlowSink, connect_to_kafka, outcomes
 from tests.fakes.bluesky import (
     T0_US,
     FakeFirehose,
@@ -37,7 +38,7 @@ from tests.fakes.bluesky import (
     post_events,
     tid,
 )
-from tests.test_connector_base import MemorySink, make_runner, value
+from tests.test_connector_base import MemorySink, make_runner
 from tests.test_connector_base import run_until as base_run_until
 
 NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
@@ -105,16 +106,6 @@ def test_build_picks_the_mode() -> None:
 # --- the SDK clients against the fake servers ---------------------------------------------
 
 
-class SlowSink(MemorySink):
-    def __init__(self, delay: float) -> None:
-        super().__init__()
-        self.delay = delay
-
-    async def send(self, p: Post) -> None:
-        await asyncio.sleep(self.delay)
-        await super().send(p)
-
-
 def settings_for(server: _LogServer, tmp_path: Path, **kw: Any) -> Settings:
     mode = "firehose" if isinstance(server, FakeFirehose) else "jetstream"
     return load_settings(
@@ -135,12 +126,6 @@ async def run_until(runner: ConnectorRunner, done: Callable[[], bool]) -> None:
     t = time.monotonic()
     await base_run_until(runner, done, timeout=15)
     assert time.monotonic() - t < 18, "shutdown took too long"
-
-
-def outcomes(metrics: Metrics, source: str, *names: str) -> list[float]:
-    return [
-        value(metrics, "seismo_connector_events_total", source=source, outcome=n) for n in names
-    ]
 
 
 def start_cursor(server: _LogServer) -> dict[str, Any]:
@@ -164,6 +149,7 @@ SCENARIOS = [
     Scenario("normal"),
     Scenario("disconnect mid-stream", Faults(drop_after={0: 7}), min_reconnects=1),
     Scenario("garbage frame", Faults(garbage_after={0: 5}), skipped=1),
+    Scenario("frame with a bad schema", Faults(invalid_after={0: 5}), skipped=1),
     Scenario("5xx then 429 at connect", Faults(refuse={0: 503, 1: 429}), min_reconnects=2),
     Scenario(
         "slow consumer dropped by the server",
@@ -174,7 +160,10 @@ SCENARIOS = [
 ]
 
 
-@pytest.mark.parametrize("server_cls", [FakeJetstream, FakeFirehose], ids=["jetstream", "firehose"])
+SERVERS = [FakeJetstream, functools.partial(FakeJetstream, compress=True), FakeFirehose]
+
+
+@pytest.mark.parametrize("server_cls", SERVERS, ids=["jetstream", "jetstream-zstd", "firehose"])
 @pytest.mark.parametrize("sc", SCENARIOS, ids=[s.name for s in SCENARIOS])
 async def test_scenarios(sc: Scenario, server_cls: type[_LogServer], tmp_path: Path) -> None:
     events = post_events(1, 20)
@@ -189,6 +178,12 @@ async def test_scenarios(sc: Scenario, server_cls: type[_LogServer], tmp_path: P
     )
     events[8] = RepoEvent(9, events[8].time_us, "did:plc:author1", tid(2), operation="delete")
     events[12].record = {"$type": "app.bsky.feed.post", "text": "", "createdAt": "x"}
+    parent, quoted = events[0].uri, events[1].uri
+    ref = {"cid": "bafyreibnoelefnzgwbcacyt4vh52ymxvzbjq7mmqhtcnwarfq4lzegsiqe"}
+    reply = {"root": {"uri": parent, **ref}, "parent": {"uri": parent, **ref}}
+    assert events[5].record is not None and events[6].record is not None
+    events[5].record["reply"] = reply
+    events[6].record["embed"] = {"$type": "app.bsky.embed.record", "record": {"uri": quoted, **ref}}
     expected = [
         e.uri
         for e in events
@@ -204,6 +199,11 @@ async def test_scenarios(sc: Scenario, server_cls: type[_LogServer], tmp_path: P
         runner, metrics = runner_for(source, sink, tmp_path)
         await run_until(runner, lambda: len(sink.acked) >= len(expected))
     assert [p.id for p in sink.acked] == expected  # in order, none lost, none doubled
+    if isinstance(server, FakeJetstream) and server.zstd is not None:
+        assert server.compressed  # the SDK took the dictionary and asked for zstd frames
+    by_id = {p.id: p for p in sink.acked}
+    assert by_id[events[5].uri].reply_to == parent and by_id[events[6].uri].quote_of == quoted
+    assert by_id[events[0].uri].lang == "en" and by_id[events[0].uri].author == events[0].did
     assert runner.stats.skipped == sc.skipped
     assert runner.stats.gaps == 0
     assert runner.stats.reconnects >= sc.min_reconnects
@@ -288,6 +288,19 @@ async def test_stall_reconnects(tmp_path: Path) -> None:
         await run_until(runner, lambda: len(server.connections) >= 3)
     assert runner.stats.reconnects >= 2
     assert [p.id for p in sink.acked] == [e.uri for e in post_events(1, 2)]
+
+
+async def test_rotated_zstd_dictionary_reconnects(tmp_path: Path) -> None:
+    events = post_events(1, 3)
+    async with FakeJetstream(
+        events, Faults(refuse={0: (400, "UnknownZstdDictionary")}), compress=True
+    ) as server:
+        CursorStore(tmp_path / "bluesky.json").save(start_cursor(server))
+        sink = MemorySink()
+        runner, _ = runner_for(build(settings_for(server, tmp_path)), sink, tmp_path)
+        await run_until(runner, lambda: len(sink.acked) == 3)
+    assert runner.stats.reconnects == 1 and server.compressed
+    assert [p.id for p in sink.acked] == [e.uri for e in events]
 
 
 async def test_forbidden_stops_the_connector(tmp_path: Path) -> None:

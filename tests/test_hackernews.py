@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,14 +16,20 @@ from typing import Any
 
 import pytest
 
-from connectors.base import ConnectorRunner, CursorStore
+from connectors.base import (
+    ConnectorRunner,
+    CursorStore,
+    FatalSourceError,
+    RetryableError,
+    Skip,
+    error_for_status,
+)
 from connectors.cli import build_source
 from connectors.hackernews import HackerNewsSource, Progress, html_to_text, post_from_item
 from seismo.config import Settings, load_settings
 from seismo.contracts import Post, decode
-from tests.fakes import connect_to_kafka
+from tests.fakes import SlowSink, connect_to_kafka, outcomes
 from tests.fakes.hackernews import T0, FakeHackerNews, hn_items
-from tests.test_bluesky import SlowSink, outcomes
 from tests.test_connector_base import MemorySink, make_runner
 from tests.test_connector_base import run_until as base_run_until
 
@@ -52,11 +63,29 @@ def test_story_and_comment_map_to_posts() -> None:
         post_from_item({"id": "x", "type": "story"}, now=NOW)
 
 
+def test_unmappable_items_are_skipped_not_retried() -> None:
+    source = HackerNewsSource(load_settings())
+    absurd = {"id": 1, "type": "story", "time": 10**20, "title": "from the far future"}
+    item = source._item(1, absurd, Progress(0))
+    assert isinstance(item, Skip) and item.cursor == {"id": 1}
+    no_id = source._item(2, {"type": "comment", "text": "x"}, Progress(1))
+    assert isinstance(no_id, Skip) and no_id.cursor == {"id": 2}
+
+
+def test_http_errors_are_sorted_into_stop_and_retry() -> None:
+    assert isinstance(error_for_status(401, "GET /x"), FatalSourceError)
+    assert isinstance(error_for_status(404, "GET /x"), FatalSourceError)
+    slow = error_for_status(429, "GET /x", "7")
+    assert isinstance(slow, RetryableError) and slow.retry_after == 7.0
+    dated = error_for_status(503, "GET /x", "Wed, 21 Oct 2026 07:28:00 GMT")
+    assert isinstance(dated, RetryableError) and dated.retry_after is None
+
+
 def test_progress_holds_the_cursor_at_the_first_unhandled_id() -> None:
     p = Progress(10)
     assert p.handled(12) is None  # 11 not yet
     assert not p.absent(11)
-    assert p.to_fetch(14) == [11, 13, 14]
+    assert list(p.to_fetch(14)) == [11, 13, 14]
     assert p.handled(11) == {"id": 12}
     assert p.handled(13) == {"id": 13}
     assert p.handled(5) is None  # old id again: no move
@@ -226,3 +255,44 @@ async def test_hackernews_to_kafka(kafka: str, namespace: str, tmp_path: Path) -
     assert [r.key for r in got][:2] == [b"hackernews:1", b"hackernews:2"]
     assert posts[1].reply_to == "1"
     assert CursorStore.for_source(settings, "hackernews").load() == {"id": 6}
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+async def test_seismo_connect_command(kafka: str, namespace: str, tmp_path: Path) -> None:
+    """The real command: settings from the environment, SIGTERM stops it cleanly."""
+    async with FakeHackerNews(hn_items(1, 4)) as server:
+        settings = settings_for(server, tmp_path, kafka_bootstrap=kafka, namespace=namespace)
+        CursorStore.for_source(settings, "hackernews").save({"id": 0})
+        env = {
+            **os.environ,
+            "SEISMO_KAFKA_BOOTSTRAP": kafka,
+            "SEISMO_NAMESPACE": namespace,
+            "SEISMO_DATA_DIR": str(tmp_path),
+            "SEISMO_HN_API_URL": server.url,
+            "SEISMO_HN_POLL_SECONDS": "0.2",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "seismo.cli",
+            "connect",
+            "hackernews",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if CursorStore.for_source(settings, "hackernews").load() == {"id": 4}:
+                    break
+                await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(proc.communicate(), 15)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    stats = json.loads(out.decode().strip().splitlines()[-1])
+    assert stats["source"] == "hackernews" and stats["produced"] == 4

@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 from connectors.base import Source
 from connectors.cli import run_connector
 from seismo.config import Settings
-from seismo.contracts import POSTS_RAW
+from seismo.contracts import POSTS_RAW, Post
 from seismo.metrics import Metrics
+from tests.test_connector_base import MemorySink, value
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
@@ -47,3 +48,19 @@ async def connect_to_kafka(source: Source, settings: Settings, n: int) -> list[A
         stop.set()
         await asyncio.wait_for(task, 10)
     return got
+
+
+class SlowSink(MemorySink):
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def send(self, p: Post) -> None:
+        await asyncio.sleep(self.delay)
+        await super().send(p)
+
+
+def outcomes(metrics: Metrics, source: str, *names: str) -> list[float]:
+    return [
+        value(metrics, "seismo_connector_events_total", source=source, outcome=n) for n in names
+    ]

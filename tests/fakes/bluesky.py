@@ -7,9 +7,10 @@ Both serve the same log of repo events (:class:`RepoEvent`) over their real wire
   ``kinds`` and ``cursor`` (a seq, or unix microseconds when >= 1e15: replay from the first
   event at or after that instant, inclusive). A cursor older than the retention floor is
   clamped with an ``#info OutdatedCursor`` first frame, or, with ``reject_old_cursor``,
-  refused before the upgrade with HTTP 400 ``CursorTooOld``. There is no zstd dictionary
-  endpoint, so the SDK falls back to uncompressed frames, as it does against servers that
-  don't offer one.
+  refused before the upgrade with HTTP 400 ``CursorTooOld``. With ``compress=True`` it serves
+  a trained zstd dictionary at ``getZstdDictionary`` and sends binary zstd frames to clients
+  that ask with ``zstdDictionary=<id>``; without, that endpoint answers 501 and the SDK falls
+  back to plain JSON frames.
 - Firehose: ``/xrpc/com.atproto.sync.subscribeRepos``, binary DAG-CBOR frames (header +
   body), ``#commit`` bodies carrying a CAR file (built here with libipld) with the commit
   and record blocks; ``cursor`` = seq, exclusive. Too old: ``#info OutdatedCursor`` then the
@@ -30,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import libipld
+import zstandard
 from aiohttp import WSMsgType, web
 
 from tests.fakes import serve
@@ -95,8 +97,10 @@ class Faults:
 
     drop_after: dict[int, int] = field(default_factory=dict)  # abort TCP after N frames
     garbage_after: dict[int, int] = field(default_factory=dict)  # a garbage frame after N
+    invalid_after: dict[int, int] = field(default_factory=dict)  # well-formed, bad schema
     too_slow_after: dict[int, int] = field(default_factory=dict)  # ConsumerTooSlow after N
-    refuse: dict[int, int] = field(default_factory=dict)  # HTTP status before the upgrade
+    # HTTP status (or status and XRPC error name) instead of the upgrade
+    refuse: dict[int, int | tuple[int, str]] = field(default_factory=dict)
 
 
 class _LogServer:
@@ -110,6 +114,7 @@ class _LogServer:
         self.floor = 0  # index of the oldest retained event
         self.connections: list[dict[str, list[str]]] = []  # query params per connection
         self.sent = 0
+        self._encoded: dict[int, Any] = {}
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -117,6 +122,7 @@ class _LogServer:
     async def __aenter__(self) -> _LogServer:
         app = web.Application()
         app.router.add_get(self.path, self._handle)
+        self.add_routes(app)
         self._runner, self.port = await serve(app)
         return self
 
@@ -141,15 +147,17 @@ class _LogServer:
         self.connections.append({k: request.query.getall(k) for k in request.query})
         refused = self.faults.refuse.get(conn)
         if refused:
-            headers = {"Retry-After": "0"} if refused == 429 else {}
+            status, error = refused if isinstance(refused, tuple) else (refused, "Refused")
+            headers = {"Retry-After": "0"} if status == 429 else {}
             return web.json_response(
-                {"error": "Refused", "message": "scripted"}, status=refused, headers=headers
+                {"error": error, "message": "scripted"}, status=status, headers=headers
             )
         start, first = self.start_at(request.query)
         if isinstance(start, web.StreamResponse):
             return start
         ws = web.WebSocketResponse(protocols=("xrpc.v1.json",))
         await ws.prepare(request)
+        self.opened(ws, request.query)
         i, n = start, 0
         if first is not None:
             await self.send(ws, first)
@@ -173,6 +181,8 @@ class _LogServer:
                 return ws
             if n == self.faults.garbage_after.get(conn):
                 await self.send_garbage(ws)
+            if n == self.faults.invalid_after.get(conn):
+                await self.send(ws, self.invalid_commit())
             if n == self.faults.too_slow_after.get(conn):
                 await self.send_error(ws, "ConsumerTooSlow", "scripted")
                 await ws.close()
@@ -180,10 +190,23 @@ class _LogServer:
             ev = self.events[i]
             i += 1
             if self.wanted(ev, request.query):
-                await self.send(ws, self.encode(ev))
+                await self.send(ws, self.encoded(ev))
                 n += 1
                 self.sent += 1
         return ws
+
+    def encoded(self, ev: RepoEvent) -> Any:
+        """``encode(ev)``, once per event (so a benchmark measures the client, not us)."""
+        frame_ = self._encoded.get(id(ev))
+        if frame_ is None:
+            frame_ = self._encoded[id(ev)] = self.encode(ev)
+        return frame_
+
+    def add_routes(self, app: web.Application) -> None:
+        pass
+
+    def opened(self, ws: web.WebSocketResponse, query: Any) -> None:
+        pass
 
     def wanted(self, ev: RepoEvent, query: Mapping[str, str]) -> bool:
         return True
@@ -200,6 +223,10 @@ class _LogServer:
     async def send_garbage(self, ws: web.WebSocketResponse) -> None:
         raise NotImplementedError
 
+    def invalid_commit(self) -> Any:
+        """A frame that decodes fine but whose commit lacks required fields."""
+        raise NotImplementedError
+
     async def send_error(self, ws: web.WebSocketResponse, error: str, message: str) -> None:
         raise NotImplementedError
 
@@ -207,9 +234,28 @@ class _LogServer:
 class FakeJetstream(_LogServer):
     path = f"/xrpc/{JETSTREAM_NSID}"
 
-    def __init__(self, *args: Any, reject_old_cursor: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, reject_old_cursor: bool = False, compress: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.reject_old_cursor = reject_old_cursor
+        self.zstd: zstandard.ZstdCompressionDict | None = None
+        if compress:  # a dictionary trained on frames like ours, as the real server does
+            samples = [self.encode(e).encode() for e in post_events(1, 300)]
+            self.zstd = zstandard.train_dictionary(4096, samples)
+        self.compressed: set[int] = set()  # id() of websockets sending zstd frames
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/xrpc/network.bsky.jetstream.getZstdDictionary", self._dictionary)
+
+    async def _dictionary(self, request: web.Request) -> web.Response:
+        if self.zstd is None:
+            return web.json_response({"error": "MethodNotImplemented"}, status=501)
+        return web.Response(body=self.zstd.as_bytes(), content_type="application/octet-stream")
+
+    def opened(self, ws: web.WebSocketResponse, query: Any) -> None:
+        if self.zstd is not None and query.get("zstdDictionary") == str(self.zstd.dict_id()):
+            self.compressed.add(id(ws))
 
     def wanted(self, ev: RepoEvent, query: Any) -> bool:
         kinds = query.getall("kinds", [])
@@ -265,10 +311,19 @@ class FakeJetstream(_LogServer):
         return json.dumps({"$type": "message", "payload": payload})
 
     async def send(self, ws: web.WebSocketResponse, frame: Any) -> None:
-        await ws.send_str(frame)
+        if id(ws) in self.compressed and self.zstd is not None:
+            await ws.send_bytes(
+                zstandard.ZstdCompressor(dict_data=self.zstd).compress(frame.encode())
+            )
+        else:
+            await ws.send_str(frame)
 
     async def send_garbage(self, ws: web.WebSocketResponse) -> None:
         await ws.send_str('{"$type": "message", "payload": {"$type": "nonsense#what"')
+
+    def invalid_commit(self) -> str:
+        payload = {"$type": f"{JETSTREAM_NSID}#commit", "seq": 10**9}
+        return json.dumps({"$type": "message", "payload": payload})
 
     async def send_error(self, ws: web.WebSocketResponse, error: str, message: str) -> None:
         await ws.send_str(json.dumps({"$type": "error", "error": error, "message": message}))
@@ -364,6 +419,9 @@ class FakeFirehose(_LogServer):
 
     async def send_garbage(self, ws: web.WebSocketResponse) -> None:
         await ws.send_bytes(b"\xff\x00not cbor at all")
+
+    def invalid_commit(self) -> bytes:
+        return frame({"op": 1, "t": "#commit"}, {"seq": 10**9, "repo": "did:plc:x"})
 
     async def send_error(self, ws: web.WebSocketResponse, error: str, message: str) -> None:
         await ws.send_bytes(frame({"op": -1}, {"error": error, "message": message}))
