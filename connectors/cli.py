@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # name -> "module:factory"; a factory takes Settings and returns a Source. Imported lazily
 # so one platform's client library is loaded only by its own connector.
 SOURCES: dict[str, str] = {
+    "reddit": "connectors.reddit:build",
     "rss": "connectors.rss:build",
     "x": "connectors.x:build",
     "x-push": "connectors.xpush:build",
