@@ -14,8 +14,9 @@ from pydantic import SecretStr
 
 from connectors.base import ConnectorRunner, CursorStore, FatalSourceError
 from connectors.reddit import RedditSource, to_post
+from seismo.config import load_settings
 from seismo.metrics import ConnectorMetrics
-from tests.fakes.kit import SlowSink, fast_runner
+from tests.fakes.kit import SlowSink, connector_running, fast_runner, read_posts
 from tests.fakes.reddit import (
     CLIENT_ID,
     PASSWORD,
@@ -261,5 +262,24 @@ async def test_stop_is_prompt_while_the_thread_waits_on_the_rate_limit(tmp_path:
         stop.set()
         await asyncio.wait_for(task, 3)
         assert asyncio.get_running_loop().time() - t < 2
+    finally:
+        await server.stop()
+
+
+@pytest.mark.broker
+async def test_reddit_into_kafka(kafka: str, namespace: str, tmp_path: Path) -> None:
+    server = await RedditServer().start()
+    try:
+        settings = load_settings(kafka_bootstrap=kafka, namespace=namespace, data_dir=tmp_path)
+        async with connector_running(source(server), settings):
+            await wait_polled(server, timeout=60)
+            server.listings["new"].items.append(submission(1))
+            server.listings["comments"].items.append(comment(1))
+            got = await read_posts(settings, 2, timeout=60)
+        assert sorted(k for k, _ in got) == sorted(
+            [f"reddit:{cid(1)}".encode(), f"reddit:{sid(1)}".encode()]
+        )
+        post = dict(got)[f"reddit:{cid(1)}".encode()]
+        assert post.reply_to == sid(0) and post.created_at.timestamp() == T0 + 1
     finally:
         await server.stop()

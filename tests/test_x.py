@@ -14,9 +14,10 @@ from pydantic import SecretStr
 
 from connectors.base import ConnectorRunner, CursorStore, FatalSourceError
 from connectors.x import XStreamSource, rule_changes, to_post, wanted_rules
+from seismo.config import load_settings
 from seismo.metrics import ConnectorMetrics
 from seismo.watchlist import Claim, Dossier, Watchlist
-from tests.fakes.kit import SlowSink, fast_runner
+from tests.fakes.kit import SlowSink, connector_running, fast_runner, read_posts
 from tests.fakes.x import TOKEN, Conn, XServer, line, x_post
 from tests.test_connector_base import MemorySink, run_until, value
 
@@ -247,3 +248,21 @@ def test_gap_detail_counts_the_time_away() -> None:
     clock[0] = NOW + timedelta(seconds=42)
     gap = source._gap_since({})
     assert gap is not None and "42.0s" in gap.detail
+
+
+@pytest.mark.broker
+async def test_x_stream_into_kafka(kafka: str, namespace: str, tmp_path: Path) -> None:
+    server = await XServer().start()
+    try:
+        server.conns = [
+            Conn([line(x_post(i)) for i in range(2)], end="drop"),
+            Conn([line(x_post(i)) for i in range(1, 4)]),  # overlaps post 1
+        ]
+        settings = load_settings(kafka_bootstrap=kafka, namespace=namespace, data_dir=tmp_path)
+        source = XStreamSource(server.base, SecretStr(TOKEN), WATCH)
+        async with connector_running(source, settings):
+            got = await read_posts(settings, 4, timeout=60)
+        assert [k for k, _ in got] == [f"x:{pid(i)}".encode() for i in range(4)]
+        assert got[0][1].url == f"https://x.com/i/web/status/{pid(0)}"
+    finally:
+        await server.stop()

@@ -14,8 +14,10 @@ from pydantic import SecretStr
 
 from connectors.base import ConnectorRunner, CursorStore, Emit, FatalSourceError, Skip
 from connectors.xpush import PATH, XPushSource, parse_body
-from tests.fakes.kit import fast_runner
+from seismo.config import load_settings
+from tests.fakes.kit import connector_running, fast_runner, read_posts
 from tests.fakes.x import x_post
+from tests.helpers import free_port
 from tests.test_connector_base import MemorySink
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
@@ -167,3 +169,24 @@ async def test_stop_fails_waiting_pushes_promptly(tmp_path: Path) -> None:
         await gen.aclose()  # type: ignore[attr-defined]
         resp = await asyncio.wait_for(pending, 5)
         assert resp.status == 503
+
+
+@pytest.mark.broker
+async def test_push_answers_after_kafka_has_the_posts(
+    kafka: str, namespace: str, tmp_path: Path
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka, namespace=namespace, data_dir=tmp_path)
+    source = XPushSource("127.0.0.1", free_port(), SecretStr("push-secret"), 100_000)
+    async with connector_running(source, settings), aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{source.port}{PATH}"
+        status = 0
+        for _ in range(300):  # until the endpoint listens (the sink starts first)
+            try:
+                async with http.post(url, data=ndjson(x_post(1), x_post(2)), headers=AUTH) as r:
+                    status = r.status
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+        assert status == 200
+        got = await read_posts(settings, 2, timeout=5)  # already there: no waiting needed
+        assert [k for k, _ in got] == [f"x:{x_post(i)['data']['id']}".encode() for i in (1, 2)]
