@@ -267,3 +267,13 @@ async def test_seismo_connect_rss_into_kafka_and_resume(
         assert got[0][1].created_at == T0
     finally:
         await server.stop()
+
+
+def test_retry_after_reads_seconds_dates_and_x_reset() -> None:
+    from connectors.webutil import retry_after
+
+    assert retry_after({"Retry-After": "7"}, now=0) == 7.0
+    assert retry_after({"Retry-After": "Thu, 01 Jan 1970 00:01:40 GMT"}, now=40) == 60.0
+    assert retry_after({"x-rate-limit-reset": "1000"}, now=990) == 10.0
+    assert retry_after({"Retry-After": "soon"}, now=0) is None
+    assert retry_after({}, now=0) is None

@@ -190,3 +190,30 @@ async def test_push_answers_after_kafka_has_the_posts(
         assert status == 200
         got = await read_posts(settings, 2, timeout=5)  # already there: no waiting needed
         assert [k for k, _ in got] == [f"x:{x_post(i)['data']['id']}".encode() for i in (1, 2)]
+
+
+async def test_overloaded_endpoint_answers_503_at_once(tmp_path: Path) -> None:
+    source = XPushSource("127.0.0.1", 0, SecretStr("push-secret"), 4096, queue_size=1)
+    gen = source.stream(None)
+    stuck = asyncio.Event()
+
+    async def slow_consumer() -> None:
+        async for _ in gen:
+            stuck.set()
+            await asyncio.Event().wait()  # stuck on the first item
+
+    task = asyncio.create_task(slow_consumer())
+    while not source.bound_port:
+        await asyncio.sleep(0.01)
+    url = f"http://127.0.0.1:{source.bound_port}{PATH}"
+    async with aiohttp.ClientSession() as http:
+        first = asyncio.create_task(http.post(url, data=ndjson(x_post(1)), headers=AUTH))
+        await asyncio.wait_for(stuck.wait(), 5)  # batch 1 taken, its answer pending
+        second = asyncio.create_task(http.post(url, data=ndjson(x_post(2)), headers=AUTH))
+        await asyncio.sleep(0.2)  # batch 2 fills the queue
+        async with http.post(url, data=ndjson(x_post(3)), headers=AUTH) as third:
+            assert third.status == 503 and third.headers["Retry-After"] == "1"
+        task.cancel()
+        await gen.aclose()  # type: ignore[attr-defined]
+        for pending in (first, second):
+            assert (await asyncio.wait_for(pending, 5)).status == 503
