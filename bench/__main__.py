@@ -2,6 +2,7 @@
 
     python -m bench offline [--file F] [--repeat N]   classify + detect in one process
     python -m bench e2e [--posts N]                   replay -> embedded Kafka -> worker, to drain
+    python -m bench xpush [--posts N] [--batch B]     x-push endpoint -> embedded Kafka, acked
 
 Each prints one JSON object per measurement. Inputs are synthetic unless --file is given,
 so the numbers can be reproduced without ../shared.
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from random import Random
 
+from bench import xpush
 from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Post
@@ -168,6 +170,7 @@ def main() -> None:
     e = sub.add_parser("e2e", help="replay through the embedded broker and a worker")
     e.add_argument("--posts", type=int, default=5_000)
     e.set_defaults(func=bench_e2e)
+    xpush.register(sub)
     args = p.parse_args()
     args.func(args)
 

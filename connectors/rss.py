@@ -103,7 +103,9 @@ class RssSource:
         self._gone: set[str] = set()  # feeds that answered 401/403/404/410
 
     def position(self, cursor: Cursor) -> float | None:
-        return float(sum(len(f.get("seen", [])) for f in cursor.get("feeds", {}).values()))
+        """Epoch seconds of the most recent completed poll of any feed."""
+        polled = [f["polled"] for f in cursor.get("feeds", {}).values() if f.get("polled")]
+        return max(polled) if polled else None
 
     async def stream(self, cursor: Cursor | None) -> AsyncIterator[Item]:
         state: Cursor = copy.deepcopy(cursor) if cursor else {"feeds": {}}
@@ -193,6 +195,7 @@ class RssSource:
                 continue
             yield Emit(post, copy.deepcopy(state))
         feed_state["etag"], feed_state["modified"] = etag, modified
+        feed_state["polled"] = now.timestamp()
         yield Checkpoint(copy.deepcopy(state))
 
 
