@@ -52,9 +52,16 @@ def test_entry_without_guid_gets_a_stable_hash_of_its_link() -> None:
     feed = Feed()
     feed.add(2, guid=False)
     entries = feedparser.parse(feed.render()).entries
-    ids = [entry_id(e) for e in entries]
-    assert ids == [entry_id(e) for e in feedparser.parse(feed.render()).entries]
+    ids = [entry_id(e, "http://f/a") for e in entries]
+    assert ids == [entry_id(e, "http://f/a") for e in feedparser.parse(feed.render()).entries]
     assert len(set(ids)) == 2 and all(i.startswith("sha256:") for i in ids)
+
+
+def test_a_guid_that_is_not_a_uri_is_scoped_to_its_feed() -> None:
+    entry = {"id": "1234", "title": "t"}
+    assert entry_id(entry, "https://a.example/feed") == "a.example/feed#1234"
+    assert entry_id(entry, "https://b.example/rss") == "b.example/rss#1234"
+    assert entry_id({"id": "urn:x:1"}, "https://a.example/feed") == "urn:x:1"
 
 
 def test_strip_html() -> None:

@@ -266,3 +266,26 @@ async def test_x_stream_into_kafka(kafka: str, namespace: str, tmp_path: Path) -
         assert got[0][1].url == f"https://x.com/i/web/status/{pid(0)}"
     finally:
         await server.stop()
+
+
+async def test_a_rule_x_refuses_is_fatal(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    async def refuse(request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return web.json_response({"meta": {"result_count": 0}})
+        return web.json_response({"errors": [{"title": "Invalid Rule"}]}, status=400)
+
+    app = web.Application()
+    app.router.add_route("*", "/2/tweets/search/stream/rules", refuse)
+    app_runner = web.AppRunner(app)
+    await app_runner.setup()
+    await web.TCPSite(app_runner, "127.0.0.1", 0).start()
+    try:
+        base = f"http://127.0.0.1:{app_runner.addresses[0][1]}/2"
+        source = XStreamSource(base, SecretStr(TOKEN), WATCH)
+        runner, _ = fast_runner(source, MemorySink(), CursorStore(tmp_path / "c"))
+        with pytest.raises(FatalSourceError, match="Invalid Rule"):
+            await asyncio.wait_for(runner.run(asyncio.Event()), 10)
+    finally:
+        await app_runner.cleanup()

@@ -10,15 +10,27 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from connectors.base import ConnectorRunner, CursorStore, Emit, FatalSourceError, Skip
+from connectors.base import (
+    ConnectorRunner,
+    Cursor,
+    CursorStore,
+    Emit,
+    FatalSourceError,
+    Flush,
+    Item,
+    Skip,
+)
+from connectors.x import to_post
 from connectors.xpush import PATH, XPushSource, parse_body
 from seismo.config import load_settings
+from seismo.metrics import ConnectorMetrics
 from tests.fakes.kit import connector_running, fast_runner, read_posts
 from tests.fakes.x import x_post
 from tests.helpers import free_port
-from tests.test_connector_base import MemorySink
+from tests.test_connector_base import FakeSource, MemorySink
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 AUTH = {"Authorization": "Bearer push-secret"}
@@ -217,3 +229,30 @@ async def test_overloaded_endpoint_answers_503_at_once(tmp_path: Path) -> None:
         await gen.aclose()  # type: ignore[attr-defined]
         for pending in (first, second):
             assert (await asyncio.wait_for(pending, 5)).status == 503
+
+
+async def test_flush_item_acks_at_once_even_between_checkpoints(tmp_path: Path) -> None:
+    # the runner's Flush: flush now (not at the next checkpoint tick), resolve after the ack
+    loop = asyncio.get_running_loop()
+    ack: asyncio.Future[None] = loop.create_future()
+
+    async def script(cursor: Cursor | None) -> AsyncIterator[Item]:
+        yield Emit(to_post(x_post(1)["data"], {}, NOW))
+        yield Flush(ack)
+
+    sink = MemorySink()
+    store = CursorStore(tmp_path / "c")
+    runner = ConnectorRunner(
+        FakeSource(script),
+        sink,
+        store,
+        ConnectorMetrics(CollectorRegistry()),
+        checkpoint_seconds=3600,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.wait_for(asyncio.shield(ack), 5)
+    assert [p.id for p in sink.acked] == [x_post(1)["data"]["id"]]
+    assert store.load() is None  # no cursor was given: nothing to save
+    stop.set()
+    await asyncio.wait_for(task, 5)
