@@ -4,6 +4,7 @@
     python -m bench e2e [--posts N]                   replay -> embedded Kafka -> worker, to drain
     python -m bench delivery [--alerts N]             signed writer webhooks to a verifying receiver
     python -m bench connect [--source S] [--posts N]  connector clients vs loopback fakes
+    python -m bench xpush [--posts N] [--batch B]     x-push endpoint -> embedded Kafka, acked
 
 Each prints one JSON object per measurement. Inputs are synthetic unless --file is given,
 so the numbers can be reproduced without ../shared.
@@ -23,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from random import Random
 
-from bench import connectors
+from bench import connectors, xpush
 from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Post
@@ -264,6 +265,7 @@ def main() -> None:
     dl.add_argument("--alerts", type=int, default=2_000)
     dl.set_defaults(func=bench_delivery)
     connectors.register(sub)
+    xpush.register(sub)
     args = p.parse_args()
     args.func(args)
 

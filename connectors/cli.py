@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SOURCES: dict[str, str] = {
     "bluesky": "connectors.bluesky:build",
     "hackernews": "connectors.hackernews:build",
+    "reddit": "connectors.reddit:build",
     "rss": "connectors.rss:build",
     "x": "connectors.x:build",
     "x-push": "connectors.xpush:build",

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import feedparser
@@ -45,9 +46,16 @@ MAX_SEEN = 500  # entry ids remembered per feed (a feed rarely carries more than
 MAX_TEXT = 40_000
 
 
-def entry_id(entry: Any) -> str:
-    """The entry's id/guid; a hash of its link (or title) when it has none."""
+def entry_id(entry: Any, feed_url: str) -> str:
+    """The entry's id/guid; a hash of its link (or title) when it has none.
+
+    A guid that is not a URI (``"1234"``) is only unique within its feed: it is prefixed
+    with the feed's host and path so two feeds' ``"1234"`` stay two posts.
+    """
     raw = entry.get("id") or entry.get("guid")
+    if raw and ":" not in raw:
+        parts = urlsplit(feed_url)
+        raw = f"{parts.netloc}{parts.path}#{raw}"
     if raw and len(raw) <= 256:
         return str(raw)
     basis = raw or entry.get("link") or (entry.get("title", "") + entry.get("summary", ""))
@@ -70,7 +78,7 @@ def to_post(entry: Any, feed_url: str, lang: str | None, now: datetime) -> Post:
     if not text:
         raise ValueError("entry has neither title nor summary")
     return Post(
-        id=entry_id(entry),
+        id=entry_id(entry, feed_url),
         source="rss",
         text=text,
         created_at=_event_time(entry, now),
@@ -103,7 +111,9 @@ class RssSource:
         self._gone: set[str] = set()  # feeds that answered 401/403/404/410
 
     def position(self, cursor: Cursor) -> float | None:
-        return float(sum(len(f.get("seen", [])) for f in cursor.get("feeds", {}).values()))
+        """Epoch seconds of the most recent completed poll of any feed."""
+        polled = [f["polled"] for f in cursor.get("feeds", {}).values() if f.get("polled")]
+        return max(polled) if polled else None
 
     async def stream(self, cursor: Cursor | None) -> AsyncIterator[Item]:
         state: Cursor = copy.deepcopy(cursor) if cursor else {"feeds": {}}
@@ -178,7 +188,7 @@ class RssSource:
         now = self.now()
         # feeds list newest first; produce oldest first so event time mostly rises
         for entry in sorted(parsed.entries, key=lambda e: _event_time(e, now)):
-            eid = entry_id(entry)
+            eid = entry_id(entry, url)
             if eid in known:
                 continue
             known.add(eid)
@@ -193,6 +203,7 @@ class RssSource:
                 continue
             yield Emit(post, copy.deepcopy(state))
         feed_state["etag"], feed_state["modified"] = etag, modified
+        feed_state["polled"] = now.timestamp()
         yield Checkpoint(copy.deepcopy(state))
 
 

@@ -167,6 +167,9 @@ class XStreamSource:
         bodies += [{"add": add}] if add else []
         for body in bodies:
             async with http.post(url, json=body, headers=self._headers()) as resp:
+                if resp.status == 400:  # a rule X refuses: retrying can't help
+                    detail = (await resp.text())[:500]
+                    raise FatalSourceError(f"X refused our stream rules: {detail}")
                 check_status(resp.status, resp.headers, "X rules update")
                 answer = await resp.json()
             errors = answer.get("errors") or []

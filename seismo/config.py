@@ -159,7 +159,12 @@ class Settings(BaseSettings):
     reddit_user_agent: str = "seismo/0.1 (social-signal monitor)"
     reddit_subreddits: list[str] = Field(default_factory=list)
     reddit_oauth_url: str = "https://oauth.reddit.com"
-    reddit_www_url: str = "https://www.reddit.com"
+    reddit_www_url: str = Field(
+        default="https://www.reddit.com", description="base of the OAuth token endpoint"
+    )
+    reddit_poll_seconds: float = Field(
+        default=5.0, gt=0, description="pause between polls of the subreddits' new items"
+    )
     # Hacker News
     hn_api_url: str = "https://hacker-news.firebaseio.com/v0"
     hn_poll_seconds: float = Field(default=30.0, gt=0)

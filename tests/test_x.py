@@ -14,9 +14,10 @@ from pydantic import SecretStr
 
 from connectors.base import ConnectorRunner, CursorStore, FatalSourceError
 from connectors.x import XStreamSource, rule_changes, to_post, wanted_rules
+from seismo.config import load_settings
 from seismo.metrics import Metrics
 from seismo.watchlist import Claim, Dossier, Watchlist
-from tests.fakes.kit import SlowSink, fast_runner
+from tests.fakes.kit import SlowSink, connector_running, fast_runner, read_posts
 from tests.fakes.x import TOKEN, Conn, XServer, line, x_post
 from tests.test_connector_base import MemorySink, run_until, value
 
@@ -247,3 +248,44 @@ def test_gap_detail_counts_the_time_away() -> None:
     clock[0] = NOW + timedelta(seconds=42)
     gap = source._gap_since({})
     assert gap is not None and "42.0s" in gap.detail
+
+
+@pytest.mark.broker
+async def test_x_stream_into_kafka(kafka: str, namespace: str, tmp_path: Path) -> None:
+    server = await XServer().start()
+    try:
+        server.conns = [
+            Conn([line(x_post(i)) for i in range(2)], end="drop"),
+            Conn([line(x_post(i)) for i in range(1, 4)]),  # overlaps post 1
+        ]
+        settings = load_settings(kafka_bootstrap=kafka, namespace=namespace, data_dir=tmp_path)
+        source = XStreamSource(server.base, SecretStr(TOKEN), WATCH)
+        async with connector_running(source, settings):
+            got = await read_posts(settings, 4, timeout=60)
+        assert [k for k, _ in got] == [f"x:{pid(i)}".encode() for i in range(4)]
+        assert got[0][1].url == f"https://x.com/i/web/status/{pid(0)}"
+    finally:
+        await server.stop()
+
+
+async def test_a_rule_x_refuses_is_fatal(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    async def refuse(request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return web.json_response({"meta": {"result_count": 0}})
+        return web.json_response({"errors": [{"title": "Invalid Rule"}]}, status=400)
+
+    app = web.Application()
+    app.router.add_route("*", "/2/tweets/search/stream/rules", refuse)
+    app_runner = web.AppRunner(app)
+    await app_runner.setup()
+    await web.TCPSite(app_runner, "127.0.0.1", 0).start()
+    try:
+        base = f"http://127.0.0.1:{app_runner.addresses[0][1]}/2"
+        source = XStreamSource(base, SecretStr(TOKEN), WATCH)
+        runner, _ = fast_runner(source, MemorySink(), CursorStore(tmp_path / "c"))
+        with pytest.raises(FatalSourceError, match="Invalid Rule"):
+            await asyncio.wait_for(runner.run(asyncio.Event()), 10)
+    finally:
+        await app_runner.cleanup()

@@ -10,13 +10,27 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from connectors.base import ConnectorRunner, CursorStore, Emit, FatalSourceError, Skip
+from connectors.base import (
+    ConnectorRunner,
+    Cursor,
+    CursorStore,
+    Emit,
+    FatalSourceError,
+    Flush,
+    Item,
+    Skip,
+)
+from connectors.x import to_post
 from connectors.xpush import PATH, XPushSource, parse_body
-from tests.fakes.kit import fast_runner
+from seismo.config import load_settings
+from seismo.metrics import Metrics
+from tests.fakes.kit import connector_running, fast_runner, read_posts
 from tests.fakes.x import x_post
-from tests.test_connector_base import MemorySink
+from tests.helpers import free_port
+from tests.test_connector_base import FakeSource, MemorySink
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 AUTH = {"Authorization": "Bearer push-secret"}
@@ -167,3 +181,78 @@ async def test_stop_fails_waiting_pushes_promptly(tmp_path: Path) -> None:
         await gen.aclose()  # type: ignore[attr-defined]
         resp = await asyncio.wait_for(pending, 5)
         assert resp.status == 503
+
+
+@pytest.mark.broker
+async def test_push_answers_after_kafka_has_the_posts(
+    kafka: str, namespace: str, tmp_path: Path
+) -> None:
+    settings = load_settings(kafka_bootstrap=kafka, namespace=namespace, data_dir=tmp_path)
+    source = XPushSource("127.0.0.1", free_port(), SecretStr("push-secret"), 100_000)
+    async with connector_running(source, settings), aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{source.port}{PATH}"
+        status = 0
+        for _ in range(300):  # until the endpoint listens (the sink starts first)
+            try:
+                async with http.post(url, data=ndjson(x_post(1), x_post(2)), headers=AUTH) as r:
+                    status = r.status
+                    break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+        assert status == 200
+        got = await read_posts(settings, 2, timeout=5)  # already there: no waiting needed
+        assert [k for k, _ in got] == [f"x:{x_post(i)['data']['id']}".encode() for i in (1, 2)]
+
+
+async def test_overloaded_endpoint_answers_503_at_once(tmp_path: Path) -> None:
+    source = XPushSource("127.0.0.1", 0, SecretStr("push-secret"), 4096, queue_size=1)
+    gen = source.stream(None)
+    stuck = asyncio.Event()
+
+    async def slow_consumer() -> None:
+        async for _ in gen:
+            stuck.set()
+            await asyncio.Event().wait()  # stuck on the first item
+
+    task = asyncio.create_task(slow_consumer())
+    while not source.bound_port:
+        await asyncio.sleep(0.01)
+    url = f"http://127.0.0.1:{source.bound_port}{PATH}"
+    async with aiohttp.ClientSession() as http:
+        first = asyncio.create_task(http.post(url, data=ndjson(x_post(1)), headers=AUTH))
+        await asyncio.wait_for(stuck.wait(), 5)  # batch 1 taken, its answer pending
+        second = asyncio.create_task(http.post(url, data=ndjson(x_post(2)), headers=AUTH))
+        await asyncio.sleep(0.2)  # batch 2 fills the queue
+        async with http.post(url, data=ndjson(x_post(3)), headers=AUTH) as third:
+            assert third.status == 503 and third.headers["Retry-After"] == "1"
+        task.cancel()
+        await gen.aclose()  # type: ignore[attr-defined]
+        for pending in (first, second):
+            assert (await asyncio.wait_for(pending, 5)).status == 503
+
+
+async def test_flush_item_acks_at_once_even_between_checkpoints(tmp_path: Path) -> None:
+    # the runner's Flush: flush now (not at the next checkpoint tick), resolve after the ack
+    loop = asyncio.get_running_loop()
+    ack: asyncio.Future[None] = loop.create_future()
+
+    async def script(cursor: Cursor | None) -> AsyncIterator[Item]:
+        yield Emit(to_post(x_post(1)["data"], {}, NOW))
+        yield Flush(ack)
+
+    sink = MemorySink()
+    store = CursorStore(tmp_path / "c")
+    runner = ConnectorRunner(
+        FakeSource(script),
+        sink,
+        store,
+        Metrics(CollectorRegistry()),
+        checkpoint_seconds=3600,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    await asyncio.wait_for(asyncio.shield(ack), 5)
+    assert [p.id for p in sink.acked] == [x_post(1)["data"]["id"]]
+    assert store.load() is None  # no cursor was given: nothing to save
+    stop.set()
+    await asyncio.wait_for(task, 5)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import time
+from collections.abc import AsyncIterator
 
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from connectors.base import Backoff, ConnectorRunner, CursorStore, Source
-from seismo.contracts import Post
+from connectors.base import Backoff, ConnectorRunner, CursorStore, RunStats, Source
+from connectors.cli import run_connector
+from seismo.config import Settings
+from seismo.contracts import POSTS_RAW, Post, decode
+from seismo.kafka import bootstrap_of
 from seismo.metrics import Metrics
 from tests.test_connector_base import MemorySink
 
@@ -39,3 +46,37 @@ def fast_runner(
         checkpoint_seconds=0.0,
     )
     return runner, metrics
+
+
+async def read_posts(settings: Settings, n: int, timeout: float = 30) -> list[tuple[bytes, Post]]:
+    """(key, post) of the first ``n`` records of posts.raw.v1 (fewer if ``timeout`` passes)."""
+    consumer = AIOKafkaConsumer(
+        settings.topic(POSTS_RAW),
+        bootstrap_servers=bootstrap_of(settings),
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    got: list[tuple[bytes, Post]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(got) < n and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                got += [(r.key, decode(Post, r.value)) for r in records]
+    finally:
+        await consumer.stop()
+    return got
+
+
+@contextlib.asynccontextmanager
+async def connector_running(source: Source, settings: Settings) -> AsyncIterator[None]:
+    """``run_connector`` (the Kafka sink, the settings' cursor store) while the block runs."""
+    stop = asyncio.Event()
+    task: asyncio.Task[RunStats] = asyncio.create_task(
+        run_connector(source, settings, Metrics(CollectorRegistry()), stop)
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
