@@ -187,9 +187,13 @@ class FileSink:
     def target(self) -> str:
         return str(self.path)
 
-    def write(self, alert: Alert) -> None:
+    def write(self, alert: Alert, raw: dict[str, Any] | None = None) -> None:
+        """Append the record as produced (``raw``, all fields) or else the parsed alert."""
+        line = (
+            json.dumps(raw, ensure_ascii=False) if raw else alert.model_dump_json(exclude_none=True)
+        )
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(alert.model_dump_json(exclude_none=True) + "\n")
+            f.write(line + "\n")
 
 
 class AlertSinks:
@@ -230,7 +234,7 @@ class AlertSinks:
         try:
             if isinstance(sink, FileSink):
                 try:
-                    sink.write(alert)
+                    sink.write(alert, raw)
                 except OSError as exc:
                     raise SinkFailed(f"file {sink.path}: {exc}", 1) from exc
             else:

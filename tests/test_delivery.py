@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -306,3 +307,16 @@ def test_evidence_packet_fields_of_newer_alerts_are_used() -> None:
     assert body["claims"][1]["stance_mix"] == {}
     msg = slack_message(alert, raw)
     assert raw["reason"] in json.dumps(msg["blocks"])
+
+
+def test_a_hanging_target_times_out_and_is_retried() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)  # accepts connections, never answers
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+        policy = RetryPolicy(attempts=2, backoff=0.01, timeout=0.3)
+        sinks = AlertSinks(Metrics(CollectorRegistry()), webhooks=[WebhookSink(url, policy)])
+        t = time.monotonic()
+        (failure,) = deliver(sinks, make_alert())
+    assert "failed after 2 tries: TimeoutError" in failure.reason, failure.reason
+    assert 0.6 <= time.monotonic() - t < 10
