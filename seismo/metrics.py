@@ -5,11 +5,13 @@ Every ``seismo_*`` series of every process is defined here, also the ones other 
 consistent and README's metric table has one source. Labels are bounded: stage, source,
 kind, severity, status, sink, outcome have a handful of values each; dossier and claim come
 from the watchlist, and :class:`LabelCap` folds anything past a cap into ``"other"``, so a
-misbehaving producer cannot blow up the series count. Raw terms are never labels.
+misbehaving producer cannot blow up the series count. Raw terms are never labels, except
+the current top K of :class:`TopTerms` (K series per scrape).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections.abc import Iterable, Iterator
@@ -49,6 +51,10 @@ class LabelCap:
         return value
 
 
+def _weight(item: tuple[str, float]) -> float:
+    return item[1]
+
+
 class TopTerms:
     """The K terms with the highest recent rate, by event time; bounded memory.
 
@@ -82,14 +88,14 @@ class TopTerms:
             self._weights[t] = self._weights.get(t, 0.0) + w
         self._latest = max(self._latest, event_ts)
         if len(self._weights) > self.capacity:
-            keep = sorted(self._weights.items(), key=lambda kv: kv[1], reverse=True)
-            self._weights = dict(keep[: self.capacity // 2])
+            keep = heapq.nlargest(self.capacity // 2, self._weights.items(), key=_weight)
+            self._weights = dict(keep)
 
     def top(self) -> list[tuple[str, float]]:
         """(term, posts per minute of event time as of the newest event), highest first."""
         if self._t0 is None:
             return []
-        best = sorted(self._weights.items(), key=lambda kv: kv[1], reverse=True)[: self.k]
+        best = heapq.nlargest(self.k, self._weights.items(), key=_weight)
         # decayed count of a steady rate r is r * h / ln 2
         scale = 2.0 ** (-(self._latest - self._t0) / self.halflife) * math.log(2) / self.halflife
         return [(t, w * scale * 60) for t, w in best]

@@ -142,6 +142,7 @@ def register(
 
     async def detect_one(event: EventT[Any]) -> None:
         sig = decode(Signal, event.value)
+        metrics.posts_in.labels("detect", metrics.source(sig.source)).inc()
         st = KeyState.from_dict(burst_state.get(sig.key))
         offset = event.message.offset
         if offset <= st.offset:  # redelivered after a restart: already counted
