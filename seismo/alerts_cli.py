@@ -48,6 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_redeliver(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
+    from seismo.kafka import ensure_topics
     from seismo.watchlist import load_watchlist
     from streams.delivery import sinks_from_settings
     from streams.redeliver import redeliver, redeliver_group
@@ -62,6 +63,7 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     progress(f"redelivering from {settings.topic('alerts.dlq.v1')} as consumer group {group}")
 
     async def go() -> Any:
+        await ensure_topics(settings)  # a clear error when Kafka is not reachable
         return await redeliver(
             settings, sinks, to=args.to, dry_run=args.dry_run, group=group, progress=progress
         )
