@@ -194,7 +194,8 @@ class XPushSource:
             return _error(503, "overloaded: try again shortly", {"Retry-After": "1"})
         self._waiting.add(ack)
         try:
-            await asyncio.wait_for(asyncio.shield(ack), self.ack_timeout)
+            async with asyncio.timeout(self.ack_timeout):
+                await asyncio.shield(ack)
         except Exception as exc:
             log.warning("x-push: a batch was not stored: %s", exc)
             return _error(503, "posts not stored; retry", {"Retry-After": "1"})
