@@ -290,3 +290,14 @@ async def test_reddit_into_kafka(kafka: str, namespace: str, tmp_path: Path) -> 
         assert post.reply_to == sid(0) and post.created_at.timestamp() == T0 + 1
     finally:
         await server.stop()
+
+
+async def test_unknown_subreddit_is_fatal(tmp_path: Path) -> None:
+    server = await RedditServer().start()
+    try:
+        server.listings["new"].failures = [Failure(404, body='{"reason": "banned"}')]
+        runner, _ = make(server, CursorStore(tmp_path / "c"), MemorySink())
+        with pytest.raises(FatalSourceError, match="subreddit not found"):
+            await asyncio.wait_for(runner.run(asyncio.Event()), 15)
+    finally:
+        await server.stop()
