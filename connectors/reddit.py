@@ -137,6 +137,7 @@ class RedditSource:
         www_url: str = WWW,
         poll_seconds: float = 5.0,
         timeout: float = 30.0,
+        queue_size: int = 500,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         missing = [
@@ -159,6 +160,7 @@ class RedditSource:
         self.subreddits = subreddits
         self.oauth_url, self.www_url = oauth_url, www_url
         self.poll_seconds, self.timeout = poll_seconds, timeout
+        self.queue_size = queue_size  # items the worker thread may run ahead of the consumer
         self.now = now
 
     def position(self, cursor: Cursor) -> float | None:
@@ -181,7 +183,7 @@ class RedditSource:
 
     async def stream(self, cursor: Cursor | None) -> AsyncIterator[Item]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Item | Exception] = asyncio.Queue(maxsize=500)
+        queue: asyncio.Queue[Item | Exception] = asyncio.Queue(maxsize=self.queue_size)
         stop = threading.Event()
 
         def put(msg: Item | Exception) -> bool:

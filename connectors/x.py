@@ -220,7 +220,10 @@ class XStreamSource:
     async def _read(self, content: aiohttp.StreamReader, state: Cursor) -> AsyncIterator[Item]:
         while True:
             try:
-                line = await asyncio.wait_for(content.readline(), self.stall_seconds)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # races with a line arriving, and keep-alives arrive all the time
+                async with asyncio.timeout(self.stall_seconds):
+                    line = await content.readline()
             except TimeoutError as exc:
                 raise RetryableError(
                     f"X stream stalled: no data or keep-alive for {self.stall_seconds:.0f}s"

@@ -19,7 +19,7 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,16 @@ PATH = "/posts"
 class Batch:
     items: list[Item]
     ack: asyncio.Future[None]
+
+
+@dataclass
+class _Conn:
+    """One connection's server and the batches it queued."""
+
+    queue: asyncio.Queue[Batch]
+    runner: web.AppRunner
+    waiting: set[asyncio.Future[None]] = field(default_factory=set)
+    closed: bool = False
 
 
 @dataclass
@@ -122,47 +132,48 @@ class XPushSource:
         self.queue_size = queue_size
         self.now = now
         self.bound_port: int | None = None  # the port actually listened on (port 0 = any)
-        self._runner: web.AppRunner | None = None
-        self._queue: asyncio.Queue[Batch] | None = None
-        self._waiting: set[asyncio.Future[None]] = set()
+        self._conn: _Conn | None = None  # the server of the current connection
 
     def position(self, cursor: Cursor) -> float | None:
         return None
 
     async def stream(self, cursor: Cursor | None) -> AsyncIterator[Item]:
-        await self._close()  # a previous connection's server, if its generator was not closed
-        queue: asyncio.Queue[Batch] = asyncio.Queue(self.queue_size)
-        self._queue = queue
+        if self._conn is not None:  # the previous connection's generator was not closed yet
+            await self._close(self._conn)
         app = web.Application(client_max_size=self.max_bytes)
         app.router.add_post(PATH, self._handle)
         app.router.add_get("/healthz", self._health)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
+        conn = _Conn(asyncio.Queue(self.queue_size), web.AppRunner(app, access_log=None))
+        await conn.runner.setup()
         try:
-            site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+            site = web.TCPSite(conn.runner, self.host, self.port, reuse_address=True)
             await site.start()
         except OSError as exc:
-            await self._close()
+            await self._close(conn)
             raise FatalSourceError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
-        self.bound_port = self._runner.addresses[0][1]
+        self._conn = conn
+        self.bound_port = conn.runner.addresses[0][1]
         log.info("x-push: listening on http://%s:%s%s", self.host, self.bound_port, PATH)
         try:
             while True:
-                batch = await queue.get()
+                batch = await conn.queue.get()
                 for item in batch.items:
                     yield item
                 yield Flush(batch.ack)
         finally:
-            await self._close()
+            await self._close(conn)
 
-    async def _close(self) -> None:
-        self._queue = None
-        for fut in self._waiting:
+    async def _close(self, conn: _Conn) -> None:
+        """Stop taking pushes on ``conn``; pushes waiting on it are answered 503."""
+        if self._conn is conn:
+            self._conn = None
+        if conn.closed:
+            return
+        conn.closed = True
+        for fut in conn.waiting:
             if not fut.done():
                 fut.set_exception(ConnectionError("connector stopped before the posts were stored"))
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+        await conn.runner.cleanup()
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -184,22 +195,23 @@ class XPushSource:
         items, verdicts = parse_body(body, self.now())
         if not verdicts:
             return _error(400, "no posts in the body")
-        queue = self._queue
-        if queue is None:
+        conn = self._conn
+        if conn is None or conn.closed:
             return _error(503, "not ready", {"Retry-After": "1"})
         ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
-            queue.put_nowait(Batch(items, ack))
+            conn.queue.put_nowait(Batch(items, ack))
         except asyncio.QueueFull:
             return _error(503, "overloaded: try again shortly", {"Retry-After": "1"})
-        self._waiting.add(ack)
+        conn.waiting.add(ack)
         try:
-            await asyncio.wait_for(asyncio.shield(ack), self.ack_timeout)
+            async with asyncio.timeout(self.ack_timeout):
+                await asyncio.shield(ack)
         except Exception as exc:
             log.warning("x-push: a batch was not stored: %s", exc)
             return _error(503, "posts not stored; retry", {"Retry-After": "1"})
         finally:
-            self._waiting.discard(ack)
+            conn.waiting.discard(ack)
             if not ack.done():
                 ack.cancel()
             with contextlib.suppress(BaseException):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -16,7 +17,7 @@ from connectors.base import ConnectorRunner, CursorStore, FatalSourceError
 from connectors.reddit import RedditSource, to_post
 from seismo.config import load_settings
 from seismo.metrics import Metrics
-from tests.fakes.kit import SlowSink, connector_running, fast_runner, read_posts
+from tests.fakes.kit import SlowSink, connector_running, fast_runner, read_posts, run_then_stop
 from tests.fakes.reddit import (
     CLIENT_ID,
     PASSWORD,
@@ -33,7 +34,9 @@ from tests.test_connector_base import MemorySink, run_until, value
 NOW = datetime.fromtimestamp(T0, UTC)
 
 
-def source(server: RedditServer, secret: str = SECRET, password: str = PASSWORD) -> RedditSource:
+def source(
+    server: RedditServer, secret: str = SECRET, password: str = PASSWORD, queue_size: int = 500
+) -> RedditSource:
     return RedditSource(
         client_id=CLIENT_ID,
         client_secret=SecretStr(secret),
@@ -45,12 +48,13 @@ def source(server: RedditServer, secret: str = SECRET, password: str = PASSWORD)
         www_url=server.base,
         poll_seconds=0.05,
         timeout=5,
+        queue_size=queue_size,
         now=lambda: NOW,
     )
 
 
 def make(
-    server: RedditServer, store: CursorStore, sink: MemorySink, **kw: str
+    server: RedditServer, store: CursorStore, sink: MemorySink, **kw: Any
 ) -> tuple[ConnectorRunner, Metrics]:
     return fast_runner(source(server, **kw), sink, store)
 
@@ -94,7 +98,7 @@ class Scenario:
     garbage: list[dict[str, object]] = field(default_factory=list)  # bad comments
     reconnects: int = 0
     sink: Callable[[], MemorySink] = MemorySink
-    ratelimit_remaining: float = 600.0
+    queue_size: int = 500  # between the praw thread and the loop
 
 
 SCENARIOS = [
@@ -108,19 +112,21 @@ SCENARIOS = [
     Scenario("429", [2, 3], failures=[Failure(429, {"Retry-After": "0"})], reconnects=1),
     Scenario("5xx-retried-by-prawcore", [2], failures=[Failure(503)]),
     Scenario("bad-json", [2], failures=[Failure(200, body="<html>oops")], reconnects=1),
-    Scenario("slow-consumer", list(range(2, 120)), sink=lambda: SlowSink(0.002)),
+    Scenario("slow-consumer", list(range(2, 50)), sink=lambda: SlowSink(0.005), queue_size=2),
 ]
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=[s.name for s in SCENARIOS])
 async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
-    server = await RedditServer(sc.ratelimit_remaining).start()
+    server = await RedditServer().start()
     try:
         subs, coms = server.listings["new"], server.listings["comments"]
         subs.items = [submission(i) for i in range(2)]  # existed before we started
         coms.items = [comment(i) for i in range(2)]
         sink = sc.sink()
-        runner, metrics = make(server, CursorStore(tmp_path / "c.json"), sink)
+        runner, metrics = make(
+            server, CursorStore(tmp_path / "c.json"), sink, queue_size=sc.queue_size
+        )
         want = 2 * len(sc.new)
 
         async def drive() -> None:
@@ -130,11 +136,12 @@ async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
             coms.items += [*(comment(i) for i in sc.new), *sc.garbage]  # type: ignore[misc]
 
         driver = asyncio.create_task(drive())
-        await run_until(
+        stopping = await run_then_stop(
             runner,
             lambda: len(sink.acked) >= want and runner.stats.skipped >= len(sc.garbage),
             timeout=30,
         )
+        assert stopping < 2.0  # the praw thread never holds up shutdown
         await driver
         got = [p.id for p in sink.acked]
         assert sorted(got) == sorted([sid(i) for i in sc.new] + [cid(i) for i in sc.new])
@@ -281,5 +288,16 @@ async def test_reddit_into_kafka(kafka: str, namespace: str, tmp_path: Path) -> 
         )
         post = dict(got)[f"reddit:{cid(1)}".encode()]
         assert post.reply_to == sid(0) and post.created_at.timestamp() == T0 + 1
+    finally:
+        await server.stop()
+
+
+async def test_unknown_subreddit_is_fatal(tmp_path: Path) -> None:
+    server = await RedditServer().start()
+    try:
+        server.listings["new"].failures = [Failure(404, body='{"reason": "banned"}')]
+        runner, _ = make(server, CursorStore(tmp_path / "c"), MemorySink())
+        with pytest.raises(FatalSourceError, match="subreddit not found"):
+            await asyncio.wait_for(runner.run(asyncio.Event()), 15)
     finally:
         await server.stop()

@@ -17,7 +17,13 @@ from connectors.x import XStreamSource, rule_changes, to_post, wanted_rules
 from seismo.config import load_settings
 from seismo.metrics import Metrics
 from seismo.watchlist import Claim, Dossier, Watchlist
-from tests.fakes.kit import SlowSink, connector_running, fast_runner, read_posts
+from tests.fakes.kit import (
+    SlowSink,
+    connector_running,
+    fast_runner,
+    read_posts,
+    run_then_stop,
+)
 from tests.fakes.x import TOKEN, Conn, XServer, line, x_post
 from tests.test_connector_base import MemorySink, run_until, value
 
@@ -158,8 +164,8 @@ SCENARIOS = [
     ),
     Scenario(
         "slow-consumer",
-        [Conn([line(x_post(i)) for i in range(60)])],
-        list(range(60)),
+        [Conn([line(x_post(i)) for i in range(30)])],
+        list(range(30)),
         sink=lambda: SlowSink(0.005),
     ),
 ]
@@ -174,7 +180,8 @@ async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
         runner, metrics, _ = make(server, CursorStore(tmp_path / "c.json"), sink, stall=sc.stall)
         for i in sc.live:
             server.live.put_nowait(line(x_post(i)))
-        await run_until(runner, lambda: len(sink.acked) >= len(sc.want), timeout=15)
+        stopping = await run_then_stop(runner, lambda: len(sink.acked) >= len(sc.want))
+        assert stopping < 2.0  # clean shutdown within a few seconds
         assert [p.id for p in sink.acked] == [pid(i) for i in sc.want]
         assert runner.stats.skipped == sc.skipped == len(sink.dead_letters)
         assert runner.stats.reconnects >= sc.reconnects

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -256,3 +257,25 @@ async def test_flush_item_acks_at_once_even_between_checkpoints(tmp_path: Path) 
     assert store.load() is None  # no cursor was given: nothing to save
     stop.set()
     await asyncio.wait_for(task, 5)
+
+
+async def test_a_late_close_of_the_old_connection_leaves_the_new_one_serving() -> None:
+    # after a flush error the runner reconnects; the old generator may be finalized later
+    source = XPushSource("127.0.0.1", free_port(), SecretStr("push-secret"), 4096)
+    old = source.stream(None)
+    old_task = asyncio.create_task(anext(old))  # type: ignore[arg-type]
+    while not source.bound_port:
+        await asyncio.sleep(0.01)
+    new = source.stream(None)  # same port: the old server is closed first
+    new_task = asyncio.create_task(anext(new))  # type: ignore[arg-type]
+    await asyncio.sleep(0.2)
+    old_task.cancel()  # the old generator ends now and runs its cleanup
+    with contextlib.suppress(asyncio.CancelledError):
+        await old_task
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{source.port}/healthz"
+        async with http.get(url) as resp:
+            assert resp.status == 200
+    new_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await new_task

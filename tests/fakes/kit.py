@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
@@ -80,3 +80,18 @@ async def connector_running(source: Source, settings: Settings) -> AsyncIterator
     finally:
         stop.set()
         await asyncio.wait_for(task, 20)
+
+
+async def run_then_stop(
+    runner: ConnectorRunner, done: Callable[[], bool], timeout: float = 15
+) -> float:
+    """Run until ``done()`` (or ``timeout``), then stop; returns how long stopping took."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline and not task.done():
+        await asyncio.sleep(0.005)
+    t = time.monotonic()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    return time.monotonic() - t
