@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -117,6 +117,21 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = None
     webhook_timeout_seconds: float = 5.0
     alerts_out: Path | None = None
+
+    # --- models (classify step) ------------------------------------------------------------
+    classifier: Literal["keyword", "cascade", "full"] = Field(
+        default="cascade",
+        description="keyword: watchlist matching only; full: MiniLM on every post; "
+        "cascade: MiniLM only on posts the keyword/vocabulary gate lets through",
+    )
+    model_dir: Path | None = Field(
+        default=None, description="trained heads (stance-v1, topic-v1); unset = bundled ones"
+    )
+    model_threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads")
+    classify_batch_size: int = Field(default=32, ge=1, description="posts per model batch")
+    classify_batch_wait_ms: float = Field(
+        default=50.0, ge=0, description="longest a post waits for its batch to fill"
+    )
 
     @field_validator("namespace")
     @classmethod
