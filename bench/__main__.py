@@ -5,6 +5,7 @@
     python -m bench delivery [--alerts N]             signed writer webhooks to a verifying receiver
     python -m bench connect [--source S] [--posts N]  connector clients vs loopback fakes
     python -m bench xpush [--posts N] [--batch B]     x-push endpoint -> embedded Kafka, acked
+    python -m bench classify [--file F] [--posts N]   the classify step: keyword, cascade, full
 
 Each prints one JSON object per measurement. Inputs are synthetic unless --file is given,
 so the numbers can be reproduced without ../shared.
@@ -13,6 +14,7 @@ so the numbers can be reproduced without ../shared.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -87,6 +89,87 @@ def bench_offline(args: argparse.Namespace) -> None:
                 }
             )
         )
+
+
+SHARED_REPLAY = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "replay"
+    / "crisislex_2013_Oklahoma_Tornado.jsonl"
+)
+
+
+def bench_classify(args: argparse.Namespace) -> None:
+    """Posts/s, per-batch latency and peak RSS of the classify step in its three modes.
+
+    Posts are classified in consecutive batches of ``--batch`` (what the ingest agent's
+    dynamic batching produces under load); a post's latency is its batch's call time.
+    ``cascade`` is then compared with ``full``: of the posts ``full`` puts in a dossier or
+    links to a claim, how many the cascade also does.
+    """
+    from models.classifier import CascadeClassifier, load_heads
+    from models.embed import Embedder
+
+    path = Path(args.file) if args.file else SHARED_REPLAY if SHARED_REPLAY.exists() else None
+    if path is not None:
+        with path.open() as f:
+            posts = [Post.model_validate_json(line) for line in itertools.islice(f, args.posts)]
+    else:
+        posts = synthetic_posts(args.posts)
+    watchlist = load_watchlist()
+    stance, topics = load_heads()
+    embedder = Embedder(threads=args.threads, batch_size=args.batch)
+    classifiers = {
+        "keyword": KeywordClassifier(watchlist),
+        "cascade": CascadeClassifier(watchlist, embedder, stance, topics, mode="cascade"),
+        "full": CascadeClassifier(watchlist, embedder, stance, topics, mode="full"),
+    }
+    results = {}
+    for mode, clf in classifiers.items():
+        clf.classify_batch(posts[: args.batch])  # warm-up
+        lat: list[float] = []
+        out = []
+        t = time.perf_counter()
+        for i in range(0, len(posts), args.batch):
+            t0 = time.perf_counter()
+            out += clf.classify_batch(posts[i : i + args.batch])
+            lat += [time.perf_counter() - t0] * len(posts[i : i + args.batch])
+        dt = time.perf_counter() - t
+        results[mode] = out
+        stage2 = getattr(clf, "stats", {"posts": 1, "stage2": 0})
+        lat.sort()
+        print(
+            json.dumps(
+                {
+                    "bench": "classify",
+                    "mode": mode,
+                    "input": path.name if path else "synthetic",
+                    "posts": len(posts),
+                    "batch": args.batch,
+                    "posts_per_s": round(len(posts) / dt, 1),
+                    "p50_ms": round(1000 * lat[len(lat) // 2], 1),
+                    "p99_ms": round(1000 * lat[int(len(lat) * 0.99)], 1),
+                    "to_transformer": round(stage2["stage2"] / max(stage2["posts"], 1), 3),
+                    "peak_rss_mb": round(rss_mb()),
+                }
+            ),
+            flush=True,
+        )
+    full, cas, kw = results["full"], results["cascade"], results["keyword"]
+    hit_full = [i for i, cp in enumerate(full) if cp.dossiers or cp.claims]
+    kept = [i for i in hit_full if set(full[i].dossiers) <= set(cas[i].dossiers)]
+    kw_kept = [i for i in hit_full if set(full[i].dossiers) <= set(kw[i].dossiers)]
+    print(
+        json.dumps(
+            {
+                "bench": "classify-cascade-vs-full",
+                "posts_on_watchlist_full": len(hit_full),
+                "cascade_recall_of_full": round(len(kept) / max(len(hit_full), 1), 3),
+                "keyword_recall_of_full": round(len(kw_kept) / max(len(hit_full), 1), 3),
+            }
+        )
+    )
 
 
 def bench_e2e(args: argparse.Namespace) -> None:
@@ -266,6 +349,12 @@ def main() -> None:
     dl.set_defaults(func=bench_delivery)
     connectors.register(sub)
     xpush.register(sub)
+    c = sub.add_parser("classify", help="the classify step: keyword vs cascade vs full model")
+    c.add_argument("--file", help="JSONL posts (default: the Oklahoma replay, else synthetic)")
+    c.add_argument("--posts", type=int, default=2_000)
+    c.add_argument("--batch", type=int, default=32)
+    c.add_argument("--threads", type=int, default=2)
+    c.set_defaults(func=bench_classify)
     args = p.parse_args()
     args.func(args)
 

@@ -7,6 +7,7 @@ Cheap and explicit; it decides which dossiers and claims a post touches. Later s
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from models.text import contains_phrase, normalize_phrase, terms, tokens
@@ -60,6 +61,9 @@ class KeywordClassifier:
             )
             for c in watchlist.claims
         ]
+
+    def classify_batch(self, posts: Sequence[Post]) -> list[ClassifiedPost]:
+        return [self.classify(p) for p in posts]
 
     def classify(self, post: Post) -> ClassifiedPost:
         padded = " " + " ".join(tokens(post.text)) + " "

@@ -216,6 +216,21 @@ class Settings(BaseSettings):
         default=200, ge=1, description="recent alerts the live page shows when it connects"
     )
 
+    # --- models (classify step) ------------------------------------------------------------
+    classifier: Literal["keyword", "cascade", "full"] = Field(
+        default="cascade",
+        description="keyword: watchlist matching only; full: MiniLM on every post; "
+        "cascade: MiniLM only on posts the keyword/vocabulary gate lets through",
+    )
+    model_dir: Path | None = Field(
+        default=None, description="trained heads (stance-v1, topic-v1); unset = bundled ones"
+    )
+    model_threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads")
+    classify_batch_size: int = Field(default=32, ge=1, description="posts per model batch")
+    classify_batch_wait_ms: float = Field(
+        default=50.0, ge=0, description="longest a post waits for its batch to fill"
+    )
+
     @field_validator("namespace")
     @classmethod
     def _namespace_ok(cls, v: str) -> str:

@@ -79,6 +79,11 @@ class ClassifiedPost(Contract):
     claims: list[ClaimHit] = Field(default_factory=list)
     terms: list[str] = Field(default_factory=list)
     classifier: str = "watchlist-v1"
+    # added by the model classifier (issue 4); absent from keyword-only classification
+    topics: list[str] = Field(default_factory=list, description="general topics (TweetTopic)")
+    dossier_scores: dict[str, float] = Field(
+        default_factory=dict, description="per-dossier score, 0.5 = the dossier's threshold"
+    )
 
 
 class Signal(Contract):

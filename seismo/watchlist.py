@@ -19,6 +19,9 @@ class Dossier(BaseModel):
     title: str
     description: str = ""
     keywords: list[str] = Field(min_length=1)
+    examples: list[str] = Field(
+        default_factory=list, description="example posts; the model classifier learns from them"
+    )
 
 
 class Claim(BaseModel):

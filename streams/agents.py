@@ -9,18 +9,21 @@ any failure  ----------> dlq.v1 with the reason, counted; the stream goes on
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import faust
+from faust.streams import _current_event  # see _enter_event
 from faust.types import EventT
 
-from models.keyword import KeywordClassifier
+from models.classifier import Classifier
 from seismo.config import Settings
 from seismo.contracts import (
     ALERTS,
@@ -30,6 +33,7 @@ from seismo.contracts import (
     POSTS_RAW,
     SIGNALS,
     Alert,
+    ClassifiedPost,
     Post,
     Signal,
     dead_letter,
@@ -59,11 +63,21 @@ def _since(ingested_at: datetime | None) -> float | None:
     return max(0.0, time.time() - ingested_at.timestamp())
 
 
+def _enter_event(event: EventT[Any]) -> None:
+    """Make ``event`` the current event of this task, as ``stream.events()`` does.
+
+    ``take_events`` consumes in a background task, so table writes made while handling a
+    batch would otherwise see no current event (Faust picks the changelog partition from
+    it). Only this task's context variable is set; the stream's own attribute is left alone.
+    """
+    _current_event.set(weakref.ref(event))
+
+
 def register(
     app: faust.App,
     settings: Settings,
     metrics: Metrics,
-    classifier: KeywordClassifier,
+    classifier: Classifier,
     detector: BurstDetector,
     sinks: AlertSinks,
 ) -> Stages:
@@ -117,20 +131,53 @@ def register(
             )
             await to_dlq(stage, f"{type(exc).__name__}: {exc}", event)
 
-    async def ingest_one(event: EventT[Any]) -> None:
-        post = decode(Post, event.value)
-        metrics.posts_in.labels("ingest", metrics.source(post.source)).inc()
-        # The same post at another offset is a copy (a replay re-run, a connector resending):
-        # skip it. At the same offset it is a retry after a restart: process it again, since
-        # its outputs may not have been written; downstream recognises what it already has.
-        first_offset = seen_posts.get(post.key)
-        if first_offset is not None and first_offset != event.message.offset:
-            metrics.duplicates.labels("ingest").inc()
+    async def ingest_batch(events: list[EventT[Any]]) -> None:
+        """Admit each record (decode, dedupe), classify the admitted posts in one model call
+        off the event loop, then emit each; every step is guarded per record, so a bad
+        record goes to the DLQ alone and a failed batch call falls back to one by one."""
+        admitted: list[tuple[EventT[Any], Post]] = []
+
+        async def admit(event: EventT[Any]) -> None:
+            post = decode(Post, event.value)
+            metrics.posts_in.labels("ingest", metrics.source(post.source)).inc()
+            # The same post at another offset is a copy (a replay re-run, a connector
+            # resending): skip it. At the same offset it is a retry after a restart: process
+            # it again, since its outputs may not have been written; downstream recognises
+            # what it already has.
+            first_offset = seen_posts.get(post.key)
+            if first_offset is not None and first_offset != event.message.offset:
+                metrics.duplicates.labels("ingest").inc()
+                return
+            seen_posts[post.key] = event.message.offset
+            admitted.append((event, post))
+
+        for event in events:
+            _enter_event(event)
+            await guarded("ingest", event, admit)
+        if not admitted:
             return
-        seen_posts[post.key] = event.message.offset
-        with metrics.classify_latency.labels(classifier.name).time():
-            cp = classifier.classify(post)
-        metrics.classify_batch.labels(classifier.name).observe(1)
+        posts = [post for _, post in admitted]
+        classified: list[ClassifiedPost | None]
+        try:
+            t0 = time.perf_counter()
+            classified = list(await asyncio.to_thread(classifier.classify_batch, posts))
+            metrics.classify_latency.labels(classifier.name).observe(time.perf_counter() - t0)
+            metrics.classify_batch.labels(classifier.name).observe(len(posts))
+        except Exception:
+            log.exception("ingest: batch of %d failed to classify; retrying one by one", len(posts))
+            classified = [None] * len(posts)
+        for (event, post), cp in zip(admitted, classified, strict=True):
+            _enter_event(event)
+
+            async def emit(
+                _: EventT[Any], post: Post = post, cp: ClassifiedPost | None = cp
+            ) -> None:
+                await ingest_emit(cp if cp is not None else classifier.classify(post))
+
+            await guarded("ingest", event, emit)
+
+    async def ingest_emit(cp: ClassifiedPost) -> None:
+        post = cp.post
         metrics.classified(cp)
         ts = post.created_at.timestamp()
         await classified_t.send(key=post.key.encode(), value=cp.to_bytes(), timestamp=ts)
@@ -201,8 +248,13 @@ def register(
 
     @app.agent(raw_t, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await guarded("ingest", event, ingest_one)
+        # dynamic batching: a batch closes when full or after the wait, whichever is first
+        wait = settings.classify_batch_wait_ms / 1000.0
+        batches = stream.take_events(  # type: ignore[attr-defined]  # in faust, not in StreamT
+            settings.classify_batch_size, within=wait
+        )
+        async for events in batches:
+            await ingest_batch(list(events))
 
     @app.agent(signals_t, name="detect")
     async def detect(stream: faust.StreamT[bytes]) -> None:

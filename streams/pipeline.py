@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from models.keyword import KeywordClassifier
+from models.classifier import Classifier
 from seismo.config import Settings
 from seismo.contracts import Alert, ClassifiedPost, Post, Signal
 from streams.detector import BurstDetector, DetectorParams, KeyState
@@ -80,7 +80,7 @@ class OfflinePipeline:
     """All stages in one process with in-memory state; same logic as the agents."""
 
     def __init__(
-        self, classifier: KeywordClassifier, detector: BurstDetector, now: datetime | None = None
+        self, classifier: Classifier, detector: BurstDetector, now: datetime | None = None
     ) -> None:
         self.classifier = classifier
         self.detector = detector

@@ -9,7 +9,7 @@ from typing import Any
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
-from models.keyword import KeywordClassifier
+from models.classifier import build_classifier
 from seismo.config import Settings
 from seismo.kafka import ensure_topics
 from seismo.metrics import Metrics
@@ -36,7 +36,14 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
         app,
         settings,
         metrics,
-        KeywordClassifier(watchlist, max_terms=settings.max_terms_per_post),
+        build_classifier(
+            watchlist,
+            mode=settings.classifier,
+            max_terms=settings.max_terms_per_post,
+            artifacts=settings.model_dir,
+            threads=settings.model_threads,
+            batch_size=settings.classify_batch_size,
+        ),
         BurstDetector(detector_params(settings)),
         sinks,
     )

@@ -38,6 +38,8 @@ def worker_env(kafka: str, namespace: str, tmp_path: Path) -> dict[str, str]:
         "SEISMO_DATA_DIR": str(tmp_path / "seismo"),
         "SEISMO_WEB_PORT": str(free_port()),
         "SEISMO_TOPIC_PARTITIONS": "2",
+        # the in-process reference pipeline of these tests classifies by keywords
+        "SEISMO_CLASSIFIER": "keyword",
     }
 
 

