@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,6 +132,8 @@ class XStreamSource:
         *,
         stall_seconds: float = 30.0,
         connect_timeout: float = 10.0,
+        http_error_wait: float = 5.0,
+        throttle_wait: float = 60.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if token is None or not token.get_secret_value():
@@ -141,6 +143,7 @@ class XStreamSource:
         self.rules = wanted_rules(watchlist)
         self.stall_seconds = stall_seconds
         self.connect_timeout = connect_timeout
+        self.http_error_wait, self.throttle_wait = http_error_wait, throttle_wait
         self.now = now
         self._rules_synced = False
         self._connected = False  # connected at least once
@@ -192,7 +195,7 @@ class XStreamSource:
                         params=STREAM_PARAMS,
                         headers=self._headers(),
                     ) as resp:
-                        check_status(resp.status, resp.headers, "X filtered stream")
+                        self._check_stream(resp.status, resp.headers)
                         gap = self._gap_since(state)
                         self._connected, self._disconnected_at = True, None
                         if gap is not None:
@@ -204,6 +207,17 @@ class XStreamSource:
         finally:
             if self._connected and self._disconnected_at is None:
                 self._disconnected_at = self.now()
+
+    def _check_stream(self, status: int, headers: Mapping[str, str]) -> None:
+        """As check_status, with X's minimum waits when it names none: 5 s after an HTTP
+        error, a minute after a 429 (the filtered-stream reconnect guidance)."""
+        try:
+            check_status(status, headers, "X filtered stream")
+        except RetryableError as exc:
+            if exc.retry_after is not None:
+                raise
+            wait = self.throttle_wait if status == 429 else self.http_error_wait
+            raise RetryableError(str(exc), retry_after=wait) from None
 
     def _gap_since(self, state: Cursor) -> Gap | None:
         if self._disconnected_at is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from connectors.base import ConnectorRunner, CursorStore, FatalSourceError
+from connectors.base import ConnectorRunner, CursorStore, FatalSourceError, RetryableError
 from connectors.x import XStreamSource, rule_changes, to_post, wanted_rules
 from seismo.config import load_settings
 from seismo.metrics import Metrics
@@ -45,7 +45,9 @@ def make(
     token: str = TOKEN,
     stall: float = 5.0,
 ) -> tuple[ConnectorRunner, Metrics, XStreamSource]:
-    source = XStreamSource(server.base, SecretStr(token), WATCH, stall_seconds=stall)
+    source = XStreamSource(
+        server.base, SecretStr(token), WATCH, stall_seconds=stall, http_error_wait=0.05
+    )
     runner, metrics = fast_runner(source, sink, store)
     return runner, metrics, source
 
@@ -296,3 +298,13 @@ async def test_a_rule_x_refuses_is_fatal(tmp_path: Path) -> None:
             await asyncio.wait_for(runner.run(asyncio.Event()), 10)
     finally:
         await app_runner.cleanup()
+
+
+def test_stream_errors_wait_at_least_what_x_asks() -> None:
+    source = XStreamSource("http://127.0.0.1:1/2", SecretStr("t"), WATCH)
+    waits = []
+    for status, headers in [(503, {}), (429, {}), (429, {"Retry-After": "7"})]:
+        with pytest.raises(RetryableError) as err:
+            source._check_stream(status, headers)
+        waits.append(err.value.retry_after)
+    assert waits == [5.0, 60.0, 7.0]
