@@ -99,10 +99,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         env["SEISMO_KAFKA_BOOTSTRAP"] = broker.bootstrap
     else:
         _progress(f"using external Kafka at {settings.kafka_bootstrap}")
-    worker_cmd = [sys.executable, "-m", "seismo.cli"]
+    base_cmd = [sys.executable, "-m", "seismo.cli"]
     if args.config:
-        worker_cmd += ["--config", str(args.config)]
-    worker_cmd += ["worker"]
+        base_cmd += ["--config", str(args.config)]
+    worker_cmd = [*base_cmd, "worker"]
     if args.alerts_out:
         worker_cmd += ["--alerts-out", str(args.alerts_out)]
     for url in args.webhook or []:
@@ -112,9 +112,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"worker started (pid {children['worker'].pid}); web "
         f"http://{settings.web_host}:{settings.web_port}/metrics — Ctrl-C to stop"
     )
-    base_cmd = worker_cmd[:-1]
+    if not args.no_live_page:
+        children["live page"] = subprocess.Popen([*base_cmd, "alerts", "serve"], env=env)
+        _progress(f"live alert page on http://{settings.live_host}:{settings.live_port}/")
+    # connectors serve /metrics on consecutive ports from metrics_port (or web_port + 10)
+    first_port = settings.metrics_port or settings.web_port + 10
     for i, name in enumerate(settings.connectors):
-        port = settings.web_port + 1 + i
+        port = first_port + i
         cmd = [*base_cmd, "connect", name, "--metrics-port", str(port)]
         children[f"connector {name}"] = subprocess.Popen(cmd, env=env)
         _progress(f"connector {name} started; metrics on port {port}")
@@ -260,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--alerts-out", type=Path, help="append alerts to this JSONL file")
     r.add_argument("--webhook", action="append", metavar="URL", help="POST alerts here")
+    r.add_argument(
+        "--no-live-page", action="store_true", help="don't start the live alert page process"
+    )
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser(
