@@ -26,7 +26,7 @@ log = logging.getLogger("seismo")
 
 # Modules that add subcommands: each has ``register(sub)`` taking the subparsers action
 # and setting ``func`` on its parsers (see seismo/cliutil.py for the shared helpers).
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["streams.eval_cli"]
 
 
 def _setup_logging(verbose: int) -> None:

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from seismo.config import Settings
-from seismo.contracts import ALERTS, POSTS_RAW, SIGNALS, Alert, decode
+from seismo.contracts import ALERTS, POSTS_CLASSIFIED, POSTS_RAW, Alert, decode
 from seismo.errors import ContractError, SeismoError
 from seismo.kafka import bootstrap_of, end_offsets, group_lag
 
@@ -32,7 +32,7 @@ async def wait_drained(
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Block until the worker group has committed everything on the pipeline's topics."""
-    topics = [settings.topic(t) for t in (POSTS_RAW, SIGNALS, ALERTS)]
+    topics = [settings.topic(t) for t in (POSTS_RAW, POSTS_CLASSIFIED, ALERTS)]
     deadline = time.monotonic() + timeout
     zero_in_a_row = 0
     lag = -1

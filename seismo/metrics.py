@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -46,6 +46,17 @@ class Metrics:
             "seismo_alerts_raised_total",
             "Alerts raised, by kind",
             ["kind"],
+            registry=registry,
+        )
+        self.alert_versions = Counter(
+            "seismo_alert_versions_total",
+            "Alert lifecycle changes sent (open, update, resolved), by status and severity",
+            ["status", "severity"],
+            registry=registry,
+        )
+        self.detector_state_bytes = Gauge(
+            "seismo_detector_checkpoint_bytes",
+            "Size of the last detector checkpoint (compressed)",
             registry=registry,
         )
         self.deliveries = Counter(

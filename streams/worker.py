@@ -18,7 +18,6 @@ from streams import faust_fixes
 from streams.agents import Stages, register
 from streams.app import create_app, new_registry
 from streams.delivery import AlertSinks, FileSink, WebhookSink
-from streams.detector import BurstDetector
 from streams.pipeline import detector_params
 
 log = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
         settings,
         metrics,
         KeywordClassifier(watchlist, max_terms=settings.max_terms_per_post),
-        BurstDetector(detector_params(settings)),
+        detector_params(settings),
         sinks,
     )
 
