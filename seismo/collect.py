@@ -51,14 +51,14 @@ async def wait_drained(
 
 
 async def read_alerts(settings: Settings, start: dict[int, int]) -> list[Alert]:
-    """Alerts in the alerts topic from ``start`` offsets up to its current end."""
+    """Alert versions in the alerts topic from ``start`` offsets up to its current end."""
     topic = settings.topic(ALERTS)
     ends = await alert_end_offsets(settings)
     if all(ends[p] <= start.get(p, 0) for p in ends):
         return []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_of(settings), enable_auto_commit=False)
     await consumer.start()
-    alerts: dict[str, Alert] = {}
+    alerts: dict[tuple[str, int], Alert] = {}  # one per (id, version): a redelivery is dropped
     try:
         tps = [TopicPartition(topic, p) for p in ends]
         consumer.assign(tps)
@@ -74,9 +74,9 @@ async def read_alerts(settings: Settings, start: dict[int, int]) -> list[Alert]:
                     except ContractError as exc:
                         log.warning("skipping unreadable alert at offset %s: %s", rec.offset, exc)
                         continue
-                    alerts.setdefault(a.id, a)
+                    alerts.setdefault((a.id, a.version), a)
                 if await consumer.position(tp) >= ends[tp.partition]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
-    return sorted(alerts.values(), key=lambda a: (a.raised_at, a.key))
+    return sorted(alerts.values(), key=lambda a: (a.raised_at, a.key, a.version))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,6 +23,7 @@ from seismo.contracts import Alert, CountPoint, Evidence, Severity, SignalKind, 
 from streams.features import label_words
 
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
+_KIND_RANK = {"claim": 0, "stance": 1, "dossier": 2, "term": 3}
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class _Open:
     clusters: set[str] = field(default_factory=set)
     independent: int = 0  # posts that are a new cluster by a new author
     total: int = 0  # posts attached (``posts`` keeps the newest only)
-    emitted: tuple[int, int, int, int, float] = (0, 0, 0, 0, 0.0)  # sev, keys, srcs, size, ts
+    # at the last emission: severity, keys, tracked keys, sources, size, event time
+    emitted: tuple[int, int, int, int, int, float] = (0, 0, 0, 0, 0, 0.0)
 
 
 def public_key(key: str) -> str:
@@ -110,19 +112,40 @@ class AlertBook:
         self.cooldown: dict[str, float] = {}
 
     # -- events ------------------------------------------------------------------------
-    def on_burst(self, b: Burst) -> list[Alert]:
+    def on_post(self, ref: PostRef, hot: set[str], bursts: Sequence[Burst] = ()) -> list[Alert]:
+        """One post: the keys it made burst join or open alerts, the open alerts it belongs
+        to grow (``hot`` = its keys still elevated); at most one new version per alert."""
+        out: list[Alert] = []
+        touched: dict[str, None] = {}
+        for b in bursts:
+            aid = self._join(b, out)
+            if aid is not None:
+                touched[aid] = None
+        for key in ref.items:
+            aid = self.key_alert.get(key)
+            if aid is None:
+                continue
+            al = self.open[aid]
+            self._add_post(al, ref)
+            if key in hot:
+                al.last_hot = max(al.last_hot, ref.ts)
+            touched[aid] = None
+        for aid in touched:
+            if aid in self.open:  # (not evicted meanwhile)
+                out += self._maybe_emit(self.open[aid], ref.ts)
+        return out
+
+    def _join(self, b: Burst, out: list[Alert]) -> str | None:
+        """Put a burst into its alert (opening one if need be); evictions go to ``out``."""
         aid = self.key_alert.get(b.key) or self._merge_target(b)
         if aid is None:
             if self.cooldown.get(b.key, -math.inf) > b.ts:
-                return []
+                return None
             bucket = int(b.ts // self.p.bucket_seconds)
             aid = alert_id(public_key(b.key), bucket * self.p.bucket_seconds)
-            al = _Open(id=aid, opened=b, bucket=bucket, last_hot=b.ts)
-            self.open[aid] = al
-            out = self._evict(b.ts)
-        else:
-            al = self.open[aid]
-            out = []
+            self.open[aid] = _Open(id=aid, opened=b, bucket=bucket, last_hot=b.ts)
+            out += self._evict(b.ts, keep=aid)
+        al = self.open[aid]
         best = al.keys.get(b.key)
         if best is None or b.score > best.score:
             al.keys[b.key] = b
@@ -130,24 +153,7 @@ class AlertBook:
         al.last_hot = max(al.last_hot, b.ts)
         for ref in b.posts:
             self._add_post(al, ref)
-        out += self._maybe_emit(al, b.ts)
-        return out
-
-    def on_post(self, ref: PostRef, hot: set[str]) -> list[Alert]:
-        """Grow the open alerts this post belongs to; ``hot`` = its keys still elevated."""
-        out: list[Alert] = []
-        seen: set[str] = set()
-        for key in ref.items:
-            aid = self.key_alert.get(key)
-            if aid is None or aid in seen:
-                continue
-            seen.add(aid)
-            al = self.open[aid]
-            self._add_post(al, ref)
-            if hot & al.keys.keys():
-                al.last_hot = max(al.last_hot, ref.ts)
-            out += self._maybe_emit(al, ref.ts)
-        return out
+        return aid
 
     def tick(self, ts: float) -> list[Alert]:
         """Resolve the alerts that have been quiet for ``quiet_seconds`` before ``ts``."""
@@ -190,10 +196,10 @@ class AlertBook:
         if first is None or ref.ts < first:
             al.source_first[ref.source] = ref.ts
 
-    def _evict(self, ts: float) -> list[Alert]:
+    def _evict(self, ts: float, keep: str) -> list[Alert]:
         out = []
         while len(self.open) > self.p.max_open:
-            oldest = min(self.open.values(), key=lambda a: a.last_hot)
+            oldest = min((a for a in self.open.values() if a.id != keep), key=lambda a: a.last_hot)
             out.append(self._resolve(oldest, ts))
         return out
 
@@ -209,7 +215,7 @@ class AlertBook:
     def _maybe_emit(self, al: _Open, ts: float) -> list[Alert]:
         sev = SEVERITIES.index(self._severity(al))
         size = self._size(al)
-        old_sev, old_keys, old_srcs, old_size, old_ts = al.emitted
+        old_sev, old_keys, old_tracked, old_srcs, old_size, old_ts = al.emitted
         if al.version == 0:
             return [self._emit(al, ts, "open")]
         grown = (
@@ -218,7 +224,9 @@ class AlertBook:
             or len(al.source_first) > old_srcs
             or size >= 2 * old_size
         )
-        if grown and (sev > old_sev or ts - old_ts >= self.p.update_gap_seconds):
+        # news that cannot wait: it got worse, or a tracked claim/dossier joined
+        urgent = sev > old_sev or _tracked(al) > old_tracked
+        if grown and (urgent or ts - old_ts >= self.p.update_gap_seconds):
             return [self._emit(al, ts, "update")]
         return []
 
@@ -244,7 +252,7 @@ class AlertBook:
         p = self.p
         keys = sorted(al.keys.values(), key=lambda k: -k.score)
         best = keys[0]
-        op = al.opened
+        op = self._primary(al)
         posts = list(al.posts.values())
         size = self._size(al)
         item_counts: Counter[str] = Counter()
@@ -262,7 +270,14 @@ class AlertBook:
         claims = sorted({c for r in posts for c in r.claims} | {k.claim for k in keys if k.claim})
         lead = min(al.source_first, key=lambda s: al.source_first[s])
         sev = self._severity(al)
-        al.emitted = (SEVERITIES.index(sev), len(al.keys), len(al.source_first), size, ts)
+        al.emitted = (
+            SEVERITIES.index(sev),
+            len(al.keys),
+            _tracked(al),
+            len(al.source_first),
+            size,
+            ts,
+        )
         bs = p.bucket_seconds
         curve_from = min(al.curve)
         return Alert(
@@ -311,6 +326,13 @@ class AlertBook:
             ),
         )
 
+    @staticmethod
+    def _primary(al: _Open) -> Burst:
+        """What the alert is about: a tracked claim before its stance class, dossier or
+        terms; among equals the key that joined first."""
+        ranked = enumerate(al.keys.values())
+        return min(ranked, key=lambda ib: (_KIND_RANK[ib[1].kind], ib[0]))[1]
+
     def _evidence(self, posts: list[PostRef], keys: set[str]) -> list[Evidence]:
         """Representative and diverse: posts holding the most burst keys first, at most
         one per near-duplicate cluster and (first pass) one per author, sources alternated."""
@@ -348,6 +370,10 @@ class AlertBook:
             )
             for r in mixed
         ]
+
+
+def _tracked(al: _Open) -> int:
+    return sum(1 for k in al.keys.values() if k.kind != "term")
 
 
 def _dt(ts: float) -> datetime:

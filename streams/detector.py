@@ -229,6 +229,7 @@ class BurstEngine:
         stream_rate = 2.0 * self.stream_mean / corr
         floor = max(p.floor, p.floor_rate * stream_rate)
         hot: set[str] = set()
+        bursts: list[Burst] = []
         names = items + key_names
         for sketch, group in ((self.sketch, items), (self.keyed, key_names)):
             if not group:
@@ -251,7 +252,7 @@ class BurstEngine:
                 score = poisson_score(int(est.count[j]), float(est.expected[j]))
                 if score < p.min_score or not warm:
                     continue
-                out += self.book.on_burst(
+                bursts.append(
                     self._burst(
                         names.index(group[j]),
                         keys,
@@ -263,7 +264,7 @@ class BurstEngine:
                         score,
                     )
                 )
-        out += self.book.on_post(ref, hot)
+        out += self.book.on_post(ref, hot, bursts)
         return out
 
     def _admit(self, name: str) -> None:
