@@ -138,6 +138,7 @@ class BurstEngine:
         self.stream_counts = [0, 0]  # posts in previous and current bucket
         self.stream_mean = 0.0
         self.offset = -1  # last source offset applied (set by the caller)
+        self._ticked = -1
 
     # -- persistence -------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -198,7 +199,10 @@ class BurstEngine:
         self._advance(bucket)  # a late post counts in the current bucket
         bucket = self.bucket
         self.stream_counts[1] += 1
-        out = self.book.tick(ts)
+        out: list[Alert] = []
+        if bucket != self._ticked:  # alerts resolve on bucket boundaries
+            out += self.book.tick(ts)
+            self._ticked = bucket
 
         items, content = analyse(post.text, p.max_items_per_post)
         cluster = self.dups.cluster(post.key, content, ts)
@@ -236,9 +240,7 @@ class BurstEngine:
                 continue
             fresh = self.authors.fresh(author, group, bucket)
             weights = (fresh & (cluster is None)).astype(np.float32)
-            idx = sketch.locate(group)
-            sketch.add(idx, weights, bucket)
-            est = sketch.estimate(idx, bucket, corr, floor)
+            est = sketch.observe(sketch.locate(group), weights, bucket, corr, floor)
             hot.update(group[j] for j in np.flatnonzero(est.z >= p.hot_z).tolist())
             cands = self.candidates
             admit = (est.count >= p.candidate_min).tolist()

@@ -107,7 +107,22 @@ class RateSketch:
         """Count ``weights`` (one per item) into the current bucket of each item's cells."""
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
-        np.add.at(self.cur, flat, np.broadcast_to(weights, idx.shape).ravel())
+        self._add(flat, np.tile(weights, self.depth))
+
+    def _add(self, flat: I64, w: F32) -> None:
+        if np.unique(flat).size == flat.size:
+            self.cur[flat] += w
+        else:  # colliding items in one row: add each
+            np.add.at(self.cur, flat, w)
+
+    def observe(
+        self, idx: I64, weights: F32, bucket: int, correction: float, floor: float
+    ) -> Estimate:
+        """:meth:`add`, then :meth:`estimate` (one pass over the cells)."""
+        flat = idx.ravel()
+        self._bring_up_to_date(flat, bucket)
+        self._add(flat, np.tile(weights, self.depth))
+        return self._read(flat, idx.shape, correction, floor)
 
     def estimate(self, idx: I64, bucket: int, correction: float, floor: float) -> Estimate:
         """Windowed (previous + current bucket) count of each item vs. its baseline.
@@ -117,18 +132,19 @@ class RateSketch:
         """
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
-        shape = idx.shape
+        return self._read(flat, idx.shape, correction, floor)
+
+    def _read(self, flat: I64, shape: tuple[int, ...], correction: float, floor: float) -> Estimate:
         x = (self.prev[flat] + self.cur[flat]).reshape(shape)
-        exp = np.maximum(2.0 * self.mean[flat].reshape(shape) / correction, floor)
-        var = 2.0 * self.var[flat].reshape(shape) / correction
+        exp = np.maximum(self.mean[flat].reshape(shape) * (2.0 / correction), floor)
+        var = self.var[flat].reshape(shape) * (2.0 / correction)
         z = (x - exp) / (np.sqrt(var) + self.beta)
+        if shape[0] == 1:
+            return Estimate(count=x[0], expected=exp[0], var=var[0], z=z[0])
         row = np.argmin(z, axis=0)
         cols = np.arange(shape[1])
         return Estimate(
-            count=x[row, cols].astype(np.float32),
-            expected=exp[row, cols].astype(np.float32),
-            var=var[row, cols].astype(np.float32),
-            z=z[row, cols].astype(np.float32),
+            count=x[row, cols], expected=exp[row, cols], var=var[row, cols], z=z[row, cols]
         )
 
 
