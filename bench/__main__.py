@@ -133,7 +133,7 @@ def bench_memory(args: argparse.Namespace) -> None:
         text = " ".join(f"t{i * per_post + j:x}z" for j in range(per_post))
         post = Post(id=str(i), source="x", text=text, created_at=t0 + timedelta(seconds=i // 20))
         engine.observe(ClassifiedPost(post=post))
-        if (i + 1) % (posts // 5 or 1) == 0:
+        if (i + 1) % (posts // 40 or 1) == 0:
             print(
                 json.dumps(
                     {
