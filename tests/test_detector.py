@@ -310,3 +310,20 @@ def test_evidence_is_diverse() -> None:
     assert len(texts) == len(set(texts)) and texts.count("zephyr outage zephyr outage copy") <= 1
     final = alerts[-1]
     assert final.status == "resolved" and final.discounted["near_duplicate"] >= 25
+
+
+def test_cooldown_then_a_new_alert() -> None:
+    """A resolved alert's keys stay quiet for the cooldown; a later burst is a new alert."""
+    posts = flat_stream(30, 60, 4, 9)
+    first = T0 + timedelta(hours=4)
+    again_soon = first + timedelta(hours=4)  # resolved after ~2 h quiet, cooldown 6 h
+    again_later = first + timedelta(hours=14)
+    posts += step_posts(first, 20) + step_posts(again_soon, 20, start=30_000)
+    posts += step_posts(again_later, 20, start=40_000)
+    posts.sort(key=lambda c: c.post.created_at)
+    alerts = run(engine(), posts)
+    opens = opened(alerts)
+    assert [a.raised_at.hour for a in opens] == [4, 18]
+    assert len({a.id for a in opens}) == 2
+    statuses = [a.status for a in alerts if a.id == opens[0].id]
+    assert statuses[0] == "open" and statuses[-1] == "resolved"
