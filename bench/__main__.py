@@ -1,6 +1,8 @@
 """seismo benchmarks.
 
     python -m bench offline [--file F] [--repeat N]   classify + detect in one process
+    python -m bench detector [--file F] [--repeat N]  the burst detector alone (pre-classified)
+    python -m bench memory [--terms N]                detector memory at N distinct terms
     python -m bench e2e [--posts N]                   replay -> embedded Kafka -> worker, to drain
     python -m bench delivery [--alerts N]             signed writer webhooks to a verifying receiver
     python -m bench connect [--source S] [--posts N]  connector clients vs loopback fakes
@@ -31,7 +33,7 @@ from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Post
 from seismo.watchlist import load_watchlist
-from streams.detector import BurstDetector
+from streams.detector import BurstEngine
 from streams.pipeline import OfflinePipeline, detector_params
 
 WORDS = (
@@ -64,15 +66,18 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_offline(args: argparse.Namespace) -> None:
+def load_posts(args: argparse.Namespace) -> list[Post]:
     if args.file:
         with open(args.file) as f:
-            posts = [Post.model_validate_json(line) for line in f]
-    else:
-        posts = synthetic_posts(args.posts)
+            return [Post.model_validate_json(line) for line in f]
+    return synthetic_posts(args.posts)
+
+
+def bench_offline(args: argparse.Namespace) -> None:
+    posts = load_posts(args)
     clf = KeywordClassifier(load_watchlist())
     for _ in range(args.repeat):
-        pipe = OfflinePipeline(clf, BurstDetector(detector_params(load_settings())))
+        pipe = OfflinePipeline(clf, detector_params(load_settings()))
         t = time.perf_counter()
         alerts = sum(1 for _ in pipe.run(posts))
         dt = time.perf_counter() - t
@@ -84,7 +89,7 @@ def bench_offline(args: argparse.Namespace) -> None:
                     "seconds": round(dt, 3),
                     "posts_per_s": round(len(posts) / dt),
                     "alerts": alerts,
-                    "keys": len(pipe.states),
+                    "candidates": len(pipe.engine.candidates),
                     "peak_rss_mb": round(rss_mb()),
                 }
             )
@@ -170,6 +175,66 @@ def bench_classify(args: argparse.Namespace) -> None:
             }
         )
     )
+
+
+def bench_detector(args: argparse.Namespace) -> None:
+    """Posts/s of BurstEngine.observe alone: items, authenticity, sketch, alerts."""
+    clf = KeywordClassifier(load_watchlist())
+    classified = [clf.classify(p) for p in load_posts(args)]
+    params = detector_params(load_settings())
+    for _ in range(args.repeat):
+        engine = BurstEngine(params)
+        t, cpu = time.perf_counter(), time.process_time()
+        versions = sum(len(engine.observe(cp)) for cp in classified)
+        dt, dcpu = time.perf_counter() - t, time.process_time() - cpu
+        print(
+            json.dumps(
+                {
+                    "bench": "detector",
+                    "posts": len(classified),
+                    "seconds": round(dt, 3),
+                    "posts_per_s": round(len(classified) / dt),
+                    # per core: CPU time, unaffected by other processes on a shared machine
+                    "posts_per_cpu_s": round(len(classified) / dcpu),
+                    "alert_versions": versions,
+                    "fixed_state_bytes": engine.memory_bytes,
+                    "checkpoint_bytes": len(engine.dumps()),
+                    "peak_rss_mb": round(rss_mb()),
+                }
+            )
+        )
+
+
+def bench_memory(args: argparse.Namespace) -> None:
+    """Stream posts made of never-repeating terms until ``--terms`` distinct terms have
+    gone through, reporting RSS as it goes: the detector's memory must stay flat."""
+    from seismo.contracts import ClassifiedPost
+
+    engine = BurstEngine(detector_params(load_settings()))
+    t0 = datetime(2026, 5, 1, tzinfo=UTC)
+    per_post = 40
+    posts = args.terms // per_post
+    start_rss = rss_mb()
+    t = time.perf_counter()
+    for i in range(posts):
+        text = " ".join(f"t{i * per_post + j:x}z" for j in range(per_post))
+        post = Post(id=str(i), source="x", text=text, created_at=t0 + timedelta(seconds=i // 20))
+        engine.observe(ClassifiedPost(post=post))
+        if (i + 1) % (posts // 40 or 1) == 0:
+            print(
+                json.dumps(
+                    {
+                        "bench": "memory",
+                        "distinct_terms": (i + 1) * per_post,
+                        "peak_rss_mb": round(rss_mb()),
+                        "rss_growth_mb": round(rss_mb() - start_rss),
+                        "fixed_state_bytes": engine.memory_bytes,
+                        "candidates": len(engine.candidates),
+                        "seconds": round(time.perf_counter() - t, 1),
+                    }
+                ),
+                flush=True,
+            )
 
 
 def bench_e2e(args: argparse.Namespace) -> None:
@@ -341,6 +406,14 @@ def main() -> None:
     o.add_argument("--posts", type=int, default=20_000)
     o.add_argument("--repeat", type=int, default=3)
     o.set_defaults(func=bench_offline)
+    d = sub.add_parser("detector", help="the burst detector alone")
+    d.add_argument("--file", help="JSONL posts (default: synthetic)")
+    d.add_argument("--posts", type=int, default=20_000)
+    d.add_argument("--repeat", type=int, default=3)
+    d.set_defaults(func=bench_detector)
+    m = sub.add_parser("memory", help="detector memory at N distinct terms")
+    m.add_argument("--terms", type=int, default=10_000_000)
+    m.set_defaults(func=bench_memory)
     e = sub.add_parser("e2e", help="replay through the embedded broker and a worker")
     e.add_argument("--posts", type=int, default=5_000)
     e.set_defaults(func=bench_e2e)

@@ -26,7 +26,12 @@ log = logging.getLogger("seismo")
 
 # Modules that add subcommands: each has ``register(sub)`` taking the subparsers action
 # and setting ``func`` on its parsers (see seismo/cliutil.py for the shared helpers).
-COMMAND_MODULES: list[str] = ["connectors.cli", "seismo.alerts_cli", "models.cli"]
+COMMAND_MODULES: list[str] = [
+    "connectors.cli",
+    "seismo.alerts_cli",
+    "models.cli",
+    "streams.eval_cli",
+]
 
 
 def _setup_logging(verbose: int) -> None:

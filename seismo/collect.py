@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from seismo.config import Settings
-from seismo.contracts import ALERTS, POSTS_RAW, SIGNALS, Alert, decode
+from seismo.contracts import ALERTS, POSTS_CLASSIFIED, POSTS_RAW, Alert, decode
 from seismo.errors import ContractError, SeismoError
 from seismo.kafka import bootstrap_of, end_offsets, group_lag
 
@@ -32,7 +32,7 @@ async def wait_drained(
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Block until the worker group has committed everything on the pipeline's topics."""
-    topics = [settings.topic(t) for t in (POSTS_RAW, SIGNALS, ALERTS)]
+    topics = [settings.topic(t) for t in (POSTS_RAW, POSTS_CLASSIFIED, ALERTS)]
     deadline = time.monotonic() + timeout
     zero_in_a_row = 0
     lag = -1
@@ -51,14 +51,14 @@ async def wait_drained(
 
 
 async def read_alerts(settings: Settings, start: dict[int, int]) -> list[Alert]:
-    """Alerts in the alerts topic from ``start`` offsets up to its current end."""
+    """Alert versions in the alerts topic from ``start`` offsets up to its current end."""
     topic = settings.topic(ALERTS)
     ends = await alert_end_offsets(settings)
     if all(ends[p] <= start.get(p, 0) for p in ends):
         return []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_of(settings), enable_auto_commit=False)
     await consumer.start()
-    alerts: dict[str, Alert] = {}
+    alerts: dict[tuple[str, int], Alert] = {}  # one per (id, version): a redelivery is dropped
     try:
         tps = [TopicPartition(topic, p) for p in ends]
         consumer.assign(tps)
@@ -74,9 +74,9 @@ async def read_alerts(settings: Settings, start: dict[int, int]) -> list[Alert]:
                     except ContractError as exc:
                         log.warning("skipping unreadable alert at offset %s: %s", rec.offset, exc)
                         continue
-                    alerts.setdefault(a.id, a)
+                    alerts.setdefault((a.id, a.version), a)
                 if await consumer.position(tp) >= ends[tp.partition]:
                     remaining.discard(tp)
     finally:
         await consumer.stop()
-    return sorted(alerts.values(), key=lambda a: (a.raised_at, a.key))
+    return sorted(alerts.values(), key=lambda a: (a.raised_at, a.key, a.version))

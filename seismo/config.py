@@ -100,17 +100,33 @@ class Settings(BaseSettings):
     )
 
     # --- burst detection (event time) -------------------------------------------------
-    bucket_seconds: int = Field(default=3600, ge=1)
-    baseline_halflife_buckets: float = Field(default=12.0, gt=0)
-    baseline_floor: float = Field(default=0.3, gt=0)
-    min_count: int = Field(default=4, ge=1)
-    min_score: float = Field(default=4.0, gt=0, description="-log10 of the Poisson p-value")
+    bucket_seconds: int = Field(
+        default=300, ge=1, description="event-time bucket; a key's window is 2 buckets"
+    )
+    baseline_halflife_buckets: float = Field(default=2016.0, gt=0, description="one week")
+    baseline_floor: float = Field(
+        default=0.005, gt=0, description="smallest expected window count of any key"
+    )
+    baseline_floor_rate: float = Field(
+        default=0.01, ge=0, description="...or this share of the stream's own window rate"
+    )
+    min_count: int = Field(default=2, ge=1, description="independent posts a burst needs")
+    min_z: float = Field(default=3.0, description="SigniTrend z = (x - E) / (sd + beta)")
+    min_score: float = Field(default=4.5, gt=0, description="-log10 of the Poisson p-value")
     cooldown_seconds: int = Field(default=6 * 3600, ge=0)
+    quiet_seconds: int = Field(
+        default=2 * 3600, ge=1, description="an alert resolves after this long not elevated"
+    )
     warmup_seconds: int = Field(
         default=2 * 3600, ge=0, description="event time watched before anything is raised"
     )
     evidence_size: int = Field(default=12, ge=1)
     max_terms_per_post: int = Field(default=16, ge=1)
+    sketch_width_bits: int = Field(default=16, ge=8, le=24, description="2^bits cells per row")
+    sketch_depth: int = Field(default=4, ge=1, le=8)
+    detector_checkpoint_seconds: float = Field(
+        default=5.0, gt=0, description="wall seconds between detector state checkpoints"
+    )
 
     # --- alerts out --------------------------------------------------------------------
     webhook_urls: list[str] = Field(default_factory=list)
@@ -251,7 +267,11 @@ class Settings(BaseSettings):
 
     def partitions(self, name: str) -> int:
         """Partition count of a contract topic."""
-        return self.raw_partitions if name == "posts.raw.v1" else self.topic_partitions
+        # classified posts keep the raw partitioning: the detector needs each partition's
+        # posts in order
+        if name in ("posts.raw.v1", "posts.classified.v1"):
+            return self.raw_partitions
+        return self.topic_partitions
 
     def topic(self, name: str) -> str:
         """The full topic name for a contract topic, with the namespace prefix."""

@@ -115,11 +115,20 @@ class Evidence(Contract):
     stance: Stance | None = None
 
 
+class CountPoint(Contract):
+    """Posts of an alert in one event-time bucket starting at ``start``."""
+
+    start: AwareDatetime
+    count: int
+
+
 class Alert(Contract):
     """A burst worth acting on (``alerts.v1``, Kafka key = ``id``).
 
     ``id`` is derived from the burst key and the event-time bucket where the burst
-    started, so a redelivered or recomputed alert has the same id.
+    started, so a redelivered or recomputed alert has the same id. Each lifecycle change
+    (opened, updated, resolved) is a new ``version`` of the same id; the fields after
+    ``detected_at`` form the evidence packet (all optional, for older consumers).
     """
 
     id: str
@@ -143,6 +152,28 @@ class Alert(Contract):
     stance_mix: dict[str, int] = Field(default_factory=dict)
     evidence: list[Evidence] = Field(default_factory=list)
     detected_at: AwareDatetime = Field(description="wall-clock time the alert was made")
+    # --- evidence packet (issue 6) ---
+    related_keys: list[str] = Field(
+        default_factory=list, description="every burst key merged into this alert, strongest first"
+    )
+    claims: list[str] = Field(default_factory=list, description="tracked claims among its posts")
+    lead_source: str | None = Field(default=None, description="the source that carried it first")
+    source_first_seen: dict[str, AwareDatetime] = Field(
+        default_factory=dict, description="event time each source first carried it"
+    )
+    counts_curve: list[CountPoint] = Field(
+        default_factory=list, description="posts per event-time bucket since it began"
+    )
+    z: float | None = Field(default=None, description="SigniTrend significance of the best key")
+    posts_seen: int | None = Field(default=None, description="posts attached (before discounts)")
+    unique_authors: int | None = None
+    independent_posts: int | None = Field(
+        default=None, description="posts left after one per near-duplicate cluster and author"
+    )
+    discounted: dict[str, int] = Field(
+        default_factory=dict, description="posts not counted as independent voices, by reason"
+    )
+    reason: str | None = Field(default=None, description="why it fired, in words")
 
 
 class DeadLetter(Contract):

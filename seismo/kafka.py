@@ -113,3 +113,25 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
         return lag
     finally:
         await admin.close()
+
+
+async def read_range(
+    bootstrap: str, topic: str, partition: int, start: int, end: int
+) -> list[tuple[int, bytes | None]]:
+    """(offset, value) of the records of one partition in [start, end), oldest first."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    out: list[tuple[int, bytes | None]] = []
+    try:
+        consumer.assign([tp])
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        consumer.seek(tp, max(start, first))
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            for rec in batch.get(tp, []):
+                if rec.offset < end:
+                    out.append((rec.offset, rec.value))
+        return out
+    finally:
+        await consumer.stop()

@@ -214,6 +214,11 @@ class Metrics:
             "Highest burst score currently held per signal kind and dossier",
             ["kind", "dossier"],
         )
+        self.detector_checkpoint_bytes = gauge(
+            "seismo_detector_checkpoint_bytes",
+            "Size of the last detector checkpoint (compressed), by posts.classified.v1 partition",
+            ["partition"],
+        )
         self.detector_keys = gauge(
             "seismo_detector_keys", "Burst keys the detector currently tracks", []
         )

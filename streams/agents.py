@@ -1,10 +1,10 @@
 """The worker's agents. Thin: decode, call the pure logic, send.
 
-posts.raw.v1 --ingest--> posts.classified.v1 + signals.v1 (keyed by burst key)
-signals.v1   --detect--> alerts.v1 (keyed by alert id)   [table: burst state per key]
-alerts.v1    --deliver-> webhooks / chat / JSONL file    [table: delivered alert ids]
-                         a sink that fails every try -> alerts.dlq.v1 (for `alerts redeliver`)
-any failure  ----------> dlq.v1 with the reason, counted; the stream goes on
+posts.raw.v1        --ingest--> posts.classified.v1 (same partitioning: order kept)
+posts.classified.v1 --detect--> alerts.v1 (keyed by alert id, one record per version)
+                                [table: detector checkpoints per partition]
+alerts.v1           --deliver-> webhooks / JSONL file  [table: delivered alert versions]
+any failure         ----------> dlq.v1 with the reason, counted; the stream goes on
 """
 
 from __future__ import annotations
@@ -31,19 +31,18 @@ from seismo.contracts import (
     DLQ,
     POSTS_CLASSIFIED,
     POSTS_RAW,
-    SIGNALS,
     Alert,
     ClassifiedPost,
     Post,
-    Signal,
     dead_letter,
     decode,
 )
 from seismo.errors import ContractError
+from seismo.kafka import bootstrap_of, read_range
 from seismo.metrics import Metrics
+from streams.checkpoint import Checkpoints
 from streams.delivery import AlertSinks, failed_delivery
-from streams.detector import BurstDetector, KeyState
-from streams.pipeline import signals_for
+from streams.detector import BurstEngine, DetectorParams, tracked_keys
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +77,22 @@ def register(
     settings: Settings,
     metrics: Metrics,
     classifier: Classifier,
-    detector: BurstDetector,
+    params: DetectorParams,
     sinks: AlertSinks,
 ) -> Stages:
     parts = settings.topic_partitions
     raw_t = app.topic(settings.topic(POSTS_RAW), partitions=settings.partitions(POSTS_RAW))
-    classified_t = app.topic(settings.topic(POSTS_CLASSIFIED), partitions=parts)
-    signals_t = app.topic(settings.topic(SIGNALS), partitions=parts)
+    classified_parts = settings.partitions(POSTS_CLASSIFIED)
+    classified_t = app.topic(settings.topic(POSTS_CLASSIFIED), partitions=classified_parts)
     alerts_t = app.topic(settings.topic(ALERTS), partitions=parts)
     dlq_t = app.topic(settings.topic(DLQ), partitions=parts)
     alerts_dlq_t = app.topic(settings.topic(ALERTS_DLQ), partitions=parts)
 
     # JSON values under str keys; a table's changelog partition is the source event's.
-    burst_state = app.Table("burst-state", partitions=parts)
+    # detector checkpoints, co-partitioned with posts.classified.v1 (streams/checkpoint.py)
+    checkpoints = Checkpoints(app.Table("detector-checkpoints", partitions=classified_parts))
+    engines: dict[int, BurstEngine] = {}
+    saved_at: dict[int, float] = {}
     delivered = app.Table("delivered", partitions=parts)
     # post key -> offset it was first seen at (raw posts are keyed by post key, so this
     # table is co-partitioned with posts.raw.v1)
@@ -181,56 +183,78 @@ def register(
         metrics.classified(cp)
         ts = post.created_at.timestamp()
         await classified_t.send(key=post.key.encode(), value=cp.to_bytes(), timestamp=ts)
-        for sig in signals_for(cp):
-            await signals_t.send(key=sig.key.encode(), value=sig.to_bytes(), timestamp=ts)
-            metrics.signals.labels(sig.kind).inc()
         metrics.posts_out.labels("ingest", metrics.source(post.source)).inc()
         metrics.stage_done("ingest", ts, _since(post.ingested_at))
 
-    async def detect_one(event: EventT[Any]) -> None:
-        sig = decode(Signal, event.value)
-        metrics.posts_in.labels("detect", metrics.source(sig.source)).inc()
-        st = KeyState.from_dict(burst_state.get(sig.key))
-        offset = event.message.offset
-        if offset <= st.offset:  # redelivered after a restart: already counted
-            metrics.duplicates.labels("detect").inc()
-            if offset == st.alert_offset and st.alert_json is not None:
-                # the state was saved but the alert may have died in the producer buffer:
-                # send it again (same id, so every consumer drops a repeat)
-                again = decode(Alert, st.alert_json)
-                await alerts_t.send(
-                    key=again.id.encode(),
-                    value=st.alert_json.encode(),
-                    timestamp=again.raised_at.timestamp(),
-                )
-            return
-        clock_key = f"__stream_start__:{event.message.partition}"
-        stream_start = burst_state.get(clock_key)
-        if stream_start is None:
-            stream_start = burst_state[clock_key] = sig.created_at.timestamp()
-        alert = detector.observe(st, sig, stream_start=stream_start)
-        st.offset = offset
-        if alert is not None:
-            st.alert_offset = offset
-            st.alert_json = alert.model_dump_json(exclude_none=True)
-        burst_state[sig.key] = st.to_dict()
-        if alert is not None:
+    async def send_alerts(alerts: list[Alert]) -> None:
+        for alert in alerts:
             metrics.alert(alert)
             log.info(
-                "alert %s %s observed=%d expected=%.2f score=%.1f at %s",
+                "alert %s v%d %s %s %s score=%.1f at %s",
                 alert.id,
+                alert.version,
+                alert.status,
+                alert.severity,
                 alert.key,
-                alert.observed,
-                alert.expected,
                 alert.score,
                 alert.raised_at.isoformat(),
             )
             await alerts_t.send(
-                key=alert.id.encode(),
-                value=alert.to_bytes(),
-                timestamp=alert.raised_at.timestamp(),
+                key=alert.id.encode(), value=alert.to_bytes(), timestamp=alert.raised_at.timestamp()
             )
-        metrics.stage_done("detect", sig.created_at.timestamp(), _since(sig.ingested_at))
+
+    async def engine_for(partition: int, offset: int) -> BurstEngine:
+        """The partition's detector, restored from its checkpoint and caught up to ``offset``.
+
+        Records between the checkpoint and ``offset`` were processed before a restart but
+        are not in the checkpoint: they are read again and replayed, and the alert versions
+        they raise are sent again (same id and version: every consumer drops repeats).
+        """
+        engine = engines.get(partition)
+        if engine is None:
+            engine = checkpoints.load(partition) or BurstEngine(params)
+            engines[partition] = engine
+            saved_at[partition] = time.monotonic()
+        if engine.offset + 1 < offset:
+            gap = await read_range(
+                bootstrap_of(settings),
+                classified_t.get_topic_name(),
+                partition,
+                engine.offset + 1,
+                offset,
+            )
+            log.info("detect: replaying %d records of partition %d", len(gap), partition)
+            for off, value in gap:
+                try:
+                    alerts = engine.observe(decode(ClassifiedPost, value or b""))
+                except ContractError:
+                    alerts = []  # it went to the DLQ the first time
+                engine.offset = off
+                await send_alerts(alerts)
+            engine.offset = offset - 1
+        return engine
+
+    async def detect_one(event: EventT[Any]) -> None:
+        msg = event.message
+        engine = await engine_for(msg.partition, msg.offset)
+        if msg.offset <= engine.offset:  # redelivered after a restart: already counted
+            metrics.duplicates.labels("detect").inc()
+            return
+        cp = decode(ClassifiedPost, event.value)
+        metrics.posts_in.labels("detect", metrics.source(cp.post.source)).inc()
+        metrics.signals.labels("term").inc(len(cp.terms))
+        for _, kind, *_ in tracked_keys(cp):
+            metrics.signals.labels(kind).inc()
+        try:
+            alerts = engine.observe(cp)
+        finally:
+            engine.offset = msg.offset
+        await send_alerts(alerts)
+        if time.monotonic() - saved_at[msg.partition] >= settings.detector_checkpoint_seconds:
+            size = checkpoints.save(msg.partition, engine)
+            metrics.detector_checkpoint_bytes.labels(str(msg.partition)).set(size)
+            saved_at[msg.partition] = time.monotonic()
+        metrics.stage_done("detect", cp.post.created_at.timestamp(), _since(cp.post.ingested_at))
 
     async def deliver_one(event: EventT[Any]) -> None:
         alert = decode(Alert, event.value)
@@ -256,7 +280,7 @@ def register(
         async for events in batches:
             await ingest_batch(list(events))
 
-    @app.agent(signals_t, name="detect")
+    @app.agent(classified_t, name="detect")
     async def detect(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             await guarded("detect", event, detect_one)

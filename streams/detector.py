@@ -1,73 +1,82 @@
-"""Keyed event-time burst detection. Pure logic: no Faust, no I/O, no wall clock.
+"""Event-time burst detection over classified posts. Pure logic: no Faust, no I/O.
 
-Each burst key (a term, a dossier, a claim, a claim's stance class) keeps its own state:
-the count in the current event-time bucket and an exponentially weighted moving mean and
-variance of the counts of past buckets (empty buckets included). A bucket's count is
-tested as it grows, so a burst is raised by the post that tips it, not when the bucket
-closes. The test is a Poisson tail probability against the key's own baseline (floored,
-so a brand-new key needs several posts) -- honest for small counts where a z-score on
-zeros is not. After an alert the key cools down, so one event is one alert.
+For every post, in event-time order:
 
-Time only moves with the events' own timestamps, so replaying a stream at any speed
-yields the same alerts.
+1. **Authenticity.** The post's near-duplicate cluster (MinHash/LSH over a sliding window)
+   and, per item, whether its author was already counted on that item recently. A copy
+   or a repeat counts 0: one account or a copy-paste campaign cannot make a burst alone.
+2. **Emerging items without a list** (unigrams, bigrams, hashtags, domains, entities) are
+   counted in a fixed-memory hashed sketch (:mod:`streams.sketch`), **tracked keys**
+   (each dossier, claim, and claim x stance class) in exact cells, each against its own
+   baseline: the windowed count (previous + current bucket) vs. its bias-corrected EWMA
+   and EWM variance.
+3. **Significance**, honest for few events: a key fires when its independent count is at
+   least ``min_count``, its SigniTrend z = (x - E) / (sqrt(Var) + beta) is at least
+   ``min_z`` (overdispersion) *and* the Poisson tail -log10 P(X >= x | E) is at least
+   ``min_score`` (small counts), with E floored (a never-seen item is not infinitely
+   surprising; the floor grows with the stream's own rate).
+4. Bursts go to the :class:`~streams.alertbook.AlertBook`: merged into one evolving alert
+   per event, updated, resolved, cooled down.
+
+The strings behind hashed cells are recovered from a bounded LRU of candidate items
+(those with at least ``candidate_min`` in their window), which also holds their recent
+posts for evidence. Time only moves with the posts' own timestamps, so a replay at any
+speed gives the same alerts; the whole state pickles for checkpoints.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections import Counter
-from dataclasses import dataclass, field
+import pickle
+import zlib
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from seismo.contracts import Alert, Evidence, Signal
+import numpy as np
 
-_MAX_EMPTY_STEPS = 512  # after this many empty buckets the baseline is ~0 anyway
+from seismo.contracts import Alert, ClassifiedPost, SignalKind
+from streams.alertbook import AlertBook, BookParams, Burst, PostRef
+from streams.authenticity import AuthorRepeats, NearDuplicates
+from streams.features import analyse
+from streams.sketch import KeyedRates, RateSketch
 
 
 @dataclass(frozen=True)
 class DetectorParams:
-    bucket_seconds: int = 600
-    halflife_buckets: float = 12.0
-    floor: float = 0.3
-    min_count: int = 4
-    min_score: float = 4.0
+    bucket_seconds: int = 300
+    halflife_buckets: float = 2016.0  # one week of 5-minute buckets
+    floor: float = 0.005
+    floor_rate: float = 0.01
+    min_count: int = 2
+    min_z: float = 3.0
+    min_score: float = 4.5
+    beta: float = 0.5
+    warmup_seconds: int = 2 * 3600
     cooldown_seconds: int = 6 * 3600
+    quiet_seconds: int = 2 * 3600
     evidence_size: int = 12
-    top_terms: int = 8
-    warmup_seconds: int = 7200
+    sketch_width: int = 1 << 16
+    sketch_depth: int = 4
+    max_tracked_keys: int = 4096
+    max_candidates: int = 20_000
+    candidate_min: float = 2.0
+    max_items_per_post: int = 48
+    hot_z: float = 2.0
 
     @property
     def alpha(self) -> float:
         return float(1.0 - 0.5 ** (1.0 / self.halflife_buckets))
 
-
-@dataclass
-class KeyState:
-    """Everything the detector remembers about one key (JSON-able, for a Faust table)."""
-
-    bucket: int = 0
-    count: int = 0
-    mean: float = 0.0
-    var: float = 0.0
-    buckets_seen: int = 0
-    first_seen: float = 0.0
-    cooldown_until: float = 0.0
-    offset: int = -1
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-    # the last alert this key raised and the offset of the record that raised it, so a
-    # record replayed after a crash can send its alert again (it may not have left)
-    alert_offset: int = -1
-    alert_json: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        # shallow on purpose (dataclasses.asdict deep-copies: 10x slower on the hot path)
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> KeyState:
-        return cls(**d) if d else cls()
+    def book(self) -> BookParams:
+        return BookParams(
+            bucket_seconds=self.bucket_seconds,
+            quiet_seconds=self.quiet_seconds,
+            cooldown_seconds=self.cooldown_seconds,
+            evidence_size=self.evidence_size,
+        )
 
 
 def poisson_score(observed: int, expected: float) -> float:
@@ -76,181 +85,232 @@ def poisson_score(observed: int, expected: float) -> float:
         return 0.0
     lam = max(expected, 1e-9)
     log_lam = math.log(lam)
-    # sum the upper tail directly in log space (stable where 1 - cdf is not)
     logs = []
     i = observed
-    while True:
+    while True:  # sum the upper tail in log space (stable where 1 - cdf is not)
         lp = -lam + i * log_lam - math.lgamma(i + 1)
         logs.append(lp)
-        if i > lam and lp < logs[0] - 40:
+        if (i > lam and lp < logs[0] - 40) or i - observed > 10_000:
             break
         i += 1
-        if i - observed > 10_000:
-            break
     top = max(logs)
     log_tail = top + math.log(sum(math.exp(x - top) for x in logs))
     return max(0.0, -log_tail / math.log(10))
 
 
-def alert_id(key: str, window_start: float) -> str:
-    raw = f"{key}|{int(window_start)}".encode()
-    return hashlib.sha256(raw).hexdigest()[:24]
-
-
-class BurstDetector:
-    """Feeds signals into per-key states and says when a key bursts."""
-
-    def __init__(self, params: DetectorParams) -> None:
-        self.p = params
-        self._alpha = params.alpha
-
-    def _roll(self, st: KeyState, bucket: int) -> None:
-        """Close buckets up to (not including) ``bucket``: fold counts into the baseline."""
-        if st.buckets_seen == 0 and st.count == 0:
-            st.bucket = bucket
-            return
-        a = self._alpha
-        steps = bucket - st.bucket
-        x = float(st.count)
-        for _ in range(min(steps, _MAX_EMPTY_STEPS)):
-            diff = x - st.mean
-            incr = a * diff
-            st.mean += incr
-            st.var = (1 - a) * (st.var + diff * incr)
-            x = 0.0
-        if steps > _MAX_EMPTY_STEPS:
-            st.mean, st.var = 0.0, 0.0
-        st.buckets_seen += steps
-        st.bucket = bucket
-        st.count = 0
-
-    def _baseline(self, st: KeyState, stream_start: float | None) -> float:
-        """The EWMA mean, bias-corrected for how long the stream has been watched.
-
-        The average starts at 0 when watching starts, so after n buckets it holds only
-        1 - (1 - alpha)^n of the weight; dividing by that (as Adam does) makes a key that
-        has been steady since the start read as steady, not as a burst.
-        """
-        start = stream_start if stream_start is not None else st.first_seen
-        n = st.bucket - int(start // self.p.bucket_seconds)
-        if n <= 0:
-            return 0.0
-        return st.mean / (1.0 - (1.0 - self._alpha) ** n)
-
-    def observe(
-        self,
-        st: KeyState,
-        sig: Signal,
-        *,
-        stream_start: float | None = None,
-        now: datetime | None = None,
-    ) -> Alert | None:
-        """Count one signal into ``st`` (mutated); return an Alert if the key bursts.
-
-        ``stream_start`` is the event time the detector began watching this stream: in the
-        first ``warmup_seconds`` after it, every key is new and nothing has a baseline, so
-        nothing is raised. ``now`` is the wall-clock time stamped as ``detected_at``
-        (injectable for tests); it never influences detection.
-        """
-        p = self.p
-        ts = sig.created_at.timestamp()
-        bucket = int(ts // p.bucket_seconds)
-        if st.first_seen == 0.0:
-            st.first_seen = ts
-            st.bucket = bucket
-        if bucket > st.bucket:
-            self._roll(st, bucket)
-        entry = _evidence_entry(sig)
-        if any(e["sig"] == entry["sig"] or e["post_id"] == sig.post_id for e in st.evidence):
-            # the same post again (a retry after a restart), or an exact copy (same terms)
-            # of a post we hold as evidence: a retweet or a copy-paste is not more people
-            # talking, so it is not counted again
-            return None
-        # a late signal (older bucket) is counted in the current bucket
-        st.count += 1
-        st.evidence.append(entry)
-        if len(st.evidence) > p.evidence_size:
-            del st.evidence[: len(st.evidence) - p.evidence_size]
-
-        # cheap gates first: most signals are far from any threshold
-        if st.count < p.min_count or ts < st.cooldown_until:
-            return None
-        if stream_start is not None and ts < stream_start + p.warmup_seconds:
-            return None
-        expected = max(self._baseline(st, stream_start), p.floor)
-        if st.count <= expected:
-            return None
-        score = poisson_score(st.count, expected)
-        if score < p.min_score:
-            return None
-        st.cooldown_until = ts + p.cooldown_seconds
-        window_start = st.bucket * p.bucket_seconds
-        return self._alert(st, sig, window_start, expected, score, now or datetime.now(UTC))
-
-    def _alert(
-        self,
-        st: KeyState,
-        sig: Signal,
-        window_start: float,
-        expected: float,
-        score: float,
-        now: datetime,
-    ) -> Alert:
-        ev = st.evidence
-        term_counts: Counter[str] = Counter()
-        for e in ev:
-            term_counts.update(e.get("terms", []))
-        own = sig.label if sig.kind == "term" else None
-        terms = [own] if own else []
-        terms += [t for t, _ in term_counts.most_common() if t != own][: self.p.top_terms]
-        dossiers = Counter(e["dossier"] for e in ev if e.get("dossier"))
-        stances = Counter(e["stance"] for e in ev if e.get("stance"))
-        sources = Counter(e["source"] for e in ev)
-        first = min(e["created_at"] for e in ev)
-        return Alert(
-            id=alert_id(sig.key, window_start),
-            kind=sig.kind,
-            key=sig.key,
-            label=sig.label,
-            terms=terms[: self.p.top_terms],
-            dossier=sig.dossier or (dossiers.most_common(1)[0][0] if dossiers else None),
-            claim=sig.claim,
-            window_start=datetime.fromtimestamp(window_start, UTC),
-            window_seconds=self.p.bucket_seconds,
-            raised_at=sig.created_at,
-            first_seen=datetime.fromtimestamp(first, UTC),
-            observed=st.count,
-            expected=round(expected, 4),
-            score=round(score, 3),
-            sources=dict(sources),
-            stance_mix=dict(stances),
-            evidence=[
-                Evidence(
-                    post_id=e["post_id"],
-                    source=e["source"],
-                    created_at=datetime.fromtimestamp(e["created_at"], UTC),
-                    text=e["text"],
-                    author=e.get("author"),
-                    url=e.get("url"),
-                    stance=e.get("stance"),
-                )
-                for e in reversed(ev)
-            ],
-            detected_at=now,
+def tracked_keys(cp: ClassifiedPost) -> list[tuple[str, SignalKind, str, str | None, str | None]]:
+    """(key, kind, label, claim, dossier) of every tracked key the post counts toward."""
+    out: list[tuple[str, SignalKind, str, str | None, str | None]] = [
+        (f"dossier:{d}", "dossier", d, None, d) for d in cp.dossiers
+    ]
+    for hit in cp.claims:
+        out.append((f"claim:{hit.claim}", "claim", hit.claim, hit.claim, hit.dossier))
+        out.append(
+            (
+                f"claim:{hit.claim}:stance:{hit.stance}",
+                "stance",
+                f"{hit.claim} ({hit.stance})",
+                hit.claim,
+                hit.dossier,
+            )
         )
+    return out
 
 
-def _evidence_entry(sig: Signal) -> dict[str, Any]:
-    e: dict[str, Any] = {
-        "post_id": sig.post_id,
-        "source": sig.source,
-        "created_at": sig.created_at.timestamp(),
-        "text": sig.text[:280],
-        "terms": sig.terms[:8],
-        "sig": hashlib.blake2b(" ".join(sig.terms).encode(), digest_size=8).hexdigest(),
-    }
-    for k in ("author", "url", "dossier", "stance"):
-        v = getattr(sig, k)
-        if v:
-            e[k] = v
-    return e
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class BurstEngine:
+    """All detector state for one ordered stream (one partition)."""
+
+    def __init__(self, params: DetectorParams, clock: Callable[[], datetime] = _utcnow) -> None:
+        p = self.p = params
+        self.sketch = RateSketch(p.sketch_width, p.sketch_depth, p.alpha, p.beta)
+        self.keyed = KeyedRates(p.max_tracked_keys, p.alpha, p.beta)
+        self.dups = NearDuplicates(window_seconds=6 * 3600)
+        self.authors = AuthorRepeats()
+        self.book = AlertBook(p.book(), clock)
+        self.candidates: OrderedDict[str, deque[PostRef]] = OrderedDict()
+        self.recent: deque[PostRef] = deque()
+        self.start: float | None = None
+        self.bucket = 0
+        self.stream_counts = [0, 0]  # posts in previous and current bucket
+        self.stream_mean = 0.0
+        self.offset = -1  # last source offset applied (set by the caller)
+        self._ticked = -1
+
+    # -- persistence -------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["book"] = dict(self.book.__dict__, clock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        book_state = state.pop("book")
+        self.__dict__.update(state)
+        self.book = AlertBook.__new__(AlertBook)
+        self.book.__dict__.update(book_state)
+        self.book.clock = _utcnow
+
+    def set_clock(self, clock: Callable[[], datetime]) -> None:
+        self.book.clock = clock
+
+    def dumps(self) -> bytes:
+        return zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+    @staticmethod
+    def loads(data: bytes) -> BurstEngine:
+        engine = pickle.loads(zlib.decompress(data))
+        if not isinstance(engine, BurstEngine):
+            raise TypeError("not a BurstEngine checkpoint")
+        return engine
+
+    @property
+    def memory_bytes(self) -> int:
+        """The fixed part: the sketch, the keyed cells and the author array."""
+        return self.sketch.nbytes + self.keyed.nbytes + int(self.authors.last.nbytes)
+
+    # -- detection ---------------------------------------------------------------------
+    def _advance(self, bucket: int) -> None:
+        if bucket <= self.bucket:
+            return
+        a = self.p.alpha
+        for step in range(min(bucket - self.bucket, 512)):
+            x = self.stream_counts[1] if step == 0 else 0
+            self.stream_mean += a * (x - self.stream_mean)
+        self.stream_counts = [self.stream_counts[1] if bucket == self.bucket + 1 else 0, 0]
+        self.bucket = bucket
+
+    def _correction(self) -> float:
+        assert self.start is not None
+        n = max(1, self.bucket - int(self.start // self.p.bucket_seconds))
+        return float(1.0 - (1.0 - self.p.alpha) ** n)
+
+    def observe(self, cp: ClassifiedPost) -> list[Alert]:
+        """Count one classified post; return the alert versions it causes (often none)."""
+        p = self.p
+        post = cp.post
+        ts = post.created_at.timestamp()
+        bucket = int(ts // p.bucket_seconds)
+        if self.start is None:
+            self.start = ts
+            self.bucket = bucket
+        self._advance(bucket)  # a late post counts in the current bucket
+        bucket = self.bucket
+        self.stream_counts[1] += 1
+        out: list[Alert] = []
+        if bucket != self._ticked:  # alerts resolve on bucket boundaries
+            out += self.book.tick(ts)
+            self._ticked = bucket
+
+        items, content = analyse(post.text, p.max_items_per_post)
+        cluster = self.dups.cluster(post.key, content, ts)
+        keys = tracked_keys(cp)
+        key_names = [k[0] for k in keys]
+        author = post.author or post.key
+        stance = cp.claims[0].stance if cp.claims else None
+        ref = PostRef(
+            post_id=post.key,
+            source=post.source,
+            ts=ts,
+            text=post.text[:280],
+            author=post.author,
+            url=post.url,
+            cluster=cluster or post.key,
+            items=frozenset(items + key_names),
+            dossiers=tuple(cp.dossiers),
+            claims=tuple(h.claim for h in cp.claims),
+            stance=stance,
+        )
+        self.recent.append(ref)
+        horizon = ts - 2 * p.bucket_seconds
+        while self.recent and (self.recent[0].ts < horizon or len(self.recent) > 20_000):
+            self.recent.popleft()
+
+        warm = ts >= self.start + p.warmup_seconds
+        corr = self._correction()
+        stream_rate = 2.0 * self.stream_mean / corr
+        floor = max(p.floor, p.floor_rate * stream_rate)
+        hot: set[str] = set()
+        bursts: list[Burst] = []
+        names = items + key_names
+        for sketch, group in ((self.sketch, items), (self.keyed, key_names)):
+            if not group:
+                continue
+            fresh = self.authors.fresh(author, group, bucket)
+            weights = (fresh & (cluster is None)).astype(np.float32)
+            est = sketch.observe(sketch.locate(group), weights, bucket, corr, floor)
+            hot.update(group[j] for j in np.flatnonzero(est.z >= p.hot_z).tolist())
+            cands = self.candidates
+            admit = (est.count >= p.candidate_min).tolist()
+            for name, enough in zip(group, admit, strict=True):
+                if name in cands:
+                    self._remember(name, ref)
+                elif enough:
+                    self._admit(name)
+            fire = np.nonzero((est.count >= p.min_count) & (est.z >= p.min_z))[0]
+            for j in fire:
+                score = poisson_score(int(est.count[j]), float(est.expected[j]))
+                if score < p.min_score or not warm:
+                    continue
+                bursts.append(
+                    self._burst(
+                        names.index(group[j]),
+                        keys,
+                        items,
+                        ts,
+                        float(est.count[j]),
+                        float(est.expected[j]),
+                        float(est.z[j]),
+                        score,
+                    )
+                )
+        out += self.book.on_post(ref, hot, bursts)
+        return out
+
+    def _admit(self, name: str) -> None:
+        """A new candidate: its recent posts are recovered from the short post history."""
+        posts = deque((r for r in self.recent if name in r.items), maxlen=64)
+        self.candidates[name] = posts
+        if len(self.candidates) > self.p.max_candidates:
+            self.candidates.popitem(last=False)
+
+    def _remember(self, name: str, ref: PostRef) -> None:
+        posts = self.candidates[name]
+        self.candidates.move_to_end(name)
+        if not posts or posts[-1] is not ref:
+            posts.append(ref)
+
+    def _burst(
+        self,
+        j: int,
+        keys: list[tuple[str, SignalKind, str, str | None, str | None]],
+        items: list[str],
+        ts: float,
+        count: float,
+        expected: float,
+        z: float,
+        score: float,
+    ) -> Burst:
+        horizon = ts - 2 * self.p.bucket_seconds
+        if j < len(items):
+            name = items[j]
+            kind: SignalKind = "term"
+            key, label, claim, dossier = name, name, None, None
+        else:
+            key, kind, label, claim, dossier = keys[j - len(items)]
+        posts = [r for r in self.candidates.get(key, ()) if r.ts >= horizon]
+        return Burst(
+            key=key,
+            kind=kind,
+            label=label,
+            ts=ts,
+            count=count,
+            expected=expected,
+            z=z,
+            score=score,
+            posts=posts,
+            claim=claim,
+            dossier=dossier,
+        )

@@ -18,7 +18,6 @@ from streams import faust_fixes
 from streams.agents import Stages, register
 from streams.app import create_app, new_registry
 from streams.delivery import AlertSinks, sinks_from_settings
-from streams.detector import BurstDetector
 from streams.pipeline import detector_params
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
             threads=settings.model_threads,
             batch_size=settings.classify_batch_size,
         ),
-        BurstDetector(detector_params(settings)),
+        detector_params(settings),
         sinks,
     )
 

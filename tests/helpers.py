@@ -21,7 +21,6 @@ from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Alert, Post
 from seismo.watchlist import load_watchlist
-from streams.detector import BurstDetector
 from streams.pipeline import OfflinePipeline, detector_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +52,8 @@ def offline_alerts(posts: Iterable[Post]) -> list[Alert]:
     """The alerts the pipeline's logic raises for ``posts``, computed in this process."""
     pipe = OfflinePipeline(
         KeywordClassifier(load_watchlist()),
-        BurstDetector(detector_params(load_settings())),
-        now=datetime(2026, 11, 23, tzinfo=UTC),
+        detector_params(load_settings()),
+        clock=lambda: datetime(2026, 11, 23, tzinfo=UTC),
     )
     return list(pipe.run(posts))
 

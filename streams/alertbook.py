@@ -1,0 +1,380 @@
+"""Alert lifecycle: one evolving alert per event, with its evidence packet. Pure logic.
+
+A burst of any key (an emerging term, a tracked claim, a dossier, a stance class) either
+joins an open alert -- the one already holding that key, the one about the same claim,
+or the one whose posts it mostly shares (a claim and its terms are one event) -- or
+opens a new alert. An open alert is updated (a new ``version`` of the same ``id``) when
+it gains a key or a source, its severity rises, or it doubles in size; it is resolved
+when none of its keys has been elevated for ``quiet_seconds`` of event time, after which
+its keys cool down. The id is derived from the opening key and bucket, so replaying the
+same posts gives the same ids and versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from seismo.contracts import Alert, CountPoint, Evidence, Severity, SignalKind, Stance
+from streams.features import label_words
+
+SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
+_KIND_RANK = {"claim": 0, "stance": 1, "dossier": 2, "term": 3}
+
+
+@dataclass(frozen=True)
+class PostRef:
+    """What the detector keeps of a post (for evidence and corroboration)."""
+
+    post_id: str
+    source: str
+    ts: float
+    text: str
+    author: str | None
+    url: str | None
+    cluster: str  # near-duplicate cluster: the id of the first post of its kind
+    items: frozenset[str]
+    dossiers: tuple[str, ...] = ()
+    claims: tuple[str, ...] = ()
+    stance: Stance | None = None
+
+
+@dataclass
+class Burst:
+    """One key found significant at one post."""
+
+    key: str
+    kind: SignalKind
+    label: str
+    ts: float
+    count: float
+    expected: float
+    z: float
+    score: float
+    posts: list[PostRef]
+    claim: str | None = None
+    dossier: str | None = None
+
+
+@dataclass(frozen=True)
+class BookParams:
+    bucket_seconds: int = 300
+    quiet_seconds: int = 2 * 3600
+    cooldown_seconds: int = 6 * 3600
+    update_gap_seconds: int = 900
+    merge_overlap: float = 0.5
+    max_open: int = 256
+    max_alert_posts: int = 400
+    evidence_size: int = 12
+    top_terms: int = 8
+    curve_points: int = 48
+
+
+@dataclass
+class _Open:
+    id: str
+    opened: Burst
+    bucket: int
+    version: int = 0
+    keys: dict[str, Burst] = field(default_factory=dict)
+    posts: OrderedDict[str, PostRef] = field(default_factory=OrderedDict)
+    curve: Counter[int] = field(default_factory=Counter)
+    source_first: dict[str, float] = field(default_factory=dict)
+    last_hot: float = 0.0
+    authors: set[str] = field(default_factory=set)
+    clusters: set[str] = field(default_factory=set)
+    independent: int = 0  # posts that are a new cluster by a new author
+    total: int = 0  # posts attached (``posts`` keeps the newest only)
+    # at the last emission: severity, keys, tracked keys, sources, size, event time
+    emitted: tuple[int, int, int, int, int, float] = (0, 0, 0, 0, 0, 0.0)
+
+
+def public_key(key: str) -> str:
+    """A burst key as alerts name it (``term:tornado``, ``claim:x``, ``dossier:y``)."""
+    return key if key.startswith(("dossier:", "claim:")) else f"term:{key}"
+
+
+def alert_id(key: str, window_start: float) -> str:
+    raw = f"{key}|{int(window_start)}".encode()
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+class AlertBook:
+    def __init__(self, params: BookParams, clock: Callable[[], datetime]) -> None:
+        self.p = params
+        self.clock = clock
+        self.open: dict[str, _Open] = {}
+        self.key_alert: dict[str, str] = {}
+        self.cooldown: dict[str, float] = {}
+
+    # -- events ------------------------------------------------------------------------
+    def on_post(self, ref: PostRef, hot: set[str], bursts: Sequence[Burst] = ()) -> list[Alert]:
+        """One post: the keys it made burst join or open alerts, the open alerts it belongs
+        to grow (``hot`` = its keys still elevated); at most one new version per alert."""
+        out: list[Alert] = []
+        touched: dict[str, None] = {}
+        for b in bursts:
+            aid = self._join(b, out)
+            if aid is not None:
+                touched[aid] = None
+        for key in ref.items:
+            aid = self.key_alert.get(key)
+            if aid is None:
+                continue
+            al = self.open[aid]
+            self._add_post(al, ref)
+            if key in hot:
+                al.last_hot = max(al.last_hot, ref.ts)
+            touched[aid] = None
+        for aid in touched:
+            if aid in self.open:  # (not evicted meanwhile)
+                out += self._maybe_emit(self.open[aid], ref.ts)
+        return out
+
+    def _join(self, b: Burst, out: list[Alert]) -> str | None:
+        """Put a burst into its alert (opening one if need be); evictions go to ``out``."""
+        aid = self.key_alert.get(b.key) or self._merge_target(b)
+        if aid is None:
+            if self.cooldown.get(b.key, -math.inf) > b.ts:
+                return None
+            bucket = int(b.ts // self.p.bucket_seconds)
+            aid = alert_id(public_key(b.key), bucket * self.p.bucket_seconds)
+            self.open[aid] = _Open(id=aid, opened=b, bucket=bucket, last_hot=b.ts)
+            out += self._evict(b.ts, keep=aid)
+        al = self.open[aid]
+        best = al.keys.get(b.key)
+        if best is None or b.score > best.score:
+            al.keys[b.key] = b
+        self.key_alert[b.key] = aid
+        al.last_hot = max(al.last_hot, b.ts)
+        for ref in b.posts:
+            self._add_post(al, ref)
+        return aid
+
+    def tick(self, ts: float) -> list[Alert]:
+        """Resolve the alerts that have been quiet for ``quiet_seconds`` before ``ts``."""
+        quiet = [al for al in self.open.values() if ts - al.last_hot >= self.p.quiet_seconds]
+        return [self._resolve(al, al.last_hot + self.p.quiet_seconds) for al in quiet]
+
+    # -- internals ---------------------------------------------------------------------
+    def _merge_target(self, b: Burst) -> str | None:
+        if b.claim:
+            for al in self.open.values():
+                if any(k.claim == b.claim for k in al.keys.values()):
+                    return al.id
+        # the open alert whose keys most of this burst's posts carry, or whose posts
+        # they mostly are (co-occurrence: a claim and its terms, a term and its bigram)
+        best, best_share = None, 0.0
+        n = max(len(b.posts), 1)
+        for al in self.open.values():
+            keys = al.keys.keys()
+            share = sum(1 for r in b.posts if r.post_id in al.posts or r.items & keys) / n
+            if share > best_share:
+                best, best_share = al.id, share
+        return best if best_share >= self.p.merge_overlap else None
+
+    def _add_post(self, al: _Open, ref: PostRef) -> None:
+        if ref.post_id in al.posts:
+            return
+        al.posts[ref.post_id] = ref
+        if len(al.posts) > self.p.max_alert_posts:
+            al.posts.popitem(last=False)
+        al.total += 1
+        author = ref.author or ref.post_id
+        if ref.cluster not in al.clusters and author not in al.authors:
+            al.independent += 1
+        al.clusters.add(ref.cluster)
+        al.authors.add(author)
+        al.curve[int(ref.ts // self.p.bucket_seconds)] += 1
+        if len(al.curve) > self.p.curve_points:
+            del al.curve[min(al.curve)]
+        first = al.source_first.get(ref.source)
+        if first is None or ref.ts < first:
+            al.source_first[ref.source] = ref.ts
+
+    def _evict(self, ts: float, keep: str) -> list[Alert]:
+        out = []
+        while len(self.open) > self.p.max_open:
+            oldest = min((a for a in self.open.values() if a.id != keep), key=lambda a: a.last_hot)
+            out.append(self._resolve(oldest, ts))
+        return out
+
+    def _resolve(self, al: _Open, ts: float) -> Alert:
+        del self.open[al.id]
+        for key in al.keys:
+            self.key_alert.pop(key, None)
+            self.cooldown[key] = ts + self.p.cooldown_seconds
+        if len(self.cooldown) > 50_000:
+            self.cooldown = {k: v for k, v in self.cooldown.items() if v > ts}
+        return self._emit(al, ts, "resolved")
+
+    def _maybe_emit(self, al: _Open, ts: float) -> list[Alert]:
+        sev = SEVERITIES.index(self._severity(al))
+        size = self._size(al)
+        old_sev, old_keys, old_tracked, old_srcs, old_size, old_ts = al.emitted
+        if al.version == 0:
+            return [self._emit(al, ts, "open")]
+        grown = (
+            sev > old_sev
+            or len(al.keys) > old_keys
+            or len(al.source_first) > old_srcs
+            or size >= 2 * old_size
+        )
+        # news that cannot wait: it got worse, or a tracked claim/dossier joined
+        urgent = sev > old_sev or _tracked(al) > old_tracked
+        if grown and (urgent or ts - old_ts >= self.p.update_gap_seconds):
+            return [self._emit(al, ts, "update")]
+        return []
+
+    @staticmethod
+    def _size(al: _Open) -> int:
+        """Independent voices: posts that are a new near-duplicate cluster by a new author."""
+        return al.independent
+
+    def _severity(self, al: _Open) -> Severity:
+        best = max(al.keys.values(), key=lambda k: k.score)
+        size = self._size(al)
+        points = 0
+        points += (best.score >= 8) + (best.score >= 16)
+        points += (size >= 10) + (size >= 40)
+        points += (len(al.source_first) >= 2) + (len(al.source_first) >= 3)
+        points += best.count >= 10 * max(best.expected, 0.1)  # speed: far above baseline
+        if al.total >= 6 and size < 0.5 * al.total:
+            points -= 1  # mostly copies or repeat authors
+        return SEVERITIES[max(0, min(3, (points + 1) // 2))]
+
+    def _emit(self, al: _Open, ts: float, status: str) -> Alert:
+        al.version += 1
+        p = self.p
+        keys = sorted(al.keys.values(), key=lambda k: -k.score)
+        best = keys[0]
+        op = self._primary(al)
+        posts = list(al.posts.values())
+        size = self._size(al)
+        item_counts: Counter[str] = Counter()
+        for r in posts:
+            item_counts.update(i for i in r.items if not i.startswith(("dossier:", "claim:")))
+        labels = [label_words(k.label) for k in keys if k.kind == "term"]
+        terms = list(dict.fromkeys(labels))
+        for item, _ in item_counts.most_common(3 * p.top_terms):
+            if len(terms) >= p.top_terms:
+                break
+            w = label_words(item)
+            if w not in terms and not any(w in t.split() for t in terms):
+                terms.append(w)
+        dossiers = Counter(d for r in posts for d in r.dossiers)
+        claims = sorted({c for r in posts for c in r.claims} | {k.claim for k in keys if k.claim})
+        lead = min(al.source_first, key=lambda s: al.source_first[s])
+        sev = self._severity(al)
+        al.emitted = (
+            SEVERITIES.index(sev),
+            len(al.keys),
+            _tracked(al),
+            len(al.source_first),
+            size,
+            ts,
+        )
+        bs = p.bucket_seconds
+        curve_from = min(al.curve)
+        return Alert(
+            id=al.id,
+            version=al.version,
+            status=status,  # type: ignore[arg-type]
+            severity=sev,
+            kind=op.kind,
+            key=public_key(op.key),
+            label=op.label,
+            terms=terms[: p.top_terms],
+            dossier=op.dossier or (dossiers.most_common(1)[0][0] if dossiers else None),
+            claim=op.claim or (claims[0] if claims else None),
+            window_start=_dt(al.bucket * bs),
+            window_seconds=2 * bs,
+            raised_at=_dt(ts),
+            first_seen=_dt(min(r.ts for r in posts)),
+            observed=int(best.count),
+            expected=round(best.expected, 4),
+            score=round(best.score, 3),
+            sources=dict(Counter(r.source for r in posts)),
+            stance_mix=dict(Counter(r.stance for r in posts if r.stance)),
+            evidence=self._evidence(posts, {k.key for k in keys}),
+            detected_at=self.clock(),
+            related_keys=[public_key(k.key) for k in keys],
+            claims=claims,
+            lead_source=lead,
+            source_first_seen={s: _dt(t) for s, t in sorted(al.source_first.items())},
+            counts_curve=[
+                CountPoint(start=_dt(b * bs), count=al.curve.get(b, 0))
+                for b in range(curve_from, max(al.curve) + 1)
+            ][-p.curve_points :],
+            z=round(best.z, 3),
+            posts_seen=al.total,
+            unique_authors=len(al.authors),
+            independent_posts=size,
+            discounted={
+                "near_duplicate": al.total - len(al.clusters),
+                "repeat_author_or_copy": al.total - size,
+            },
+            reason=(
+                f"{best.label!r}: {best.count:g} independent posts in the last "
+                f"{2 * bs // 60} min vs {best.expected:.2f} expected "
+                f"(z={best.z:.1f}, -log10 p={best.score:.1f}); {len(keys)} key(s), "
+                f"{len(al.source_first)} source(s), first seen on {lead}"
+            ),
+        )
+
+    @staticmethod
+    def _primary(al: _Open) -> Burst:
+        """What the alert is about: a tracked claim before its stance class, dossier or
+        terms; among equals the key that joined first."""
+        ranked = enumerate(al.keys.values())
+        return min(ranked, key=lambda ib: (_KIND_RANK[ib[1].kind], ib[0]))[1]
+
+    def _evidence(self, posts: list[PostRef], keys: set[str]) -> list[Evidence]:
+        """Representative and diverse: posts holding the most burst keys first, at most
+        one per near-duplicate cluster and (first pass) one per author, sources alternated."""
+        ranked = sorted(posts, key=lambda r: (-len(r.items & keys), r.ts))
+        picked: list[PostRef] = []
+        clusters: set[str] = set()
+        authors: set[str] = set()
+        for strict in (True, False):
+            for r in ranked:
+                if len(picked) >= self.p.evidence_size:
+                    break
+                author = r.author or r.post_id
+                if r.cluster in clusters or (strict and author in authors) or r in picked:
+                    continue
+                picked.append(r)
+                clusters.add(r.cluster)
+                authors.add(author)
+        by_source: dict[str, list[PostRef]] = {}
+        for r in picked:
+            by_source.setdefault(r.source, []).append(r)
+        mixed: list[PostRef] = []
+        while any(by_source.values()):
+            for lst in by_source.values():
+                if lst:
+                    mixed.append(lst.pop(0))
+        return [
+            Evidence(
+                post_id=r.post_id,
+                source=r.source,
+                created_at=_dt(r.ts),
+                text=r.text,
+                author=r.author,
+                url=r.url,
+                stance=r.stance,
+            )
+            for r in mixed
+        ]
+
+
+def _tracked(al: _Open) -> int:
+    return sum(1 for k in al.keys.values() if k.kind != "term")
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)

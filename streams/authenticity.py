@@ -1,0 +1,97 @@
+"""Who is really talking: near-duplicate clusters and repeat authors, in bounded memory.
+
+A copy-paste campaign or a retweet storm is one voice, and one account posting the same
+term ten times is one person: both are discounted before counting, so neither can make a
+burst alone.
+
+- :class:`NearDuplicates`: MinHash signatures (Broder 1997) of each post's content words
+  with banded LSH over a sliding event-time window; a post whose estimated Jaccard
+  similarity to a post in the window reaches ``threshold`` joins that post's cluster.
+  Signatures are computed with numpy (one vectorised call per post); the measured cost of
+  ``datasketch`` here was 0.4-0.5 ms per post, 20x over the detector's whole budget.
+- :class:`AuthorRepeats`: a fixed hashed array remembering, per (author, item), the last
+  event-time bucket it was counted in (a collision can only discount, never inflate).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+
+import numpy as np
+
+
+class NearDuplicates:
+    def __init__(
+        self,
+        window_seconds: float,
+        num_perm: int = 64,
+        bands: int = 8,
+        max_posts: int = 50_000,
+        seed: int = 7,
+    ) -> None:
+        if num_perm % bands:
+            raise ValueError("num_perm must be a multiple of bands")
+        rng = np.random.default_rng(seed)
+        # multiply-shift hashing (Dietzfelbinger): odd 64-bit a, wrap-around products
+        self._a = rng.integers(0, 1 << 63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self._b = rng.integers(0, 1 << 63, num_perm, dtype=np.uint64)
+        self.bands = bands
+        self.rows = num_perm // bands
+        self.window = window_seconds
+        self.max_posts = max_posts
+        # band key -> cluster id of the newest post holding it; expiry queue of (ts, keys)
+        self._index: dict[bytes, str] = {}
+        self._queue: deque[tuple[float, list[bytes]]] = deque()
+
+    def signature(self, words: list[str]) -> np.ndarray:
+        h = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+        sig: np.ndarray = ((np.outer(h, self._a) + self._b) >> np.uint64(32)).min(axis=0)
+        return sig
+
+    def _expire(self, ts: float) -> None:
+        q = self._queue
+        while q and (q[0][0] < ts - self.window or len(q) > self.max_posts):
+            _, keys = q.popleft()
+            for k in keys:
+                self._index.pop(k, None)
+
+    def cluster(self, post_id: str, words: list[str], ts: float) -> str | None:
+        """The cluster this post joins (the id of an earlier similar post), or None."""
+        self._expire(ts)
+        if len(words) < 3:  # too short to tell a copy from a coincidence
+            return None
+        sig = self.signature(sorted(set(words)))
+        keys = [
+            bytes([i]) + sig[i * self.rows : (i + 1) * self.rows].tobytes()
+            for i in range(self.bands)
+        ]
+        # one agreeing band of 8 rows: P(match) is 0.13 at Jaccard 0.6, 0.77 at 0.8, 0.99
+        # at 0.9 -- retweets, copy-paste and templated spam, not posts on the same subject
+        found = next((c for c in map(self._index.get, keys) if c is not None), None)
+        cluster = found or post_id
+        for k in keys:
+            self._index[k] = cluster
+        self._queue.append((ts, keys))
+        return found
+
+
+class AuthorRepeats:
+    def __init__(self, size: int = 1 << 18) -> None:
+        self.size = size
+        self.last = np.full(size, -1, dtype=np.int32)
+
+    def fresh(self, author: str, items: list[str], bucket: int) -> np.ndarray:
+        """Boolean per item: this author has not been counted on it in this or the last bucket.
+
+        Marks them counted now.
+        """
+        pre = author.encode() + b"\x00"
+        idx = np.fromiter(
+            (zlib.crc32(pre + i.encode()) % self.size for i in items),
+            dtype=np.int64,
+            count=len(items),
+        )
+        fresh: np.ndarray = self.last[idx] < bucket - 1
+        self.last[idx] = bucket
+        return fresh

@@ -1,0 +1,87 @@
+"""``seismo eval bursts``: replay streams through the detector, score detection delays.
+
+No broker: the posts go through the same classifier and :class:`~streams.detector.
+BurstEngine` the worker runs, in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from models.keyword import KeywordClassifier
+from seismo.cliutil import progress, settings_from
+from seismo.contracts import Alert, Post
+from seismo.watchlist import load_watchlist
+from streams.evaluate import EventSpec, evaluate_event, summary
+from streams.pipeline import OfflinePipeline, detector_params
+
+
+def _eval_subparsers(sub: Any) -> Any:
+    """The ``eval`` group's subparsers, created here or by another command module."""
+    ev = sub.choices.get("eval")
+    if ev is None:
+        ev = sub.add_parser("eval", help="evaluate pipeline stages on labelled data")
+        return ev.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
+    return ev._subparsers._group_actions[0]  # argparse keeps no public handle
+
+
+def register(sub: Any) -> None:
+    b = _eval_subparsers(sub).add_parser(
+        "bursts",
+        help="detection delay and pre-onset false alerts on replayed streams",
+        description=(
+            "Replay each JSONL stream through the classifier and burst detector (same code "
+            "as the worker, no broker), then for every event in --events whose 'replay' "
+            "names the file print: the event-time delay from onset (and from the first "
+            "on-topic post) to the first alert hitting its keywords, and the alerts opened "
+            "before the onset. One JSON line per event; the last line is a JSON summary."
+        ),
+    )
+    b.add_argument("replays", nargs="+", type=Path, metavar="REPLAY.jsonl")
+    b.add_argument("--events", type=Path, required=True, help="events.json (onset, keywords)")
+    b.add_argument("--alerts-out", type=Path, help="also write every alert version (JSONL)")
+    b.add_argument("--config", type=Path, help="settings YAML (detector parameters)")
+    b.set_defaults(func=cmd_eval_bursts)
+
+
+def run_stream(path: Path, pipe: OfflinePipeline) -> tuple[list[Post], list[Alert]]:
+    posts: list[Post] = []
+    alerts: list[Alert] = []
+    with path.open() as f:
+        for n, line in enumerate(f, 1):
+            post = Post.model_validate_json(line)
+            posts.append(post)
+            alerts += pipe.feed(post)
+            if n % 5000 == 0:
+                progress(f"{path.name}: {n} posts, {len(alerts)} alert versions")
+    return posts, alerts
+
+
+def cmd_eval_bursts(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    specs = EventSpec.load(args.events)
+    classifier = KeywordClassifier(load_watchlist(settings.watchlist))
+    results = []
+    out = args.alerts_out.open("w") if args.alerts_out else None
+    try:
+        for path in args.replays:
+            mine = [s for s in specs if s.replay == path.name]
+            if not mine:
+                progress(f"{path.name}: no event in {args.events} names this file; skipped")
+                continue
+            posts, alerts = run_stream(path, OfflinePipeline(classifier, detector_params(settings)))
+            if out is not None:
+                for a in alerts:
+                    out.write(a.model_dump_json(exclude_none=True) + "\n")
+            for spec in mine:
+                r = evaluate_event(spec, posts, alerts)
+                results.append(r)
+                print(json.dumps(r.as_dict()), flush=True)
+    finally:
+        if out is not None:
+            out.close()
+    print(json.dumps(summary(results)))
+    return 0 if results else 1

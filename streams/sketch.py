@@ -1,0 +1,170 @@
+"""Fixed-memory moving rate statistics per item: a SigniTrend-style hashed sketch.
+
+Each item (a term, a hashtag, a tracked key) is hashed to one cell in each of ``depth``
+rows of ``width`` cells. A cell holds the weighted count of the current and the previous
+event-time bucket and an exponentially weighted moving average and variance of its past
+bucket counts (Schubert, Weiler, Kriegel: *SigniTrend*, KDD 2014). Memory is
+``depth * width * 20`` bytes whatever the vocabulary size. Cells are brought up to date
+lazily when touched (k empty buckets are folded in closed form), so a bucket boundary
+costs nothing and a sparse stream with long gaps is as cheap as a dense one.
+
+An item's estimate is read from the row where it looks least significant (its count is
+inflated there the least by colliding items), as in SigniTrend.
+
+:class:`KeyedRates` is the same statistic with one exact cell per key, for the bounded set
+of tracked keys (claims, dossiers, stance classes) whose baselines must not collide.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Per item: windowed count, its expected value and variance, and z."""
+
+    count: F32
+    expected: F32
+    var: F32
+    z: F32
+
+
+class RateSketch:
+    """``depth`` x ``width`` cells of (current, previous, EWMA, EWM variance, bucket)."""
+
+    def __init__(self, width: int, depth: int, alpha: float, beta: float) -> None:
+        self.width = width
+        self.depth = depth
+        self.alpha = alpha
+        self.beta = beta
+        n = width * depth
+        self.cur = np.zeros(n, np.float32)
+        self.prev = np.zeros(n, np.float32)
+        self.mean = np.zeros(n, np.float32)
+        self.var = np.zeros(n, np.float32)
+        self.bucket = np.zeros(n, np.int32)
+        self._rows = (np.arange(depth, dtype=np.int64) * width)[:, None]
+        self._cache: dict[str, tuple[int, int]] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return int(
+            self.cur.nbytes
+            + self.prev.nbytes
+            + self.mean.nbytes
+            + self.var.nbytes
+            + self.bucket.nbytes
+        )
+
+    def _hashes(self, item: str) -> tuple[int, int]:
+        h = self._cache.get(item)
+        if h is None:
+            raw = item.encode()
+            h = (zlib.crc32(raw), zlib.crc32(raw, 0x5BD1E995) | 1)
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[item] = h
+        return h
+
+    def locate(self, items: list[str]) -> I64:
+        """Cell indices, shape (depth, len(items)); row r uses h1 + r * h2 (double hashing)."""
+        hs = np.array([self._hashes(i) for i in items], dtype=np.int64).reshape(-1, 2)
+        r = np.arange(self.depth, dtype=np.int64)[:, None]
+        cols = (hs[:, 0][None, :] + r * hs[:, 1][None, :]) % self.width
+        idx: I64 = cols + self._rows
+        return idx
+
+    def _bring_up_to_date(self, flat: I64, bucket: int) -> None:
+        stale = flat[self.bucket[flat] < bucket]
+        if stale.size == 0:
+            return
+        a = self.alpha
+        k = (bucket - self.bucket[stale]).astype(np.float32)
+        x = self.cur[stale]
+        m = self.mean[stale]
+        diff = x - m
+        m = m + a * diff
+        v = (1.0 - a) * (self.var[stale] + a * diff * diff)
+        # k - 1 empty buckets in closed form: m_j = m r^j, v_j = r^j (v + m^2 (1 - r^j))
+        rk = np.power(np.float32(1.0 - a), k - 1.0)
+        v = rk * (v + m * m * (1.0 - rk))
+        m = m * rk
+        self.prev[stale] = np.where(k == 1.0, x, np.float32(0.0))
+        self.cur[stale] = 0.0
+        self.mean[stale] = m
+        self.var[stale] = v
+        self.bucket[stale] = bucket
+
+    def add(self, idx: I64, weights: F32, bucket: int) -> None:
+        """Count ``weights`` (one per item) into the current bucket of each item's cells."""
+        flat = idx.ravel()
+        self._bring_up_to_date(flat, bucket)
+        self._add(flat, np.tile(weights, self.depth))
+
+    def _add(self, flat: I64, w: F32) -> None:
+        if np.unique(flat).size == flat.size:
+            self.cur[flat] += w
+        else:  # colliding items in one row: add each
+            np.add.at(self.cur, flat, w)
+
+    def observe(
+        self, idx: I64, weights: F32, bucket: int, correction: float, floor: float
+    ) -> Estimate:
+        """:meth:`add`, then :meth:`estimate` (one pass over the cells)."""
+        flat = idx.ravel()
+        self._bring_up_to_date(flat, bucket)
+        self._add(flat, np.tile(weights, self.depth))
+        return self._read(flat, idx.shape, correction, floor)
+
+    def estimate(self, idx: I64, bucket: int, correction: float, floor: float) -> Estimate:
+        """Windowed (previous + current bucket) count of each item vs. its baseline.
+
+        ``correction`` divides the EWMA (bias correction for a short watch); ``floor`` is
+        the smallest expected window count.
+        """
+        flat = idx.ravel()
+        self._bring_up_to_date(flat, bucket)
+        return self._read(flat, idx.shape, correction, floor)
+
+    def _read(self, flat: I64, shape: tuple[int, ...], correction: float, floor: float) -> Estimate:
+        x = (self.prev[flat] + self.cur[flat]).reshape(shape)
+        exp = np.maximum(self.mean[flat].reshape(shape) * (2.0 / correction), floor)
+        var = self.var[flat].reshape(shape) * (2.0 / correction)
+        z = (x - exp) / (np.sqrt(var) + self.beta)
+        if shape[0] == 1:
+            return Estimate(count=x[0], expected=exp[0], var=var[0], z=z[0])
+        row = np.argmin(z, axis=0)
+        cols = np.arange(shape[1])
+        return Estimate(
+            count=x[row, cols], expected=exp[row, cols], var=var[row, cols], z=z[row, cols]
+        )
+
+
+class KeyedRates(RateSketch):
+    """One exact cell per key (a bounded set: the watchlist's claims, dossiers, stances)."""
+
+    def __init__(self, capacity: int, alpha: float, beta: float) -> None:
+        super().__init__(capacity, 1, alpha, beta)
+        self.slots: dict[str, int] = {}
+
+    def locate(self, items: list[str]) -> I64:
+        out = np.empty((1, len(items)), dtype=np.int64)
+        for j, key in enumerate(items):
+            slot = self.slots.get(key)
+            if slot is None:
+                # past capacity, keys share cells (hashed): still bounded, merely less exact
+                slot = len(self.slots) if len(self.slots) < self.width else None
+                if slot is None:
+                    slot = zlib.crc32(key.encode()) % self.width
+                else:
+                    self.slots[key] = slot
+            out[0, j] = slot
+        return out
