@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from seismo.cliutil import progress
+from seismo.cliutil import EVAL_HELP, command_group, progress
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_DATA = {
@@ -87,18 +87,21 @@ def register(sub: Any) -> None:
     t.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
     t.set_defaults(func=_train_with_defaults)
 
-    e = sub.add_parser(
-        "eval",
-        help="evaluate a model head on a labelled JSONL file",
-        description="stance FILE: rows with claim, text, label (support/deny/query/comment); "
-        "topic FILE: rows with text and topics (a list). Prints per-class precision/recall/F1, "
-        "macro-F1 and accuracy; the last line is JSON {macro_f1, accuracy, n}.",
-    )
-    e.add_argument("task", choices=["stance", "topic"])
-    e.add_argument("file", type=Path, help="JSONL file of labelled rows")
-    e.add_argument("--model-dir", type=Path, help="artifact directory (default: bundled)")
-    e.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
-    e.set_defaults(func=cmd_eval)
+    group = command_group(sub, "eval", EVAL_HELP)
+    for task, rows in (
+        ("stance", "rows with claim, text, label (support/deny/query/comment)"),
+        ("topic", "rows with text and topics (a list)"),
+    ):
+        e = group.add_parser(
+            task,
+            help=f"evaluate the {task} head on a labelled JSONL file",
+            description=f"FILE: {rows}. Prints per-class precision/recall/F1, macro-F1 and "
+            "accuracy; the last line is JSON {macro_f1, accuracy, n}.",
+        )
+        e.add_argument("file", type=Path, help="JSONL file of labelled rows")
+        e.add_argument("--model-dir", type=Path, help="artifact directory (default: bundled)")
+        e.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+        e.set_defaults(func=cmd_eval, task=task)
 
 
 def _train_with_defaults(args: argparse.Namespace) -> int:

@@ -31,3 +31,18 @@ def install_stop_handler() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return flag
+
+
+EVAL_HELP = "evaluate the models and the burst detector on labelled data"
+
+
+def command_group(sub: Any, name: str, help: str) -> Any:
+    """The subparsers of the group command ``name`` (e.g. ``eval``), made by the first
+    module that asks, so several modules can add their own ``seismo eval WHAT``."""
+    parser = sub.choices.get(name)
+    if parser is None:
+        parser = sub.add_parser(name, help=help, description=help)
+        parser.set_defaults(
+            _group=parser.add_subparsers(dest=f"{name}_command", required=True, metavar="WHAT")
+        )
+    return parser.get_default("_group")

@@ -12,24 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from models.keyword import KeywordClassifier
-from seismo.cliutil import progress, settings_from
+from seismo.cliutil import EVAL_HELP, command_group, progress, settings_from
 from seismo.contracts import Alert, Post
 from seismo.watchlist import load_watchlist
 from streams.evaluate import EventSpec, evaluate_event, summary
 from streams.pipeline import OfflinePipeline, detector_params
 
 
-def _eval_subparsers(sub: Any) -> Any:
-    """The ``eval`` group's subparsers, created here or by another command module."""
-    ev = sub.choices.get("eval")
-    if ev is None:
-        ev = sub.add_parser("eval", help="evaluate pipeline stages on labelled data")
-        return ev.add_subparsers(dest="eval_command", required=True, metavar="WHAT")
-    return ev._subparsers._group_actions[0]  # argparse keeps no public handle
-
-
 def register(sub: Any) -> None:
-    b = _eval_subparsers(sub).add_parser(
+    b = command_group(sub, "eval", EVAL_HELP).add_parser(
         "bursts",
         help="detection delay and pre-onset false alerts on replayed streams",
         description=(
