@@ -49,7 +49,12 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
 
     @app.page("/healthz")
     async def healthz(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-        return self.json({"status": "ok", "app": settings.group_id})
+        # the partitions this worker holds now, e.g. {"alerts.v1": [0, 2]}: which worker of a
+        # group does what (changelog partitions of standby/active tables included)
+        held: dict[str, list[int]] = {}
+        for tp in sorted(app.consumer.assignment()):
+            held.setdefault(tp.topic, []).append(tp.partition)
+        return self.json({"status": "ok", "app": settings.group_id, "partitions": held})
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types want a sync receiver
     async def _close_sinks(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

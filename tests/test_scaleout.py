@@ -4,7 +4,6 @@ alerts as the pipeline in one process, each delivered once (real broker)."""
 from __future__ import annotations
 
 import json
-import re
 import urllib.request
 from pathlib import Path
 
@@ -16,20 +15,10 @@ from tests.test_restart import expected_ids, multi_burst_rows
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
-def scrape(port: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        return str(resp.read().decode())
-
-
-def detect_partitions(metrics_text: str, signals_topic: str) -> set[str]:
-    """Partitions of the signals topic this worker received records from (since the last
-    rebalance: Faust clears these gauges when partitions move)."""
-    pat = re.compile(
-        r'^seismo_faust_messages_received_per_topics_partition\{partition="(\d+)",'
-        rf'topic="{re.escape(signals_topic)}"\}} ',
-        re.M,
-    )
-    return set(pat.findall(metrics_text))
+def held_partitions(port: str, topic: str) -> set[int]:
+    """Partitions of ``topic`` the worker on ``port`` holds now (its /healthz)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
+        return set(json.loads(resp.read())["partitions"].get(topic, []))
 
 
 def test_two_workers_share_partitions_and_raise_the_same_alerts(
@@ -57,18 +46,19 @@ def test_two_workers_share_partitions_and_raise_the_same_alerts(
                 env, stream, "--alerts-out", str(tmp_path / "alerts.jsonl"), timeout=600
             )
             assert summary["sent"] == len(rows)
-            rx.wait_for(lambda a: a["id"] in want, 60)
-            got = {a["id"] for a in rx.requests}
-            assert got == want
-            assert len(rx.requests) == len(got), "an alert was delivered twice"
+            rx.wait_for(lambda a: (a["id"], a["version"]) in want, 60)
+            got = [(a["id"], a["version"]) for a in rx.requests]
+            assert set(got) == want
+            assert len(got) == len(set(got)), "an alert version was delivered twice"
             written = [json.loads(x) for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
-            assert {a["id"] for a in written} == want
+            assert {(a["id"], a["version"]) for a in written} == want
 
-            signals = f"{env['SEISMO_NAMESPACE']}.signals.v1"
-            parts = [detect_partitions(scrape(w.env["SEISMO_WEB_PORT"]), signals) for w in workers]
-            assert all(parts), f"a worker got no signal partition: {parts}"
-            assert not parts[0] & parts[1], f"a partition consumed by both: {parts}"
-            assert len(parts[0] | parts[1]) >= 2
+            # deliver runs on alerts.v1 (4 partitions): the two workers split them
+            alerts = f"{env['SEISMO_NAMESPACE']}.alerts.v1"
+            parts = [held_partitions(w.env["SEISMO_WEB_PORT"], alerts) for w in workers]
+            assert all(parts), f"a worker holds no alerts partition: {parts}"
+            assert not parts[0] & parts[1], f"a partition held by both: {parts}"
+            assert parts[0] | parts[1] == {0, 1, 2, 3}
         finally:
             for w in workers:
                 assert w.stop() == 0, w.log_text()[-3000:]
