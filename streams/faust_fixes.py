@@ -1,4 +1,4 @@
-"""A workaround for an upstream faust-streaming bug, applied when the worker starts.
+"""Workarounds for upstream faust-streaming/aiokafka bugs, applied when the worker starts.
 
 After a restart with tables, ``Recovery.on_recovery_completed`` (faust-streaming 0.15.3)
 resumes the stream partitions *before* seeking them to their committed offsets. Records
@@ -18,14 +18,21 @@ Two more holes let a restarted worker skip records (lost alerts after a SIGKILL)
   recovery ends it pauses the changelog partitions while the stream partitions are still
   paused, so the set is empty for a moment; a poll in flight then drains the records that
   aiokafka had prefetched for the paused stream partitions. Faust drops them (not active)
-  but aiokafka's position has moved past them. ``_fetch_records`` below passes a view of
+  but aiokafka's position has moved past them. If that happens after the seek to the
+  committed offsets, the next record read lies past a jump, which faust takes for a
+  compaction gap and *commits over* (records lost), or the commit stalls. We saw both: a
+  restarted worker whose signals.v1 position was 650 right after seeking to committed 400,
+  and a replay left with 377 records pending. ``_fetch_records`` below passes a view of
   the set that is never "empty = everything".
 * Faust undoes such drops with ``perform_seek`` (seek to committed), but aiokafka's
   ``seek_to_committed`` leaves a partition without a committed offset where it is. A
   partition with nothing committed yet (alerts.v1 right after the first deliveries) thus
   kept the advanced position and its first records were never processed. ``perform_seek``
   below moves such stream partitions back to the start, as ``auto_offset_reset=earliest``
-  would for a fresh consumer (at-least-once; the stages are idempotent).
+  would for a fresh consumer (at-least-once; the stages are idempotent). (faust records
+  a committed offset of 0 as None too; aiokafka does not seek to 0 either.)
+
+tests/test_faust_fixes.py replays the race on aiokafka's real fetch code, without timing.
 """
 
 from __future__ import annotations
