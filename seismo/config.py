@@ -242,7 +242,9 @@ class Settings(BaseSettings):
         default=None, description="trained heads (stance-v1, topic-v1); unset = bundled ones"
     )
     model_threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads")
-    classify_batch_size: int = Field(default=32, ge=1, description="posts per model batch")
+    classify_batch_size: int = Field(
+        default=1, ge=1, description="posts per model batch in the ingest agent; 1 = no batching"
+    )
     classify_batch_wait_ms: float = Field(
         default=50.0, ge=0, description="longest a post waits for its batch to fill"
     )

@@ -133,29 +133,39 @@ def register(
             )
             await to_dlq(stage, f"{type(exc).__name__}: {exc}", event)
 
+    def admit(event: EventT[Any]) -> Post | None:
+        """Decode and dedupe one raw record; None = a copy already seen, skip it."""
+        post = decode(Post, event.value)
+        metrics.posts_in.labels("ingest", metrics.source(post.source)).inc()
+        # The same post at another offset is a copy (a replay re-run, a connector resending):
+        # skip it. At the same offset it is a retry after a restart: process it again, since
+        # its outputs may not have been written; downstream recognises what it already has.
+        first_offset = seen_posts.get(post.key)
+        if first_offset is not None and first_offset != event.message.offset:
+            metrics.duplicates.labels("ingest").inc()
+            return None
+        seen_posts[post.key] = event.message.offset
+        return post
+
+    async def ingest_one(event: EventT[Any]) -> None:
+        post = admit(event)
+        if post is not None:
+            await ingest_emit(classifier.classify(post))
+
     async def ingest_batch(events: list[EventT[Any]]) -> None:
-        """Admit each record (decode, dedupe), classify the admitted posts in one model call
-        off the event loop, then emit each; every step is guarded per record, so a bad
-        record goes to the DLQ alone and a failed batch call falls back to one by one."""
+        """Admit each record, classify the admitted posts in one model call off the event
+        loop, then emit each; every step is guarded per record, so a bad record goes to the
+        DLQ alone and a failed batch call falls back to one by one."""
         admitted: list[tuple[EventT[Any], Post]] = []
 
-        async def admit(event: EventT[Any]) -> None:
-            post = decode(Post, event.value)
-            metrics.posts_in.labels("ingest", metrics.source(post.source)).inc()
-            # The same post at another offset is a copy (a replay re-run, a connector
-            # resending): skip it. At the same offset it is a retry after a restart: process
-            # it again, since its outputs may not have been written; downstream recognises
-            # what it already has.
-            first_offset = seen_posts.get(post.key)
-            if first_offset is not None and first_offset != event.message.offset:
-                metrics.duplicates.labels("ingest").inc()
-                return
-            seen_posts[post.key] = event.message.offset
-            admitted.append((event, post))
+        async def admit_into_batch(event: EventT[Any]) -> None:
+            post = admit(event)
+            if post is not None:
+                admitted.append((event, post))
 
         for event in events:
             _enter_event(event)
-            await guarded("ingest", event, admit)
+            await guarded("ingest", event, admit_into_batch)
         if not admitted:
             return
         posts = [post for _, post in admitted]
@@ -272,7 +282,12 @@ def register(
 
     @app.agent(raw_t, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        # dynamic batching: a batch closes when full or after the wait, whichever is first
+        if settings.classify_batch_size <= 1:  # one record at a time, classified inline
+            async for event in stream.events():
+                await guarded("ingest", event, ingest_one)
+            return
+        # dynamic batching (opt-in, classify_batch_size > 1): a batch closes when full or
+        # after the wait, whichever is first; its events are acked after the batch is done.
         wait = settings.classify_batch_wait_ms / 1000.0
         batches = stream.take_events(  # type: ignore[attr-defined]  # in faust, not in StreamT
             settings.classify_batch_size, within=wait

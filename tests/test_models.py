@@ -261,3 +261,9 @@ def test_train_stance_on_rumoureval(
     # well above chance (0.25) and above always-"comment" (macro-F1 ~0.21)
     assert metrics["cv"]["macro_f1"] >= 0.40
     assert metrics["dev"]["macro_f1"] >= 0.45
+
+
+def test_train_without_data_explains_and_keeps_bundled_heads(tmp_path: Path) -> None:
+    res = run_seismo({}, "-q", "train", "stance", "--data", str(tmp_path / "absent.jsonl"))
+    assert res.returncode == 2
+    assert "no training data" in res.stderr and "bundled heads stay" in res.stderr

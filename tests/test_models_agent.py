@@ -26,7 +26,12 @@ def test_ingest_classifies_batches_with_the_model(
     worker_env: dict[str, str], kafka: str, tmp_path: Path
 ) -> None:
     ns = worker_env["SEISMO_NAMESPACE"]
-    env = {**worker_env, "SEISMO_CLASSIFIER": "cascade", "SEISMO_CLASSIFY_BATCH_WAIT_MS": "200"}
+    env = {
+        **worker_env,
+        "SEISMO_CLASSIFIER": "cascade",
+        "SEISMO_CLASSIFY_BATCH_SIZE": "8",
+        "SEISMO_CLASSIFY_BATCH_WAIT_MS": "200",
+    }
     worker = WorkerProcess(env, tmp_path / "worker.log").start(timeout=180)
     try:
 
