@@ -30,10 +30,10 @@ import math
 import pickle
 import zlib
 from collections import OrderedDict, deque
-from itertools import islice
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,6 @@ from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.features import analyse
 from streams.sketch import KeyedRates, RateSketch
-
 
 _ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
 
