@@ -20,8 +20,8 @@ For every post, in event-time order:
 
 The strings behind hashed cells are recovered from a bounded LRU of candidate items
 (those with at least ``candidate_min`` in their window and z >= ``hot_z``), which also
-holds their recent posts for evidence. Time only moves with the posts' own timestamps, so a replay at any
-speed gives the same alerts; the whole state pickles for checkpoints.
+holds their recent posts for evidence. Time only moves with the posts' own timestamps,
+so a replay at any speed gives the same alerts; the whole state pickles for checkpoints.
 """
 
 from __future__ import annotations
