@@ -222,6 +222,7 @@ class BurstEngine:
             url=post.url,
             cluster=cluster or post.key,
             items=frozenset(items + key_names),
+            ordered=tuple(items + key_names),
             dossiers=tuple(cp.dossiers),
             claims=tuple(h.claim for h in cp.claims),
             stance=stance,
