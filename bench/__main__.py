@@ -218,7 +218,7 @@ def bench_memory(args: argparse.Namespace) -> None:
     t = time.perf_counter()
     for i in range(posts):
         text = " ".join(f"t{i * per_post + j:x}z" for j in range(per_post))
-        post = Post(id=str(i), source="x", text=text, created_at=t0 + timedelta(seconds=i // 20))
+        post = Post(id=str(i), source="x", text=text, created_at=t0 + timedelta(seconds=3 * i))
         engine.observe(ClassifiedPost(post=post))
         if (i + 1) % (posts // 40 or 1) == 0:
             print(

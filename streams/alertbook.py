@@ -38,6 +38,8 @@ class PostRef:
     url: str | None
     cluster: str  # near-duplicate cluster: the id of the first post of its kind
     items: frozenset[str]
+    ordered: tuple[str, ...] = ()  # the same items in the post's order (iteration must not
+    # depend on string hashing, which differs between processes)
     dossiers: tuple[str, ...] = ()
     claims: tuple[str, ...] = ()
     stance: Stance | None = None
@@ -121,7 +123,7 @@ class AlertBook:
             aid = self._join(b, out)
             if aid is not None:
                 touched[aid] = None
-        for key in ref.items:
+        for key in ref.ordered:
             aid = self.key_alert.get(key)
             if aid is None:
                 continue
@@ -257,7 +259,7 @@ class AlertBook:
         size = self._size(al)
         item_counts: Counter[str] = Counter()
         for r in posts:
-            item_counts.update(i for i in r.items if not i.startswith(("dossier:", "claim:")))
+            item_counts.update(i for i in r.ordered if not i.startswith(("dossier:", "claim:")))
         labels = [label_words(k.label) for k in keys if k.kind == "term"]
         terms = list(dict.fromkeys(labels))
         for item, _ in item_counts.most_common(3 * p.top_terms):

@@ -19,9 +19,9 @@ For every post, in event-time order:
    per event, updated, resolved, cooled down.
 
 The strings behind hashed cells are recovered from a bounded LRU of candidate items
-(those with at least ``candidate_min`` in their window), which also holds their recent
-posts for evidence. Time only moves with the posts' own timestamps, so a replay at any
-speed gives the same alerts; the whole state pickles for checkpoints.
+(those with at least ``candidate_min`` in their window and z >= ``hot_z``), which also
+holds their recent posts for evidence. Time only moves with the posts' own timestamps,
+so a replay at any speed gives the same alerts; the whole state pickles for checkpoints.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.features import analyse
 from streams.sketch import KeyedRates, RateSketch
+
+_ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,7 @@ class BurstEngine:
             url=post.url,
             cluster=cluster or post.key,
             items=frozenset(items + key_names),
+            ordered=tuple(items + key_names),
             dossiers=tuple(cp.dossiers),
             claims=tuple(h.claim for h in cp.claims),
             stance=stance,
@@ -243,7 +247,7 @@ class BurstEngine:
             est = sketch.observe(sketch.locate(group), weights, bucket, corr, floor)
             hot.update(group[j] for j in np.flatnonzero(est.z >= p.hot_z).tolist())
             cands = self.candidates
-            admit = (est.count >= p.candidate_min).tolist()
+            admit = ((est.count >= p.candidate_min) & (est.z >= p.hot_z)).tolist()
             for name, enough in zip(group, admit, strict=True):
                 if name in cands:
                     self._remember(name, ref)
@@ -271,7 +275,9 @@ class BurstEngine:
 
     def _admit(self, name: str) -> None:
         """A new candidate: its recent posts are recovered from the short post history."""
-        posts = deque((r for r in self.recent if name in r.items), maxlen=64)
+        # the newest posts only: the scan stays cheap however busy the stream
+        recent = islice(reversed(self.recent), _ADMIT_SCAN)
+        posts = deque(reversed([r for r in recent if name in r.items]), maxlen=64)
         self.candidates[name] = posts
         if len(self.candidates) > self.p.max_candidates:
             self.candidates.popitem(last=False)

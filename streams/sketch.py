@@ -8,8 +8,8 @@ bucket counts (Schubert, Weiler, Kriegel: *SigniTrend*, KDD 2014). Memory is
 lazily when touched (k empty buckets are folded in closed form), so a bucket boundary
 costs nothing and a sparse stream with long gaps is as cheap as a dense one.
 
-An item's estimate is read from the row where it looks least significant (its count is
-inflated there the least by colliding items), as in SigniTrend.
+An item's count is the smallest of its cells (count-min: collisions only inflate) and its
+significance is read from the row where it looks least significant, as in SigniTrend.
 
 :class:`KeyedRates` is the same statistic with one exact cell per key, for the bounded set
 of tracked keys (claims, dossiers, stance classes) whose baselines must not collide.
@@ -143,8 +143,9 @@ class RateSketch:
             return Estimate(count=x[0], expected=exp[0], var=var[0], z=z[0])
         row = np.argmin(z, axis=0)
         cols = np.arange(shape[1])
+        # count-min: colliding items only ever inflate a cell, so the smallest is the best
         return Estimate(
-            count=x[row, cols], expected=exp[row, cols], var=var[row, cols], z=z[row, cols]
+            count=x.min(axis=0), expected=exp[row, cols], var=var[row, cols], z=z[row, cols]
         )
 
 

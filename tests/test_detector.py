@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -327,3 +330,29 @@ def test_cooldown_then_a_new_alert() -> None:
     assert len({a.id for a in opens}) == 2
     statuses = [a.status for a in alerts if a.id == opens[0].id]
     assert statuses[0] == "open" and statuses[-1] == "resolved"
+
+
+def test_alerts_do_not_depend_on_the_process_hash_seed() -> None:
+    """The broker worker and an offline run are different processes: same alerts, byte for
+    byte (set iteration order must never leak into ids, versions or terms)."""
+    code = (
+        "import hashlib\n"
+        "from tests.helpers import offline_alerts\n"
+        "from tests.test_restart import multi_burst_rows\n"
+        "from seismo.contracts import Post\n"
+        "al = offline_alerts(Post.model_validate(r) for r in multi_burst_rows())\n"
+        "print(len(al), hashlib.sha256(''.join(a.model_dump_json() for a in al).encode())"
+        ".hexdigest())\n"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outs) == 1 and int(next(iter(outs)).split()[0]) >= 3
