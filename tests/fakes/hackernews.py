@@ -56,7 +56,7 @@ class FakeHackerNews:
         self.updates: list[int] = []
         self.delay = delay
         self.requests: list[str] = []
-        self.in_flight = 0
+        self._open: dict[int, web.Request] = {}  # item requests being answered, by id()
         self.max_in_flight = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -101,8 +101,16 @@ class FakeHackerNews:
         return self._fault(request) or web.json_response({"items": self.updates, "profiles": []})
 
     async def _item(self, request: web.Request) -> web.Response:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        # concurrency as the client holds it: a request whose connection the client already
+        # dropped (a reconnect cancels its fetches; aiohttp lets the handler run on) no
+        # longer counts
+        self._open = {
+            k: r
+            for k, r in self._open.items()
+            if r.transport is not None and not r.transport.is_closing()
+        }
+        self._open[id(request)] = request
+        self.max_in_flight = max(self.max_in_flight, len(self._open))
         try:
             await asyncio.sleep(self.delay)
             faulty = self._fault(request)
@@ -117,4 +125,4 @@ class FakeHackerNews:
                 return web.Response(text=item, content_type="application/json")
             return web.Response(text=json.dumps(item), content_type="application/json")
         finally:
-            self.in_flight -= 1
+            self._open.pop(id(request), None)
