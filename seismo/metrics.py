@@ -14,8 +14,9 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -119,6 +120,16 @@ class TopTerms:
         yield fam
 
 
+class _OpenAlert(NamedTuple):
+    """What the open-alert gauges hold of one open alert (its newest version seen)."""
+
+    version: int
+    severity: str
+    dossier: str  # label value
+    kind: str
+    score: float
+
+
 class Metrics:
     """All seismo_* series of one process (see README, "Metrics", for the table)."""
 
@@ -129,6 +140,11 @@ class Metrics:
         self.claim = LabelCap(label_cap)
         self.top_terms = TopTerms()
         registry.register(self.top_terms)
+        # open alerts by id, for seismo_alerts_open / seismo_burst_score_max; an entry goes
+        # on resolve, into a bounded memory of resolved ids (a repeat must not count again)
+        self._open: dict[str, _OpenAlert] = {}
+        self._resolved: OrderedDict[str, int] = OrderedDict()
+        self._resolved_cap = 4096
 
         def counter(name: str, doc: str, labels: list[str]) -> Counter:
             return Counter(name, doc, labels, registry=registry)
@@ -211,7 +227,8 @@ class Metrics:
         )
         self.burst_score_max = gauge(
             "seismo_burst_score_max",
-            "Highest burst score currently held per signal kind and dossier",
+            "Highest burst score of the alerts open now, per signal kind and dossier "
+            "(0 when none is open)",
             ["kind", "dossier"],
         )
         self.detector_checkpoint_bytes = gauge(
@@ -220,7 +237,10 @@ class Metrics:
             ["partition"],
         )
         self.detector_keys = gauge(
-            "seismo_detector_keys", "Burst keys the detector currently tracks", []
+            "seismo_detector_keys",
+            "Burst keys the detector holds by name (watchlist keys with exact cells plus "
+            "emerging candidates), over the partitions of this worker",
+            [],
         )
         self.alert_events = counter(
             "seismo_alerts_total",
@@ -246,7 +266,7 @@ class Metrics:
         )
         self.delivery_latency = histogram(
             "seismo_delivery_latency_seconds",
-            "Seconds to deliver one alert to one sink, retries included",
+            "Seconds to deliver one alert to one HTTP sink, retries included (delivered only)",
             ["sink"],
             LATENCY_BUCKETS,
         )
@@ -311,10 +331,37 @@ class Metrics:
             ).inc()
 
     def alert(self, alert: Alert) -> None:
-        """One alert event (a new alert, an update or a resolution) left the detector."""
+        """One alert event (a new alert, an update or a resolution) left the detector.
+
+        Idempotent per (id, version): the detect stage may send a version again (a replay
+        after a restart or a rebalance); a version not newer than the last seen is ignored.
+        """
+        prev = self._open.get(alert.id)
+        seen = prev.version if prev else self._resolved.get(alert.id, 0)
+        if alert.version <= seen:
+            return
         dossier = self.dossier(alert.dossier)
         self.alert_events.labels(alert.kind, alert.severity, alert.status, dossier).inc()
         self.burst_score.labels(alert.kind).observe(alert.score)
+        self._track_open(alert, dossier, prev)
+
+    def _track_open(self, alert: Alert, dossier: str, prev: _OpenAlert | None) -> None:
+        """Follow one alert's lifecycle in the open-alert gauges (``prev``: its last state)."""
+        if prev is not None:
+            self.alerts_open.labels(prev.severity, prev.dossier).dec()
+            del self._open[alert.id]
+        if alert.status == "resolved":
+            self._resolved[alert.id] = alert.version
+            if len(self._resolved) > self._resolved_cap:
+                self._resolved.popitem(last=False)
+        else:  # open or update (also a first sight of one opened before this process began)
+            now = _OpenAlert(alert.version, alert.severity, dossier, alert.kind, alert.score)
+            self._open[alert.id] = now
+            self.alerts_open.labels(now.severity, now.dossier).inc()
+        groups = {(alert.kind, dossier)} | ({(prev.kind, prev.dossier)} if prev else set())
+        for kind, dos in groups:
+            scores = [a.score for a in self._open.values() if (a.kind, a.dossier) == (kind, dos)]
+            self.burst_score_max.labels(kind, dos).set(max(scores, default=0.0))
 
     def connector(self, source: str, outcome: str, n: int = 1) -> None:
         """Count ``n`` connector events; ``produced`` also stamps the stall gauge."""

@@ -263,6 +263,7 @@ def register(
         if time.monotonic() - saved_at[msg.partition] >= settings.detector_checkpoint_seconds:
             size = checkpoints.save(msg.partition, engine)
             metrics.detector_checkpoint_bytes.labels(str(msg.partition)).set(size)
+            metrics.detector_keys.set(sum(e.named_keys for e in engines.values()))
             saved_at[msg.partition] = time.monotonic()
         metrics.stage_done("detect", cp.post.created_at.timestamp(), _since(cp.post.ingested_at))
 

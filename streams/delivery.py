@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +55,19 @@ class RetryPolicy:
 def retryable(status: int) -> bool:
     """5xx and 429 are worth another try; any other 4xx will fail the same way again."""
     return status >= 500 or status == 429
+
+
+def attempt_result(status: int) -> str:
+    """The ``result`` label of one HTTP try that got a response."""
+    if 200 <= status < 300:
+        return "2xx"
+    if 400 <= status < 500:
+        return "4xx"
+    return "5xx" if status >= 500 else "error"
+
+
+def _ignore(result: str) -> None:
+    pass
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -99,8 +113,17 @@ class HttpSink:
         """Headers of one try (called per try, so a signature's timestamp stays fresh)."""
         return {"Content-Type": "application/json", "User-Agent": "seismo-alerts/1"}
 
-    async def send(self, session: aiohttp.ClientSession, alert: Alert, raw: dict[str, Any]) -> int:
-        """Deliver one alert version; returns the tries it took, raises DeliveryError."""
+    async def send(
+        self,
+        session: aiohttp.ClientSession,
+        alert: Alert,
+        raw: dict[str, Any],
+        tried: Callable[[str], None] = _ignore,
+    ) -> int:
+        """Deliver one alert version; returns the tries it took, raises DeliveryError.
+
+        ``tried`` gets the result of every try: 2xx, 4xx, 5xx, timeout or error.
+        """
         body = self.body(alert, raw)
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
         last = ""
@@ -110,6 +133,7 @@ class HttpSink:
                 async with session.post(
                     self.url, data=body, headers=self.headers(alert, body), timeout=timeout
                 ) as resp:
+                    tried(attempt_result(resp.status))
                     if resp.status < 300:
                         return attempt
                     last = f"HTTP {resp.status}"
@@ -117,6 +141,7 @@ class HttpSink:
                         raise SinkFailed(f"{self.target} refused alert {alert.id}: {last}", attempt)
                     retry_after = _retry_after(resp.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError) as exc:
+                tried("timeout" if isinstance(exc, TimeoutError) else "error")
                 last = f"{type(exc).__name__}: {exc}".rstrip(": ")
             if attempt < self.policy.attempts:
                 await asyncio.sleep(self.policy.delay(attempt, retry_after))
@@ -240,7 +265,9 @@ class AlertSinks:
             else:
                 if self._session is None:
                     self._session = aiohttp.ClientSession()
-                tries = await sink.send(self._session, alert, raw)
+                t0 = time.perf_counter()
+                tries = await sink.send(self._session, alert, raw, self._tried(sink.kind))
+                self.metrics.delivery_latency.labels(sink.kind).observe(time.perf_counter() - t0)
         except SinkFailed as exc:
             self.metrics.deliveries.labels(sink.kind, "failed").inc()
             log.warning("alert %s v%d not delivered: %s", alert.id, alert.version, exc)
@@ -249,6 +276,10 @@ class AlertSinks:
         if tries > 1:
             log.info("alert %s v%d delivered on try %d", alert.id, alert.version, tries)
         return None
+
+    def _tried(self, sink: SinkKind) -> Callable[[str], None]:
+        counter = self.metrics.delivery_attempts
+        return lambda result: counter.labels(sink, result).inc()
 
     async def close(self) -> None:
         if self._session is not None:

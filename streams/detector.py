@@ -174,6 +174,11 @@ class BurstEngine:
         """The fixed part: the sketch, the keyed cells and the author array."""
         return self.sketch.nbytes + self.keyed.nbytes + int(self.authors.last.nbytes)
 
+    @property
+    def named_keys(self) -> int:
+        """Burst keys held by name: tracked keys with exact cells plus emerging candidates."""
+        return len(self.keyed.slots) + len(self.candidates)
+
     # -- detection ---------------------------------------------------------------------
     def _advance(self, bucket: int) -> None:
         if bucket <= self.bucket:

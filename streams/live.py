@@ -7,9 +7,10 @@ opened page shows recent alerts at once, then follows the topic. Browsers get th
 over Server-Sent Events: a ``snapshot`` event, then one ``alert`` event per new version.
 
 Routes: ``/`` the page, ``/events`` the SSE stream, ``/api/alerts`` the board as JSON (both
-take ``dossier=`` (repeatable) and ``severity=`` (minimum) filters), ``/healthz``. All but
-``/healthz`` need the token: ``?token=``, ``Authorization: Bearer``, or the cookie the page
-sets after a token in its URL was accepted.
+take ``dossier=`` (repeatable) and ``severity=`` (minimum) filters), ``/healthz``, and
+``/metrics`` (Prometheus text of this process: ``seismo_live_clients``). All but ``/healthz``
+and ``/metrics`` need the token: ``?token=``, ``Authorization: Bearer``, or the cookie the
+page sets after a token in its URL was accepted.
 """
 
 from __future__ import annotations
@@ -28,17 +29,20 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from seismo.config import Settings
 from seismo.contracts import ALERTS, Alert, decode
 from seismo.errors import ContractError, SeismoError
 from seismo.kafka import bootstrap_of, end_offsets
+from seismo.metrics import Metrics
 from streams.payloads import SEVERITY_ORDER, reason_of
 
 log = logging.getLogger(__name__)
 
 PAGE = Path(__file__).with_name("static") / "live.html"
 COOKIE = "seismo_live"
+PUBLIC = frozenset({"/healthz", "/metrics"})  # no token: probes and Prometheus scrapes
 MAX_EVIDENCE = 3
 
 
@@ -172,15 +176,21 @@ def _authorized(request: web.Request, token: str) -> bool:
     return any(o and hmac.compare_digest(o.encode(), token.encode()) for o in offered)
 
 
-def make_app(board: AlertBoard, token: str, dossiers: list[str] | None = None) -> web.Application:
+def make_app(
+    board: AlertBoard,
+    token: str,
+    dossiers: list[str] | None = None,
+    metrics: Metrics | None = None,
+) -> web.Application:
     """The web app over ``board``; ``dossiers`` (from the watchlist) seed the filter list."""
     known = sorted(set(dossiers or []))
+    metrics = metrics or Metrics(CollectorRegistry())
 
     @web.middleware
     async def guard(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path != "/healthz" and not _authorized(request, token):
+        if request.path not in PUBLIC and not _authorized(request, token):
             raise web.HTTPUnauthorized(text="seismo live alerts: a valid token is required\n")
         return await handler(request)
 
@@ -209,15 +219,23 @@ def make_app(board: AlertBoard, token: str, dossiers: list[str] | None = None) -
             }
         )
         await resp.prepare(request)
-        with board.listen(flt) as queue:
-            await resp.write(_sse("snapshot", payload(flt)))
-            while True:
-                try:
-                    entry = await asyncio.wait_for(queue.get(), timeout=15)
-                except TimeoutError:
-                    await resp.write(b": keep-alive\n\n")
-                    continue
-                await resp.write(_sse("alert", entry))
+        metrics.live_clients.inc()
+        try:
+            with board.listen(flt) as queue:
+                await resp.write(_sse("snapshot", payload(flt)))
+                while True:
+                    try:
+                        entry = await asyncio.wait_for(queue.get(), timeout=15)
+                    except TimeoutError:
+                        await resp.write(b": keep-alive\n\n")
+                        continue
+                    await resp.write(_sse("alert", entry))
+        finally:  # the browser went away (a write fails or the handler is cancelled)
+            metrics.live_clients.dec()
+
+    async def prometheus(request: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response(
@@ -229,6 +247,7 @@ def make_app(board: AlertBoard, token: str, dossiers: list[str] | None = None) -
     app.router.add_get("/events", events)
     app.router.add_get("/api/alerts", api_alerts)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
     return app
 
 

@@ -55,6 +55,18 @@ def sample(metrics: Metrics, sink: str, outcome: str) -> float | None:
     )
 
 
+def tries(metrics: Metrics, sink: str) -> dict[str, float]:
+    """seismo_delivery_attempts_total of ``sink`` by result (results never seen left out)."""
+    out = {}
+    for result in ["2xx", "4xx", "5xx", "timeout", "error"]:
+        v = metrics.registry.get_sample_value(
+            "seismo_delivery_attempts_total", {"sink": sink, "result": result}
+        )
+        if v is not None:
+            out[result] = v
+    return out
+
+
 # --- signatures ---------------------------------------------------------------------------
 
 
@@ -106,6 +118,9 @@ def test_webhook_retries_5xx_then_delivers_once_signed(tmp_path: Path) -> None:
     line = json.loads((tmp_path / "alerts.jsonl").read_text())
     assert line["evidence"][0]["post_id"] == "bluesky:2"
     assert sample(metrics, "webhook", "ok") == 1 and sample(metrics, "file", "ok") == 1
+    assert tries(metrics, "webhook") == {"5xx": 2, "2xx": 1} and tries(metrics, "file") == {}
+    latency = "seismo_delivery_latency_seconds_count"
+    assert metrics.registry.get_sample_value(latency, {"sink": "webhook"}) == 1
 
 
 def test_flaky_receiver_accepts_exactly_one_delivery_per_alert_version() -> None:
@@ -131,6 +146,7 @@ def test_webhook_4xx_is_not_retried_but_429_is() -> None:
     with WebhookReceiver(fail_first=2, fail_status=429) as rx:
         sinks = AlertSinks(metrics, webhooks=[WebhookSink(rx.url, FAST)])
         assert deliver(sinks, make_alert()) == [] and rx.attempts == 3
+    assert tries(metrics, "webhook") == {"4xx": 3, "2xx": 1}
     assert [s for s in range(400, 600) if retryable(s)] == [429, *range(500, 600)]
 
 
@@ -151,6 +167,10 @@ def test_connection_refused_is_retried_then_reported() -> None:
     sinks = AlertSinks(Metrics(CollectorRegistry()), webhooks=[WebhookSink(url, FAST)])
     (failure,) = deliver(sinks, make_alert())
     assert "failed after 4 tries: ClientConnectorError" in failure.reason
+    assert tries(sinks.metrics, "webhook") == {"error": 4}
+    # a delivery that failed every try is not a delivery latency
+    latency = "seismo_delivery_latency_seconds_count"
+    assert sinks.metrics.registry.get_sample_value(latency, {"sink": "webhook"}) is None
 
 
 def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
@@ -214,6 +234,7 @@ def test_chat_sink_posts_slack_blocks_and_hides_its_url() -> None:
         assert deliver(sinks, make_alert()) == []
         assert rx.bodies[0]["blocks"][0]["type"] == "header"
         assert "Seismo-Signature" not in rx.headers[0]
+        assert tries(sinks.metrics, "chat") == {"5xx": 1, "2xx": 1}
 
 
 # --- the reference receiver example ---------------------------------------------------
@@ -319,4 +340,5 @@ def test_a_hanging_target_times_out_and_is_retried() -> None:
         t = time.monotonic()
         (failure,) = deliver(sinks, make_alert())
     assert "failed after 2 tries: TimeoutError" in failure.reason, failure.reason
+    assert tries(sinks.metrics, "webhook") == {"timeout": 2}
     assert 0.6 <= time.monotonic() - t < 10

@@ -356,3 +356,14 @@ def test_alerts_do_not_depend_on_the_process_hash_seed() -> None:
         for seed in ("1", "2")
     }
     assert len(outs) == 1 and int(next(iter(outs)).split()[0]) >= 3
+
+
+def test_named_keys_counts_tracked_keys_and_candidates_within_their_caps() -> None:
+    claims = [ClaimHit(claim="glm5-on-ascend", dossier="china-ai", stance="deny")]
+    eng = engine(max_candidates=30)
+    assert eng.named_keys == 0
+    run(eng, [cp(T0 + timedelta(seconds=k), f"glm {VOCAB[k]}", k, claims=claims) for k in range(3)])
+    # dossier, claim, claim x stance: exact cells from the first post
+    assert len(eng.keyed.slots) == 3 and eng.named_keys == 3 + len(eng.candidates)
+    run(eng, flat_stream(3, 120, 4, 7, start=100))
+    assert 3 < eng.named_keys <= 3 + 30

@@ -96,6 +96,9 @@ def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> 
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
             assert 'seismo_posts_in_total{source="x",stage="ingest"}' in metrics
             assert "seismo_alerts_total{" in metrics
+            assert 'seismo_alerts_open{dossier="china-ai-rising",severity=' in metrics
+            assert 'seismo_delivery_attempts_total{result="2xx",sink="webhook"}' in metrics
+            assert 'seismo_delivery_latency_seconds_count{sink="webhook"}' in metrics
             assert "seismo_processing_latency_seconds_bucket" in metrics
         finally:
             assert worker.stop() == 0, worker.log_text()[-3000:]

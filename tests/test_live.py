@@ -7,8 +7,10 @@ import json
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 
 from seismo.contracts import Alert
+from seismo.metrics import Metrics
 from streams.live import AlertBoard, Filter, make_app
 from tests.helpers import make_alert
 
@@ -76,6 +78,41 @@ def test_app_needs_the_token_and_streams_a_snapshot_then_news() -> None:
             resp.close()
         finally:
             await client.close()
+
+    asyncio.run(go())
+
+
+def test_live_clients_follow_sse_connections_and_metrics_are_public() -> None:
+    metrics = Metrics(CollectorRegistry())
+
+    def clients() -> float | None:
+        return metrics.registry.get_sample_value("seismo_live_clients")
+
+    async def go() -> None:
+        board = AlertBoard()
+        client = TestClient(TestServer(make_app(board, "tok", metrics=metrics)))
+        await client.start_server()
+        try:
+            assert clients() == 0
+            first = await client.get("/events?token=tok")
+            second = await client.get("/events?token=tok")
+            await anext(sse_events(first))  # both handlers are past their snapshot
+            await anext(sse_events(second))
+            assert clients() == 2
+            scrape = await client.get("/metrics")  # no token: like /healthz
+            assert scrape.status == 200 and "seismo_live_clients 2.0" in await scrape.text()
+            first.close()
+            # the server notices a gone browser when it next writes (news or a keep-alive)
+            for version in range(1, 100):
+                add(board, make_alert(version))
+                if clients() == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert clients() == 1
+            second.close()
+        finally:
+            await client.close()
+        assert clients() == 0  # a server shutdown closes the rest
 
     asyncio.run(go())
 

@@ -28,6 +28,29 @@ def value(m: Metrics, name: str, **labels: str) -> float | None:
     return None if v is None else float(v)
 
 
+def lifecycle_alert(id: str, version: int, status: str, severity: str, **extra: object) -> Alert:
+    fields = {
+        "id": id,
+        "version": version,
+        "status": status,
+        "severity": severity,
+        "kind": "claim",
+        "key": f"claim:{id}",
+        "label": id,
+        "terms": [],
+        "dossier": "china-ai-rising",
+        "window_start": T0,
+        "window_seconds": 3600,
+        "raised_at": T0,
+        "first_seen": T0,
+        "observed": 9,
+        "expected": 0.5,
+        "score": 6.0,
+        "detected_at": T0,
+    }
+    return Alert.model_validate(fields | extra)
+
+
 def test_label_cap_folds_values_past_the_cap_into_other() -> None:
     m = fresh()
     assert [m.dossier(d) for d in ["a", "b", "c", "a", None, ""]] == [
@@ -59,23 +82,9 @@ def test_trend_counters_follow_the_classified_post() -> None:
 
 def test_alert_events_by_kind_severity_status_and_dossier() -> None:
     m = fresh()
-    base = {
-        "id": "a1",
-        "kind": "term",
-        "key": "term:tornado",
-        "label": "tornado",
-        "terms": ["tornado"],
-        "window_start": T0,
-        "window_seconds": 3600,
-        "raised_at": T0,
-        "first_seen": T0,
-        "observed": 9,
-        "expected": 0.5,
-        "score": 6.5,
-        "detected_at": T0,
-    }
-    m.alert(Alert.model_validate(base))
-    m.alert(Alert.model_validate(base | {"status": "update", "severity": "high", "score": 12.0}))
+    tornado = {"kind": "term", "key": "term:tornado", "label": "tornado", "terms": ["tornado"]}
+    m.alert(lifecycle_alert("a1", 1, "open", "low", **tornado, dossier=None, score=6.5))
+    m.alert(lifecycle_alert("a1", 2, "update", "high", **tornado, dossier=None, score=12.0))
     opened = {"kind": "term", "severity": "low", "status": "open", "dossier": "none"}
     assert value(m, "seismo_alerts_total", **opened) == 1
     assert value(m, "seismo_alerts_total", **opened | {"severity": "high", "status": "update"}) == 1
@@ -155,3 +164,51 @@ def test_top_terms_are_exported_with_the_trend_counters() -> None:
         text = f"Tornado warning in Oklahoma, take shelter {i}"
         m.classified(clf.classify(Post(id=f"p{i}", source="x", text=text, created_at=T0)))
     assert (value(m, "seismo_top_terms_posts_per_minute", term="tornado") or 0) > 0
+
+
+def test_open_alerts_follow_the_lifecycle_and_ignore_repeats() -> None:
+    m = Metrics(CollectorRegistry())
+
+    def open_now(severity: str) -> float | None:
+        return value(m, "seismo_alerts_open", severity=severity, dossier="china-ai-rising")
+
+    m.alert(lifecycle_alert("a", 1, "open", "low"))
+    m.alert(lifecycle_alert("b", 1, "open", "low"))
+    assert open_now("low") == 2
+    m.alert(lifecycle_alert("a", 2, "update", "high"))  # severity moves
+    assert (open_now("low"), open_now("high")) == (1, 1)
+    # repeats after a restart or rebalance: same (id, version), or an older one
+    m.alert(lifecycle_alert("a", 2, "update", "high"))
+    m.alert(lifecycle_alert("a", 1, "open", "low"))
+    assert (open_now("low"), open_now("high")) == (1, 1)
+    m.alert(lifecycle_alert("a", 3, "resolved", "high"))
+    m.alert(lifecycle_alert("a", 3, "resolved", "high"))
+    m.alert(lifecycle_alert("a", 1, "open", "low"))  # a late repeat of a resolved alert
+    assert (open_now("low"), open_now("high")) == (1, 0)
+    # an alert first seen at an update (opened before this process started) counts too
+    m.alert(lifecycle_alert("c", 4, "update", "critical"))
+    assert open_now("critical") == 1
+    m.alert(lifecycle_alert("b", 2, "resolved", "low"))
+    m.alert(lifecycle_alert("c", 5, "resolved", "critical"))
+    assert (open_now("low"), open_now("high"), open_now("critical")) == (0, 0, 0)
+    assert not m._open  # bounded: nothing kept for resolved alerts but a capped id memory
+    opened = {"kind": "claim", "severity": "low", "status": "open", "dossier": "china-ai-rising"}
+    assert value(m, "seismo_alerts_total", **opened) == 2  # a, b: repeats are not events
+
+
+def test_burst_score_max_is_the_best_open_alert_per_kind_and_dossier() -> None:
+    m = Metrics(CollectorRegistry())
+
+    def best(kind: str, dossier: str = "china-ai-rising") -> float | None:
+        return value(m, "seismo_burst_score_max", kind=kind, dossier=dossier)
+
+    m.alert(lifecycle_alert("a", 1, "open", "low", score=5.0))
+    m.alert(lifecycle_alert("b", 1, "open", "low", score=9.0))
+    m.alert(lifecycle_alert("t", 1, "open", "low", kind="term", dossier=None, score=7.0))
+    assert (best("claim"), best("term", "none")) == (9.0, 7.0)
+    m.alert(lifecycle_alert("a", 2, "update", "high", score=12.0))
+    assert best("claim") == 12.0
+    m.alert(lifecycle_alert("a", 3, "resolved", "high", score=12.0))
+    assert best("claim") == 9.0
+    m.alert(lifecycle_alert("b", 2, "resolved", "low", score=9.0))
+    assert (best("claim"), best("term", "none")) == (0.0, 7.0)
