@@ -147,10 +147,18 @@ def register(
         seen_posts[post.key] = event.message.offset
         return post
 
+    def classify(posts: list[Post]) -> list[ClassifiedPost]:
+        """One classifier call, timed and counted (the classify_* series)."""
+        t0 = time.perf_counter()
+        out = classifier.classify_batch(posts)
+        metrics.classify_latency.labels(classifier.name).observe(time.perf_counter() - t0)
+        metrics.classify_batch.labels(classifier.name).observe(len(posts))
+        return out
+
     async def ingest_one(event: EventT[Any]) -> None:
         post = admit(event)
         if post is not None:
-            await ingest_emit(classifier.classify(post))
+            await ingest_emit(classify([post])[0])
 
     async def ingest_batch(events: list[EventT[Any]]) -> None:
         """Admit each record, classify the admitted posts in one model call off the event
@@ -171,10 +179,7 @@ def register(
         posts = [post for _, post in admitted]
         classified: list[ClassifiedPost | None]
         try:
-            t0 = time.perf_counter()
-            classified = list(await asyncio.to_thread(classifier.classify_batch, posts))
-            metrics.classify_latency.labels(classifier.name).observe(time.perf_counter() - t0)
-            metrics.classify_batch.labels(classifier.name).observe(len(posts))
+            classified = list(await asyncio.to_thread(classify, posts))
         except Exception:
             log.exception("ingest: batch of %d failed to classify; retrying one by one", len(posts))
             classified = [None] * len(posts)
@@ -184,7 +189,7 @@ def register(
             async def emit(
                 _: EventT[Any], post: Post = post, cp: ClassifiedPost | None = cp
             ) -> None:
-                await ingest_emit(cp if cp is not None else classifier.classify(post))
+                await ingest_emit(cp if cp is not None else classify([post])[0])
 
             await guarded("ingest", event, emit)
 
