@@ -119,7 +119,7 @@ def settings_for(server: _LogServer, tmp_path: Path, **kw: Any) -> Settings:
 
 
 def runner_for(source: Source, sink: MemorySink, tmp_path: Path) -> tuple[ConnectorRunner, Metrics]:
-    return make_runner(source, sink, CursorStore(tmp_path / "bluesky.json"))  # type: ignore[arg-type]
+    return make_runner(source, sink, CursorStore(tmp_path / "bluesky.json"))
 
 
 async def run_until(runner: ConnectorRunner, done: Callable[[], bool]) -> None:

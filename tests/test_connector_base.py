@@ -27,6 +27,7 @@ from connectors.base import (
     KafkaPostSink,
     RetryableError,
     Skip,
+    Source,
 )
 from seismo.config import load_settings
 from seismo.contracts import POSTS_RAW, Post, decode
@@ -106,15 +107,22 @@ def emits(start: int, stop: int, then: Exception | None = None) -> Script:
 
 
 def make_runner(
-    source: FakeSource, sink: MemorySink, store: CursorStore
+    source: Source,
+    sink: MemorySink,
+    store: CursorStore,
+    *,
+    base: float = 0.001,
+    cap: float = 0.01,
+    seed: int = 1,
 ) -> tuple[ConnectorRunner, Metrics]:
+    """A runner with millisecond backoffs that saves its cursor after every item."""
     metrics = Metrics(CollectorRegistry())
     runner = ConnectorRunner(
         source,
         sink,
         store,
         metrics,
-        backoff=Backoff(base=0.001, cap=0.01, rng=random.Random(1)),
+        backoff=Backoff(base=base, cap=cap, rng=random.Random(seed)),
         checkpoint_seconds=0.0,
     )
     return runner, metrics

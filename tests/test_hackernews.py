@@ -106,7 +106,7 @@ def settings_for(server: FakeHackerNews, tmp_path: Path, **kw: Any) -> Settings:
 
 
 def runner_for(source: HackerNewsSource, sink: MemorySink, tmp_path: Path) -> ConnectorRunner:
-    runner, _ = make_runner(source, sink, CursorStore(tmp_path / "hn.json"))  # type: ignore[arg-type]
+    runner, _ = make_runner(source, sink, CursorStore(tmp_path / "hn.json"))
     return runner
 
 

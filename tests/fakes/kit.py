@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from connectors.base import Backoff, ConnectorRunner, CursorStore, RunStats, Source
+from connectors.base import ConnectorRunner, CursorStore, RunStats, Source
 from connectors.cli import run_connector
 from seismo.config import Settings
 from seismo.contracts import POSTS_RAW, Post, decode
 from seismo.kafka import bootstrap_of
 from seismo.metrics import Metrics
-from tests.test_connector_base import MemorySink
+from tests.test_connector_base import MemorySink, make_runner
 
 
 class SlowSink(MemorySink):
@@ -35,17 +34,8 @@ class SlowSink(MemorySink):
 def fast_runner(
     source: Source, sink: MemorySink, store: CursorStore
 ) -> tuple[ConnectorRunner, Metrics]:
-    """A runner with millisecond backoffs that saves its cursor after every item."""
-    metrics = Metrics(CollectorRegistry())
-    runner = ConnectorRunner(
-        source,
-        sink,
-        store,
-        metrics,
-        backoff=Backoff(base=0.01, cap=0.05, rng=random.Random(3)),
-        checkpoint_seconds=0.0,
-    )
-    return runner, metrics
+    """:func:`make_runner` with backoffs of 10-50 ms."""
+    return make_runner(source, sink, store, base=0.01, cap=0.05, seed=3)
 
 
 async def read_posts(settings: Settings, n: int, timeout: float = 30) -> list[tuple[bytes, Post]]:
