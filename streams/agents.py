@@ -260,12 +260,18 @@ def register(
         metrics.signals.labels("term").inc(len(cp.terms))
         for _, kind, *_ in tracked_keys(cp):
             metrics.signals.labels(kind).inc()
+        repeats = engine.repeats
         try:
             alerts = engine.observe(cp)
         finally:
             engine.offset = msg.offset
+        if engine.repeats > repeats:  # re-emitted by ingest after a crash: counted once
+            metrics.duplicates.labels("detect").inc()
         await send_alerts(alerts)
         if time.monotonic() - saved_at[msg.partition] >= settings.detector_checkpoint_seconds:
+            # the alerts raised so far must be on the broker before a checkpoint says their
+            # records are done: otherwise a crash could keep the checkpoint and lose them
+            await app.producer.flush()
             size = checkpoints.save(msg.partition, engine)
             metrics.detector_checkpoint_bytes.labels(str(msg.partition)).set(size)
             metrics.detector_keys.set(sum(e.named_keys for e in engines.values()))

@@ -42,6 +42,7 @@ from seismo.contracts import Alert, ClassifiedPost, SignalKind
 from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.features import analyse
+from streams.seen import SeenPosts
 from streams.sketch import KeyedRates, RateSketch
 
 _ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
@@ -68,6 +69,7 @@ class DetectorParams:
     candidate_min: float = 2.0
     max_items_per_post: int = 48
     hot_z: float = 2.0
+    seen_posts: int = 20_000  # post keys remembered to count a re-sent post once
 
     @property
     def alpha(self) -> float:
@@ -134,6 +136,8 @@ class BurstEngine:
         self.dups = NearDuplicates(window_seconds=6 * 3600)
         self.authors = AuthorRepeats()
         self.book = AlertBook(p.book(), clock)
+        self.seen = SeenPosts(p.seen_posts)
+        self.repeats = 0  # posts skipped as already counted
         self.candidates: OrderedDict[str, deque[PostRef]] = OrderedDict()
         self.recent: deque[PostRef] = deque()
         self.start: float | None = None
@@ -151,6 +155,9 @@ class BurstEngine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         book_state = state.pop("book")
+        if "seen" not in state:  # a checkpoint from before the post-key memory
+            state["seen"] = SeenPosts(state["p"].seen_posts)
+            state["repeats"] = 0
         self.__dict__.update(state)
         self.book = AlertBook.__new__(AlertBook)
         self.book.__dict__.update(book_state)
@@ -196,9 +203,16 @@ class BurstEngine:
         return float(1.0 - (1.0 - self.p.alpha) ** n)
 
     def observe(self, cp: ClassifiedPost) -> list[Alert]:
-        """Count one classified post; return the alert versions it causes (often none)."""
+        """Count one classified post; return the alert versions it causes (often none).
+
+        A post whose key is among the last ``seen_posts`` counted is skipped (``repeats``):
+        after a crash the ingest stage may emit a post again.
+        """
         p = self.p
         post = cp.post
+        if not self.seen.add(post.key):
+            self.repeats += 1
+            return []
         ts = post.created_at.timestamp()
         bucket = int(ts // p.bucket_seconds)
         if self.start is None:

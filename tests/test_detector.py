@@ -18,6 +18,7 @@ from streams.alertbook import alert_id
 from streams.checkpoint import Checkpoints
 from streams.detector import BurstEngine, DetectorParams, poisson_score
 from streams.features import burst_items, entities
+from streams.seen import SeenPosts
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -217,6 +218,35 @@ def test_checkpoint_restore_continues_exactly() -> None:
     restored = BurstEngine.loads(eng.dumps())
     restored.set_clock(lambda: NOW)
     assert first + run(restored, posts[cut:]) == whole
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_posts_emitted_again_after_a_crash_are_counted_once(seed: int) -> None:
+    """Ingest re-emits the posts it had not committed when a worker dies: the detector
+    sees a run of posts twice (in order, at later offsets) and must raise the same alerts."""
+    posts = flat_stream(10, 90, 4, 2) + step_posts(T0 + timedelta(hours=7), 40)
+    posts.sort(key=lambda c: c.post.created_at)
+    whole = run(engine(), posts)
+    assert whole
+    rng = random.Random(seed)
+    start = rng.randrange(len(posts) - 200)
+    stop = start + rng.randrange(20, 200)
+    eng = engine()
+    again = run(eng, posts[:stop]) + run(eng, posts[start:stop]) + run(eng, posts[stop:])
+    assert eng.repeats == stop - start
+    assert [(a.id, a.version) for a in again] == [(a.id, a.version) for a in whole]
+    # the memory of seen keys survives a checkpoint
+    restored = BurstEngine.loads(eng.dumps())
+    assert run(restored, posts[start:stop]) == [] and restored.repeats == 2 * (stop - start)
+
+
+def test_seen_posts_is_bounded_and_forgets_the_oldest() -> None:
+    seen = SeenPosts(3)
+    assert [seen.add(k) for k in ("a", "b", "a", "c", "d")] == [True, True, False, True, True]
+    assert len(seen) == 3 and "a" not in seen and "d" in seen
+    assert seen.add("a") and not seen.add("d")
+    with pytest.raises(ValueError):
+        SeenPosts(0)
 
 
 def test_one_account_cannot_make_a_burst() -> None:
