@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     worker_fast_join: bool = Field(
         default=True, description="short session/heartbeat timeouts: quick starts on one node"
     )
+    dedupe_posts: int = Field(
+        default=200_000,
+        ge=1000,
+        description="post keys ingest remembers per raw partition to drop a post sent twice",
+    )
 
     # --- burst detection (event time) -------------------------------------------------
     bucket_seconds: int = Field(

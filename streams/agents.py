@@ -62,6 +62,16 @@ def _since(ingested_at: datetime | None) -> float | None:
     return max(0.0, time.time() - ingested_at.timestamp())
 
 
+def _seen_at(value: Any) -> tuple[int, int]:
+    """(partition, offset) of a ``seen-posts`` value (a bare offset before 2026-11-23)."""
+    return (int(value[0]), int(value[1])) if isinstance(value, list) else (0, int(value))
+
+
+def _older(value: Any, partition: int, cutoff: int) -> bool:
+    p, offset = _seen_at(value)
+    return p == partition and offset < cutoff
+
+
 def _enter_event(event: EventT[Any]) -> None:
     """Make ``event`` the current event of this task, as ``stream.events()`` does.
 
@@ -94,9 +104,10 @@ def register(
     engines: dict[int, BurstEngine] = {}
     saved_at: dict[int, float] = {}
     delivered = app.Table("delivered", partitions=parts)
-    # post key -> offset it was first seen at (raw posts are keyed by post key, so this
-    # table is co-partitioned with posts.raw.v1)
+    # post key -> [raw partition, offset it was first seen at] (raw posts are keyed by post
+    # key, so this table is co-partitioned with posts.raw.v1); bounded by prune_seen
     seen_posts = app.Table("seen-posts", partitions=settings.partitions(POSTS_RAW))
+    prune_every = max(1, settings.dedupe_posts // 10)
 
     async def to_dlq(stage: str, reason: str, event: EventT[Any]) -> None:
         msg = event.message
@@ -140,12 +151,26 @@ def register(
         # The same post at another offset is a copy (a replay re-run, a connector resending):
         # skip it. At the same offset it is a retry after a restart: process it again, since
         # its outputs may not have been written; downstream recognises what it already has.
-        first_offset = seen_posts.get(post.key)
-        if first_offset is not None and first_offset != event.message.offset:
+        msg = event.message
+        first = seen_posts.get(post.key)
+        if first is not None and _seen_at(first) != (msg.partition, msg.offset):
             metrics.duplicates.labels("ingest").inc()
             return None
-        seen_posts[post.key] = event.message.offset
+        seen_posts[post.key] = [msg.partition, msg.offset]
+        if msg.offset % prune_every == 0:
+            prune_seen(msg.partition, msg.offset)
         return post
+
+    def prune_seen(partition: int, offset: int) -> None:
+        """Forget the posts of ``partition`` first seen more than ``dedupe_posts`` offsets
+        ago (only this partition's: a delete goes to the current event's changelog
+        partition). Runs every tenth of the window, so the table stays under 1.1x of it."""
+        cutoff = offset - settings.dedupe_posts
+        old = [k for k, v in seen_posts.items() if _older(v, partition, cutoff)]
+        for key in old:
+            del seen_posts[key]
+        if old:
+            log.info("ingest: forgot %d post keys of partition %d", len(old), partition)
 
     def classify(posts: list[Post]) -> list[ClassifiedPost]:
         """One classifier call, timed and counted (the classify_* series)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from tests.helpers import (
     WebhookReceiver,
     WorkerProcess,
+    replay_summary,
     run_seismo,
     synthetic_stream,
     write_jsonl,
@@ -145,3 +147,45 @@ def test_malformed_record_goes_to_dlq_and_worker_keeps_going(
         assert worker.proc is not None and worker.proc.poll() is None  # still running
     finally:
         assert worker.stop() == 0
+
+
+def metric_value(port: str, series: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_copies_counted_once_and_the_ingest_memory_is_bounded(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A post sent twice is dropped by ingest while its key is within ``dedupe_posts``
+    offsets; an older copy is forgotten there (the table is bounded) and dropped by the
+    detector's own memory of post keys instead. Nothing is counted twice."""
+    rows = synthetic_stream(hours=12, per_hour=200)  # 2,415 posts
+    env = {**worker_env, "SEISMO_DEDUPE_POSTS": "1000"}
+    log = tmp_path / "worker.log"
+    worker = WorkerProcess(env, log).start()
+    port = env["SEISMO_WEB_PORT"]
+    ingest = 'seismo_duplicates_skipped_total{stage="ingest"}'
+    detect = 'seismo_duplicates_skipped_total{stage="detect"}'
+    try:
+        replay_summary(env, write_jsonl(tmp_path / "all.jsonl", rows))
+        replay_summary(env, write_jsonl(tmp_path / "new.jsonl", rows[-40:]))
+        replay_summary(env, write_jsonl(tmp_path / "old.jsonl", rows[:30]))
+        deadline = time.monotonic() + 120
+        while (metric_value(port, ingest), metric_value(port, detect)) != (40, 30):
+            assert time.monotonic() < deadline, (
+                metric_value(port, ingest),
+                metric_value(port, detect),
+            )
+            time.sleep(1)
+        counted = {
+            source: metric_value(port, f'seismo_posts_in_total{{source="{source}",stage="detect"}}')
+            for source in {r["source"] for r in rows}
+        }
+        assert sum(counted.values()) == len(rows) + 30, counted  # the copies reach detect
+    finally:
+        worker.stop()
+    assert "ingest: forgot" in log.read_text()
