@@ -251,7 +251,8 @@ def register(
         they raise are sent again (same id and version: every consumer drops repeats).
         """
         engine = engines.get(partition)
-        if engine is None:
+        # none yet, or one left from before the partition moved to another worker and back
+        if engine is None or checkpoints.offset(partition) > engine.offset:
             engine = checkpoints.load(partition) or BurstEngine(params)
             engines[partition] = engine
             saved_at[partition] = time.monotonic()

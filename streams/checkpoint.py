@@ -44,6 +44,11 @@ class Checkpoints:
         }
         return len(data)
 
+    def offset(self, partition: int) -> int:
+        """The source offset the last checkpoint of ``partition`` covers (-1: none)."""
+        meta = self.table.get(f"{partition}:meta")
+        return int(meta["offset"]) if meta else -1
+
     def load(self, partition: int) -> BurstEngine | None:
         """The last complete checkpoint of ``partition``, or None."""
         meta = self.table.get(f"{partition}:meta")

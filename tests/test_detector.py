@@ -200,6 +200,11 @@ def test_checkpoints_in_a_table_survive_a_torn_write() -> None:
     restored.set_clock(lambda: NOW)
     assert run(restored, posts[200:]) == run(engine_at(posts[:200]), posts[200:])
     assert Checkpoints({}).load(0) is None
+    assert (store.offset(0), Checkpoints(torn).offset(0), Checkpoints({}).offset(0)) == (
+        399,
+        199,
+        -1,
+    )
 
 
 def engine_at(posts: list[ClassifiedPost]) -> BurstEngine:
