@@ -338,6 +338,15 @@ class ConnectorRunner:
             self._gauge_cursor(self.saved)
         await self.sink.start()
         self.metrics.connector_up.labels(name).set(1)
+        # exported at 0 from the start, so rate() and the alert rules see the first event
+        for series in (
+            self.metrics.connector_reconnects,
+            self.metrics.connector_errors,
+            self.metrics.connector_gaps,
+        ):
+            series.labels(name)
+        for outcome in ("received", "produced", "duplicate", "skipped"):
+            self.metrics.connector_events.labels(name, outcome)
         try:
             while not stop.is_set():
                 try:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
@@ -24,12 +27,15 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
+from connectors.xpush import PATH
 from models.keyword import KeywordClassifier
 from seismo.contracts import Post
 from seismo.watchlist import load_watchlist
-from tests.helpers import WorkerProcess, free_port, replay_summary, write_jsonl
+from tests.fakes.x import x_post
+from tests.helpers import REPO, WorkerProcess, free_port, replay_summary, write_jsonl
 from tests.test_deploy import PROMETHEUS, dashboards, panels
 from tests.test_restart import multi_burst_rows
+from tests.test_xpush import ndjson
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -53,9 +59,9 @@ def substitute(expr: str) -> str:
 
 
 class Prometheus:
-    """``prometheus`` on a free loopback port, scraping one worker every second."""
+    """``prometheus`` on a free loopback port, scraping ``jobs`` (name -> port) every second."""
 
-    def __init__(self, tmp: Path, worker_port: int) -> None:
+    def __init__(self, tmp: Path, jobs: dict[str, int]) -> None:
         self.exe = shutil.which("prometheus")
         if self.exe is None:
             pytest.skip("prometheus not installed (Debian package prometheus; make system-deps)")
@@ -68,10 +74,8 @@ class Prometheus:
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                     "rule_files": [str(PROMETHEUS / "alerts.yml")],
                     "scrape_configs": [
-                        {
-                            "job_name": "seismo-worker",
-                            "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}],
-                        }
+                        {"job_name": job, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+                        for job, port in jobs.items()
                     ],
                 }
             )
@@ -144,8 +148,61 @@ async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 @pytest.fixture
-def prometheus(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Prometheus]:
-    prom = Prometheus(tmp_path, int(worker_env["SEISMO_WEB_PORT"]))
+def x_push(worker_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A real ``seismo connect x-push`` process serving its metrics; yields its settings."""
+    env = {
+        **worker_env,
+        "SEISMO_X_PUSH_PORT": str(free_port()),
+        "SEISMO_X_PUSH_TOKEN": "push-secret",
+        "SEISMO_METRICS_PORT": str(free_port()),
+    }
+    with (tmp_path / "x-push.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "seismo.cli", "connect", "x-push"],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def push(env: dict[str, str], body: bytes, timeout: float = 60) -> None:
+    """POST ``body`` to the x-push endpoint once it listens; it answers after Kafka acks."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{env['SEISMO_X_PUSH_PORT']}{PATH}",
+        data=body,
+        headers={"Authorization": "Bearer push-secret", "Content-Type": "application/x-ndjson"},
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                assert resp.status == 200
+                return
+        except urllib.error.URLError as exc:
+            if isinstance(exc, urllib.error.HTTPError) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.fixture
+def prometheus(
+    worker_env: dict[str, str], x_push: dict[str, str], tmp_path: Path
+) -> Iterator[Prometheus]:
+    jobs = {
+        "seismo-worker": int(worker_env["SEISMO_WEB_PORT"]),
+        "seismo-connectors": int(x_push["SEISMO_METRICS_PORT"]),
+    }
+    prom = Prometheus(tmp_path, jobs)
     prom.start()
     try:
         yield prom
@@ -154,7 +211,7 @@ def prometheus(worker_env: dict[str, str], tmp_path: Path) -> Iterator[Prometheu
 
 
 def test_every_dashboard_query_returns_data_from_a_real_pipeline(
-    worker_env: dict[str, str], prometheus: Prometheus, tmp_path: Path
+    worker_env: dict[str, str], x_push: dict[str, str], prometheus: Prometheus, tmp_path: Path
 ) -> None:
     rows = multi_burst_rows()
     stream = write_jsonl(tmp_path / "stream.jsonl", rows)
@@ -183,6 +240,11 @@ def test_every_dashboard_query_returns_data_from_a_real_pipeline(
         while float(prometheus.wait_for(expr)[0]["value"][1]) != want:
             assert time.monotonic() < deadline, prometheus.query(expr)
             time.sleep(1)
+
+        # posts pushed through a real connector (the connector panels;
+        # after the dossier count above, which they would change); one invalid line
+        push(x_push, ndjson(x_post(1), x_post(2), {"data": {"id": "no text"}}))
+        prometheus.wait_for('rate(seismo_connector_events_total{outcome="produced"}[2m]) > 0')
 
         empty = []
         checked = 0

@@ -230,6 +230,53 @@ def pipeline() -> dict[str, Any]:
                 ('sum(up{job="seismo-worker"})', "workers up"),
                 ("max(seismo_faust_total_rebalances)", "rebalances"),
             ),
+            row("Connectors"),
+            panel(
+                "Connector events per second by source and outcome",
+                (
+                    f"sum by (source, outcome) (rate(seismo_connector_events_total[{RATE}]))",
+                    "{{source}} {{outcome}}",
+                ),
+                unit="ops",
+                description="received, produced, duplicate, skipped, invalid (to the DLQ).",
+            ),
+            panel(
+                "Connectors up",
+                ("max by (source) (seismo_connector_up)", "{{source}}"),
+                kind="stat",
+                description="1 while a connector's loop runs (alert SeismoConnectorDown).",
+            ),
+            panel(
+                "Connector lag: wall clock minus event time",
+                ("max by (source) (seismo_connector_lag_seconds)", "{{source}}"),
+                unit="s",
+            ),
+            panel(
+                "Seconds since a connector last produced a post",
+                (
+                    "time() - max by (source) (seismo_connector_last_event_timestamp_seconds)",
+                    "{{source}}",
+                ),
+                unit="s",
+            ),
+            panel(
+                "Connector reconnects, errors and gaps in the time range",
+                (
+                    "sum by (source) (increase(seismo_connector_reconnects_total[$__range]))",
+                    "{{source}} reconnects",
+                ),
+                (
+                    "sum by (source) (increase(seismo_connector_errors_total[$__range]))",
+                    "{{source}} errors",
+                ),
+                (
+                    "sum by (source) (increase(seismo_connector_gaps_total[$__range]))",
+                    "{{source}} gaps",
+                ),
+                kind="table",
+                description="A gap: the upstream could not resume at the cursor, posts may be "
+                "missing (alert SeismoConnectorGap).",
+            ),
             row("Alerts"),
             panel(
                 "Alert events per hour by severity",
