@@ -41,6 +41,30 @@ def run_seismo(
     )
 
 
+def spawn_seismo(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Start ``seismo ARGS`` in the background with ``env`` on top of ours, output to a log."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "seismo.cli", *args],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> int:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL; returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def replay_summary(env: dict[str, str], path: Path, *args: str, timeout: float = 300) -> Any:
     """``seismo replay PATH --speed max ARGS``; asserts success, returns its JSON summary."""
     res = run_seismo(env, "replay", str(path), "--speed", "max", *args, timeout=timeout)

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -22,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from seismo.config import load_settings
 from seismo.contracts import Alert
 from seismo.kafka import ensure_topics
-from tests.helpers import REPO, free_port, make_alert
+from tests.helpers import free_port, make_alert, spawn_seismo, stop_process
 
 pytestmark = pytest.mark.broker
 
@@ -72,14 +71,7 @@ def test_live_page_shows_a_new_alert_within_2s(
         await p.send_and_wait(topic, a.to_bytes(), key=a.id.encode())
 
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "seismo.cli", "alerts", "serve"],
-            env={**os.environ, **env},
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn_seismo(env, log, "alerts", "serve")
     url = f"http://127.0.0.1:{port}/"
     shot = tmp_path / "live-page.png"
 
@@ -134,8 +126,7 @@ def test_live_page_shows_a_new_alert_within_2s(
             urllib.request.urlopen(url)
         assert err.value.code == 401
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_process(proc, timeout=20)
     print(f"\nlive page: alert visible {took:.2f}s after produce; screenshot {shot}")
     assert shot.stat().st_size > 10_000
     assert took < 2.0, f"alert took {took:.2f}s to appear"

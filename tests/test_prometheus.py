@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -32,7 +30,14 @@ from models.keyword import KeywordClassifier
 from seismo.contracts import Post
 from seismo.watchlist import load_watchlist
 from tests.fakes.x import x_post
-from tests.helpers import REPO, WorkerProcess, free_port, replay_summary, write_jsonl
+from tests.helpers import (
+    WorkerProcess,
+    free_port,
+    replay_summary,
+    spawn_seismo,
+    stop_process,
+    write_jsonl,
+)
 from tests.test_deploy import PROMETHEUS, dashboards, panels
 from tests.test_restart import multi_burst_rows
 from tests.test_xpush import ndjson
@@ -107,13 +112,8 @@ class Prometheus:
         raise AssertionError(f"prometheus not ready:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
@@ -156,23 +156,11 @@ def x_push(worker_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str
         "SEISMO_X_PUSH_TOKEN": "push-secret",
         "SEISMO_METRICS_PORT": str(free_port()),
     }
-    with (tmp_path / "x-push.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "seismo.cli", "connect", "x-push"],
-            env={**os.environ, **env},
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn_seismo(env, tmp_path / "x-push.log", "connect", "x-push")
     try:
         yield env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def push(env: dict[str, str], body: bytes, timeout: float = 60) -> None:
