@@ -3,7 +3,7 @@
     python -m bench offline [--file F] [--repeat N]   classify + detect in one process
     python -m bench detector [--file F] [--repeat N]  the burst detector alone (pre-classified)
     python -m bench memory [--terms N]                detector memory at N distinct terms
-    python -m bench e2e [--posts N]                   replay -> embedded Kafka -> worker, to drain
+    python -m bench e2e [--posts N] [--classifier C] [--batch B]  replay -> Kafka -> worker
     python -m bench delivery [--alerts N]             signed writer webhooks to a verifying receiver
     python -m bench connect [--source S] [--posts N]  connector clients vs loopback fakes
     python -m bench xpush [--posts N] [--batch B]     x-push endpoint -> embedded Kafka, acked
@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -237,6 +238,18 @@ def bench_memory(args: argparse.Namespace) -> None:
             )
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def bench_e2e(args: argparse.Namespace) -> None:
     from seismo.broker import EmbeddedKafka
 
@@ -252,7 +265,9 @@ def bench_e2e(args: argparse.Namespace) -> None:
                 "SEISMO_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "SEISMO_NAMESPACE": "bench",
                 "SEISMO_DATA_DIR": str(d / "seismo"),
-                "SEISMO_WEB_PORT": "0",
+                "SEISMO_WEB_PORT": str(_free_port()),
+                "SEISMO_CLASSIFIER": args.classifier,
+                "SEISMO_CLASSIFY_BATCH_SIZE": str(args.batch),
             }
             log = (d / "worker.log").open("wb")
             worker = subprocess.Popen(
@@ -265,8 +280,10 @@ def bench_e2e(args: argparse.Namespace) -> None:
                 deadline = time.monotonic() + 90
                 while b"[^Worker]: Ready" not in (d / "worker.log").read_bytes():
                     if time.monotonic() > deadline or worker.poll() is not None:
-                        raise SystemExit("worker did not start")
+                        tail = (d / "worker.log").read_text(errors="replace")[-3000:]
+                        raise SystemExit(f"worker did not start:\n{tail}")
                     time.sleep(0.2)
+                cpu0 = _cpu_seconds(worker.pid)
                 t = time.perf_counter()
                 res = subprocess.run(
                     [
@@ -287,14 +304,20 @@ def bench_e2e(args: argparse.Namespace) -> None:
                     check=True,
                 )
                 dt = time.perf_counter() - t
+                cpu = _cpu_seconds(worker.pid) - cpu0
                 summary = json.loads(res.stdout.strip().splitlines()[-1])
                 print(
                     json.dumps(
                         {
                             "bench": "e2e",
+                            "classifier": args.classifier,
+                            "classify_batch_size": args.batch,
                             "posts": args.posts,
+                            "load_avg_1m": round(os.getloadavg()[0], 1),
                             "seconds": round(dt, 2),
                             "posts_per_s": round(args.posts / dt, 1),
+                            "worker_cpu_s": round(cpu, 1),
+                            "posts_per_worker_cpu_s": round(args.posts / max(cpu, 1e-9), 1),
                             "replay_posts_per_s": summary["posts_per_second"],
                             "alerts": summary["alerts"],
                         }
@@ -416,6 +439,13 @@ def main() -> None:
     m.set_defaults(func=bench_memory)
     e = sub.add_parser("e2e", help="replay through the embedded broker and a worker")
     e.add_argument("--posts", type=int, default=5_000)
+    e.add_argument(
+        "--classifier",
+        choices=["keyword", "cascade", "full"],
+        default="cascade",
+        help="the worker's classifier (default: cascade, the product default)",
+    )
+    e.add_argument("--batch", type=int, default=1, help="classify_batch_size of the worker")
     e.set_defaults(func=bench_e2e)
     dl = sub.add_parser("delivery", help="signed webhooks to a loopback verifying receiver")
     dl.add_argument("--alerts", type=int, default=2_000)
