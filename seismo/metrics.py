@@ -345,6 +345,14 @@ class Metrics:
         self.burst_score.labels(alert.kind).observe(alert.score)
         self._track_open(alert, dossier, prev)
 
+    def alert_restored(self, alert: Alert) -> None:
+        """An alert open in a detector restored from its checkpoint: it enters the open-alert
+        gauges (a restarted worker shows what is open), but is not counted as an event."""
+        prev = self._open.get(alert.id)
+        if alert.version <= (prev.version if prev else self._resolved.get(alert.id, 0)):
+            return
+        self._track_open(alert, self.dossier(alert.dossier), prev)
+
     def _track_open(self, alert: Alert, dossier: str, prev: _OpenAlert | None) -> None:
         """Follow one alert's lifecycle in the open-alert gauges (``prev``: its last state)."""
         if prev is not None:

@@ -254,6 +254,8 @@ def register(
         # none yet, or one left from before the partition moved to another worker and back
         if engine is None or checkpoints.offset(partition) > engine.offset:
             engine = checkpoints.load(partition) or BurstEngine(params)
+            for alert in engine.book.current():
+                metrics.alert_restored(alert)
             engines[partition] = engine
             saved_at[partition] = time.monotonic()
         if engine.offset + 1 < offset:

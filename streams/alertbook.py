@@ -251,6 +251,27 @@ class AlertBook:
 
     def _emit(self, al: _Open, ts: float, status: str) -> Alert:
         al.version += 1
+        alert = self._build(al, ts, status)
+        al.emitted = (
+            SEVERITIES.index(alert.severity),
+            len(al.keys),
+            _tracked(al),
+            len(al.source_first),
+            alert.independent_posts or 0,
+            ts,
+        )
+        return alert
+
+    def current(self) -> list[Alert]:
+        """The open alerts as they stand, at their last version (nothing is emitted):
+        for a process that restores this book from a checkpoint (its gauges)."""
+        return [
+            self._build(al, al.emitted[5], "open" if al.version == 1 else "update")
+            for al in self.open.values()
+            if al.version
+        ]
+
+    def _build(self, al: _Open, ts: float, status: str) -> Alert:
         p = self.p
         keys = sorted(al.keys.values(), key=lambda k: -k.score)
         best = keys[0]
@@ -272,14 +293,6 @@ class AlertBook:
         claims = sorted({c for r in posts for c in r.claims} | {k.claim for k in keys if k.claim})
         lead = min(al.source_first, key=lambda s: al.source_first[s])
         sev = self._severity(al)
-        al.emitted = (
-            SEVERITIES.index(sev),
-            len(al.keys),
-            _tracked(al),
-            len(al.source_first),
-            size,
-            ts,
-        )
         bs = p.bucket_seconds
         curve_from = min(al.curve)
         return Alert(

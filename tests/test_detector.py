@@ -254,6 +254,23 @@ def test_seen_posts_is_bounded_and_forgets_the_oldest() -> None:
         SeenPosts(0)
 
 
+def test_a_restored_book_reports_its_open_alerts_at_their_last_version() -> None:
+    posts = flat_stream(8, 90, 4, 2) + step_posts(T0 + timedelta(hours=7), 40)
+    posts.sort(key=lambda c: c.post.created_at)  # ends before the alerts can resolve
+    eng = engine()
+    last: dict[str, Alert] = {}
+    for a in run(eng, posts):
+        last[a.id] = a
+    still_open = {i: a for i, a in last.items() if a.status != "resolved"}
+    assert still_open
+    restored = BurstEngine.loads(eng.dumps())
+    restored.set_clock(lambda: NOW)
+    now = {a.id: a for a in restored.book.current()}
+    assert {i: a.version for i, a in now.items()} == {i: a.version for i, a in still_open.items()}
+    for i, a in now.items():  # the alert as last sent (what the gauges showed)
+        assert a.model_dump(exclude={"status"}) == still_open[i].model_dump(exclude={"status"})
+
+
 def test_one_account_cannot_make_a_burst() -> None:
     posts = flat_stream(8, 60, 4, 3)
     spam = [

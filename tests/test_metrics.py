@@ -196,6 +196,19 @@ def test_open_alerts_follow_the_lifecycle_and_ignore_repeats() -> None:
     assert value(m, "seismo_alerts_total", **opened) == 2  # a, b: repeats are not events
 
 
+def test_alerts_restored_from_a_checkpoint_fill_the_gauges_without_counting_events() -> None:
+    m = Metrics(CollectorRegistry())
+    m.alert_restored(lifecycle_alert("a", 2, "update", "high", score=11.0))
+    m.alert_restored(lifecycle_alert("a", 2, "update", "high", score=11.0))  # twice: once
+    assert value(m, "seismo_alerts_open", severity="high", dossier="china-ai-rising") == 1
+    assert value(m, "seismo_burst_score_max", kind="claim", dossier="china-ai-rising") == 11.0
+    assert value(m, "seismo_alerts_total", **{"kind": "claim", "severity": "high",
+        "status": "update", "dossier": "china-ai-rising"}) is None  # fmt: skip
+    m.alert(lifecycle_alert("a", 2, "update", "high"))  # the replay re-sends it: no change
+    m.alert(lifecycle_alert("a", 3, "resolved", "high"))
+    assert value(m, "seismo_alerts_open", severity="high", dossier="china-ai-rising") == 0
+
+
 def test_burst_score_max_is_the_best_open_alert_per_kind_and_dossier() -> None:
     m = Metrics(CollectorRegistry())
 
