@@ -107,22 +107,42 @@ class RateSketch:
         """Count ``weights`` (one per item) into the current bucket of each item's cells."""
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
-        self._add(flat, np.tile(weights, self.depth))
-
-    def _add(self, flat: I64, w: F32) -> None:
-        if np.unique(flat).size == flat.size:
-            self.cur[flat] += w
-        else:  # colliding items in one row: add each
-            np.add.at(self.cur, flat, w)
+        np.add.at(self.cur, flat, np.tile(weights, self.depth))
 
     def observe(
         self, idx: I64, weights: F32, bucket: int, correction: float, floor: float
     ) -> Estimate:
         """:meth:`add`, then :meth:`estimate` (one pass over the cells)."""
+        return self.observe_batch(idx, weights, None, bucket, correction, floor)
+
+    def observe_batch(
+        self,
+        idx: I64,
+        weights: F32,
+        post: I64 | None,
+        bucket: int,
+        correction: float,
+        floor: float,
+    ) -> Estimate:
+        """:meth:`observe` for the items of several posts of one bucket at once.
+
+        Item ``m`` belongs to post ``post[m]`` (non-decreasing; None = all one post). Each
+        item's estimate is the one :meth:`observe` would return had the posts been
+        observed one by one: its cells' counts include the weights of its own post and of
+        the earlier ones, not the later ones. Counts are sums of 0/1 weights, exact in
+        float32, and the rest is the same elementwise arithmetic, so the results are
+        bit-identical whatever the batch size.
+        """
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
-        self._add(flat, np.tile(weights, self.depth))
-        return self._read(flat, idx.shape, correction, floor)
+        w = np.tile(weights, self.depth)
+        before = self.cur[flat]
+        np.add.at(self.cur, flat, w)
+        if post is None or post[0] == post[-1]:
+            cur = self.cur[flat]
+        else:
+            cur = before + _added_by_post(flat, np.tile(post, self.depth), w)
+        return self._read(self.prev[flat] + cur, flat, idx.shape, correction, floor)
 
     def estimate(self, idx: I64, bucket: int, correction: float, floor: float) -> Estimate:
         """Windowed (previous + current bucket) count of each item vs. its baseline.
@@ -132,10 +152,13 @@ class RateSketch:
         """
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
-        return self._read(flat, idx.shape, correction, floor)
+        x = self.prev[flat] + self.cur[flat]
+        return self._read(x, flat, idx.shape, correction, floor)
 
-    def _read(self, flat: I64, shape: tuple[int, ...], correction: float, floor: float) -> Estimate:
-        x = (self.prev[flat] + self.cur[flat]).reshape(shape)
+    def _read(
+        self, x: F32, flat: I64, shape: tuple[int, ...], correction: float, floor: float
+    ) -> Estimate:
+        x = x.reshape(shape)
         exp = np.maximum(self.mean[flat].reshape(shape) * (2.0 / correction), floor)
         var = self.var[flat].reshape(shape) * (2.0 / correction)
         z = (x - exp) / (np.sqrt(var) + self.beta)
@@ -147,6 +170,27 @@ class RateSketch:
         return Estimate(
             count=x.min(axis=0), expected=exp[row, cols], var=var[row, cols], z=z[row, cols]
         )
+
+
+def _added_by_post(flat: I64, post: I64, w: F32) -> F32:
+    """Per entry: the weight added to its cell by the entries of its own and earlier posts."""
+    n = flat.size
+    order = np.lexsort((post, flat))  # by cell, then post, then position (stable)
+    cells, posts = flat[order], post[order]
+    ws = w[order].astype(np.float64)
+    cs = np.cumsum(ws)
+    at = np.arange(n)
+    new_cell = np.empty(n, dtype=bool)
+    new_cell[0] = True
+    np.not_equal(cells[1:], cells[:-1], out=new_cell[1:])
+    start = np.maximum.accumulate(np.where(new_cell, at, 0))
+    run_end = np.empty(n, dtype=bool)
+    run_end[-1] = True
+    run_end[:-1] = new_cell[1:] | (posts[1:] != posts[:-1])
+    end = np.minimum.accumulate(np.where(run_end, at, n)[::-1])[::-1]
+    out = np.empty(n, dtype=np.float32)
+    out[order] = cs[end] - (cs[start] - ws[start])
+    return out
 
 
 class KeyedRates(RateSketch):
