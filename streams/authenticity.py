@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import zlib
 from collections import deque
+from itertools import accumulate, chain, repeat
 
 import numpy as np
 
@@ -51,8 +52,10 @@ class NearDuplicates:
     def signatures(self, shingles: list[list[str]]) -> np.ndarray:
         """One signature row per non-empty word list, all in one vectorised pass."""
         n = sum(len(ws) for ws in shingles)
-        h = np.fromiter((zlib.crc32(w.encode()) for ws in shingles for w in ws), np.uint64, n)
-        starts = np.cumsum([0] + [len(ws) for ws in shingles[:-1]])
+        h = np.fromiter(
+            map(zlib.crc32, map(str.encode, chain.from_iterable(shingles))), np.uint64, n
+        )
+        starts = list(accumulate((len(ws) for ws in shingles[:-1]), initial=0))
         hashed = (h[:, None] * self._a + self._b) >> np.uint64(32)
         sigs: np.ndarray = np.minimum.reduceat(hashed, starts, axis=0)
         return sigs
@@ -112,18 +115,20 @@ class AuthorRepeats:
         concatenated: an item an earlier post of the batch counted is not fresh."""
         size = self.size
         n = sum(len(items) for _, items in posts)
-        idx = np.fromiter(
-            (
-                zlib.crc32(i.encode(), pre) % size
-                for author, items in posts
-                for pre in (zlib.crc32(author.encode() + b"\x00"),)
-                for i in items
-            ),
-            dtype=np.int64,
-            count=n,
+        crc, enc = zlib.crc32, str.encode
+        idx = (
+            np.fromiter(
+                chain.from_iterable(
+                    map(crc, map(enc, items), repeat(crc(enc(author) + b"\x00"), len(items)))
+                    for author, items in posts
+                ),
+                dtype=np.int64,
+                count=n,
+            )
+            % size
         )
         fresh: np.ndarray = self.last[idx] < bucket - 1
-        if len(posts) > 1:
+        if sum(1 for _, items in posts if items) > 1:  # (else no earlier post to check)
             post = np.repeat(np.arange(len(posts)), [len(items) for _, items in posts])
             order = np.lexsort((post, idx))
             cells = idx[order]

@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import compress, islice
 from typing import Any
 
 import numpy as np
@@ -229,11 +229,12 @@ class BurstEngine:
         corr = self._correction()
         floor = max(p.floor, p.floor_rate * 2.0 * self.stream_mean / corr)
         posts = [_Prepared(cp, ts, p.max_items_per_post) for cp, ts in batch]
-        shingles = [s for s in (q.shingles for q in posts) if s is not None]
-        sigs = iter(self.dups.signatures(shingles) if shingles else ())
+        shingles = [NearDuplicates.shingles(q.content) for q in posts]
+        some = [s for s in shingles if s is not None]
+        sigs = iter(self.dups.signatures(some) if some else ())
         units: list[tuple[str, list[str]]] = []
-        for q in posts:
-            sig = None if q.shingles is None else next(sigs)
+        for q, s in zip(posts, shingles, strict=True):
+            sig = None if s is None else next(sigs)
             q.cluster = self.dups.join(q.cp.post.key, sig, q.ts)
             units += ((q.author, q.items), (q.author, q.key_names))
         # per (author, item), in post order; items then tracked keys, as one post at a time
@@ -287,25 +288,27 @@ class BurstEngine:
                 ((flags[0], q.items, None), (flags[1], q.key_names, q.keys))
             ):
                 a = at[g]
-                at[g] += len(group)
+                b = at[g] = a + len(group)
                 if not group:
                     continue
-                hot.update(n for n, h in zip(group, f.hot[a : a + len(group)], strict=False) if h)
+                hot.update(compress(group, f.hot[a:b]))
                 cands = self.candidates
-                for name, enough in zip(group, f.admit[a : a + len(group)], strict=True):
-                    if name in cands:
-                        self._remember(name, ref)
+                for name, enough in zip(group, f.admit[a:b], strict=True):
+                    held = cands.get(name)
+                    if held is not None:  # a candidate: this post is its newest evidence
+                        cands.move_to_end(name)
+                        if not held or held[-1] is not ref:
+                            held.append(ref)
                     elif enough:
                         self._admit(name)
                 if not warm:
                     continue
-                for j, name in enumerate(group):
-                    if not f.fire[a + j]:
-                        continue
+                for j in compress(range(len(group)), f.fire[a:b]):
                     count, expected = f.count[a + j], f.expected[a + j]
                     score = poisson_score(int(count), expected)
                     if score < p.min_score:
                         continue
+                    name = group[j]
                     key = (name, "term", name, None, None) if keys is None else keys[j]
                     bursts.append(self._burst(key, ts, count, expected, f.z[a + j], score))
             out += self.book.on_post(ref, hot, bursts)
@@ -319,12 +322,6 @@ class BurstEngine:
         self.candidates[name] = posts
         if len(self.candidates) > self.p.max_candidates:
             self.candidates.popitem(last=False)
-
-    def _remember(self, name: str, ref: PostRef) -> None:
-        posts = self.candidates[name]
-        self.candidates.move_to_end(name)
-        if not posts or posts[-1] is not ref:
-            posts.append(ref)
 
     def _burst(
         self,
@@ -366,10 +363,6 @@ class _Prepared:
         self.key_names = [k[0] for k in self.keys]
         self.author = cp.post.author or cp.post.key
         self.cluster: str | None = None
-
-    @property
-    def shingles(self) -> list[str] | None:
-        return NearDuplicates.shingles(self.content)
 
     def ref(self) -> PostRef:
         cp, post = self.cp, self.cp.post

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+T = TypeVar("T", bound=np.generic)
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
@@ -52,7 +54,17 @@ class RateSketch:
         self.var = np.zeros(n, np.float32)
         self.bucket = np.zeros(n, np.int32)
         self._rows = (np.arange(depth, dtype=np.int64) * width)[:, None]
-        self._cache: dict[str, tuple[int, int]] = {}
+        self._cache: dict[str, int] = {}
+        self._r = np.arange(depth, dtype=np.int64)[:, None]
+
+    def __getstate__(self) -> dict[str, object]:
+        # the hash memo is not state: checkpoints stay small and restore into any version
+        return {k: v for k, v in self.__dict__.items() if k not in ("_cache", "_r")}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._cache = {}
+        self._r = np.arange(self.depth, dtype=np.int64)[:, None]
 
     @property
     def nbytes(self) -> int:
@@ -64,21 +76,24 @@ class RateSketch:
             + self.bucket.nbytes
         )
 
-    def _hashes(self, item: str) -> tuple[int, int]:
-        h = self._cache.get(item)
-        if h is None:
-            raw = item.encode()
-            h = (zlib.crc32(raw), zlib.crc32(raw, 0x5BD1E995) | 1)
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[item] = h
+    def _hashes(self, item: str) -> int:
+        """Both hashes of an item, packed: h1 in the low 32 bits, h2 (odd) above."""
+        raw = item.encode()
+        h = zlib.crc32(raw) | (zlib.crc32(raw, 0x5BD1E995) | 1) << 32
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[item] = h
         return h
 
     def locate(self, items: list[str]) -> I64:
         """Cell indices, shape (depth, len(items)); row r uses h1 + r * h2 (double hashing)."""
-        hs = np.array([self._hashes(i) for i in items], dtype=np.int64).reshape(-1, 2)
-        r = np.arange(self.depth, dtype=np.int64)[:, None]
-        cols = (hs[:, 0][None, :] + r * hs[:, 1][None, :]) % self.width
+        hs = list(map(self._cache.get, items))
+        if None in hs:
+            hs = [h or self._hashes(i) for h, i in zip(hs, items, strict=True)]
+        packed = np.array(hs, dtype=np.uint64)
+        h1 = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        h2 = (packed >> np.uint64(32)).astype(np.int64)
+        cols = (h1[None, :] + self._r * h2[None, :]) % self.width
         idx: I64 = cols + self._rows
         return idx
 
@@ -107,7 +122,7 @@ class RateSketch:
         """Count ``weights`` (one per item) into the current bucket of each item's cells."""
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
-        np.add.at(self.cur, flat, np.tile(weights, self.depth))
+        np.add.at(self.cur, flat, self._tile(weights))
 
     def observe(
         self, idx: I64, weights: F32, bucket: int, correction: float, floor: float
@@ -135,14 +150,18 @@ class RateSketch:
         """
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
-        w = np.tile(weights, self.depth)
+        w = self._tile(weights)
         before = self.cur[flat]
         np.add.at(self.cur, flat, w)
         if post is None or post[0] == post[-1]:
             cur = self.cur[flat]
         else:
-            cur = before + _added_by_post(flat, np.tile(post, self.depth), w)
+            cur = before + _added_by_post(flat, self._tile(post), w)
         return self._read(self.prev[flat] + cur, flat, idx.shape, correction, floor)
+
+    def _tile(self, a: npt.NDArray[T]) -> npt.NDArray[T]:
+        """One copy of a per-item array for each row."""
+        return a if self.depth == 1 else np.tile(a, self.depth)
 
     def estimate(self, idx: I64, bucket: int, correction: float, floor: float) -> Estimate:
         """Windowed (previous + current bucket) count of each item vs. its baseline.
