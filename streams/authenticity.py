@@ -7,7 +7,7 @@ burst alone.
 - :class:`NearDuplicates`: MinHash signatures (Broder 1997) of each post's content words
   with banded LSH over a sliding event-time window; a post whose estimated Jaccard
   similarity to a post in the window reaches ``threshold`` joins that post's cluster.
-  Signatures are computed with numpy (one vectorised call per post); the measured cost of
+  Signatures are computed with numpy (one vectorised pass per batch of posts); the measured cost of
   ``datasketch`` here was 0.4-0.5 ms per post, 20x over the detector's whole budget.
 - :class:`AuthorRepeats`: a fixed hashed array remembering, per (author, item), the last
   event-time bucket it was counted in (a collision can only discount, never inflate).
