@@ -227,7 +227,8 @@ class BurstEngine:
         bucket = self.bucket
         self.stream_counts[1] += len(batch)
         corr = self._correction()
-        floor = max(p.floor, p.floor_rate * 2.0 * self.stream_mean / corr)
+        stream_rate = 2.0 * self.stream_mean / corr
+        floor = max(p.floor, p.floor_rate * stream_rate)
         posts = [_Prepared(cp, ts, p.max_items_per_post) for cp, ts in batch]
         shingles = [NearDuplicates.shingles(q.content) for q in posts]
         some = [s for s in shingles if s is not None]
