@@ -161,7 +161,7 @@ class RateSketch:
 
     def _tile(self, a: npt.NDArray[T]) -> npt.NDArray[T]:
         """One copy of a per-item array for each row."""
-        return a if self.depth == 1 else np.tile(a, self.depth)
+        return a if self.depth == 1 else np.concatenate((a,) * self.depth)
 
     def estimate(self, idx: I64, bucket: int, correction: float, floor: float) -> Estimate:
         """Windowed (previous + current bucket) count of each item vs. its baseline.
