@@ -30,10 +30,10 @@ import math
 import pickle
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import compress, islice
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.features import analyse
 from streams.seen import SeenPosts
-from streams.sketch import KeyedRates, RateSketch
+from streams.sketch import Estimate, KeyedRates, RateSketch
 
 _ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
 
@@ -203,93 +203,130 @@ class BurstEngine:
         return float(1.0 - (1.0 - self.p.alpha) ** n)
 
     def observe(self, cp: ClassifiedPost) -> list[Alert]:
-        """Count one classified post; return the alert versions it causes (often none).
+        """Count one classified post; return the alert versions it causes (often none)."""
+        return self.observe_many((cp,))
+
+    def observe_many(self, cps: Iterable[ClassifiedPost]) -> list[Alert]:
+        """:meth:`observe` each post in order: the same alerts and the same state, but the
+        posts of one event-time bucket are counted together (a few vectorised calls for
+        the whole run instead of a few per post).
 
         A post whose key is among the last ``seen_posts`` counted is skipped (``repeats``):
         after a crash the ingest stage may emit a post again.
         """
-        p = self.p
-        post = cp.post
-        if not self.seen.add(post.key):
-            self.repeats += 1
-            return []
-        ts = post.created_at.timestamp()
-        bucket = int(ts // p.bucket_seconds)
-        if self.start is None:
-            self.start = ts
-            self.bucket = bucket
-        self._advance(bucket)  # a late post counts in the current bucket
-        bucket = self.bucket
-        self.stream_counts[1] += 1
         out: list[Alert] = []
-        if bucket != self._ticked:  # alerts resolve on bucket boundaries
-            out += self.book.tick(ts)
-            self._ticked = bucket
+        batch: list[tuple[ClassifiedPost, float]] = []
+        size = self.p.bucket_seconds
+        for cp in cps:
+            if not self.seen.add(cp.post.key):
+                self.repeats += 1
+                continue
+            ts = cp.post.created_at.timestamp()
+            bucket = int(ts // size)
+            if self.start is None:
+                self.start = ts
+                self.bucket = bucket
+            if bucket > self.bucket and batch:  # the posts of the closing bucket go first
+                out += self._count(batch)
+                batch = []
+            self._advance(bucket)  # a late post counts in the current bucket
+            batch.append((cp, ts))
+        if batch:
+            out += self._count(batch)
+        return out
 
-        items, content = analyse(post.text, p.max_items_per_post)
-        cluster = self.dups.cluster(post.key, content, ts)
-        keys = tracked_keys(cp)
-        key_names = [k[0] for k in keys]
-        author = post.author or post.key
-        stance = cp.claims[0].stance if cp.claims else None
-        ref = PostRef(
-            post_id=post.key,
-            source=post.source,
-            ts=ts,
-            text=post.text[:280],
-            author=post.author,
-            url=post.url,
-            cluster=cluster or post.key,
-            items=frozenset(items + key_names),
-            ordered=tuple(items + key_names),
-            dossiers=tuple(cp.dossiers),
-            claims=tuple(h.claim for h in cp.claims),
-            stance=stance,
-        )
-        self.recent.append(ref)
-        horizon = ts - 2 * p.bucket_seconds
-        while self.recent and (self.recent[0].ts < horizon or len(self.recent) > 20_000):
-            self.recent.popleft()
-
-        warm = ts >= self.start + p.warmup_seconds
+    def _count(self, batch: list[tuple[ClassifiedPost, float]]) -> list[Alert]:
+        """Posts of the current bucket, in order: count them, then test and alert per post."""
+        p = self.p
+        bucket = self.bucket
+        self.stream_counts[1] += len(batch)
         corr = self._correction()
         stream_rate = 2.0 * self.stream_mean / corr
         floor = max(p.floor, p.floor_rate * stream_rate)
-        hot: set[str] = set()
-        bursts: list[Burst] = []
-        names = items + key_names
-        for sketch, group in ((self.sketch, items), (self.keyed, key_names)):
-            if not group:
+        posts = [_Prepared(cp, ts, p.max_items_per_post) for cp, ts in batch]
+        shingles = [NearDuplicates.shingles(q.content) for q in posts]
+        some = [s for s in shingles if s is not None]
+        sigs = iter(self.dups.signatures(some) if some else ())
+        units: list[tuple[str, list[str]]] = []
+        for q, s in zip(posts, shingles, strict=True):
+            sig = None if s is None else next(sigs)
+            q.cluster = self.dups.join(q.cp.post.key, sig, q.ts)
+            units += ((q.author, q.items), (q.author, q.key_names))
+        # per (author, item), in post order; items then tracked keys, as one post at a time
+        fresh = self.authors.fresh_many(units, bucket).tolist()
+        flags = []
+        for g, (sketch, names_of) in enumerate(((self.sketch, _items), (self.keyed, _key_names))):
+            names = [n for q in posts for n in names_of(q)]
+            if not names:
+                flags.append(_Flags.empty())
                 continue
-            fresh = self.authors.fresh(author, group, bucket)
-            weights = (fresh & (cluster is None)).astype(np.float32)
-            est = sketch.observe(sketch.locate(group), weights, bucket, corr, floor)
-            hot.update(group[j] for j in np.flatnonzero(est.z >= p.hot_z).tolist())
-            cands = self.candidates
-            admit = ((est.count >= p.candidate_min) & (est.z >= p.hot_z)).tolist()
-            for name, enough in zip(group, admit, strict=True):
-                if name in cands:
-                    self._remember(name, ref)
-                elif enough:
-                    self._admit(name)
-            fire = np.nonzero((est.count >= p.min_count) & (est.z >= p.min_z))[0]
-            for j in fire:
-                score = poisson_score(int(est.count[j]), float(est.expected[j]))
-                if score < p.min_score or not warm:
+            weights: list[bool] = []
+            post_of: list[int] = []
+            at = 0
+            for k, q in enumerate(posts):
+                n_items, n_keys = len(q.items), len(q.key_names)
+                a = at + (n_items if g else 0)
+                n = n_keys if g else n_items
+                weights += [False] * n if q.cluster is not None else fresh[a : a + n]
+                post_of += [k] * n
+                at += n_items + n_keys
+            est = sketch.observe_batch(
+                sketch.locate(names),
+                np.array(weights, dtype=np.float32),
+                np.array(post_of, dtype=np.int64),
+                bucket,
+                corr,
+                floor,
+            )
+            flags.append(_Flags.of(est, p))
+        return self._test(posts, flags)
+
+    def _test(self, posts: list[_Prepared], flags: list[_Flags]) -> list[Alert]:
+        p = self.p
+        assert self.start is not None
+        out: list[Alert] = []
+        at = [0, 0]
+        for q in posts:
+            ts = q.ts
+            if self.bucket != self._ticked:  # alerts resolve on bucket boundaries
+                out += self.book.tick(ts)
+                self._ticked = self.bucket
+            ref = q.ref()
+            self.recent.append(ref)
+            horizon = ts - 2 * p.bucket_seconds
+            while self.recent and (self.recent[0].ts < horizon or len(self.recent) > 20_000):
+                self.recent.popleft()
+            warm = ts >= self.start + p.warmup_seconds
+            hot: set[str] = set()
+            bursts: list[Burst] = []
+            for g, (f, group, keys) in enumerate(
+                ((flags[0], q.items, None), (flags[1], q.key_names, q.keys))
+            ):
+                a = at[g]
+                b = at[g] = a + len(group)
+                if not group:
                     continue
-                bursts.append(
-                    self._burst(
-                        names.index(group[j]),
-                        keys,
-                        items,
-                        ts,
-                        float(est.count[j]),
-                        float(est.expected[j]),
-                        float(est.z[j]),
-                        score,
-                    )
-                )
-        out += self.book.on_post(ref, hot, bursts)
+                hot.update(compress(group, f.hot[a:b]))
+                cands = self.candidates
+                for name, enough in zip(group, f.admit[a:b], strict=True):
+                    held = cands.get(name)
+                    if held is not None:  # a candidate: this post is its newest evidence
+                        cands.move_to_end(name)
+                        if not held or held[-1] is not ref:
+                            held.append(ref)
+                    elif enough:
+                        self._admit(name)
+                if not warm:
+                    continue
+                for j in compress(range(len(group)), f.fire[a:b]):
+                    count, expected = f.count[a + j], f.expected[a + j]
+                    score = poisson_score(int(count), expected)
+                    if score < p.min_score:
+                        continue
+                    name = group[j]
+                    key = (name, "term", name, None, None) if keys is None else keys[j]
+                    bursts.append(self._burst(key, ts, count, expected, f.z[a + j], score))
+            out += self.book.on_post(ref, hot, bursts)
         return out
 
     def _admit(self, name: str) -> None:
@@ -301,17 +338,9 @@ class BurstEngine:
         if len(self.candidates) > self.p.max_candidates:
             self.candidates.popitem(last=False)
 
-    def _remember(self, name: str, ref: PostRef) -> None:
-        posts = self.candidates[name]
-        self.candidates.move_to_end(name)
-        if not posts or posts[-1] is not ref:
-            posts.append(ref)
-
     def _burst(
         self,
-        j: int,
-        keys: list[tuple[str, SignalKind, str, str | None, str | None]],
-        items: list[str],
+        tracked: tuple[str, SignalKind, str, str | None, str | None],
         ts: float,
         count: float,
         expected: float,
@@ -319,12 +348,7 @@ class BurstEngine:
         score: float,
     ) -> Burst:
         horizon = ts - 2 * self.p.bucket_seconds
-        if j < len(items):
-            name = items[j]
-            kind: SignalKind = "term"
-            key, label, claim, dossier = name, name, None, None
-        else:
-            key, kind, label, claim, dossier = keys[j - len(items)]
+        key, kind, label, claim, dossier = tracked
         posts = [r for r in self.candidates.get(key, ()) if r.ts >= horizon]
         return Burst(
             key=key,
@@ -339,3 +363,72 @@ class BurstEngine:
             claim=claim,
             dossier=dossier,
         )
+
+
+class _Prepared:
+    """One post's items, tracked keys and authenticity, before counting."""
+
+    __slots__ = ("author", "cluster", "content", "cp", "items", "key_names", "keys", "ts")
+
+    def __init__(self, cp: ClassifiedPost, ts: float, limit: int) -> None:
+        self.cp = cp
+        self.ts = ts
+        self.items, self.content = analyse(cp.post.text, limit)
+        self.keys = tracked_keys(cp)
+        self.key_names = [k[0] for k in self.keys]
+        self.author = cp.post.author or cp.post.key
+        self.cluster: str | None = None
+
+    def ref(self) -> PostRef:
+        cp, post = self.cp, self.cp.post
+        names = self.items + self.key_names
+        return PostRef(
+            post_id=post.key,
+            source=post.source,
+            ts=self.ts,
+            text=post.text[:280],
+            author=post.author,
+            url=post.url,
+            cluster=self.cluster or post.key,
+            items=frozenset(names),
+            ordered=tuple(names),
+            dossiers=tuple(cp.dossiers),
+            claims=tuple(h.claim for h in cp.claims),
+            stance=cp.claims[0].stance if cp.claims else None,
+        )
+
+
+def _items(q: _Prepared) -> list[str]:
+    return q.items
+
+
+def _key_names(q: _Prepared) -> list[str]:
+    return q.key_names
+
+
+@dataclass(frozen=True)
+class _Flags:
+    """Per counted name of a batch (plain Python lists: cheap to read one by one)."""
+
+    count: list[float]
+    expected: list[float]
+    z: list[float]
+    hot: list[bool]
+    admit: list[bool]
+    fire: list[bool]
+
+    @staticmethod
+    def of(est: Estimate, p: DetectorParams) -> _Flags:
+        hot = est.z >= p.hot_z
+        return _Flags(
+            count=est.count.tolist(),
+            expected=est.expected.tolist(),
+            z=est.z.tolist(),
+            hot=hot.tolist(),
+            admit=((est.count >= p.candidate_min) & hot).tolist(),
+            fire=((est.count >= p.min_count) & (est.z >= p.min_z)).tolist(),
+        )
+
+    @staticmethod
+    def empty() -> _Flags:
+        return _Flags([], [], [], [], [], [])

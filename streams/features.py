@@ -13,6 +13,8 @@ from models.text import STOP_WORDS, domains, tokens
 
 _CAP_RUN = re.compile(r"\b(?:[A-Z][\w'-]+|[A-Z]{2,})(?:\s+(?:[A-Z][\w'-]+|[A-Z]{2,})){1,3}\b")
 _WORDISH = re.compile(r"[A-Za-z][\w'-]*")
+# token -> its content word, or None when it is none (a bounded memo: tokens repeat a lot)
+_CONTENT_WORD: dict[str, str | None] = {}
 
 
 def _word(tok: str) -> str:
@@ -28,15 +30,16 @@ def _content(word: str) -> bool:
 
 def entities(text: str) -> list[str]:
     """Runs of 2-4 capitalised words in running text (not in Title Case Headlines)."""
-    words = _WORDISH.findall(text)
-    if not words:
+    runs = _CAP_RUN.findall(text)
+    if not runs:
         return []
+    words = _WORDISH.findall(text)
     capitalised = sum(1 for w in words if w[0].isupper())
     if capitalised > 0.5 * len(words):  # a headline in title case: every run is a false hit
         return []
     out: list[str] = []
-    for m in _CAP_RUN.finditer(text):
-        parts = [p for p in m.group(0).split() if p.lower() not in STOP_WORDS]
+    for run in runs:
+        parts = [p for p in run.split() if p.lower() not in STOP_WORDS]
         if len(parts) >= 2:
             ent = "ent:" + " ".join(p.lower() for p in parts)
             if ent not in out:
@@ -53,9 +56,15 @@ def analyse(text: str, limit: int = 48) -> tuple[list[str], list[str]]:
     seen: dict[str, None] = {}
     content: list[str] = []
     prev: str | None = None
+    memo = _CONTENT_WORD
+    if len(memo) > 100_000:
+        memo.clear()
     for tok in tokens(text):
-        word = _word(tok)
-        if not _content(word):
+        word = memo.get(tok, "")
+        if word == "":  # not seen yet ("" is never a content word)
+            w = _word(tok)
+            word = memo[tok] = w if _content(w) else None
+        if word is None:
             prev = None
             continue
         content.append(word)

@@ -49,6 +49,11 @@ class OfflinePipeline:
     def feed(self, post: Post) -> list[Alert]:
         return self.engine.observe(self.classifier.classify(post))
 
+    def feed_many(self, posts: Iterable[Post]) -> list[Alert]:
+        """:meth:`feed` each post in order (the same alerts; the detector counts the posts
+        of one bucket together, see :meth:`BurstEngine.observe_many`)."""
+        return self.engine.observe_many([self.classifier.classify(p) for p in posts])
+
     def run(self, posts: Iterable[Post]) -> Iterator[Alert]:
         for post in posts:
             yield from self.feed(post)

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+T = TypeVar("T", bound=np.generic)
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
@@ -52,7 +54,17 @@ class RateSketch:
         self.var = np.zeros(n, np.float32)
         self.bucket = np.zeros(n, np.int32)
         self._rows = (np.arange(depth, dtype=np.int64) * width)[:, None]
-        self._cache: dict[str, tuple[int, int]] = {}
+        self._cache: dict[str, int] = {}
+        self._r = np.arange(depth, dtype=np.int64)[:, None]
+
+    def __getstate__(self) -> dict[str, object]:
+        # the hash memo is not state: checkpoints stay small and restore into any version
+        return {k: v for k, v in self.__dict__.items() if k not in ("_cache", "_r")}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._cache = {}
+        self._r = np.arange(self.depth, dtype=np.int64)[:, None]
 
     @property
     def nbytes(self) -> int:
@@ -64,21 +76,24 @@ class RateSketch:
             + self.bucket.nbytes
         )
 
-    def _hashes(self, item: str) -> tuple[int, int]:
-        h = self._cache.get(item)
-        if h is None:
-            raw = item.encode()
-            h = (zlib.crc32(raw), zlib.crc32(raw, 0x5BD1E995) | 1)
-            if len(self._cache) > 200_000:
-                self._cache.clear()
-            self._cache[item] = h
+    def _hashes(self, item: str) -> int:
+        """Both hashes of an item, packed: h1 in the low 32 bits, h2 (odd) above."""
+        raw = item.encode()
+        h = zlib.crc32(raw) | (zlib.crc32(raw, 0x5BD1E995) | 1) << 32
+        if len(self._cache) > 200_000:
+            self._cache.clear()
+        self._cache[item] = h
         return h
 
     def locate(self, items: list[str]) -> I64:
         """Cell indices, shape (depth, len(items)); row r uses h1 + r * h2 (double hashing)."""
-        hs = np.array([self._hashes(i) for i in items], dtype=np.int64).reshape(-1, 2)
-        r = np.arange(self.depth, dtype=np.int64)[:, None]
-        cols = (hs[:, 0][None, :] + r * hs[:, 1][None, :]) % self.width
+        hs = list(map(self._cache.get, items))
+        if None in hs:
+            hs = [h or self._hashes(i) for h, i in zip(hs, items, strict=True)]
+        packed = np.array(hs, dtype=np.uint64)
+        h1 = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        h2 = (packed >> np.uint64(32)).astype(np.int64)
+        cols = (h1[None, :] + self._r * h2[None, :]) % self.width
         idx: I64 = cols + self._rows
         return idx
 
@@ -107,22 +122,46 @@ class RateSketch:
         """Count ``weights`` (one per item) into the current bucket of each item's cells."""
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
-        self._add(flat, np.tile(weights, self.depth))
-
-    def _add(self, flat: I64, w: F32) -> None:
-        if np.unique(flat).size == flat.size:
-            self.cur[flat] += w
-        else:  # colliding items in one row: add each
-            np.add.at(self.cur, flat, w)
+        np.add.at(self.cur, flat, self._tile(weights))
 
     def observe(
         self, idx: I64, weights: F32, bucket: int, correction: float, floor: float
     ) -> Estimate:
         """:meth:`add`, then :meth:`estimate` (one pass over the cells)."""
+        return self.observe_batch(idx, weights, None, bucket, correction, floor)
+
+    def observe_batch(
+        self,
+        idx: I64,
+        weights: F32,
+        post: I64 | None,
+        bucket: int,
+        correction: float,
+        floor: float,
+    ) -> Estimate:
+        """:meth:`observe` for the items of several posts of one bucket at once.
+
+        Item ``m`` belongs to post ``post[m]`` (non-decreasing; None = all one post). Each
+        item's estimate is the one :meth:`observe` would return had the posts been
+        observed one by one: its cells' counts include the weights of its own post and of
+        the earlier ones, not the later ones. Counts are sums of 0/1 weights, exact in
+        float32, and the rest is the same elementwise arithmetic, so the results are
+        bit-identical whatever the batch size.
+        """
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
-        self._add(flat, np.tile(weights, self.depth))
-        return self._read(flat, idx.shape, correction, floor)
+        w = self._tile(weights)
+        before = self.cur[flat]
+        np.add.at(self.cur, flat, w)
+        if post is None or post[0] == post[-1]:
+            cur = self.cur[flat]
+        else:
+            cur = before + _added_by_post(flat, self._tile(post), w)
+        return self._read(self.prev[flat] + cur, flat, idx.shape, correction, floor)
+
+    def _tile(self, a: npt.NDArray[T]) -> npt.NDArray[T]:
+        """One copy of a per-item array for each row."""
+        return a if self.depth == 1 else np.concatenate((a,) * self.depth)
 
     def estimate(self, idx: I64, bucket: int, correction: float, floor: float) -> Estimate:
         """Windowed (previous + current bucket) count of each item vs. its baseline.
@@ -132,10 +171,13 @@ class RateSketch:
         """
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
-        return self._read(flat, idx.shape, correction, floor)
+        x = self.prev[flat] + self.cur[flat]
+        return self._read(x, flat, idx.shape, correction, floor)
 
-    def _read(self, flat: I64, shape: tuple[int, ...], correction: float, floor: float) -> Estimate:
-        x = (self.prev[flat] + self.cur[flat]).reshape(shape)
+    def _read(
+        self, x: F32, flat: I64, shape: tuple[int, ...], correction: float, floor: float
+    ) -> Estimate:
+        x = x.reshape(shape)
         exp = np.maximum(self.mean[flat].reshape(shape) * (2.0 / correction), floor)
         var = self.var[flat].reshape(shape) * (2.0 / correction)
         z = (x - exp) / (np.sqrt(var) + self.beta)
@@ -147,6 +189,27 @@ class RateSketch:
         return Estimate(
             count=x.min(axis=0), expected=exp[row, cols], var=var[row, cols], z=z[row, cols]
         )
+
+
+def _added_by_post(flat: I64, post: I64, w: F32) -> F32:
+    """Per entry: the weight added to its cell by the entries of its own and earlier posts."""
+    n = flat.size
+    order = np.lexsort((post, flat))  # by cell, then post, then position (stable)
+    cells, posts = flat[order], post[order]
+    ws = w[order].astype(np.float64)
+    cs = np.cumsum(ws)
+    at = np.arange(n)
+    new_cell = np.empty(n, dtype=bool)
+    new_cell[0] = True
+    np.not_equal(cells[1:], cells[:-1], out=new_cell[1:])
+    start = np.maximum.accumulate(np.where(new_cell, at, 0))
+    run_end = np.empty(n, dtype=bool)
+    run_end[-1] = True
+    run_end[:-1] = new_cell[1:] | (posts[1:] != posts[:-1])
+    end = np.minimum.accumulate(np.where(run_end, at, n)[::-1])[::-1]
+    out = np.empty(n, dtype=np.float32)
+    out[order] = cs[end] - (cs[start] - ws[start])
+    return out
 
 
 class KeyedRates(RateSketch):

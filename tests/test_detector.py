@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from seismo.contracts import Alert, ClaimHit, ClassifiedPost, Post, Stance
@@ -240,6 +240,9 @@ def test_posts_emitted_again_after_a_crash_are_counted_once(seed: int) -> None:
     again = run(eng, posts[:stop]) + run(eng, posts[start:stop]) + run(eng, posts[stop:])
     assert eng.repeats == stop - start
     assert [(a.id, a.version) for a in again] == [(a.id, a.version) for a in whole]
+    batched = engine()  # the same run in one batch call (the repeats inside one batch)
+    got = batched.observe_many(posts[:stop] + posts[start:stop] + posts[stop:])
+    assert [(a.id, a.version) for a in got] == [(a.id, a.version) for a in whole]
     # the memory of seen keys survives a checkpoint
     restored = BurstEngine.loads(eng.dumps())
     assert run(restored, posts[start:stop]) == [] and restored.repeats == 2 * (stop - start)
@@ -419,3 +422,45 @@ def test_named_keys_counts_tracked_keys_and_candidates_within_their_caps() -> No
     assert len(eng.keyed.slots) == 3 and eng.named_keys == 3 + len(eng.candidates)
     run(eng, flat_stream(3, 120, 4, 7, start=100))
     assert 3 < eng.named_keys <= 3 + 30
+
+
+def mixed_stream(seed: int) -> list[ClassifiedPost]:
+    """Flat chatter, a burst with repeat authors and copies, claim surges and late posts."""
+    rng = random.Random(seed)
+    posts = flat_stream(7, 240, 5, seed)
+    onset = T0 + timedelta(hours=5)
+    for k in range(60):
+        t = onset + timedelta(seconds=rng.uniform(0, 1800))
+        text = (
+            "zephyr outage copy pasted everywhere"
+            if k % 4 == 0
+            else (f"zephyr outage {rng.choice(VOCAB)} {rng.choice(VOCAB)} {k}")
+        )
+        stance: Stance = rng.choice(["deny", "support", "comment"])
+        claims = [ClaimHit(claim="glm5-on-ascend", dossier="china-ai", stance=stance)]
+        author = f"a{rng.randrange(12)}"  # few authors: repeats are discounted
+        posts.append(cp(t, text, 60_000 + k, author, claims=claims if k % 3 else None))
+    posts.sort(key=lambda c: c.post.created_at)
+    for k in range(0, len(posts) - 3, 97):  # a few posts arrive late (out of order)
+        posts[k], posts[k + 3] = posts[k + 3], posts[k]
+    return posts
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), chunks=st.lists(st.integers(1, 400), min_size=1))
+def test_observe_many_is_observe_one_by_one(seed: int, chunks: list[int]) -> None:
+    posts = mixed_stream(seed)
+    one, many = engine(), engine()
+    expected = run(one, posts)
+    assume(any(a.status == "open" for a in expected))  # a few seeds raise nothing at all
+    got: list[Alert] = []
+    i = 0
+    while i < len(posts):
+        n = chunks[(i // 7) % len(chunks)]
+        got += many.observe_many(posts[i : i + n])
+        i += n
+    assert got == expected
+    for a, b in ((one.sketch, many.sketch), (one.keyed, many.keyed)):
+        assert (a.cur == b.cur).all() and (a.mean == b.mean).all() and (a.var == b.var).all()
+    assert (one.authors.last == many.authors.last).all()
+    assert list(one.candidates) == list(many.candidates)
