@@ -238,7 +238,21 @@ def test_embedder_is_deterministic_and_semantic(cascade: CascadeClassifier) -> N
     assert a.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-4)
     assert float(a[0] @ a[1]) > float(a[0] @ a[2]) + 0.2
-    np.testing.assert_allclose(e.embed(["pasta recipe"])[0], a[2], atol=1e-5)
+    # alone (other padding), not from the cache
+    np.testing.assert_allclose(e.embed_uncached(["pasta recipe"])[0], a[2], atol=1e-5)
+
+
+def test_embedder_runs_each_distinct_text_once(cascade: CascadeClassifier) -> None:
+    e = cascade.embedder
+    rt = "RT @user: Tornado warning for Moore until 4:15pm, take cover now"
+    before = e.computed
+    a = e.embed([rt, "Hail the size of golf balls in Norman", rt])
+    assert e.computed - before == 2  # the repeat within the call ran once
+    np.testing.assert_array_equal(a[0], a[2])
+    b = e.embed(["Hail the size of golf balls in Norman", rt])
+    assert e.computed - before == 2  # both from the cache
+    np.testing.assert_array_equal(b, a[[1, 0]])
+    np.testing.assert_allclose(e.embed_uncached([rt])[0], a[0], atol=1e-5)
 
 
 def test_cascade_classifies_claims_stance_and_skips_chatter(cascade: CascadeClassifier) -> None:
