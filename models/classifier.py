@@ -25,7 +25,7 @@ from typing import Literal, Protocol, cast
 
 import numpy as np
 
-from models.embed import ARTIFACTS, Embedder, TextEmbedder
+from models.embed import ARTIFACTS, ONNX_BATCH, Embedder, TextEmbedder
 from models.features import stance_features
 from models.heads import Array, LinearHead
 from models.keyword import KeywordClassifier
@@ -280,11 +280,15 @@ def build_classifier(
     max_terms: int = 16,
     artifacts: Path | None = None,
     threads: int = 2,
-    batch_size: int = 32,
+    batch_size: int = ONNX_BATCH,
 ) -> Classifier:
-    """The classifier the worker runs (``keyword`` skips the models entirely)."""
+    """The classifier the worker runs (``keyword`` skips the models entirely).
+
+    ``batch_size``: the most posts per ONNX Runtime run, capped at ``ONNX_BATCH`` (larger
+    runs cost more CPU per post); a ``classify_batch`` call of more posts makes several runs.
+    """
     if mode == "keyword":
         return KeywordClassifier(watchlist, max_terms=max_terms)
     stance, topics = load_heads(artifacts)
-    embedder = Embedder(threads=threads, batch_size=batch_size)
+    embedder = Embedder(threads=threads, batch_size=min(batch_size, ONNX_BATCH))
     return CascadeClassifier(watchlist, embedder, stance, topics, mode=mode, max_terms=max_terms)

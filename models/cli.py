@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def _embedder(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from models.classifier import STANCE_HEAD, TOPIC_HEAD
     from models.embed import ARTIFACTS
-    from models.train import train_stance, train_topic
+    from models.train import STANCE_OPTIONS, TOPIC_OPTIONS, train_stance, train_topic
 
     data: Path = args.data or DEFAULT_DATA[args.task]
     if not data.is_file():
@@ -36,7 +37,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     out: Path = args.out or ARTIFACTS
     train = train_stance if args.task == "stance" else train_topic
-    head, metrics = train(data, _embedder(args), c=args.c, progress=progress)
+    defaults = STANCE_OPTIONS if args.task == "stance" else TOPIC_OPTIONS
+    c = defaults.c if args.c is None else args.c
+    opts = replace(defaults, c=c, progress=progress)
+    head, metrics = train(data, _embedder(args), opts)
     stem = out / (STANCE_HEAD if args.task == "stance" else TOPIC_HEAD)
     head.save(stem)
     progress(f"wrote {stem}.npz and {stem}.json (model card)")
@@ -83,9 +87,14 @@ def register(sub: Any) -> None:
     t.add_argument("task", choices=["stance", "topic"])
     t.add_argument("--data", type=Path, help="JSONL training file (default: ../shared/data/...)")
     t.add_argument("--out", type=Path, help="artifact directory (default: models/artifacts)")
-    t.add_argument("--c", type=float, default=None, help="inverse regularisation strength")
+    t.add_argument(
+        "--c",
+        type=float,
+        default=None,
+        help="inverse regularisation strength (default: stance 0.1, topic 4)",
+    )
     t.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
-    t.set_defaults(func=_train_with_defaults)
+    t.set_defaults(func=cmd_train)
 
     group = command_group(sub, "eval", EVAL_HELP)
     for task, rows in (
@@ -102,9 +111,3 @@ def register(sub: Any) -> None:
         e.add_argument("--model-dir", type=Path, help="artifact directory (default: bundled)")
         e.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
         e.set_defaults(func=cmd_eval, task=task)
-
-
-def _train_with_defaults(args: argparse.Namespace) -> int:
-    if args.c is None:
-        args.c = 1.0 if args.task == "stance" else 4.0
-    return cmd_train(args)

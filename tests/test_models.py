@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +22,15 @@ from models.classifier import (
 )
 from models.features import cue_features, stance_features
 from models.heads import ArtifactError, LinearHead
-from models.train import STANCE_CLASSES, stance_report, train_stance, train_topic, tune_bias
+from models.train import (
+    STANCE_CLASSES,
+    STANCE_OPTIONS,
+    TOPIC_OPTIONS,
+    stance_report,
+    train_stance,
+    train_topic,
+    tune_bias,
+)
 from seismo.contracts import Post
 from seismo.watchlist import load_watchlist
 from tests.helpers import run_seismo
@@ -95,6 +104,20 @@ def test_tune_bias_raises_macro_f1_on_skewed_classes() -> None:
     assert after > before
 
 
+def test_tune_bias_keeps_the_accuracy_floor() -> None:
+    rng = np.random.default_rng(1)
+    y = np.array([0] * 20 + [1] * 180)
+    # a noisy signal: pushing recall of the rare class up costs many majority answers
+    p1 = np.clip(0.75 + rng.normal(0, 0.15, 200) - 0.2 * (y == 0), 0, 1)
+    proba = np.stack([1 - p1, p1], axis=1).astype(np.float32)
+    logp = np.log(proba + 1e-9)
+    free = np.argmax(logp + tune_bias(proba, y), axis=1)
+    floored = np.argmax(logp + tune_bias(proba, y, min_accuracy=0.9), axis=1)
+    assert (free == y).mean() < 0.9  # the floor binds (0.9 = always the majority class)
+    assert (floored == y).mean() >= 0.9
+    assert stance_report_f1(y, floored) <= stance_report_f1(y, free)
+
+
 def stance_report_f1(y: np.ndarray, pred: np.ndarray) -> float:
     from sklearn.metrics import f1_score
 
@@ -145,7 +168,7 @@ def _write(path: Path, rows: list[dict[str, object]]) -> Path:
 
 def test_train_stance_on_a_tiny_fixture(tmp_path: Path) -> None:
     data = _write(tmp_path / "stance.jsonl", _stance_rows())  # type: ignore[arg-type]
-    head, metrics = train_stance(data, HashEmbedder(), folds=3)
+    head, metrics = train_stance(data, HashEmbedder(), replace(STANCE_OPTIONS, folds=3))
     assert head.classes == STANCE_CLASSES
     assert metrics["cv"]["macro_f1"] > 0.9 and metrics["dev"]["macro_f1"] > 0.9
     assert metrics["cv_grouped_by"] == "event"
@@ -167,7 +190,7 @@ def test_train_topic_on_a_tiny_fixture(tmp_path: Path) -> None:
         rows.append({"text": f"guitar album song w{i}", "topics": ["Music"]})
         rows.append({"text": f"football anthem song w{i}", "topics": ["Sports", "Music"]})
     data = _write(tmp_path / "topic.jsonl", rows)  # type: ignore[arg-type]
-    head, metrics = train_topic(data, HashEmbedder(), folds=3)
+    head, metrics = train_topic(data, HashEmbedder(), replace(TOPIC_OPTIONS, folds=3))
     assert head.classes == ["Music", "Sports"] and head.kind == "sigmoid"
     assert metrics["cv"]["macro_f1"] > 0.9
     pred = TopicModel(head).predict(HashEmbedder().embed(["goal match football", "album guitar"]))
@@ -215,7 +238,21 @@ def test_embedder_is_deterministic_and_semantic(cascade: CascadeClassifier) -> N
     assert a.shape == (3, 384)
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-4)
     assert float(a[0] @ a[1]) > float(a[0] @ a[2]) + 0.2
-    np.testing.assert_allclose(e.embed(["pasta recipe"])[0], a[2], atol=1e-5)
+    # alone (other padding), not from the cache
+    np.testing.assert_allclose(e.embed_uncached(["pasta recipe"])[0], a[2], atol=1e-5)
+
+
+def test_embedder_runs_each_distinct_text_once(cascade: CascadeClassifier) -> None:
+    e = cascade.embedder
+    rt = "RT @user: Tornado warning for Moore until 4:15pm, take cover now"
+    before = e.computed
+    a = e.embed([rt, "Hail the size of golf balls in Norman", rt])
+    assert e.computed - before == 2  # the repeat within the call ran once
+    np.testing.assert_array_equal(a[0], a[2])
+    b = e.embed(["Hail the size of golf balls in Norman", rt])
+    assert e.computed - before == 2  # both from the cache
+    np.testing.assert_array_equal(b, a[[1, 0]])
+    np.testing.assert_allclose(e.embed_uncached([rt])[0], a[0], atol=1e-5)
 
 
 def test_cascade_classifies_claims_stance_and_skips_chatter(cascade: CascadeClassifier) -> None:
