@@ -472,7 +472,7 @@ def main() -> None:
         default="cascade",
         help="the worker's classifier (default: cascade, the product default)",
     )
-    e.add_argument("--batch", type=int, default=1, help="classify_batch_size of the worker")
+    e.add_argument("--batch", type=int, default=32, help="classify_batch_size of the worker")
     e.set_defaults(func=bench_e2e)
     dl = sub.add_parser("delivery", help="signed webhooks to a loopback verifying receiver")
     dl.add_argument("--alerts", type=int, default=2_000)

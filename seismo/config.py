@@ -248,7 +248,7 @@ class Settings(BaseSettings):
     )
     model_threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads")
     classify_batch_size: int = Field(
-        default=1, ge=1, description="posts per model batch in the ingest agent; 1 = no batching"
+        default=32, ge=1, description="posts per classifier call in ingest; 1 = no batching"
     )
     classify_batch_wait_ms: float = Field(
         default=50.0, ge=0, description="longest a post waits for its batch to fill"

@@ -41,7 +41,6 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
             max_terms=settings.max_terms_per_post,
             artifacts=settings.model_dir,
             threads=settings.model_threads,
-            batch_size=max(settings.classify_batch_size, 32),
         ),
         detector_params(settings),
         sinks,

@@ -47,7 +47,11 @@ def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> 
         tmp_path / "stream.jsonl", rows, iter(["{not json", '{"id": "n1", "source": "x"}'])
     )
     with WebhookReceiver() as rx:
-        env = {**worker_env, "SEISMO_WEBHOOK_URLS": json.dumps([rx.url])}
+        env = {
+            **worker_env,
+            "SEISMO_WEBHOOK_URLS": json.dumps([rx.url]),
+            "SEISMO_CLASSIFY_BATCH_SIZE": "1",  # one record at a time (the others batch)
+        }
         worker = WorkerProcess(
             env, tmp_path / "worker.log", "--alerts-out", str(tmp_path / "worker-alerts.jsonl")
         ).start()
