@@ -337,8 +337,7 @@ class Metrics:
         after a restart or a rebalance); a version not newer than the last seen is ignored.
         """
         prev = self._open.get(alert.id)
-        seen = prev.version if prev else self._resolved.get(alert.id, 0)
-        if alert.version <= seen:
+        if not self._newer(alert, prev):
             return
         dossier = self.dossier(alert.dossier)
         self.alert_events.labels(alert.kind, alert.severity, alert.status, dossier).inc()
@@ -349,9 +348,12 @@ class Metrics:
         """An alert open in a detector restored from its checkpoint: it enters the open-alert
         gauges (a restarted worker shows what is open), but is not counted as an event."""
         prev = self._open.get(alert.id)
-        if alert.version <= (prev.version if prev else self._resolved.get(alert.id, 0)):
-            return
-        self._track_open(alert, self.dossier(alert.dossier), prev)
+        if self._newer(alert, prev):
+            self._track_open(alert, self.dossier(alert.dossier), prev)
+
+    def _newer(self, alert: Alert, prev: _OpenAlert | None) -> bool:
+        """Whether ``alert`` is a newer version than this process has seen of it."""
+        return alert.version > (prev.version if prev else self._resolved.get(alert.id, 0))
 
     def _track_open(self, alert: Alert, dossier: str, prev: _OpenAlert | None) -> None:
         """Follow one alert's lifecycle in the open-alert gauges (``prev``: its last state)."""
