@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     detector_checkpoint_seconds: float = Field(
         default=5.0, gt=0, description="wall seconds between detector state checkpoints"
     )
+    detect_batch_size: int = Field(
+        default=128, ge=1, description="classified records per detector call; 1 = one by one"
+    )
+    detect_batch_wait_ms: float = Field(
+        default=50.0, ge=0, description="longest a record waits for its detector batch"
+    )
 
     # --- alerts out --------------------------------------------------------------------
     webhook_urls: list[str] = Field(default_factory=list)

@@ -50,7 +50,9 @@ def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> 
         env = {
             **worker_env,
             "SEISMO_WEBHOOK_URLS": json.dumps([rx.url]),
-            "SEISMO_CLASSIFY_BATCH_SIZE": "1",  # one record at a time (the others batch)
+            # one record at a time (the other broker tests batch, the default)
+            "SEISMO_CLASSIFY_BATCH_SIZE": "1",
+            "SEISMO_DETECT_BATCH_SIZE": "1",
         }
         worker = WorkerProcess(
             env, tmp_path / "worker.log", "--alerts-out", str(tmp_path / "worker-alerts.jsonl")
@@ -134,20 +136,33 @@ def test_malformed_record_goes_to_dlq_and_worker_keeps_going(
                     "created_at": "2026-05-01T10:00:00Z",
                 }
                 await p.send_and_wait(f"{ns}.posts.raw.v1", json.dumps(good).encode(), key=b"x:ok1")
+                # a record the detect stage cannot read, in the middle of its batch
+                await p.send_and_wait(f"{ns}.posts.classified.v1", b"{garbage", key=b"badc")
             finally:
                 await p.stop()
 
         asyncio.run(produce())
-        dlq = [json.loads(v) for v in asyncio.run(read_topic(kafka, f"{ns}.dlq.v1", 2))]
-        assert len(dlq) == 2
-        assert {d["stage"] for d in dlq} == {"ingest"}
-        assert "invalid Post" in dlq[0]["reason"] and "not a post" in dlq[0]["value"]
-        assert "created_at: Field required" in dlq[1]["reason"]
-        classified = asyncio.run(read_topic(kafka, f"{ns}.posts.classified.v1", 1))
-        assert json.loads(classified[0])["post"]["id"] == "ok1"
+        dlq = [json.loads(v) for v in asyncio.run(read_topic(kafka, f"{ns}.dlq.v1", 3))]
+        assert len(dlq) == 3
+        by_key = {d["key"]: d for d in dlq}
+        assert {k: d["stage"] for k, d in by_key.items()} == {
+            "bad": "ingest",
+            "bad2": "ingest",
+            "badc": "detect",
+        }
+        assert "invalid Post" in by_key["bad"]["reason"] and "not a post" in by_key["bad"]["value"]
+        assert "created_at: Field required" in by_key["bad2"]["reason"]
+        assert "invalid ClassifiedPost" in by_key["badc"]["reason"]
+        classified = asyncio.run(read_topic(kafka, f"{ns}.posts.classified.v1", 2))
+        assert [json.loads(v)["post"]["id"] for v in classified if v != b"{garbage"] == ["ok1"]
         port = worker_env["SEISMO_WEB_PORT"]
+        deadline = time.monotonic() + 30
+        while metric_value(port, 'seismo_posts_in_total{source="x",stage="detect"}') < 1:
+            assert time.monotonic() < deadline  # the good post is counted, the bad one is not
+            time.sleep(0.5)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
         assert 'seismo_dlq_total{stage="ingest"} 2.0' in metrics
+        assert 'seismo_dlq_total{stage="detect"} 1.0' in metrics
         assert worker.proc is not None and worker.proc.poll() is None  # still running
     finally:
         assert worker.stop() == 0
