@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,6 +70,24 @@ def _seen_at(value: Any) -> tuple[int, int]:
 def _older(value: Any, partition: int, cutoff: int) -> bool:
     p, offset = _seen_at(value)
     return p == partition and offset < cutoff
+
+
+def _failure(exc: BaseException) -> str:
+    """The DLQ reason for a record whose handler raised ``exc``."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _batches(
+    stream: faust.StreamT[bytes], size: int, wait_ms: float
+) -> AsyncIterator[list[EventT[Any]]]:
+    """The stream's events in batches: one closes when it holds ``size`` events or
+    ``wait_ms`` after it opened, whichever is first. Faust acks a batch's events when the
+    next one is asked for, i.e. after the caller is done with them."""
+    takes = stream.take_events(  # type: ignore[attr-defined]  # in faust, not in StreamT
+        size, within=wait_ms / 1000.0
+    )
+    async for events in takes:
+        yield list(events)
 
 
 def _enter_event(event: EventT[Any]) -> None:
@@ -142,7 +160,7 @@ def register(
                 event.message.partition,
                 event.message.offset,
             )
-            await to_dlq(stage, f"{type(exc).__name__}: {exc}", event)
+            await to_dlq(stage, _failure(exc), event)
 
     def admit(event: EventT[Any]) -> Post | None:
         """Decode and dedupe one raw record; None = a copy already seen, skip it."""
@@ -294,7 +312,7 @@ def register(
         except Exception as exc:
             log.exception("detect: partition %d could not be restored", partition)
             for event in group:
-                await to_dlq("detect", f"{type(exc).__name__}: {exc}", event)
+                await to_dlq("detect", _failure(exc), event)
             return
         posts: list[tuple[EventT[Any], ClassifiedPost]] = []
 
@@ -325,7 +343,7 @@ def register(
         except Exception as exc:
             log.exception("detect failed on %d records of partition %d", len(posts), partition)
             for event, _ in posts:
-                await to_dlq("detect", f"{type(exc).__name__}: {exc}", event)
+                await to_dlq("detect", _failure(exc), event)
         finally:
             engine.offset = max(engine.offset, last.message.offset)
         if engine.repeats > repeats:  # re-emitted by ingest after a crash: counted once
@@ -364,14 +382,9 @@ def register(
             async for event in stream.events():
                 await guarded("ingest", event, ingest_one)
             return
-        # dynamic batching (opt-in, classify_batch_size > 1): a batch closes when full or
-        # after the wait, whichever is first; its events are acked after the batch is done.
-        wait = settings.classify_batch_wait_ms / 1000.0
-        batches = stream.take_events(  # type: ignore[attr-defined]  # in faust, not in StreamT
-            settings.classify_batch_size, within=wait
-        )
+        batches = _batches(stream, settings.classify_batch_size, settings.classify_batch_wait_ms)
         async for events in batches:
-            await ingest_batch(list(events))
+            await ingest_batch(events)
 
     @app.agent(classified_t, name="detect")
     async def detect(stream: faust.StreamT[bytes]) -> None:
@@ -379,12 +392,10 @@ def register(
             async for event in stream.events():
                 await detect_batch([event])
             return
-        # like ingest: a batch closes when full or after the wait; acked when done
-        batches = stream.take_events(  # type: ignore[attr-defined]  # in faust, not in StreamT
-            settings.detect_batch_size, within=settings.detect_batch_wait_ms / 1000.0
-        )
-        async for events in batches:
-            await detect_batch(list(events))
+        async for events in _batches(
+            stream, settings.detect_batch_size, settings.detect_batch_wait_ms
+        ):
+            await detect_batch(events)
 
     @app.agent(alerts_t, name="deliver")
     async def deliver(stream: faust.StreamT[bytes]) -> None:
