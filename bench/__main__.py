@@ -21,7 +21,6 @@ import itertools
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -270,14 +269,8 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def bench_e2e(args: argparse.Namespace) -> None:
-    from seismo.broker import EmbeddedKafka
+    from seismo.broker import EmbeddedKafka, free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -291,7 +284,7 @@ def bench_e2e(args: argparse.Namespace) -> None:
                 "SEISMO_KAFKA_BOOTSTRAP": kafka.bootstrap,
                 "SEISMO_NAMESPACE": "bench",
                 "SEISMO_DATA_DIR": str(d / "seismo"),
-                "SEISMO_WEB_PORT": str(_free_port()),
+                "SEISMO_WEB_PORT": str(free_port()),
                 "SEISMO_CLASSIFIER": args.classifier,
                 "SEISMO_CLASSIFY_BATCH_SIZE": str(args.batch),
             }

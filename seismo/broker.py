@@ -266,7 +266,8 @@ def ensure_jars(cache_dir: Path | None = None, *, progress: Progress | None = No
 # helpers for the broker
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
@@ -441,10 +442,10 @@ class EmbeddedKafka:
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.host = host
-        self.port = port if port else _free_port(host)
-        self.controller_port = controller_port if controller_port else _free_port(host)
+        self.port = port if port else free_port(host)
+        self.controller_port = controller_port if controller_port else free_port(host)
         if self.controller_port == self.port:
-            self.controller_port = _free_port(host)
+            self.controller_port = free_port(host)
         self.heap = heap
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.log_to_console = log_to_console

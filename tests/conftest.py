@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SHARED_DATA, free_port
+from seismo.broker import free_port
+from tests.helpers import SHARED_DATA
 
 
 @pytest.fixture(scope="session")

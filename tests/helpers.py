@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -80,12 +79,6 @@ def offline_alerts(posts: Iterable[Post]) -> list[Alert]:
         clock=lambda: datetime(2026, 11, 23, tzinfo=UTC),
     )
     return list(pipe.run(posts))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def alert_of(body: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 from prometheus_client import CollectorRegistry
 
+from seismo.broker import free_port
 from seismo.contracts import Alert
 from seismo.metrics import Metrics
 from seismo.verify import SignatureError, sign, verify_signature
@@ -31,7 +32,7 @@ from streams.delivery import (
     retryable,
 )
 from streams.payloads import dossier_update, slack_message
-from tests.helpers import REPO, WRITER_SCHEMA, WebhookReceiver, free_port, make_alert
+from tests.helpers import REPO, WRITER_SCHEMA, WebhookReceiver, make_alert
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05, timeout=2.0)
 

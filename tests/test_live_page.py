@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from seismo.broker import free_port
 from seismo.config import load_settings
 from seismo.contracts import Alert
 from seismo.kafka import ensure_topics
-from tests.helpers import free_port, make_alert, spawn_seismo, stop_process
+from tests.helpers import make_alert, spawn_seismo, stop_process
 
 pytestmark = pytest.mark.broker
 

@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 
 from models.keyword import KeywordClassifier
+from seismo.broker import free_port
 from seismo.contracts import Alert, Post
 from seismo.metrics import Metrics, TopTerms, serve_metrics
 from seismo.watchlist import load_watchlist
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO
 
 T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
 

@@ -27,17 +27,11 @@ from aiokafka import AIOKafkaProducer
 
 from connectors.xpush import PATH
 from models.keyword import KeywordClassifier
+from seismo.broker import free_port
 from seismo.contracts import Post
 from seismo.watchlist import load_watchlist
 from tests.fakes.x import x_post
-from tests.helpers import (
-    WorkerProcess,
-    free_port,
-    replay_summary,
-    spawn_seismo,
-    stop_process,
-    write_jsonl,
-)
+from tests.helpers import WorkerProcess, replay_summary, spawn_seismo, stop_process, write_jsonl
 from tests.test_deploy import PROMETHEUS, dashboards, panels
 from tests.test_restart import multi_burst_rows
 from tests.test_xpush import ndjson

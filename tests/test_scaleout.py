@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import WebhookReceiver, WorkerProcess, free_port, replay_summary, write_jsonl
+from seismo.broker import free_port
+from tests.helpers import WebhookReceiver, WorkerProcess, replay_summary, write_jsonl
 from tests.test_restart import expected_ids, multi_burst_rows
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]

@@ -26,11 +26,11 @@ from connectors.base import (
 )
 from connectors.x import to_post
 from connectors.xpush import PATH, XPushSource, parse_body
+from seismo.broker import free_port
 from seismo.config import load_settings
 from seismo.metrics import Metrics
 from tests.fakes.kit import connector_running, fast_runner, read_posts
 from tests.fakes.x import x_post
-from tests.helpers import free_port
 from tests.test_connector_base import FakeSource, MemorySink
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
