@@ -10,6 +10,7 @@ any failure         ----------> dlq.v1 with the reason, counted; the stream goes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -285,12 +286,16 @@ def register(
                 offset,
             )
             log.info("detect: replaying %d records of partition %d", len(gap), partition)
-            for off, value in gap:
-                try:
-                    alerts = engine.observe(decode(ClassifiedPost, value or b""))
-                except ContractError:
-                    alerts = []  # it went to the DLQ the first time
-                engine.offset = off
+            step = max(settings.detect_batch_size, 1)
+            for i in range(0, len(gap), step):
+                chunk = gap[i : i + step]
+                posts: list[ClassifiedPost] = []
+                for _, value in chunk:
+                    with contextlib.suppress(ContractError):  # it went to the DLQ then
+                        posts.append(decode(ClassifiedPost, value or b""))
+                # the same alerts as one record at a time (observe_many's contract)
+                alerts = engine.observe_many(posts)
+                engine.offset = chunk[-1][0]
                 await send_alerts(alerts)
             engine.offset = offset - 1
         return engine
