@@ -8,6 +8,7 @@
     python -m bench connect [--source S] [--posts N]  connector clients vs loopback fakes
     python -m bench xpush [--posts N] [--batch B]     x-push endpoint -> embedded Kafka, acked
     python -m bench classify [--file F] [--posts N]   the classify step: keyword, cascade, full
+    python -m bench heldout                           detector thresholds chosen per held-out stream
 
 Each prints one JSON object per measurement. Inputs are synthetic unless --file is given,
 so the numbers can be reproduced without ../shared.
@@ -29,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from random import Random
 
-from bench import connectors, xpush
+from bench import connectors, heldout, xpush
 from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Alert, Post
@@ -472,6 +473,7 @@ def main() -> None:
     dl.set_defaults(func=bench_delivery)
     connectors.register(sub)
     xpush.register(sub)
+    heldout.register(sub)
     c = sub.add_parser("classify", help="the classify step: keyword vs cascade vs full model")
     c.add_argument("--file", help="JSONL posts (default: the Oklahoma replay, else synthetic)")
     c.add_argument("--posts", type=int, default=2_000)
