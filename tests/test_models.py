@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,9 +187,9 @@ def test_train_stance_on_a_tiny_fixture(tmp_path: Path) -> None:
     assert [s for s, _ in got] == ["query", "deny"]
 
 
-def _depth_rows() -> list[dict[str, object]]:
+def _depth_rows() -> list[dict[str, Any]]:
     """The same words are a query right under the claim and a comment deeper in the thread."""
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for i in range(12):
         for depth, label in ((1, "query"), (2, "comment")):
             rows.append(
@@ -292,12 +293,12 @@ def test_train_topic_on_a_tiny_fixture(tmp_path: Path) -> None:
 
 
 def test_eval_stance_cli_prints_json_last_line(tmp_path: Path) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"claim": "The bridge collapsed", "text": "Is that really true?", "label": "query"},
         {"claim": "The bridge collapsed", "text": "So sad, thoughts with them", "label": "comment"},
         {"claim": "The bridge collapsed", "text": "This is fake, it never fell", "label": "deny"},
     ]
-    path = _write(tmp_path / "tiny.jsonl", rows)  # type: ignore[arg-type]
+    path = _write(tmp_path / "tiny.jsonl", rows)
     res = run_seismo({}, "-q", "eval", "stance", str(path), timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     lines = res.stdout.strip().splitlines()
@@ -311,9 +312,9 @@ def test_eval_stance_cli_prints_json_last_line(tmp_path: Path) -> None:
     rows[1] |= {"id": "r1"}
     threads = _write(
         tmp_path / "threads.jsonl",
-        [{"id": "r1", "thread_id": "s", "in_reply_to": "r0"}],  # type: ignore[list-item]
+        [{"id": "r1", "thread_id": "s", "in_reply_to": "r0"}],
     )
-    path = _write(tmp_path / "tiny.jsonl", rows)  # type: ignore[arg-type]
+    path = _write(tmp_path / "tiny.jsonl", rows)
     res = run_seismo({}, "eval", "stance", str(path), "--thread-file", str(threads), timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "2 of 3 rows scored with a reply depth" in res.stderr
@@ -392,6 +393,8 @@ def test_bundled_artifacts_have_cards() -> None:
     stance, topics = load_heads()
     assert stance.head.classes == STANCE_CLASSES
     assert "cv" in stance.head.card["metrics"] and "dev" in stance.head.card["metrics"]
+    assert stance.depth_head is not None and "dev" in stance.depth_head.card["metrics"]
+    assert stance.depth_head.card["thread_data"]["file"].endswith("_threads.jsonl")
     assert topics is not None and len(topics.head.classes) == 19
 
 
