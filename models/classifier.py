@@ -7,7 +7,9 @@ post. Stage 2 embeds a post with MiniLM and runs the trained heads:
   keywords, examples), scaled so 0.5 sits at the dossier's own threshold;
 - general topics: a multi-label linear head (TweetTopic labels), one threshold per label;
 - claims: keyword hits, plus posts whose embedding is close to a claim's text;
-- stance toward each claim hit: a linear head on (claim, post) features.
+- stance toward each claim hit: a linear head on (claim, post) features; for replies whose
+  depth in their thread is known (:func:`models.replies.reply_depth`), a second head that
+  also sees the depth, when one is bundled.
 
 Modes: ``full`` sends every post to stage 2; ``cascade`` only posts that hit the watchlist's
 keywords or share a content word with its vocabulary (titles, descriptions, keywords,
@@ -29,6 +31,7 @@ from models.embed import ARTIFACTS, ONNX_BATCH, Embedder, TextEmbedder
 from models.features import stance_features
 from models.heads import Array, LinearHead
 from models.keyword import KeywordClassifier
+from models.replies import reply_depth
 from models.text import STOP_WORDS, terms
 from seismo.contracts import ClaimHit, ClassifiedPost, Post, Stance
 from seismo.watchlist import Watchlist
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["keyword", "cascade", "full"]
 STANCE_HEAD = "stance-v1"
+STANCE_DEPTH_HEAD = "stance-depth-v1"
 TOPIC_HEAD = "topic-v1"
 
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
@@ -59,18 +63,40 @@ def model_text(text: str) -> str:
 
 
 class StanceModel:
-    """support / deny / query / comment of a post toward a claim."""
+    """support / deny / query / comment of a post toward a claim.
 
-    def __init__(self, head: LinearHead) -> None:
+    ``head`` sees the (claim, post) text features; ``depth_head`` (optional) also the post's
+    depth in its thread and answers for the direct (1) and deeper (2) replies. Top-level
+    posts and unknown depths always go to ``head`` (no training rows of their own).
+    """
+
+    def __init__(self, head: LinearHead, depth_head: LinearHead | None = None) -> None:
+        if depth_head is not None and depth_head.classes != head.classes:
+            raise ValueError("the stance heads disagree on their classes")
         self.head = head
+        self.depth_head = depth_head
 
     def predict(
-        self, claim_emb: Array, text_emb: Array, texts: list[str]
+        self,
+        claim_emb: Array,
+        text_emb: Array,
+        texts: list[str],
+        depths: Sequence[int | None] | None = None,
     ) -> list[tuple[Stance, float]]:
         if not texts:
             return []
         p = self.head.proba(stance_features(claim_emb, text_emb, texts))
         idx = self.head.decide(p)
+        known = [r for r, d in enumerate(depths or ()) if d in (1, 2)]
+        if self.depth_head is not None and depths is not None and known:
+            x = stance_features(
+                claim_emb[known],
+                text_emb[known],
+                [texts[r] for r in known],
+                [cast(int, depths[r]) for r in known],
+            )
+            p[known] = self.depth_head.proba(x)
+            idx[known] = self.depth_head.decide(p[known])
         classes = [cast(Stance, c) for c in self.head.classes]
         return [(classes[int(i)], float(p[r, int(i)])) for r, i in enumerate(idx)]
 
@@ -234,6 +260,7 @@ class CascadeClassifier:
             self.claim_emb[[ci for _, ci, _ in pairs]],
             emb[[row for row, _, _ in pairs]],
             [model_text(posts[todo[row]].text) for row, _, _ in pairs],
+            [reply_depth(posts[todo[row]]) for row, _, _ in pairs],
         )
         hits: dict[int, list[ClaimHit]] = {}
         for (row, ci, score), (stance, _) in zip(pairs, stances, strict=True):
@@ -266,7 +293,9 @@ class CascadeClassifier:
 
 def load_heads(artifacts: Path | None = None) -> tuple[StanceModel, TopicModel | None]:
     root = artifacts or ARTIFACTS
-    stance = StanceModel(LinearHead.load(root / STANCE_HEAD))
+    depth_stem = root / STANCE_DEPTH_HEAD
+    depth_head = LinearHead.load(depth_stem) if depth_stem.with_suffix(".npz").exists() else None
+    stance = StanceModel(LinearHead.load(root / STANCE_HEAD), depth_head)
     topic_stem = root / TOPIC_HEAD
     topics = (
         TopicModel(LinearHead.load(topic_stem)) if topic_stem.with_suffix(".npz").exists() else None

@@ -4,8 +4,9 @@ Stance: logistic regression (unweighted) on :func:`models.features.stance_featur
 5-fold cross-validation grouped by event on the train split, per-class decision offsets
 tuned on the out-of-fold predictions for macro-F1 with an accuracy floor (at most
 ``max_accuracy_loss`` below always answering the majority class), scored on the held-out
-dev split (never used for tuning); the
-shipped head is then refit on train+dev with the same settings.
+dev split (never used for tuning); the shipped head is then refit on train+dev with the same
+settings. With reply depths (a thread file joined by id), a second, depth-aware head is
+trained the same way on the replies of known depth (see :mod:`models.replies`).
 
 Topic: one-vs-rest logistic regression on the post embedding, one threshold per label tuned
 on out-of-fold predictions for that label's F1.
@@ -19,16 +20,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.model_selection import GroupKFold, KFold
 
-from models.classifier import StanceModel, TopicModel, model_text
+from models.classifier import STANCE_DEPTH_HEAD, STANCE_HEAD, StanceModel, TopicModel, model_text
 from models.embed import TextEmbedder
-from models.features import CUE_NAMES, STANCE_FEATURES, stance_features
+from models.features import (
+    CUE_NAMES,
+    DEPTH_SCALE,
+    STANCE_DEPTH_FEATURES,
+    STANCE_FEATURES,
+    stance_features,
+)
 from models.heads import Array, LinearHead
 from seismo import __version__
 from seismo.errors import SeismoError
@@ -54,7 +61,7 @@ class TrainOptions:
     progress: Progress = _quiet
 
 
-STANCE_OPTIONS = TrainOptions(c=0.1)
+STANCE_OPTIONS = TrainOptions(c=0.1, max_accuracy_loss=0.015)
 TOPIC_OPTIONS = TrainOptions(c=4.0)
 
 
@@ -146,10 +153,13 @@ def topic_report(
 
 @dataclass
 class StanceData:
-    x: Array
+    x: Array  # text-only features
     y: np.ndarray[Any, np.dtype[np.int64]]
     split: list[str]
     event: list[str]
+    claim_emb: Array
+    text_emb: Array
+    texts: list[str]
 
 
 def stance_data(rows: list[dict[str, Any]], embedder: TextEmbedder) -> StanceData:
@@ -158,11 +168,32 @@ def stance_data(rows: list[dict[str, Any]], embedder: TextEmbedder) -> StanceDat
     cemb = embedder.embed(claims)
     index = {c: i for i, c in enumerate(claims)}
     claim_emb = cemb[[index[model_text(r["claim"])] for r in rows]]
-    x = stance_features(claim_emb, embedder.embed(texts), texts)
+    text_emb = embedder.embed(texts)
+    x = stance_features(claim_emb, text_emb, texts)
     y = np.array([STANCE_CLASSES.index(r["label"]) for r in rows], dtype=np.int64)
-    return StanceData(
-        x, y, [r.get("split", "train") for r in rows], [r.get("event", "") for r in rows]
-    )
+    split = [r.get("split", "train") for r in rows]
+    return StanceData(x, y, split, [r.get("event", "") for r in rows], claim_emb, text_emb, texts)
+
+
+def thread_depths(path: Path) -> dict[str, int]:
+    """Reply depth by post id from a thread file (rows with ``id``, ``thread_id``,
+    ``in_reply_to``, as ``rumoureval2017_traindev_threads.jsonl``): 0 the thread's source,
+    1 a direct reply to it, 2 a reply to a reply."""
+    depths = {}
+    for r in read_jsonl(path, ["id", "thread_id", "in_reply_to"]):
+        parent = r["in_reply_to"]
+        top = r.get("is_source") or parent is None
+        depths[str(r["id"])] = 0 if top else 1 if str(parent) == str(r["thread_id"]) else 2
+    return depths
+
+
+def row_depths(rows: list[dict[str, Any]], threads: dict[str, int]) -> list[int | None]:
+    """Each row's own ``reply_depth`` (int or null) if it has one, else its id's in ``threads``."""
+    out: list[int | None] = []
+    for r in rows:
+        d = r["reply_depth"] if "reply_depth" in r else threads.get(str(r.get("id")))
+        out.append(min(d, 2) if isinstance(d, int) and not isinstance(d, bool) and d >= 0 else None)
+    return out
 
 
 def _fit_lr(x: Array, y: Any, c: float, balanced: bool = True) -> LogisticRegression:
@@ -202,26 +233,33 @@ def tune_bias(proba: Array, y: Any, min_accuracy: float = 0.0, rounds: int = 3) 
     return bias
 
 
-def _head(model: LogisticRegression, classes: list[str], kind: Any = "softmax") -> LinearHead:
+def _stance_head(model: LogisticRegression) -> LinearHead:
+    """A softmax head over all of STANCE_CLASSES from a model that may have seen fewer (a
+    fold without a rare class): a class it never saw gets a logit it never wins."""
     coef = np.asarray(model.coef_, dtype=np.float32)
     intercept = np.asarray(model.intercept_, dtype=np.float32)
-    return LinearHead(classes=classes, coef=coef, intercept=intercept, kind=kind)
+    seen = [int(c) for c in model.classes_]
+    if len(seen) == 2:  # sklearn's binary form: one logit, classes_[1] against classes_[0]
+        coef = np.vstack([-coef / 2, coef / 2])
+        intercept = np.hstack([-intercept / 2, intercept / 2])
+    full_coef = np.zeros((len(STANCE_CLASSES), coef.shape[1]), dtype=np.float32)
+    full_intercept = np.full(len(STANCE_CLASSES), -30.0, dtype=np.float32)
+    full_coef[seen], full_intercept[seen] = coef, intercept
+    return LinearHead(classes=STANCE_CLASSES, coef=full_coef, intercept=full_intercept)
 
 
-def train_stance(
-    data: Path, embedder: TextEmbedder, opts: TrainOptions = STANCE_OPTIONS
-) -> tuple[LinearHead, dict[str, Any]]:
+def _fit_stance(
+    x: Array, y: Any, split: list[str], event: list[str], opts: TrainOptions
+) -> tuple[LinearHead, dict[str, Any], dict[str, Any]]:
+    """Grouped CV on train, offsets tuned out-of-fold, dev scored, final fit on all rows.
+
+    Returns the head, its metrics and the training facts for its card.
+    """
     c, folds, progress = opts.c, opts.folds, opts.progress
-    rows = read_jsonl(data, ["claim", "text", "label"])
-    bad = {r["label"] for r in rows} - set(STANCE_CLASSES)
-    if bad:
-        raise DataError(f"unknown stance labels: {sorted(bad)}")
-    progress(f"embedding {len(rows)} (claim, reply) pairs")
-    d = stance_data(rows, embedder)
-    tr = np.array([s != "dev" for s in d.split])
+    tr = np.array([s != "dev" for s in split])
     dv = ~tr
-    xtr, ytr = d.x[tr], d.y[tr]
-    groups = np.array(d.event)[tr]
+    xtr, ytr = x[tr], y[tr]
+    groups = np.array(event)[tr]
     n_groups = len(set(groups))
     splitter = (
         GroupKFold(min(folds, n_groups))
@@ -232,7 +270,7 @@ def train_stance(
     for k, (a, b) in enumerate(splitter.split(xtr, ytr, groups=groups), 1):
         progress(f"cross-validation fold {k}")
         m = _fit_lr(xtr[a], ytr[a], c, balanced=False)
-        oof[b] = _head(m, STANCE_CLASSES).proba(xtr[b])
+        oof[b] = _stance_head(m).proba(xtr[b])
     majority = float(np.bincount(ytr).max() / len(ytr))
     floor = majority - opts.max_accuracy_loss
     bias = tune_bias(oof, ytr, min_accuracy=floor)
@@ -247,38 +285,90 @@ def train_stance(
     }
     if dv.any():
         progress("scoring the dev split")
-        head = _head(_fit_lr(xtr, ytr, c, balanced=False), STANCE_CLASSES)
+        head = _stance_head(_fit_lr(xtr, ytr, c, balanced=False))
         head.bias = bias
-        pred = head.decide(head.proba(d.x[dv]))
-        metrics["dev"] = stance_report(names[d.y[dv]].tolist(), names[pred].tolist())
-        metrics["dev_majority_accuracy"] = round(float(np.bincount(d.y[dv]).max() / dv.sum()), 4)
+        pred = head.decide(head.proba(x[dv]))
+        metrics["dev"] = stance_report(names[y[dv]].tolist(), names[pred].tolist())
+        metrics["dev_majority_accuracy"] = round(float(np.bincount(y[dv]).max() / dv.sum()), 4)
     progress("fitting the final head on all rows")
-    final = _head(_fit_lr(d.x, d.y, c, balanced=False), STANCE_CLASSES)
+    final = _stance_head(_fit_lr(x, y, c, balanced=False))
     final.bias = bias
-    final.card = _card(
-        "stance",
-        data,
-        metrics,
-        features=STANCE_FEATURES,
-        cues=list(CUE_NAMES),
-        training={
-            "model": "LogisticRegression (unweighted)",
-            "C": c,
-            "rows": len(rows),
-            "bias_tuned_on": "out-of-fold predictions (macro-F1, accuracy floor)",
-            "accuracy_floor": round(floor, 4),
-            "final_fit": "train+dev",
-        },
+    training = {
+        "model": "LogisticRegression (unweighted)",
+        "C": c,
+        "rows": len(y),
+        "bias_tuned_on": "out-of-fold predictions (macro-F1, accuracy floor)",
+        "accuracy_floor": round(floor, 4),
+        "final_fit": "train+dev",
+    }
+    return final, metrics, training
+
+
+StanceHeads = dict[str, tuple[LinearHead, dict[str, Any]]]
+
+
+def train_stance(
+    data: Path,
+    embedder: TextEmbedder,
+    opts: TrainOptions = STANCE_OPTIONS,
+    thread_file: Path | None = None,
+) -> StanceHeads:
+    """The text-only head and, with reply depths (``thread_file`` or rows' ``reply_depth``),
+    the depth-aware head on the rows whose depth is 1 or 2; by artifact name."""
+    rows = read_jsonl(data, ["claim", "text", "label"])
+    bad = {r["label"] for r in rows} - set(STANCE_CLASSES)
+    if bad:
+        raise DataError(f"unknown stance labels: {sorted(bad)}")
+    opts.progress(f"embedding {len(rows)} (claim, reply) pairs")
+    d = stance_data(rows, embedder)
+    head, metrics, training = _fit_stance(d.x, d.y, d.split, d.event, opts)
+    head.card = _card(
+        "stance", data, metrics, features=STANCE_FEATURES, cues=list(CUE_NAMES), training=training
     )
-    return final, metrics
+    out: StanceHeads = {STANCE_HEAD: (head, metrics)}
+    depths = row_depths(rows, thread_depths(thread_file) if thread_file else {})
+    known = [i for i, dep in enumerate(depths) if dep in (1, 2)]
+    if not known:
+        return out
+    opts.progress(f"depth-aware head on the {len(known)} replies of known depth")
+    x = stance_features(
+        d.claim_emb[known],
+        d.text_emb[known],
+        [d.texts[i] for i in known],
+        [cast(int, depths[i]) for i in known],
+    )
+    split, event = [d.split[i] for i in known], [d.event[i] for i in known]
+    dhead, dmetrics, dtraining = _fit_stance(x, d.y[known], split, event, opts)
+    extra: dict[str, Any] = {"used_for": f"replies of depth 1 or 2; the rest use {STANCE_HEAD}"}
+    if thread_file:
+        extra["thread_data"] = {"file": thread_file.name, "sha256": file_sha256(thread_file)}
+    dhead.card = _card(
+        "stance-depth",
+        data,
+        dmetrics,
+        features=STANCE_DEPTH_FEATURES,
+        cues=list(CUE_NAMES),
+        depth_scale=DEPTH_SCALE,
+        training=dtraining,
+        **extra,
+    )
+    out[STANCE_DEPTH_HEAD] = (dhead, dmetrics)
+    return out
 
 
-def evaluate_stance(model: StanceModel, embedder: TextEmbedder, data: Path) -> dict[str, Any]:
+def evaluate_stance(
+    model: StanceModel, embedder: TextEmbedder, data: Path, thread_file: Path | None = None
+) -> dict[str, Any]:
+    """Scores rows {claim, text, label}; a row's reply depth is its ``reply_depth`` field, else
+    its ``id``'s in ``thread_file``, else unknown (scored by the text-only head)."""
     rows = read_jsonl(data, ["claim", "text", "label"])
     texts = [model_text(r["text"]) for r in rows]
     cemb = embedder.embed([model_text(r["claim"]) for r in rows])
-    pred = [s for s, _ in model.predict(cemb, embedder.embed(texts), texts)]
-    return stance_report([r["label"] for r in rows], pred)
+    depths = row_depths(rows, thread_depths(thread_file) if thread_file else {})
+    pred = [s for s, _ in model.predict(cemb, embedder.embed(texts), texts, depths)]
+    report = stance_report([r["label"] for r in rows], pred)
+    report["with_reply_depth"] = sum(d in (1, 2) for d in depths)
+    return report
 
 
 # --- topic -----------------------------------------------------------------------------

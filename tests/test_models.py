@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from models.train import (
     STANCE_CLASSES,
     STANCE_OPTIONS,
     TOPIC_OPTIONS,
+    evaluate_stance,
     stance_report,
     train_stance,
     train_topic,
@@ -168,7 +170,9 @@ def _write(path: Path, rows: list[dict[str, object]]) -> Path:
 
 def test_train_stance_on_a_tiny_fixture(tmp_path: Path) -> None:
     data = _write(tmp_path / "stance.jsonl", _stance_rows())  # type: ignore[arg-type]
-    head, metrics = train_stance(data, HashEmbedder(), replace(STANCE_OPTIONS, folds=3))
+    heads = train_stance(data, HashEmbedder(), replace(STANCE_OPTIONS, folds=3))
+    assert list(heads) == ["stance-v1"]  # no reply depths: no depth-aware head
+    head, metrics = heads["stance-v1"]
     assert head.classes == STANCE_CLASSES
     assert metrics["cv"]["macro_f1"] > 0.9 and metrics["dev"]["macro_f1"] > 0.9
     assert metrics["cv_grouped_by"] == "event"
@@ -181,6 +185,97 @@ def test_train_stance_on_a_tiny_fixture(tmp_path: Path) -> None:
     texts = ["is this true w99 ?", "fake news nothing collapsed w98"]
     got = model.predict(e.embed(["The bridge collapsed this morning"] * 2), e.embed(texts), texts)
     assert [s for s, _ in got] == ["query", "deny"]
+
+
+def _depth_rows() -> list[dict[str, Any]]:
+    """The same words are a query right under the claim and a comment deeper in the thread."""
+    rows: list[dict[str, Any]] = []
+    for i in range(12):
+        for depth, label in ((1, "query"), (2, "comment")):
+            rows.append(
+                {
+                    "id": f"{depth}-{i}",
+                    "claim": "The bridge collapsed this morning",
+                    "text": f"wait what about the bridge w{i}",
+                    "label": label,
+                    "event": f"e{i % 3}",
+                    "split": "dev" if i >= 10 else "train",
+                }
+            )
+    return rows
+
+
+def _heads(c: str, d: str) -> tuple[LinearHead, LinearHead]:
+    """A text head that always answers ``c`` and a depth head that always answers ``d``."""
+
+    def const(label: str, n: int) -> LinearHead:
+        intercept = np.array([5.0 if k == label else 0.0 for k in STANCE_CLASSES], np.float32)
+        return LinearHead(STANCE_CLASSES, np.zeros((4, n), np.float32), intercept)
+
+    e, texts = HashEmbedder(), ["x"]
+    n_text = stance_features(e.embed(texts), e.embed(texts), texts).shape[1]
+    n_depth = stance_features(e.embed(texts), e.embed(texts), texts, [1]).shape[1]
+    return const(c, n_text), const(d, n_depth)
+
+
+def test_stance_model_sends_replies_of_known_depth_to_the_depth_head() -> None:
+    model = StanceModel(*_heads("comment", "deny"))
+    e = HashEmbedder()
+    texts = ["a", "b", "c", "d"]
+    got = model.predict(e.embed(["claim"] * 4), e.embed(texts), texts, [1, 2, 0, None])
+    assert [s for s, _ in got] == ["deny", "deny", "comment", "comment"]
+    assert [s for s, _ in model.predict(e.embed(["claim"]), e.embed(["a"]), ["a"])] == ["comment"]
+    assert [
+        s
+        for s, _ in StanceModel(_heads("comment", "deny")[0]).predict(
+            e.embed(["claim"]), e.embed(["a"]), ["a"], [1]
+        )
+    ] == ["comment"]  # no depth head bundled: the text head answers
+    other = LinearHead(["yes", "no"], np.zeros((2, 3), np.float32), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="classes"):
+        StanceModel(_heads("comment", "deny")[0], other)
+
+
+def test_depth_head_learns_what_the_text_cannot(tmp_path: Path) -> None:
+    rows = _stance_rows() + _depth_rows()  # type: ignore[operator]
+    data = _write(tmp_path / "stance_pairs.jsonl", rows)
+    threads = _write(
+        tmp_path / "stance_threads.jsonl",
+        [{"id": "root", "thread_id": "root", "in_reply_to": None, "is_source": True}]
+        + [
+            {
+                "id": r["id"],
+                "thread_id": "root",
+                "in_reply_to": "root" if r["id"][0] == "1" else "x",
+            }
+            for r in _depth_rows()
+        ],
+    )
+    heads = train_stance(data, HashEmbedder(), replace(STANCE_OPTIONS, folds=3), threads)
+    assert list(heads) == ["stance-v1", "stance-depth-v1"]
+    dhead, dmetrics = heads["stance-depth-v1"]
+    assert dmetrics["cv"]["n"] == 20 and dmetrics["dev"]["n"] == 4  # the rows of known depth
+    assert dhead.card["thread_data"]["file"] == "stance_threads.jsonl"
+    assert dhead.card["features"].startswith(heads["stance-v1"][0].card["features"])
+    for name, (head, _) in heads.items():
+        head.save(tmp_path / name)
+    model, _ = load_heads(tmp_path)
+    assert model.depth_head is not None
+    # the text alone cannot tell the two apart; the depth can
+    tiny = [{**r, "split": "dev"} for r in _depth_rows() if r["split"] == "dev"]
+    path = _write(tmp_path / "tiny.jsonl", tiny)
+    text_only = evaluate_stance(model, HashEmbedder(), path)
+    assert text_only["with_reply_depth"] == 0 and text_only["accuracy"] <= 0.5
+    by_file = evaluate_stance(model, HashEmbedder(), path, threads)
+    assert by_file["with_reply_depth"] == 4 and by_file["accuracy"] == 1.0
+    inline = _write(
+        tmp_path / "inline.jsonl",
+        [{**r, "reply_depth": 1 if r["label"] == "query" else 2} for r in tiny],
+    )
+    assert evaluate_stance(model, HashEmbedder(), inline)["accuracy"] == 1.0
+    # a row's own reply_depth wins over the thread file; null means unknown
+    unknown = _write(tmp_path / "unknown.jsonl", [{**r, "reply_depth": None} for r in tiny])
+    assert evaluate_stance(model, HashEmbedder(), unknown, threads)["with_reply_depth"] == 0
 
 
 def test_train_topic_on_a_tiny_fixture(tmp_path: Path) -> None:
@@ -198,12 +293,12 @@ def test_train_topic_on_a_tiny_fixture(tmp_path: Path) -> None:
 
 
 def test_eval_stance_cli_prints_json_last_line(tmp_path: Path) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"claim": "The bridge collapsed", "text": "Is that really true?", "label": "query"},
         {"claim": "The bridge collapsed", "text": "So sad, thoughts with them", "label": "comment"},
         {"claim": "The bridge collapsed", "text": "This is fake, it never fell", "label": "deny"},
     ]
-    path = _write(tmp_path / "tiny.jsonl", rows)  # type: ignore[arg-type]
+    path = _write(tmp_path / "tiny.jsonl", rows)
     res = run_seismo({}, "-q", "eval", "stance", str(path), timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     lines = res.stdout.strip().splitlines()
@@ -211,6 +306,19 @@ def test_eval_stance_cli_prints_json_last_line(tmp_path: Path) -> None:
     assert set(last) == {"macro_f1", "accuracy", "n"} and last["n"] == 3
     assert 0.0 <= last["macro_f1"] <= 1.0 and 0.0 <= last["accuracy"] <= 1.0
     assert any(line.startswith("query") for line in lines)
+    assert "0 of 3 rows scored with a reply depth" in res.stderr
+    # with reply depths: one row's own field, one by id from a thread file, one unknown
+    rows[0] |= {"id": "r0", "reply_depth": 1}
+    rows[1] |= {"id": "r1"}
+    threads = _write(
+        tmp_path / "threads.jsonl",
+        [{"id": "r1", "thread_id": "s", "in_reply_to": "r0"}],
+    )
+    path = _write(tmp_path / "tiny.jsonl", rows)
+    res = run_seismo({}, "eval", "stance", str(path), "--thread-file", str(threads), timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "2 of 3 rows scored with a reply depth" in res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["n"] == 3
     bad = _write(tmp_path / "bad.jsonl", [{"claim": "c", "text": "t"}])  # type: ignore[arg-type]
     res = run_seismo({}, "-q", "eval", "stance", str(bad), timeout=300)
     assert res.returncode == 2 and "missing field(s) label" in res.stderr
@@ -285,6 +393,8 @@ def test_bundled_artifacts_have_cards() -> None:
     stance, topics = load_heads()
     assert stance.head.classes == STANCE_CLASSES
     assert "cv" in stance.head.card["metrics"] and "dev" in stance.head.card["metrics"]
+    assert stance.depth_head is not None and "dev" in stance.depth_head.card["metrics"]
+    assert stance.depth_head.card["thread_data"]["file"].endswith("_threads.jsonl")
     assert topics is not None and len(topics.head.classes) == 19
 
 
@@ -294,7 +404,7 @@ def test_train_stance_on_rumoureval(
 ) -> None:
     _, metrics = train_stance(
         shared_data / "stance" / "rumoureval2017_traindev_pairs.jsonl", cascade.embedder
-    )
+    )["stance-v1"]
     # well above chance (0.25) and above always-"comment" (macro-F1 ~0.21)
     assert metrics["cv"]["macro_f1"] >= 0.40
     assert metrics["dev"]["macro_f1"] >= 0.45
