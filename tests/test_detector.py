@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from models.text import domains, tokens
 from seismo.contracts import Alert, ClaimHit, ClassifiedPost, Post, Stance
+from streams import features
 from streams.alertbook import alert_id
 from streams.checkpoint import Checkpoints
 from streams.detector import BurstEngine, DetectorParams, poisson_score
@@ -107,6 +109,75 @@ def test_items_cover_unigrams_bigrams_hashtags_domains_entities() -> None:
     assert "domain:cloudflarestatus.com" in items
     assert "ent:event horizon telescope" in items
     assert entities("Intel Confronts Potential PR Nightmare With Chip Flaw") == []  # headline
+
+
+def reference_items(text: str, limit: int) -> tuple[list[str], list[str]]:
+    """What :func:`streams.features.analyse` computes, token by token, as first written."""
+    seen: dict[str, None] = {}
+    content: list[str] = []
+    prev: str | None = None
+    for tok in tokens(text):
+        w = features._word(tok)
+        word = w if features._content(w) else None
+        if word is None:
+            prev = None
+            continue
+        content.append(word)
+        if len(seen) >= limit:
+            continue
+        seen.setdefault(word, None)
+        if tok[0] == "#":
+            seen.setdefault("#" + word, None)
+        if prev is not None and prev != word:
+            seen.setdefault(f"{prev} {word}", None)
+        prev = word
+    if "http" in text:  # (as first written: an upper-case "HTTP://" link gives no domain)
+        for d in domains(text):
+            seen.setdefault(f"domain:{d}", None)
+    for e in entities(text):
+        seen.setdefault(e, None)
+    return list(seen)[: limit + 8], content
+
+
+FRAGMENTS = [
+    *VOCAB[:12],
+    *VOCAB[:4],
+    "the",
+    "of",
+    "#Storm",
+    "#yyc",
+    "@user",
+    "a@b",
+    "http://x.org/a",
+    "HTTPS://www.bbc.co.uk/n",
+    "Event",
+    "Horizon",
+    "NASA",
+    "it's",
+    "42",
+    "3.5",
+    "don\u2019t",
+    "e-mail",
+    "U.S.",
+    "50%",
+    "\u00c9cole",
+    "!",
+    "\n",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(FRAGMENTS), max_size=60),
+    seps=st.lists(st.sampled_from([" ", "  ", ", ", "#", "", "\t"]), min_size=1),
+    limit=st.sampled_from([48, 8, 3]),
+)
+def test_analyse_is_the_token_by_token_reference(
+    parts: list[str], seps: list[str], limit: int
+) -> None:
+    text = "".join(p + seps[i % len(seps)] for i, p in enumerate(parts))
+    assert features._tokens(text) == tokens(text)
+    assert features.analyse(text, limit) == reference_items(text, limit)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
