@@ -414,12 +414,13 @@ class _Prepared:
     __slots__ = ("author", "cluster", "content", "cp", "items", "key_names", "keys", "ts")
 
     def __init__(self, cp: ClassifiedPost, ts: float, limit: int) -> None:
+        post = cp.post
         self.cp = cp
         self.ts = ts
-        self.items, self.content = analyse(cp.post.text, limit)
-        self.keys = tracked_keys(cp)
+        self.items, self.content = analyse(post.text, limit)
+        self.keys = tracked_keys(cp) if cp.dossiers or cp.claims else []
         self.key_names = [k[0] for k in self.keys]
-        self.author = cp.post.author or cp.post.key
+        self.author = post.author or post.key
         self.cluster: str | None = None
 
     def ref(self) -> PostRef:

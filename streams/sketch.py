@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from itertools import compress
+from operator import not_
 from typing import TypeVar
 
 import numpy as np
@@ -88,7 +90,7 @@ class RateSketch:
         cache = self._cache
         hs = list(map(cache.get, items))
         if None in hs:  # hash each new item once (items repeat within a batch)
-            new = set(items).difference(cache)
+            new = set(compress(items, map(not_, hs)))
             if len(cache) + len(new) > _MEMO_SIZE:
                 cache.clear()
             cache.update(zip(new, map(self._hashes, new), strict=True))
