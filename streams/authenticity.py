@@ -87,6 +87,15 @@ class NearDuplicates:
     def band_keys(self, sigs: np.ndarray) -> list[list[bytes]]:
         """Per signature row, its LSH band keys: the band's number, then its rows' bytes."""
         m = len(sigs)
+        if m <= 8:  # (for a few, a numpy pass costs more than it saves)
+            out = []
+            for sig in sigs:
+                raw_ = sig.tobytes()
+                step = len(raw_) // self.bands
+                out.append(
+                    [bytes([i]) + raw_[i * step : (i + 1) * step] for i in range(self.bands)]
+                )
+            return out
         raw = np.ascontiguousarray(sigs).view(np.uint8).reshape(m, self.bands, -1)
         keyed = np.empty((m, self.bands, 1 + raw.shape[2]), dtype=np.uint8)
         keyed[:, :, 0] = np.arange(self.bands, dtype=np.uint8)

@@ -43,7 +43,7 @@ from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.features import analyse
 from streams.seen import SeenPosts
-from streams.sketch import Estimate, KeyedRates, RateSketch
+from streams.sketch import I64, Estimate, KeyedRates, RateSketch
 
 _ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
 
@@ -254,29 +254,37 @@ class BurstEngine:
         # per (author, item), in post order; a post's items, then its tracked keys
         items = [q.items for q in posts]
         names = [q.key_names for q in posts]
-        authors = [q.author for q in posts]
-        number = np.arange(len(posts))
-        post_of = (
-            np.repeat(number, list(map(len, items))),
-            np.repeat(number, list(map(len, names))),
-        )
-        unit = np.concatenate((2 * post_of[0], 2 * post_of[1] + 1))
-        units = list(zip(authors, items, strict=True)) + list(zip(authors, names, strict=True))
-        fresh = self.authors.fresh_many(units, bucket, unit)
-        counted = np.array([q.cluster is None for q in posts])  # a copy counts 0
-        weights = fresh & counted[unit >> 1]
-        split = len(post_of[0])
+        lengths = list(map(len, items))
+        post_of = _numbered(lengths)
+        if any(names):  # a post's items and its keys are two units: 2k and 2k + 1
+            authors = [q.author for q in posts]
+            key_post = _numbered(list(map(len, names)))
+            unit = np.concatenate((2 * post_of, 2 * key_post + 1))
+            units = list(zip(authors, items, strict=True)) + list(zip(authors, names, strict=True))
+            fresh = self.authors.fresh_many(units, bucket, unit)
+            entry_post = unit >> 1
+        else:  # (no keys: the units are the posts, in order)
+            fresh = self.authors.fresh_many([(q.author, q.items) for q in posts], bucket)
+            key_post = entry_post = post_of
+        if any(q.cluster is not None for q in posts):  # a copy counts 0
+            fresh &= np.array([q.cluster is None for q in posts])[entry_post]
+        split = len(post_of)
         flags = []
         for sketch, group, post, w in (
-            (self.sketch, items, post_of[0], weights[:split]),
-            (self.keyed, names, post_of[1], weights[split:]),
+            (self.sketch, items, post_of, fresh[:split]),
+            (self.keyed, names, key_post, fresh[split:]),
         ):
-            if not len(post):
+            flat = list(chain.from_iterable(group))
+            if not flat:
                 flags.append(_Flags.empty())
                 continue
-            flat = list(chain.from_iterable(group))
             est = sketch.observe_batch(
-                sketch.locate(flat), w.astype(np.float32), post, bucket, corr, floor
+                sketch.locate(flat),
+                w.astype(np.float32),
+                post if len(posts) > 1 else None,
+                bucket,
+                corr,
+                floor,
             )
             flags.append(_Flags.of(flat, est, p))
         return self._test(posts, flags)
@@ -449,11 +457,17 @@ def _key_names(q: _Prepared) -> list[str]:
     return q.key_names
 
 
+def _numbered(lengths: list[int]) -> I64:
+    """Post ``k`` repeated ``lengths[k]`` times."""
+    out: I64 = np.repeat(np.arange(len(lengths)), lengths)
+    return out
+
+
 @dataclass(frozen=True)
 class _Flags:
     """Per counted name of a batch (plain Python lists: cheap to read one by one)."""
 
-    names: set[str]
+    names: list[str]
     count: list[float]
     expected: list[float]
     z: list[float]
@@ -465,18 +479,18 @@ class _Flags:
     @staticmethod
     def of(names: list[str], est: Estimate, p: DetectorParams) -> _Flags:
         hot = est.z >= p.hot_z
-        admit = (est.count >= p.candidate_min) & hot
+        admit = ((est.count >= p.candidate_min) & hot).tolist()
         return _Flags(
-            names=set(names),
+            names=names,
             count=est.count.tolist(),
             expected=est.expected.tolist(),
             z=est.z.tolist(),
             hot=hot.tolist(),
-            admit=admit.tolist(),
-            admit_at=np.flatnonzero(admit).tolist(),
+            admit=admit,
+            admit_at=list(compress(range(len(admit)), admit)),
             fire_at=np.flatnonzero((est.count >= p.min_count) & (est.z >= p.min_z)).tolist(),
         )
 
     @staticmethod
     def empty() -> _Flags:
-        return _Flags(set(), [], [], [], [], [], [], [])
+        return _Flags([], [], [], [], [], [], [], [])

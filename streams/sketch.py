@@ -158,16 +158,14 @@ class RateSketch:
         bit-identical whatever the batch size.
         """
         flat = idx.ravel()
+        self._bring_up_to_date(flat, bucket)
         w = self._tile(weights)
+        before = self.cur[flat]
+        np.add.at(self.cur, flat, w)
         if post is None or post[0] == post[-1]:
-            self._bring_up_to_date(flat, bucket)
-            np.add.at(self.cur, flat, w)
             cur = self.cur[flat]
-        else:  # each touched cell brought up to date and counted once
-            cells, added, total = _added_by_post(flat, self._tile(post), w)
-            self._bring_up_to_date(cells, bucket)
-            cur = self.cur[flat] + added
-            self.cur[cells] += total
+        else:
+            cur = before + _added_by_post(flat, self._tile(post), w)
         return self._read(self.prev[flat] + cur, flat, idx.shape, correction, floor)
 
     def _tile(self, a: npt.NDArray[T]) -> npt.NDArray[T]:
@@ -202,9 +200,8 @@ class RateSketch:
         )
 
 
-def _added_by_post(flat: I64, post: I64, w: F32) -> tuple[I64, F32, F32]:
-    """The distinct cells of ``flat``, per entry the weight added to its cell by the
-    entries of its own and earlier posts, and per distinct cell the weight added in all.
+def _added_by_post(flat: I64, post: I64, w: F32) -> F32:
+    """Per entry: the weight added to its cell by the entries of its own and earlier posts.
 
     ``post`` is non-decreasing within each row (a cell belongs to one row), so a stable
     sort by cell keeps each cell's entries in post order."""
@@ -222,12 +219,9 @@ def _added_by_post(flat: I64, post: I64, w: F32) -> tuple[I64, F32, F32]:
     run_end[-1] = True
     run_end[:-1] = new_cell[1:] | (posts[1:] != posts[:-1])
     end = np.minimum.accumulate(np.where(run_end, at, n)[::-1])[::-1]
-    before = cs - ws  # the weight of the entries before, per sorted entry
     out = np.empty(n, dtype=np.float32)
-    out[order] = cs[end] - before[start]
-    first = np.flatnonzero(new_cell)
-    last = np.append(first[1:], n) - 1
-    return cells[first], out, (cs[last] - before[first]).astype(np.float32)
+    out[order] = cs[end] - (cs[start] - ws[start])
+    return out
 
 
 class KeyedRates(RateSketch):
