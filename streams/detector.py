@@ -255,20 +255,26 @@ class BurstEngine:
         items = [q.items for q in posts]
         names = [q.key_names for q in posts]
         lengths = list(map(len, items))
-        post_of = _numbered(lengths)
+        multi = len(posts) > 1
+        post_of: I64 | None
+        key_post: I64 | None
+        entry_post: I64 | None
         if any(names):  # a post's items and its keys are two units: 2k and 2k + 1
             authors = [q.author for q in posts]
-            key_post = _numbered(list(map(len, names)))
+            post_of, key_post = _numbered(lengths), _numbered(list(map(len, names)))
             unit = np.concatenate((2 * post_of, 2 * key_post + 1))
             units = list(zip(authors, items, strict=True)) + list(zip(authors, names, strict=True))
             fresh = self.authors.fresh_many(units, bucket, unit)
             entry_post = unit >> 1
         else:  # (no keys: the units are the posts, in order)
             fresh = self.authors.fresh_many([(q.author, q.items) for q in posts], bucket)
-            key_post = entry_post = post_of
+            post_of = key_post = entry_post = _numbered(lengths) if multi else None
         if any(q.cluster is not None for q in posts):  # a copy counts 0
-            fresh &= np.array([q.cluster is None for q in posts])[entry_post]
-        split = len(post_of)
+            if entry_post is None:  # (one post)
+                fresh[:] = False
+            else:
+                fresh &= np.array([q.cluster is None for q in posts])[entry_post]
+        split = sum(lengths)
         flags = []
         for sketch, group, post, w in (
             (self.sketch, items, post_of, fresh[:split]),
@@ -281,7 +287,7 @@ class BurstEngine:
             est = sketch.observe_batch(
                 sketch.locate(flat),
                 w.astype(np.float32),
-                post if len(posts) > 1 else None,
+                post if multi else None,
                 bucket,
                 corr,
                 floor,
@@ -480,6 +486,8 @@ class _Flags:
     def of(names: list[str], est: Estimate, p: DetectorParams) -> _Flags:
         hot = est.z >= p.hot_z
         admit = ((est.count >= p.candidate_min) & hot).tolist()
+        fire = ((est.count >= p.min_count) & (est.z >= p.min_z)).tolist()
+        at = range(len(admit))
         return _Flags(
             names=names,
             count=est.count.tolist(),
@@ -487,8 +495,8 @@ class _Flags:
             z=est.z.tolist(),
             hot=hot.tolist(),
             admit=admit,
-            admit_at=list(compress(range(len(admit)), admit)),
-            fire_at=np.flatnonzero((est.count >= p.min_count) & (est.z >= p.min_z)).tolist(),
+            admit_at=list(compress(at, admit)),
+            fire_at=list(compress(at, fire)),
         )
 
     @staticmethod
