@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from models.text import domains, tokens
 from seismo.contracts import Alert, ClaimHit, ClassifiedPost, Post, Stance
 from streams import features
 from streams.alertbook import alert_id
+from streams.authenticity import AuthorRepeats
 from streams.checkpoint import Checkpoints
 from streams.detector import BurstEngine, DetectorParams, poisson_score
 from streams.features import burst_items, entities
@@ -535,3 +537,42 @@ def test_observe_many_is_observe_one_by_one(seed: int, chunks: list[int]) -> Non
         assert (a.cur == b.cur).all() and (a.mean == b.mean).all() and (a.var == b.var).all()
     assert (one.authors.last == many.authors.last).all()
     assert list(one.candidates) == list(many.candidates)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    posts=st.lists(
+        st.tuples(
+            st.sampled_from(["ann", "bob", "cy"]),
+            st.lists(st.sampled_from(VOCAB[:6]), max_size=4, unique=True),
+            st.lists(st.sampled_from(["claim:a", "dossier:d"]), max_size=2, unique=True),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    size=st.sampled_from([3, 8, 1 << 18]),
+)
+def test_author_repeats_with_units_numbered_out_of_order(
+    posts: list[tuple[str, list[str], list[str]]], size: int
+) -> None:
+    """The detector passes all posts' items, then all their tracked keys, numbered 2k and
+    2k + 1: the same as the units one post at a time, items then keys (tiny arrays: the
+    cells collide, so the order of the units matters)."""
+    in_order = [u for a, items, keys in posts for u in ((a, items), (a, keys))]
+    grouped = [(a, items) for a, items, _ in posts] + [(a, keys) for a, _, keys in posts]
+    number = [2 * k for k, (_, items, _) in enumerate(posts) for _ in items]
+    number += [2 * k + 1 for k, (_, _, keys) in enumerate(posts) for _ in keys]
+    one, other = AuthorRepeats(size), AuthorRepeats(size)
+    for bucket in (5, 6):
+        expected = one.fresh_many(in_order, bucket).tolist()
+        got = other.fresh_many(grouped, bucket, np.array(number, dtype=np.int64)).tolist()
+        at = 0
+        by_unit: dict[int, list[bool]] = {}
+        for k, (_, items, _k) in enumerate(posts):
+            by_unit[2 * k] = got[at : at + len(items)]
+            at += len(items)
+        for k, (_, _, keys) in enumerate(posts):
+            by_unit[2 * k + 1] = got[at : at + len(keys)]
+            at += len(keys)
+        assert [b for u in sorted(by_unit) for b in by_unit[u]] == expected
+        assert (one.last == other.last).all()
