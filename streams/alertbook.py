@@ -18,6 +18,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 from seismo.contracts import Alert, CountPoint, Evidence, Severity, SignalKind, Stance
 from streams.features import label_words
@@ -37,12 +38,52 @@ class PostRef:
     author: str | None
     url: str | None
     cluster: str  # near-duplicate cluster: the id of the first post of its kind
-    items: frozenset[str]
-    ordered: tuple[str, ...] = ()  # the same items in the post's order (iteration must not
-    # depend on string hashing, which differs between processes)
+    ordered: tuple[str, ...] = ()  # its burst items and tracked keys in the post's order
+    # (iteration must not depend on string hashing, which differs between processes)
     dossiers: tuple[str, ...] = ()
     claims: tuple[str, ...] = ()
     stance: Stance | None = None
+
+    @cached_property
+    def items(self) -> frozenset[str]:
+        """The same items as a set (made when first asked: most posts never are)."""
+        return frozenset(self.ordered)
+
+    @classmethod
+    def of(
+        cls,
+        post_id: str,
+        source: str,
+        ts: float,
+        text: str,
+        author: str | None,
+        url: str | None,
+        cluster: str,
+        ordered: tuple[str, ...],
+        dossiers: tuple[str, ...],
+        claims: tuple[str, ...],
+        stance: Stance | None,
+    ) -> PostRef:
+        """The constructor without a frozen dataclass's call per field (one per post)."""
+        ref = object.__new__(cls)
+        object.__setattr__(
+            ref,
+            "__dict__",
+            {
+                "post_id": post_id,
+                "source": source,
+                "ts": ts,
+                "text": text,
+                "author": author,
+                "url": url,
+                "cluster": cluster,
+                "ordered": ordered,
+                "dossiers": dossiers,
+                "claims": claims,
+                "stance": stance,
+            },
+        )
+        return ref
 
 
 @dataclass

@@ -82,18 +82,41 @@ class NearDuplicates:
 
     def join(self, post_id: str, sig: np.ndarray | None, ts: float) -> str | None:
         """:meth:`cluster` with the signature computed (None: too short, joins nothing)."""
+        return self.join_keys(post_id, None if sig is None else self.band_keys(sig[None])[0], ts)
+
+    def band_keys(self, sigs: np.ndarray) -> list[list[bytes]]:
+        """Per signature row, its LSH band keys: the band's number, then its rows' bytes."""
+        m = len(sigs)
+        if m <= 8:  # (for a few, a numpy pass costs more than it saves)
+            out = []
+            for sig in sigs:
+                raw_ = sig.tobytes()
+                step = len(raw_) // self.bands
+                out.append(
+                    [bytes([i]) + raw_[i * step : (i + 1) * step] for i in range(self.bands)]
+                )
+            return out
+        raw = np.ascontiguousarray(sigs).view(np.uint8).reshape(m, self.bands, -1)
+        keyed = np.empty((m, self.bands, 1 + raw.shape[2]), dtype=np.uint8)
+        keyed[:, :, 0] = np.arange(self.bands, dtype=np.uint8)
+        keyed[:, :, 1:] = raw
+        buf, size = keyed.tobytes(), keyed.shape[2]
+        keys = [buf[at : at + size] for at in range(0, len(buf), size)]
+        return [keys[i : i + self.bands] for i in range(0, len(keys), self.bands)]
+
+    def join_keys(self, post_id: str, keys: list[bytes] | None, ts: float) -> str | None:
+        """:meth:`join` with the band keys computed (None: too short, joins nothing)."""
         self._expire(ts)
-        if sig is None:
+        if keys is None:
             return None
-        raw = sig.tobytes()
-        step = len(raw) // self.bands
-        keys = [bytes([i]) + raw[i * step : (i + 1) * step] for i in range(self.bands)]
         # one agreeing band of 8 rows: P(match) is 0.13 at Jaccard 0.6, 0.77 at 0.8, 0.99
         # at 0.9 -- retweets, copy-paste and templated spam, not posts on the same subject
-        found = next((c for c in map(self._index.get, keys) if c is not None), None)
-        cluster = found or post_id
-        for k in keys:
-            self._index[k] = cluster
+        index = self._index
+        found = None
+        for found in map(index.get, keys):
+            if found is not None:
+                break
+        index.update(zip(keys, repeat(found or post_id)))
         self._queue.append((ts, keys))
         return found
 
@@ -110,9 +133,15 @@ class AuthorRepeats:
         """
         return self.fresh_many([(author, items)], bucket)
 
-    def fresh_many(self, posts: list[tuple[str, list[str]]], bucket: int) -> np.ndarray:
+    def fresh_many(
+        self, posts: list[tuple[str, list[str]]], bucket: int, post: np.ndarray | None = None
+    ) -> np.ndarray:
         """:meth:`fresh` for (author, items) of several posts of one bucket, in order,
-        concatenated: an item an earlier post of the batch counted is not fresh."""
+        concatenated: an item an earlier post of the batch counted is not fresh.
+
+        ``post`` gives each item's place in the batch order (default: the index of its
+        unit), for units passed in another order: equal places count as one unit.
+        """
         size = self.size
         n = sum(len(items) for _, items in posts)
         crc, enc = zlib.crc32, str.encode
@@ -128,9 +157,10 @@ class AuthorRepeats:
             % size
         )
         fresh: np.ndarray = self.last[idx] < bucket - 1
-        if sum(1 for _, items in posts if items) > 1:  # (else no earlier post to check)
+        if post is None and sum(1 for _, items in posts if items) > 1:
             post = np.repeat(np.arange(len(posts)), [len(items) for _, items in posts])
-            order = np.lexsort((post, idx))
+        if post is not None and n > 1 and post.min() != post.max():  # (else no earlier post)
+            order = np.argsort(idx * (int(post.max()) + 1) + post)  # by cell, then post
             cells = idx[order]
             new = np.empty(n, dtype=bool)
             new[:1] = True

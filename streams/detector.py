@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import compress, islice
+from itertools import chain, compress, islice
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.features import analyse
 from streams.seen import SeenPosts
-from streams.sketch import Estimate, KeyedRates, RateSketch
+from streams.sketch import I64, Estimate, KeyedRates, RateSketch
 
 _ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
 
@@ -243,91 +243,148 @@ class BurstEngine:
         corr = self._correction()
         stream_rate = 2.0 * self.stream_mean / corr
         floor = max(p.floor, p.floor_rate * stream_rate)
-        posts = [_Prepared(cp, ts, p.max_items_per_post) for cp, ts in batch]
-        shingles = [NearDuplicates.shingles(q.content) for q in posts]
+        limit = p.max_items_per_post
+        posts = [_Prepared(cp, ts, limit) for cp, ts in batch]
+        shingles = list(map(NearDuplicates.shingles, [q.content for q in posts]))
         some = [s for s in shingles if s is not None]
-        sigs = iter(self.dups.signatures(some) if some else ())
-        units: list[tuple[str, list[str]]] = []
+        dups = self.dups
+        keys = iter(dups.band_keys(dups.signatures(some)) if some else ())
         for q, s in zip(posts, shingles, strict=True):
-            sig = None if s is None else next(sigs)
-            q.cluster = self.dups.join(q.cp.post.key, sig, q.ts)
-            units += ((q.author, q.items), (q.author, q.key_names))
-        # per (author, item), in post order; items then tracked keys, as one post at a time
-        fresh = self.authors.fresh_many(units, bucket).tolist()
+            q.cluster = dups.join_keys(q.cp.post.key, None if s is None else next(keys), q.ts)
+        # per (author, item), in post order; a post's items, then its tracked keys
+        items = [q.items for q in posts]
+        names = [q.key_names for q in posts]
+        lengths = list(map(len, items))
+        multi = len(posts) > 1
+        post_of: I64 | None
+        key_post: I64 | None
+        entry_post: I64 | None
+        if any(names):  # a post's items and its keys are two units: 2k and 2k + 1
+            authors = [q.author for q in posts]
+            post_of, key_post = _numbered(lengths), _numbered(list(map(len, names)))
+            unit = np.concatenate((2 * post_of, 2 * key_post + 1))
+            units = list(zip(authors, items, strict=True)) + list(zip(authors, names, strict=True))
+            fresh = self.authors.fresh_many(units, bucket, unit)
+            entry_post = unit >> 1
+        else:  # (no keys: the units are the posts, in order)
+            fresh = self.authors.fresh_many([(q.author, q.items) for q in posts], bucket)
+            post_of = key_post = entry_post = _numbered(lengths) if multi else None
+        if any(q.cluster is not None for q in posts):  # a copy counts 0
+            if entry_post is None:  # (one post)
+                fresh[:] = False
+            else:
+                fresh &= np.array([q.cluster is None for q in posts])[entry_post]
+        split = sum(lengths)
         flags = []
-        for g, (sketch, names_of) in enumerate(((self.sketch, _items), (self.keyed, _key_names))):
-            names = [n for q in posts for n in names_of(q)]
-            if not names:
+        for sketch, group, post, w in (
+            (self.sketch, items, post_of, fresh[:split]),
+            (self.keyed, names, key_post, fresh[split:]),
+        ):
+            flat = list(chain.from_iterable(group))
+            if not flat:
                 flags.append(_Flags.empty())
                 continue
-            weights: list[bool] = []
-            post_of: list[int] = []
-            at = 0
-            for k, q in enumerate(posts):
-                n_items, n_keys = len(q.items), len(q.key_names)
-                a = at + (n_items if g else 0)
-                n = n_keys if g else n_items
-                weights += [False] * n if q.cluster is not None else fresh[a : a + n]
-                post_of += [k] * n
-                at += n_items + n_keys
             est = sketch.observe_batch(
-                sketch.locate(names),
-                np.array(weights, dtype=np.float32),
-                np.array(post_of, dtype=np.int64),
+                sketch.locate(flat),
+                w.astype(np.float32),
+                post if multi else None,
                 bucket,
                 corr,
                 floor,
             )
-            flags.append(_Flags.of(est, p))
+            flags.append(_Flags.of(flat, est, p))
         return self._test(posts, flags)
 
     def _test(self, posts: list[_Prepared], flags: list[_Flags]) -> list[Alert]:
         p = self.p
         assert self.start is not None
         out: list[Alert] = []
-        at = [0, 0]
+        if self.bucket != self._ticked:  # alerts resolve on bucket boundaries
+            out += self.book.tick(posts[0].ts)
+            self._ticked = self.bucket
+        book, cands, recent = self.book, self.candidates, self.recent
+        warm_from = self.start + p.warmup_seconds
+        two_buckets = 2 * p.bucket_seconds
+        f0, f1 = flags
+        # the names of the batch that are (or may become) candidates; admits are rare
+        maybe = (cands.keys() & f0.names, cands.keys() & f1.names)
+        at, admits, fires = [0, 0], [0, 0], [0, 0]
         for q in posts:
             ts = q.ts
-            if self.bucket != self._ticked:  # alerts resolve on bucket boundaries
-                out += self.book.tick(ts)
-                self._ticked = self.bucket
             ref = q.ref()
-            self.recent.append(ref)
-            horizon = ts - 2 * p.bucket_seconds
-            while self.recent and (self.recent[0].ts < horizon or len(self.recent) > 20_000):
-                self.recent.popleft()
-            warm = ts >= self.start + p.warmup_seconds
-            hot: set[str] = set()
+            recent.append(ref)
+            horizon = ts - two_buckets
+            while recent and (recent[0].ts < horizon or len(recent) > 20_000):
+                recent.popleft()
             bursts: list[Burst] = []
-            for g, (f, group, keys) in enumerate(
-                ((flags[0], q.items, None), (flags[1], q.key_names, q.keys))
-            ):
+            for g, f, group in ((0, f0, q.items), (1, f1, q.key_names)):
                 a = at[g]
                 b = at[g] = a + len(group)
                 if not group:
                     continue
-                hot.update(compress(group, f.hot[a:b]))
-                cands = self.candidates
-                for name, enough in zip(group, f.admit[a:b], strict=True):
-                    held = cands.get(name)
-                    if held is not None:  # a candidate: this post is its newest evidence
-                        cands.move_to_end(name)
-                        if not held or held[-1] is not ref:
-                            held.append(ref)
-                    elif enough:
-                        self._admit(name)
-                if not warm:
-                    continue
-                for j in compress(range(len(group)), f.fire[a:b]):
-                    count, expected = f.count[a + j], f.expected[a + j]
-                    score = poisson_score(int(count), expected)
-                    if score < p.min_score:
-                        continue
-                    name = group[j]
-                    key = (name, "term", name, None, None) if keys is None else keys[j]
-                    bursts.append(self._burst(key, ts, count, expected, f.z[a + j], score))
-            out += self.book.on_post(ref, hot, bursts)
+                k = admits[g]
+                if k < len(f.admit_at) and f.admit_at[k] < b:  # (the long way: rare)
+                    while k < len(f.admit_at) and f.admit_at[k] < b:
+                        k += 1
+                    admits[g] = k
+                    self._candidates(group, f.admit[a:b], ref)
+                    maybe[g].update(compress(group, f.admit[a:b]))
+                else:  # the candidates among them: this post is their newest evidence
+                    for name in filter(maybe[g].__contains__, group):
+                        held = cands.get(name)
+                        if held is not None:  # (else evicted meanwhile)
+                            cands.move_to_end(name)
+                            if not held or held[-1] is not ref:
+                                held.append(ref)
+                k = fires[g]
+                if k < len(f.fire_at) and f.fire_at[k] < b:
+                    fire = []
+                    while k < len(f.fire_at) and f.fire_at[k] < b:
+                        fire.append(f.fire_at[k])
+                        k += 1
+                    fires[g] = k
+                    if ts >= warm_from:
+                        bursts += self._bursts(f, fire, a, group, None if g == 0 else q.keys, ts)
+            if bursts or book.key_alert:  # (else the book has nothing to do with this post)
+                hot = set(compress(q.items, f0.hot[at[0] - len(q.items) : at[0]]))
+                hot.update(compress(q.key_names, f1.hot[at[1] - len(q.key_names) : at[1]]))
+                out += book.on_post(ref, hot, bursts)
         return out
+
+    def _bursts(
+        self,
+        f: _Flags,
+        fire: list[int],
+        a: int,
+        group: list[str],
+        keys: list[tuple[str, SignalKind, str, str | None, str | None]] | None,
+        ts: float,
+    ) -> list[Burst]:
+        """The names at ``fire`` (batch positions; the post's start at ``a``) whose Poisson
+        score is high enough, as bursts."""
+        out = []
+        for i in fire:
+            count, expected = f.count[i], f.expected[i]
+            score = poisson_score(int(count), expected)
+            if score < self.p.min_score:
+                continue
+            name = group[i - a]
+            key = (name, "term", name, None, None) if keys is None else keys[i - a]
+            out.append(self._burst(key, ts, count, expected, f.z[i], score))
+        return out
+
+    def _candidates(self, group: list[str], admit: list[bool], ref: PostRef) -> None:
+        """Each name of a post in order: a candidate gets the post as its newest evidence,
+        a name with enough count becomes a candidate."""
+        cands = self.candidates
+        for name, enough in zip(group, admit, strict=True):
+            held = cands.get(name)
+            if held is not None:
+                cands.move_to_end(name)
+                if not held or held[-1] is not ref:
+                    held.append(ref)
+            elif enough:
+                self._admit(name)
 
     def _admit(self, name: str) -> None:
         """A new candidate: its recent posts are recovered from the short post history."""
@@ -371,30 +428,30 @@ class _Prepared:
     __slots__ = ("author", "cluster", "content", "cp", "items", "key_names", "keys", "ts")
 
     def __init__(self, cp: ClassifiedPost, ts: float, limit: int) -> None:
+        post = cp.post
         self.cp = cp
         self.ts = ts
-        self.items, self.content = analyse(cp.post.text, limit)
-        self.keys = tracked_keys(cp)
+        self.items, self.content = analyse(post.text, limit)
+        self.keys = tracked_keys(cp) if cp.dossiers or cp.claims else []
         self.key_names = [k[0] for k in self.keys]
-        self.author = cp.post.author or cp.post.key
+        self.author = post.author or post.key
         self.cluster: str | None = None
 
     def ref(self) -> PostRef:
         cp, post = self.cp, self.cp.post
-        names = self.items + self.key_names
-        return PostRef(
-            post_id=post.key,
-            source=post.source,
-            ts=self.ts,
-            text=post.text[:280],
-            author=post.author,
-            url=post.url,
-            cluster=self.cluster or post.key,
-            items=frozenset(names),
-            ordered=tuple(names),
-            dossiers=tuple(cp.dossiers),
-            claims=tuple(h.claim for h in cp.claims),
-            stance=cp.claims[0].stance if cp.claims else None,
+        key = post.key
+        return PostRef.of(
+            key,
+            post.source,
+            self.ts,
+            post.text[:280],
+            post.author,
+            post.url,
+            self.cluster or key,
+            tuple(self.items + self.key_names),
+            tuple(cp.dossiers),
+            tuple([h.claim for h in cp.claims]),
+            cp.claims[0].stance if cp.claims else None,
         )
 
 
@@ -406,29 +463,42 @@ def _key_names(q: _Prepared) -> list[str]:
     return q.key_names
 
 
+def _numbered(lengths: list[int]) -> I64:
+    """Post ``k`` repeated ``lengths[k]`` times."""
+    out: I64 = np.repeat(np.arange(len(lengths)), lengths)
+    return out
+
+
 @dataclass(frozen=True)
 class _Flags:
     """Per counted name of a batch (plain Python lists: cheap to read one by one)."""
 
+    names: list[str]
     count: list[float]
     expected: list[float]
     z: list[float]
     hot: list[bool]
     admit: list[bool]
-    fire: list[bool]
+    admit_at: list[int]  # positions where ``admit`` is set, and where the name may fire
+    fire_at: list[int]
 
     @staticmethod
-    def of(est: Estimate, p: DetectorParams) -> _Flags:
+    def of(names: list[str], est: Estimate, p: DetectorParams) -> _Flags:
         hot = est.z >= p.hot_z
+        admit = ((est.count >= p.candidate_min) & hot).tolist()
+        fire = ((est.count >= p.min_count) & (est.z >= p.min_z)).tolist()
+        at = range(len(admit))
         return _Flags(
+            names=names,
             count=est.count.tolist(),
             expected=est.expected.tolist(),
             z=est.z.tolist(),
             hot=hot.tolist(),
-            admit=((est.count >= p.candidate_min) & hot).tolist(),
-            fire=((est.count >= p.min_count) & (est.z >= p.min_z)).tolist(),
+            admit=admit,
+            admit_at=list(compress(at, admit)),
+            fire_at=list(compress(at, fire)),
         )
 
     @staticmethod
     def empty() -> _Flags:
-        return _Flags([], [], [], [], [], [])
+        return _Flags([], [], [], [], [], [], [], [])

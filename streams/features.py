@@ -8,13 +8,15 @@ Pure and cheap; no list of terms is needed (anything can emerge). Items are plai
 from __future__ import annotations
 
 import re
+from itertools import chain
+from typing import cast
 
-from models.text import STOP_WORDS, domains, tokens
+from models.text import _MENTION, _TOKEN, _URL, STOP_WORDS, domains, tokens
 
 _CAP_RUN = re.compile(r"\b(?:[A-Z][\w'-]+|[A-Z]{2,})(?:\s+(?:[A-Z][\w'-]+|[A-Z]{2,})){1,3}\b")
 _WORDISH = re.compile(r"[A-Za-z][\w'-]*")
-# token -> its content word, or None when it is none (a bounded memo: tokens repeat a lot)
-_CONTENT_WORD: dict[str, str | None] = {}
+# token -> its content word, or "" when it is none (a bounded memo: tokens repeat a lot)
+_CONTENT_WORD: dict[str, str] = {}
 
 
 def _word(tok: str) -> str:
@@ -30,6 +32,8 @@ def _content(word: str) -> bool:
 
 def entities(text: str) -> list[str]:
     """Runs of 2-4 capitalised words in running text (not in Title Case Headlines)."""
+    if text.islower():  # (no capital letter)
+        return []
     runs = _CAP_RUN.findall(text)
     if not runs:
         return []
@@ -47,41 +51,73 @@ def entities(text: str) -> list[str]:
     return out
 
 
+def _tokens(text: str) -> list[str]:
+    """:func:`models.text.tokens`, skipping the URL and mention passes a text can't need."""
+    t = text.lower()
+    if "http" in t:
+        t = _URL.sub(" ", t)
+    if "@" in t:
+        t = _MENTION.sub(" ", t)
+    return _TOKEN.findall(t)  # (a token can't hold a \u2019 for tokens() to replace)
+
+
+def _content_words(toks: list[str]) -> list[str]:
+    """Per token its content word, or "" when it is none (through the bounded memo)."""
+    memo = _CONTENT_WORD
+    words = list(map(memo.get, toks))
+    if None in words:  # a token not seen yet
+        if len(memo) > 100_000:
+            memo.clear()
+        for j, w in enumerate(words):
+            if w is None:
+                word = _word(toks[j])
+                words[j] = memo[toks[j]] = word if _content(word) else ""
+    return cast("list[str]", words)  # (no None left)
+
+
 def analyse(text: str, limit: int = 48) -> tuple[list[str], list[str]]:
     """(burst items, content words) of one post, tokenised once.
 
     Items, distinct and in order: unigrams and bigrams, hashtags, domains, entities. The
     content words (no stop words, links or mentions) are the post's MinHash shingles.
     """
-    seen: dict[str, None] = {}
-    content: list[str] = []
-    prev: str | None = None
-    memo = _CONTENT_WORD
-    if len(memo) > 100_000:
-        memo.clear()
-    for tok in tokens(text):
-        word = memo.get(tok, "")
-        if word == "":  # not seen yet ("" is never a content word)
-            w = _word(tok)
-            word = memo[tok] = w if _content(w) else None
-        if word is None:
-            prev = None
-            continue
-        content.append(word)
-        if len(seen) >= limit:
-            continue
-        seen.setdefault(word, None)
-        if tok[0] == "#":
-            seen.setdefault("#" + word, None)
-        if prev is not None and prev != word:
-            seen.setdefault(f"{prev} {word}", None)
-        prev = word
+    toks = _tokens(text)
+    words = _content_words(toks)
+    content = list(filter(None, words))
+    seen: dict[str, None]
+    if "#" not in text and 2 * len(content) - 2 < limit:  # every token counts: one pass
+        # per token its word, then its bigram with the previous token's word (if both are)
+        prev = ["", *words[:-1]] if words else []
+        pairs = [f"{a} {b}" if a and b and a != b else "" for a, b in zip(prev, words, strict=True)]
+        seen = dict.fromkeys(chain.from_iterable(zip(words, pairs, strict=True)))
+        seen.pop("", None)
+    else:
+        seen = _items(toks, words, limit)
     if "http" in text:
         for d in domains(text):
             seen.setdefault(f"domain:{d}", None)
     for e in entities(text):
         seen.setdefault(e, None)
     return list(seen)[: limit + 8], content
+
+
+def _items(toks: list[str], words: list[str], limit: int) -> dict[str, None]:
+    """Unigrams, hashtags and bigrams, token by token, until ``limit`` is reached."""
+    seen: dict[str, None] = {}
+    prev = ""
+    for tok, word in zip(toks, words, strict=True):
+        if not word:
+            prev = ""
+            continue
+        if len(seen) >= limit:
+            continue
+        seen.setdefault(word, None)
+        if tok[0] == "#":
+            seen.setdefault("#" + word, None)
+        if prev and prev != word:
+            seen.setdefault(f"{prev} {word}", None)
+        prev = word
+    return seen
 
 
 def burst_items(text: str, limit: int = 48) -> list[str]:

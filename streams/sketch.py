@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from itertools import compress
+from operator import not_
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 T = TypeVar("T", bound=np.generic)
+_MEMO_SIZE = 200_000  # items whose hashes are remembered (a memo, not state)
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
@@ -76,24 +79,30 @@ class RateSketch:
             + self.bucket.nbytes
         )
 
-    def _hashes(self, item: str) -> int:
+    @staticmethod
+    def _hashes(item: str) -> int:
         """Both hashes of an item, packed: h1 in the low 32 bits, h2 (odd) above."""
         raw = item.encode()
-        h = zlib.crc32(raw) | (zlib.crc32(raw, 0x5BD1E995) | 1) << 32
-        if len(self._cache) > 200_000:
-            self._cache.clear()
-        self._cache[item] = h
-        return h
+        return zlib.crc32(raw) | (zlib.crc32(raw, 0x5BD1E995) | 1) << 32
 
     def locate(self, items: list[str]) -> I64:
         """Cell indices, shape (depth, len(items)); row r uses h1 + r * h2 (double hashing)."""
-        hs = list(map(self._cache.get, items))
-        if None in hs:
-            hs = [h or self._hashes(i) for h, i in zip(hs, items, strict=True)]
+        cache = self._cache
+        hs = list(map(cache.get, items))
+        if None in hs:  # hash each new item once (items repeat within a batch)
+            new = set(compress(items, map(not_, hs)))
+            if len(cache) + len(new) > _MEMO_SIZE:
+                cache.clear()
+            cache.update(zip(new, map(self._hashes, new), strict=True))
+            hs = list(map(cache.__getitem__, items))
         packed = np.array(hs, dtype=np.uint64)
         h1 = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
         h2 = (packed >> np.uint64(32)).astype(np.int64)
-        cols = (h1[None, :] + self._r * h2[None, :]) % self.width
+        cols = h1[None, :] + self._r * h2[None, :]
+        if self.width & (self.width - 1):
+            cols %= self.width
+        else:  # a power of two: the same, faster
+            cols &= self.width - 1
         idx: I64 = cols + self._rows
         return idx
 
@@ -192,11 +201,14 @@ class RateSketch:
 
 
 def _added_by_post(flat: I64, post: I64, w: F32) -> F32:
-    """Per entry: the weight added to its cell by the entries of its own and earlier posts."""
+    """Per entry: the weight added to its cell by the entries of its own and earlier posts.
+
+    ``post`` is non-decreasing within each row (a cell belongs to one row), so a stable
+    sort by cell keeps each cell's entries in post order."""
     n = flat.size
-    order = np.lexsort((post, flat))  # by cell, then post, then position (stable)
+    order = np.argsort(flat, kind="stable")
     cells, posts = flat[order], post[order]
-    ws = w[order].astype(np.float64)
+    ws = w[order].astype(np.float64)  # sums of 0/1 weights: exact
     cs = np.cumsum(ws)
     at = np.arange(n)
     new_cell = np.empty(n, dtype=bool)

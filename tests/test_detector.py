@@ -9,12 +9,16 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from models.text import domains, tokens
 from seismo.contracts import Alert, ClaimHit, ClassifiedPost, Post, Stance
+from streams import features
 from streams.alertbook import alert_id
+from streams.authenticity import AuthorRepeats
 from streams.checkpoint import Checkpoints
 from streams.detector import BurstEngine, DetectorParams, poisson_score
 from streams.features import burst_items, entities
@@ -107,6 +111,75 @@ def test_items_cover_unigrams_bigrams_hashtags_domains_entities() -> None:
     assert "domain:cloudflarestatus.com" in items
     assert "ent:event horizon telescope" in items
     assert entities("Intel Confronts Potential PR Nightmare With Chip Flaw") == []  # headline
+
+
+def reference_items(text: str, limit: int) -> tuple[list[str], list[str]]:
+    """What :func:`streams.features.analyse` computes, token by token, as first written."""
+    seen: dict[str, None] = {}
+    content: list[str] = []
+    prev: str | None = None
+    for tok in tokens(text):
+        w = features._word(tok)
+        word = w if features._content(w) else None
+        if word is None:
+            prev = None
+            continue
+        content.append(word)
+        if len(seen) >= limit:
+            continue
+        seen.setdefault(word, None)
+        if tok[0] == "#":
+            seen.setdefault("#" + word, None)
+        if prev is not None and prev != word:
+            seen.setdefault(f"{prev} {word}", None)
+        prev = word
+    if "http" in text:  # (as first written: an upper-case "HTTP://" link gives no domain)
+        for d in domains(text):
+            seen.setdefault(f"domain:{d}", None)
+    for e in entities(text):
+        seen.setdefault(e, None)
+    return list(seen)[: limit + 8], content
+
+
+FRAGMENTS = [
+    *VOCAB[:12],
+    *VOCAB[:4],
+    "the",
+    "of",
+    "#Storm",
+    "#yyc",
+    "@user",
+    "a@b",
+    "http://x.org/a",
+    "HTTPS://www.bbc.co.uk/n",
+    "Event",
+    "Horizon",
+    "NASA",
+    "it's",
+    "42",
+    "3.5",
+    "don\u2019t",
+    "e-mail",
+    "U.S.",
+    "50%",
+    "\u00c9cole",
+    "!",
+    "\n",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(FRAGMENTS), max_size=60),
+    seps=st.lists(st.sampled_from([" ", "  ", ", ", "#", "", "\t"]), min_size=1),
+    limit=st.sampled_from([48, 8, 3]),
+)
+def test_analyse_is_the_token_by_token_reference(
+    parts: list[str], seps: list[str], limit: int
+) -> None:
+    text = "".join(p + seps[i % len(seps)] for i, p in enumerate(parts))
+    assert features._tokens(text) == tokens(text)
+    assert features.analyse(text, limit) == reference_items(text, limit)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -464,3 +537,42 @@ def test_observe_many_is_observe_one_by_one(seed: int, chunks: list[int]) -> Non
         assert (a.cur == b.cur).all() and (a.mean == b.mean).all() and (a.var == b.var).all()
     assert (one.authors.last == many.authors.last).all()
     assert list(one.candidates) == list(many.candidates)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    posts=st.lists(
+        st.tuples(
+            st.sampled_from(["ann", "bob", "cy"]),
+            st.lists(st.sampled_from(VOCAB[:6]), max_size=4, unique=True),
+            st.lists(st.sampled_from(["claim:a", "dossier:d"]), max_size=2, unique=True),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    size=st.sampled_from([3, 8, 1 << 18]),
+)
+def test_author_repeats_with_units_numbered_out_of_order(
+    posts: list[tuple[str, list[str], list[str]]], size: int
+) -> None:
+    """The detector passes all posts' items, then all their tracked keys, numbered 2k and
+    2k + 1: the same as the units one post at a time, items then keys (tiny arrays: the
+    cells collide, so the order of the units matters)."""
+    in_order = [u for a, items, keys in posts for u in ((a, items), (a, keys))]
+    grouped = [(a, items) for a, items, _ in posts] + [(a, keys) for a, _, keys in posts]
+    number = [2 * k for k, (_, items, _) in enumerate(posts) for _ in items]
+    number += [2 * k + 1 for k, (_, _, keys) in enumerate(posts) for _ in keys]
+    one, other = AuthorRepeats(size), AuthorRepeats(size)
+    for bucket in (5, 6):
+        expected = one.fresh_many(in_order, bucket).tolist()
+        got = other.fresh_many(grouped, bucket, np.array(number, dtype=np.int64)).tolist()
+        at = 0
+        by_unit: dict[int, list[bool]] = {}
+        for k, (_, items, _k) in enumerate(posts):
+            by_unit[2 * k] = got[at : at + len(items)]
+            at += len(items)
+        for k, (_, _, keys) in enumerate(posts):
+            by_unit[2 * k + 1] = got[at : at + len(keys)]
+            at += len(keys)
+        assert [b for u in sorted(by_unit) for b in by_unit[u]] == expected
+        assert (one.last == other.last).all()
