@@ -293,9 +293,10 @@ def register(
                 for _, value in chunk:
                     with contextlib.suppress(ContractError):  # it went to the DLQ then
                         posts.append(decode(ClassifiedPost, value or b""))
-                # the same alerts as one record at a time (observe_many's contract)
-                alerts = engine.observe_many(posts)
-                engine.offset = chunk[-1][0]
+                try:  # the same alerts as one record at a time (observe_many's contract)
+                    alerts = engine.observe_many(posts)
+                finally:  # part of a chunk may be counted when it raises: never again
+                    engine.offset = chunk[-1][0]
                 await send_alerts(alerts)
             engine.offset = offset - 1
         return engine
