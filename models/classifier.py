@@ -28,7 +28,7 @@ from typing import Literal, Protocol, cast
 import numpy as np
 
 from models.embed import ARTIFACTS, ONNX_BATCH, Embedder, TextEmbedder
-from models.features import stance_features
+from models.features import stance_features, with_depth
 from models.heads import Array, LinearHead
 from models.keyword import KeywordClassifier
 from models.replies import reply_depth
@@ -85,17 +85,13 @@ class StanceModel:
     ) -> list[tuple[Stance, float]]:
         if not texts:
             return []
-        p = self.head.proba(stance_features(claim_emb, text_emb, texts))
+        x = stance_features(claim_emb, text_emb, texts)
+        p = self.head.proba(x)
         idx = self.head.decide(p)
         known = [r for r, d in enumerate(depths or ()) if d in (1, 2)]
         if self.depth_head is not None and depths is not None and known:
-            x = stance_features(
-                claim_emb[known],
-                text_emb[known],
-                [texts[r] for r in known],
-                [cast(int, depths[r]) for r in known],
-            )
-            p[known] = self.depth_head.proba(x)
+            xd = with_depth(x[known], [cast(int, depths[r]) for r in known])
+            p[known] = self.depth_head.proba(xd)
             idx[known] = self.depth_head.decide(p[known])
         classes = [cast(Stance, c) for c in self.head.classes]
         return [(classes[int(i)], float(p[r, int(i)])) for r, i in enumerate(idx)]

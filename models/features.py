@@ -69,18 +69,24 @@ def stance_features(
 ) -> Array:
     """Rows: [text_emb, claim_emb * text_emb, cosine, cues]; embeddings are L2-normalised.
 
-    With ``depths`` (1 = direct reply to the root, 2 = deeper, one per row) the rows go on
-    with [direct, deeper, cues * direct, cues * deeper], all times :data:`DEPTH_SCALE`.
+    With ``depths`` the rows go on with the depth block of :func:`with_depth`.
     """
     prod = claim_emb * text_emb
     cos = prod.sum(axis=1, keepdims=True)
     cues = np.array([cue_features(t) for t in texts], dtype=np.float32).reshape(len(texts), -1)
-    parts = [text_emb, prod, cos, cues]
-    if depths is not None:
-        d = np.asarray(depths).reshape(-1, 1)
-        direct, deeper = (d == 1).astype(np.float32), (d >= 2).astype(np.float32)
-        parts.append(DEPTH_SCALE * np.hstack([direct, deeper, cues * direct, cues * deeper]))
-    return np.hstack(parts).astype(np.float32)
+    x = np.hstack([text_emb, prod, cos, cues]).astype(np.float32)
+    return x if depths is None else with_depth(x, depths)
+
+
+def with_depth(x: Array, depths: Sequence[int]) -> Array:
+    """Text-only stance rows ``x`` (ending with the cues) followed by the depth block
+    [direct, deeper, cues * direct, cues * deeper], all times :data:`DEPTH_SCALE`
+    (1 = direct reply to the root, 2 = deeper, one depth per row)."""
+    cues = x[:, -len(CUE_NAMES) :]
+    d = np.asarray(depths).reshape(-1, 1)
+    direct, deeper = (d == 1).astype(np.float32), (d >= 2).astype(np.float32)
+    block = DEPTH_SCALE * np.hstack([direct, deeper, cues * direct, cues * deeper])
+    return np.hstack([x, block]).astype(np.float32)
 
 
 # The depth block is scaled up so the shared L2 penalty (C 0.1) pulls its 22 weights toward zero

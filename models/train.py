@@ -35,6 +35,7 @@ from models.features import (
     STANCE_DEPTH_FEATURES,
     STANCE_FEATURES,
     stance_features,
+    with_depth,
 )
 from models.heads import Array, LinearHead
 from seismo import __version__
@@ -157,9 +158,6 @@ class StanceData:
     y: np.ndarray[Any, np.dtype[np.int64]]
     split: list[str]
     event: list[str]
-    claim_emb: Array
-    text_emb: Array
-    texts: list[str]
 
 
 def stance_data(rows: list[dict[str, Any]], embedder: TextEmbedder) -> StanceData:
@@ -172,7 +170,7 @@ def stance_data(rows: list[dict[str, Any]], embedder: TextEmbedder) -> StanceDat
     x = stance_features(claim_emb, text_emb, texts)
     y = np.array([STANCE_CLASSES.index(r["label"]) for r in rows], dtype=np.int64)
     split = [r.get("split", "train") for r in rows]
-    return StanceData(x, y, split, [r.get("event", "") for r in rows], claim_emb, text_emb, texts)
+    return StanceData(x, y, split, [r.get("event", "") for r in rows])
 
 
 def thread_depths(path: Path) -> dict[str, int]:
@@ -331,12 +329,7 @@ def train_stance(
     if not known:
         return out
     opts.progress(f"depth-aware head on the {len(known)} replies of known depth")
-    x = stance_features(
-        d.claim_emb[known],
-        d.text_emb[known],
-        [d.texts[i] for i in known],
-        [cast(int, depths[i]) for i in known],
-    )
+    x = with_depth(d.x[known], [cast(int, depths[i]) for i in known])
     split, event = [d.split[i] for i in known], [d.event[i] for i in known]
     dhead, dmetrics, dtraining = _fit_stance(x, d.y[known], split, event, opts)
     extra: dict[str, Any] = {"used_for": f"replies of depth 1 or 2; the rest use {STANCE_HEAD}"}
