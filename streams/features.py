@@ -11,7 +11,7 @@ import re
 from itertools import chain
 from typing import cast
 
-from models.text import _MENTION, _TOKEN, _URL, STOP_WORDS, domains, tokens
+from models.text import STOP_WORDS, domains, tokens
 
 _CAP_RUN = re.compile(r"\b(?:[A-Z][\w'-]+|[A-Z]{2,})(?:\s+(?:[A-Z][\w'-]+|[A-Z]{2,})){1,3}\b")
 _WORDISH = re.compile(r"[A-Za-z][\w'-]*")
@@ -51,16 +51,6 @@ def entities(text: str) -> list[str]:
     return out
 
 
-def _tokens(text: str) -> list[str]:
-    """:func:`models.text.tokens`, skipping the URL and mention passes a text can't need."""
-    t = text.lower()
-    if "http" in t:
-        t = _URL.sub(" ", t)
-    if "@" in t:
-        t = _MENTION.sub(" ", t)
-    return _TOKEN.findall(t)  # (a token can't hold a \u2019 for tokens() to replace)
-
-
 def _content_words(toks: list[str]) -> list[str]:
     """Per token its content word, or "" when it is none (through the bounded memo)."""
     memo = _CONTENT_WORD
@@ -81,7 +71,7 @@ def analyse(text: str, limit: int = 48) -> tuple[list[str], list[str]]:
     Items, distinct and in order: unigrams and bigrams, hashtags, domains, entities. The
     content words (no stop words, links or mentions) are the post's MinHash shingles.
     """
-    toks = _tokens(text)
+    toks = tokens(text)
     words = _content_words(toks)
     content = list(filter(None, words))
     seen: dict[str, None]
