@@ -329,13 +329,10 @@ class BurstEngine:
                     admits[g] = k
                     self._candidates(group, f.admit[a:b], ref)
                     maybe[g].update(compress(group, f.admit[a:b]))
-                else:  # the candidates among them: this post is their newest evidence
-                    for name in filter(maybe[g].__contains__, group):
-                        held = cands.get(name)
-                        if held is not None:  # (else evicted meanwhile)
-                            cands.move_to_end(name)
-                            if not held or held[-1] is not ref:
-                                held.append(ref)
+                else:  # no admits: only the candidates among them can change
+                    present = list(filter(maybe[g].__contains__, group))
+                    if present:
+                        self._candidates(present, [False] * len(present), ref)
                 k = fires[g]
                 if k < len(f.fire_at) and f.fire_at[k] < b:
                     fire = []
