@@ -83,9 +83,8 @@ def analyse(text: str, limit: int = 48) -> tuple[list[str], list[str]]:
         seen.pop("", None)
     else:
         seen = _items(toks, words, limit)
-    if "http" in text:
-        for d in domains(text):
-            seen.setdefault(f"domain:{d}", None)
+    for d in domains(text):  # (links in any case: "HTTP://" too)
+        seen.setdefault(f"domain:{d}", None)
     for e in entities(text):
         seen.setdefault(e, None)
     return list(seen)[: limit + 8], content

@@ -110,12 +110,14 @@ def test_items_cover_unigrams_bigrams_hashtags_domains_entities() -> None:
     )
     assert {"cloudflare", "#cloudflare", "cloudflare outage", "outage"} <= set(items)
     assert "domain:cloudflarestatus.com" in items
+    assert "domain:example.org" in burst_items("Read this HTTPS://Example.org/x now")
     assert "ent:event horizon telescope" in items
     assert entities("Intel Confronts Potential PR Nightmare With Chip Flaw") == []  # headline
 
 
 def reference_items(text: str, limit: int) -> tuple[list[str], list[str]]:
-    """What :func:`streams.features.analyse` computes, token by token, as first written."""
+    """What :func:`streams.features.analyse` computes, token by token, as first written
+    (links in any case give their domain since 2026-11-24)."""
     seen: dict[str, None] = {}
     content: list[str] = []
     prev: str | None = None
@@ -134,9 +136,8 @@ def reference_items(text: str, limit: int) -> tuple[list[str], list[str]]:
         if prev is not None and prev != word:
             seen.setdefault(f"{prev} {word}", None)
         prev = word
-    if "http" in text:  # (as first written: an upper-case "HTTP://" link gives no domain)
-        for d in domains(text):
-            seen.setdefault(f"domain:{d}", None)
+    for d in domains(text):  # (first written with an `if "http" in text` that missed "HTTP://")
+        seen.setdefault(f"domain:{d}", None)
     for e in entities(text):
         seen.setdefault(e, None)
     return list(seen)[: limit + 8], content
