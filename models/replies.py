@@ -21,7 +21,8 @@ from seismo.contracts import Post
 Depth = Literal[0, 1, 2]
 
 
-def _clip(value: object) -> Depth | None:
+def clip_depth(value: object) -> Depth | None:
+    """A depth given as a number: 0, 1, or 2 for anything deeper; None unless an int >= 0."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return None
     return 0 if value == 0 else 1 if value == 1 else 2
@@ -30,7 +31,7 @@ def _clip(value: object) -> Depth | None:
 def reply_depth(post: Post) -> Depth | None:
     """0 top-level, 1 a direct reply to the thread's root, 2 a reply to a reply, None unknown."""
     if "reply_depth" in post.metadata:
-        return _clip(post.metadata["reply_depth"])
+        return clip_depth(post.metadata["reply_depth"])
     parent = post.reply_to
     if parent is None:
         return 0

@@ -38,6 +38,7 @@ from models.features import (
     with_depth,
 )
 from models.heads import Array, LinearHead
+from models.replies import clip_depth
 from seismo import __version__
 from seismo.errors import SeismoError
 
@@ -185,13 +186,14 @@ def thread_depths(path: Path) -> dict[str, int]:
     return depths
 
 
-def row_depths(rows: list[dict[str, Any]], threads: dict[str, int]) -> list[int | None]:
-    """Each row's own ``reply_depth`` (int or null) if it has one, else its id's in ``threads``."""
-    out: list[int | None] = []
-    for r in rows:
-        d = r["reply_depth"] if "reply_depth" in r else threads.get(str(r.get("id")))
-        out.append(min(d, 2) if isinstance(d, int) and not isinstance(d, bool) and d >= 0 else None)
-    return out
+def row_depths(rows: list[dict[str, Any]], thread_file: Path | None) -> list[int | None]:
+    """Each row's own ``reply_depth`` (int or null) if it has one, else its id's in
+    ``thread_file`` (see :func:`thread_depths`), else None."""
+    threads = thread_depths(thread_file) if thread_file else {}
+    return [
+        clip_depth(r["reply_depth"] if "reply_depth" in r else threads.get(str(r.get("id"))))
+        for r in rows
+    ]
 
 
 def _fit_lr(x: Array, y: Any, c: float, balanced: bool = True) -> LogisticRegression:
@@ -324,7 +326,7 @@ def train_stance(
         "stance", data, metrics, features=STANCE_FEATURES, cues=list(CUE_NAMES), training=training
     )
     out: StanceHeads = {STANCE_HEAD: (head, metrics)}
-    depths = row_depths(rows, thread_depths(thread_file) if thread_file else {})
+    depths = row_depths(rows, thread_file)
     known = [i for i, dep in enumerate(depths) if dep in (1, 2)]
     if not known:
         return out
@@ -357,7 +359,7 @@ def evaluate_stance(
     rows = read_jsonl(data, ["claim", "text", "label"])
     texts = [model_text(r["text"]) for r in rows]
     cemb = embedder.embed([model_text(r["claim"]) for r in rows])
-    depths = row_depths(rows, thread_depths(thread_file) if thread_file else {})
+    depths = row_depths(rows, thread_file)
     pred = [s for s, _ in model.predict(cemb, embedder.embed(texts), texts, depths)]
     report = stance_report([r["label"] for r in rows], pred)
     report["with_reply_depth"] = sum(d in (1, 2) for d in depths)
