@@ -26,6 +26,9 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from streams import _hashcore
+from streams.core import PURE_PYTHON
+
 T = TypeVar("T", bound=np.generic)
 _MEMO_SIZE = 200_000  # items whose hashes are remembered (a memo, not state)
 F32 = npt.NDArray[np.float32]
@@ -93,7 +96,11 @@ class RateSketch:
             new = set(compress(items, map(not_, hs)))
             if len(cache) + len(new) > _MEMO_SIZE:
                 cache.clear()
-            cache.update(zip(new, map(self._hashes, new), strict=True))
+            new_items = list(new)
+            hashed = (
+                map(self._hashes, new_items) if PURE_PYTHON else _hashcore.packed_hashes(new_items)
+            )
+            cache.update(zip(new_items, hashed, strict=True))
             hs = list(map(cache.__getitem__, items))
         packed = np.array(hs, dtype=np.uint64)
         h1 = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
