@@ -11,6 +11,9 @@ burst alone.
   ``datasketch`` here was 0.4-0.5 ms per post, 20x over the detector's whole budget.
 - :class:`AuthorRepeats`: a fixed hashed array remembering, per (author, item), the last
   event-time bucket it was counted in (a collision can only discount, never inflate).
+
+The batch methods here are the readable reference; unless ``streams.core.PURE_PYTHON``, they
+run their compiled twins in streams/_authcore.pyx (same results, same state).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections import deque
 from itertools import accumulate, chain, repeat
 
 import numpy as np
+
+from streams import _authcore, core
 
 
 class NearDuplicates:
@@ -59,6 +64,21 @@ class NearDuplicates:
         hashed = (h[:, None] * self._a + self._b) >> np.uint64(32)
         sigs: np.ndarray = np.minimum.reduceat(hashed, starts, axis=0)
         return sigs
+
+    def keys_of(self, shingles: list[list[str]]) -> list[list[bytes]]:
+        """``band_keys(signatures(shingles))``: each (non-empty) word list's LSH band keys."""
+        if not core.PURE_PYTHON:
+            return _authcore.band_keys(shingles, self._a, self._b, self.bands)
+        return self.band_keys(self.signatures(shingles)) if shingles else []
+
+    def join_many(
+        self, post_ids: list[str], keys: list[list[bytes] | None], ts: list[float]
+    ) -> list[str | None]:
+        """:meth:`join_keys` for several posts in order."""
+        if not core.PURE_PYTHON:
+            q, index = self._queue, self._index
+            return _authcore.join_many(index, q, self.window, self.max_posts, post_ids, keys, ts)
+        return [self.join_keys(*args) for args in zip(post_ids, keys, ts, strict=True)]
 
     def _expire(self, ts: float) -> None:
         q = self._queue
@@ -142,6 +162,9 @@ class AuthorRepeats:
         ``post`` gives each item's place in the batch order (default: the index of its
         unit), for units passed in another order: equal places count as one unit.
         """
+        if not core.PURE_PYTHON:
+            fresh_: np.ndarray = _authcore.fresh_many(self.last, posts, bucket, post)
+            return fresh_
         size = self.size
         n = sum(len(items) for _, items in posts)
         crc, enc = zlib.crc32, str.encode

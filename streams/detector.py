@@ -248,9 +248,14 @@ class BurstEngine:
         shingles = list(map(NearDuplicates.shingles, [q.content for q in posts]))
         some = [s for s in shingles if s is not None]
         dups = self.dups
-        keys = iter(dups.band_keys(dups.signatures(some)) if some else ())
-        for q, s in zip(posts, shingles, strict=True):
-            q.cluster = dups.join_keys(q.cp.post.key, None if s is None else next(keys), q.ts)
+        keys = iter(dups.keys_of(some))
+        clusters = dups.join_many(
+            [q.cp.post.key for q in posts],
+            [None if s is None else next(keys) for s in shingles],
+            [q.ts for q in posts],
+        )
+        for q, cluster in zip(posts, clusters, strict=True):
+            q.cluster = cluster
         # per (author, item), in post order; a post's items, then its tracked keys
         items = [q.items for q in posts]
         names = [q.key_names for q in posts]

@@ -1,0 +1,144 @@
+# cython: language_level=3
+# distutils: extra_compile_args = -ffp-contract=off
+"""Compiled twins of :class:`streams.sketch.RateSketch`'s hot path: ``locate`` and
+``observe_batch`` (bring cells up to date, add, read, the least significant row).
+
+Bit-identical to the numpy reference in float32: every operation is the one numpy does,
+in the same order, on float32 operands (a Python float meeting a float32 array is cast to
+float32 first; ``np.power`` on float32 is ``powf``), and gcc must not fuse a multiply and an
+add (``-ffp-contract=off`` above). Checked against the reference in tests/test_core_sketch.py.
+"""
+
+import numpy as np
+
+from libc.math cimport powf, sqrtf
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+
+from streams._hashcore cimport packed_hash
+
+
+def locate(dict cache, list items, Py_ssize_t depth, Py_ssize_t width, Py_ssize_t memo_size):
+    """``RateSketch.locate``: cell indices, shape (depth, len(items)); row r's column is
+    (h1 + r * h2) mod width. ``cache`` (item -> packed hashes) is the sketch's memo: new
+    items are hashed and remembered (cleared first when it would pass ``memo_size``)."""
+    cdef Py_ssize_t n = len(items), j, r
+    out = np.empty((depth, n), dtype=np.int64)
+    cdef int64_t[:, ::1] idx = out
+    cdef uint64_t h, h1, h2
+    cdef object got
+    cdef bytes raw
+    for j in range(n):
+        item = items[j]
+        got = cache.get(item)
+        if got is None:
+            raw = (<str> item).encode("utf-8")
+            h = packed_hash(<const uint8_t*> raw, len(raw))
+            if len(cache) >= memo_size:
+                cache.clear()
+            cache[item] = h
+        else:
+            h = got
+        h1 = h & 0xFFFFFFFFu
+        h2 = h >> 32
+        for r in range(depth):
+            idx[r, j] = <int64_t> ((h1 + <uint64_t> r * h2) % <uint64_t> width) + r * width
+    return out
+
+
+def observe_batch(
+    float[::1] cur,
+    float[::1] prev,
+    float[::1] mean,
+    float[::1] var,
+    int32_t[::1] cell_bucket,
+    const int64_t[:, ::1] idx,
+    const float[::1] weights,
+    post,
+    int32_t bucket,
+    double alpha,
+    double beta,
+    double correction,
+    double floor,
+):
+    """``RateSketch.observe_batch`` on the sketch's arrays (changed in place): returns
+    (count, expected, var, z), float32 arrays of one value per item.
+
+    Walks the items post by post (``post``: each item's post, non-decreasing, or None for
+    one post): adds a post's weights, then reads its items, so an item's count holds its
+    own post and the earlier ones. Counts are sums of 0/1 weights (exact below 2**24)."""
+    cdef Py_ssize_t depth = idx.shape[0], n = idx.shape[1]
+    cdef Py_ssize_t r, j, j0, j1
+    cdef int64_t c
+    cdef const int64_t[::1] post_of
+    cdef bint by_post = post is not None and n > 0
+    if by_post:
+        post_of = post
+        by_post = post_of[0] != post_of[n - 1]
+    count_a = np.empty(n, dtype=np.float32)
+    expected_a = np.empty(n, dtype=np.float32)
+    var_a = np.empty(n, dtype=np.float32)
+    z_a = np.empty(n, dtype=np.float32)
+    cdef float[::1] count = count_a, expected = expected_a, var_out = var_a, z = z_a
+    # float32 operands, as numpy casts a Python float meeting a float32 array
+    cdef float a = <float> alpha
+    cdef float keep = <float> (1.0 - alpha)
+    cdef float scale = <float> (2.0 / correction)
+    cdef float fl = <float> floor
+    cdef float b = <float> beta
+    cdef float one = 1.0  # (a float32 1: a bare 1.0 would make the arithmetic double)
+    cdef float k, x, m, diff, v, rk, e, vv, zz
+    cdef float best_z = 0, best_x = 0, best_e = 0, best_v = 0
+    with nogil:
+        # bring every touched cell up to date (k - 1 empty buckets in closed form)
+        for r in range(depth):
+            for j in range(n):
+                c = idx[r, j]
+                if cell_bucket[c] >= bucket:
+                    continue
+                k = <float> (bucket - cell_bucket[c])
+                x = cur[c]
+                m = mean[c]
+                diff = x - m
+                m = m + a * diff
+                v = keep * (var[c] + a * diff * diff)
+                rk = powf(keep, k - one)
+                v = rk * (v + m * m * (one - rk))
+                m = m * rk
+                prev[c] = x if k == one else 0
+                cur[c] = 0.0
+                mean[c] = m
+                var[c] = v
+                cell_bucket[c] = bucket
+        j0 = 0
+        while j0 < n:
+            j1 = n
+            if by_post:
+                j1 = j0 + 1
+                while j1 < n and post_of[j1] == post_of[j0]:
+                    j1 += 1
+            for r in range(depth):
+                for j in range(j0, j1):
+                    cur[idx[r, j]] += weights[j]
+            for j in range(j0, j1):
+                for r in range(depth):
+                    c = idx[r, j]
+                    x = prev[c] + cur[c]
+                    e = mean[c] * scale
+                    if e < fl:  # np.maximum (a NaN stays NaN)
+                        e = fl
+                    vv = var[c] * scale
+                    zz = (x - e) / (sqrtf(vv) + b)
+                    if r == 0:
+                        best_x, best_e, best_v, best_z = x, e, vv, zz
+                    else:
+                        if x < best_x:  # count-min
+                            best_x = x
+                        # np.argmin: the first smallest, or the first NaN
+                        if best_z == best_z and (zz < best_z or zz != zz):
+                            best_e, best_v, best_z = e, vv, zz
+                count[j] = best_x
+                expected[j] = best_e
+                var_out[j] = best_v
+                z[j] = best_z
+            j0 = j1
+    return count_a, expected_a, var_a, z_a
