@@ -9,12 +9,13 @@ def fresh_many(
     bucket: int,
     post: npt.NDArray[np.int64] | None,
 ) -> npt.NDArray[np.bool_]: ...
-def band_keys(
-    shingles: list[list[str]],
+def post_keys(
+    contents: list[list[str]],
     a: npt.NDArray[np.uint64],
     b: npt.NDArray[np.uint64],
     bands: int,
-) -> list[list[bytes]]: ...
+    min_words: int,
+) -> list[list[bytes] | None]: ...
 def join_many(
     index: dict[bytes, str],
     queue: deque[tuple[float, list[bytes]]],

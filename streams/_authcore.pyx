@@ -12,7 +12,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from streams._hashcore cimport crc32_bytes
+from streams._hashcore cimport crc32_bytes, utf8
 
 
 def fresh_many(int32_t[::1] last, list posts, int32_t bucket, post):
@@ -21,9 +21,9 @@ def fresh_many(int32_t[::1] last, list posts, int32_t bucket, post):
     Item m's cell is crc32(item, crc32(author + "\\0")) mod len(last); it is fresh when its
     cell was last counted before the previous bucket and no earlier post of the batch (by
     ``post``, default each unit's index) has the cell."""
-    cdef Py_ssize_t size = last.shape[0], n = 0, m, u
+    cdef Py_ssize_t size = last.shape[0], n = 0, m, u, length
     cdef uint32_t seed
-    cdef bytes raw
+    cdef const uint8_t* raw
     cdef uint8_t zero = 0
     for _, items in posts:
         n += len(<list> items)
@@ -35,16 +35,18 @@ def fresh_many(int32_t[::1] last, list posts, int32_t bucket, post):
     m = 0
     for u in range(len(posts)):
         author, items = posts[u]
-        raw = (<str> author).encode("utf-8")
-        seed = crc32_bytes(<const uint8_t*> raw, len(raw), 0)
+        raw = utf8(author, &length)
+        seed = crc32_bytes(raw, length, 0)
         seed = crc32_bytes(&zero, 1, seed)
         for item in <list> items:
-            raw = (<str> item).encode("utf-8")
-            cell[m] = crc32_bytes(<const uint8_t*> raw, len(raw), seed) % size
+            raw = utf8(item, &length)
+            cell[m] = crc32_bytes(raw, length, seed) % size
             place[m] = u
             m += 1
     if post is not None:
         place_a = np.asarray(post, dtype=np.int64)
+        if place_a.shape != (n,):
+            raise ValueError("one post place per item")
         place = place_a
         if n and (place_a.min() < 0 or place_a.max() >= 2**31 - 1):
             raise ValueError("post places must fit in int32")
@@ -67,15 +69,26 @@ def fresh_many(int32_t[::1] last, list posts, int32_t bucket, post):
     return fresh_a.view(bool)
 
 
-def band_keys(list shingles, const uint64_t[::1] a, const uint64_t[::1] b, Py_ssize_t bands):
-    """``NearDuplicates.band_keys(signatures(shingles))``: per (non-empty) word list, its
-    MinHash signature min over words of (crc32(word) * a + b) >> 32 (uint64, wrapping),
-    cut into ``bands`` keys: the band's number, then its rows' bytes (native order)."""
+def post_keys(
+    list contents,
+    const uint64_t[::1] a,
+    const uint64_t[::1] b,
+    Py_ssize_t bands,
+    Py_ssize_t min_words,
+):
+    """``NearDuplicates.post_keys``: per post's words, None when fewer than ``min_words``,
+    else its MinHash signature -- min over its words of (crc32(word) * a + b) >> 32 (uint64,
+    wrapping; the min of the distinct words in any order) -- cut into ``bands`` keys: the
+    band's number, then its rows' bytes (native order)."""
     cdef Py_ssize_t perms = a.shape[0], rows = perms // bands
-    cdef Py_ssize_t size = 1 + 8 * rows, p, i
+    cdef Py_ssize_t size = 1 + 8 * rows, p, i, length
     cdef uint64_t h, v
-    cdef bytes raw
+    cdef const uint8_t* raw
     cdef list out = [], keys
+    if perms == 0 or b.shape[0] != perms or rows * bands != perms:
+        raise ValueError("a and b: one per permutation, a whole number of rows per band")
+    cdef const uint64_t* a_p = &a[0]
+    cdef const uint64_t* b_p = &b[0]
     cdef uint64_t* sig = <uint64_t*> malloc(perms * sizeof(uint64_t))
     cdef uint8_t* key = <uint8_t*> malloc(size)
     if sig == NULL or key == NULL:
@@ -83,16 +96,17 @@ def band_keys(list shingles, const uint64_t[::1] a, const uint64_t[::1] b, Py_ss
         free(key)
         raise MemoryError()
     try:
-        for words in shingles:
-            if not words:
-                raise ValueError("an empty word list has no signature")
+        for words in contents:
+            if len(<list> words) < min_words or not words:
+                out.append(None)
+                continue
             for p in range(perms):
                 sig[p] = 0xFFFFFFFFFFFFFFFFu
             for word in <list> words:
-                raw = (<str> word).encode("utf-8")
-                h = crc32_bytes(<const uint8_t*> raw, len(raw), 0)
+                raw = utf8(word, &length)
+                h = crc32_bytes(raw, length, 0)
                 for p in range(perms):
-                    v = (h * a[p] + b[p]) >> 32
+                    v = (h * a_p[p] + b_p[p]) >> 32
                     if v < sig[p]:
                         sig[p] = v
             keys = []
@@ -116,6 +130,8 @@ def join_many(
     cdef list ks
     cdef double t
     cdef Py_ssize_t j
+    if not len(post_ids) == len(keys) == len(ts):
+        raise ValueError("one post id, key list and time per post")
     for j in range(len(post_ids)):
         t = ts[j]
         while queue and (queue[0][0] < t - window or len(queue) > max_posts):

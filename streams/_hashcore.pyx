@@ -47,8 +47,9 @@ def packed_hashes(list items):
     """Per item (str): ``crc32(b) | (crc32(b, 0x5BD1E995) | 1) << 32`` of its UTF-8 bytes,
     the sketch's two hashes packed in one int (see ``streams.sketch.RateSketch._hashes``)."""
     cdef list out = []
-    cdef bytes raw
+    cdef const uint8_t* raw
+    cdef Py_ssize_t n
     for item in items:
-        raw = (<str> item).encode("utf-8")
-        out.append(packed_hash(<const uint8_t*> raw, len(raw)))
+        raw = utf8(item, &n)
+        out.append(packed_hash(raw, n))
     return out

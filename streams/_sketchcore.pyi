@@ -3,9 +3,7 @@ import numpy.typing as npt
 
 F32 = npt.NDArray[np.float32]
 
-def locate(
-    cache: dict[str, int], items: list[str], depth: int, width: int, memo_size: int
-) -> npt.NDArray[np.int64]: ...
+def locate(items: list[str], depth: int, width: int) -> npt.NDArray[np.int64]: ...
 def observe_batch(
     cur: F32,
     prev: F32,

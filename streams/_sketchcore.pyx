@@ -14,35 +14,44 @@ import numpy as np
 from libc.math cimport powf, sqrtf
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 
-from streams._hashcore cimport packed_hash
+from streams._hashcore cimport packed_hash, utf8
 
 
-def locate(dict cache, list items, Py_ssize_t depth, Py_ssize_t width, Py_ssize_t memo_size):
+def locate(list items, Py_ssize_t depth, Py_ssize_t width):
     """``RateSketch.locate``: cell indices, shape (depth, len(items)); row r's column is
-    (h1 + r * h2) mod width. ``cache`` (item -> packed hashes) is the sketch's memo: new
-    items are hashed and remembered (cleared first when it would pass ``memo_size``)."""
-    cdef Py_ssize_t n = len(items), j, r
+    (h1 + r * h2) mod width, h1 and h2 the item's two hashes (``RateSketch._hashes``)."""
+    cdef Py_ssize_t n = len(items), j, r, size
     out = np.empty((depth, n), dtype=np.int64)
     cdef int64_t[:, ::1] idx = out
+    cdef const uint8_t* raw
     cdef uint64_t h, h1, h2
-    cdef object got
-    cdef bytes raw
     for j in range(n):
-        item = items[j]
-        got = cache.get(item)
-        if got is None:
-            raw = (<str> item).encode("utf-8")
-            h = packed_hash(<const uint8_t*> raw, len(raw))
-            if len(cache) >= memo_size:
-                cache.clear()
-            cache[item] = h
-        else:
-            h = got
+        raw = utf8(<str?> items[j], &size)
+        h = packed_hash(raw, size)
         h1 = h & 0xFFFFFFFFu
         h2 = h >> 32
         for r in range(depth):
             idx[r, j] = <int64_t> ((h1 + <uint64_t> r * h2) % <uint64_t> width) + r * width
     return out
+
+
+cdef inline void _refresh(
+    float* cur, float* prev, float* mean, float* var, int64_t c, float k, float a, float keep
+) noexcept nogil:
+    """``RateSketch._bring_up_to_date`` of cell c, ``k`` buckets behind (k - 1 of them
+    empty, folded in closed form). ``a`` is alpha and ``keep`` 1 - alpha, as float32."""
+    cdef float one = 1.0  # (a float32 1: a bare 1.0 would make the arithmetic double)
+    cdef float x = cur[c], m = mean[c], diff, v, rk
+    diff = x - m
+    m = m + a * diff
+    v = keep * (var[c] + a * diff * diff)
+    rk = powf(keep, k - one)
+    v = rk * (v + m * m * (one - rk))
+    m = m * rk
+    prev[c] = x if k == one else 0
+    cur[c] = 0
+    mean[c] = m
+    var[c] = v
 
 
 def observe_batch(
@@ -64,15 +73,28 @@ def observe_batch(
     (count, expected, var, z), float32 arrays of one value per item.
 
     Walks the items post by post (``post``: each item's post, non-decreasing, or None for
-    one post): adds a post's weights, then reads its items, so an item's count holds its
-    own post and the earlier ones. Counts are sums of 0/1 weights (exact below 2**24)."""
+    one post): brings a cell up to date when first touched, adds a post's weights, then
+    reads its items, so an item's count holds its own post and the earlier ones (one pass:
+    a cell is still in cache when read). Counts are sums of 0/1 weights (exact below 2**24).
+    """
     cdef Py_ssize_t depth = idx.shape[0], n = idx.shape[1]
-    cdef Py_ssize_t r, j, j0, j1
+    cdef Py_ssize_t r, j, j0, j1, cells = cur.shape[0]
     cdef int64_t c
     cdef const int64_t[::1] post_of
     cdef bint by_post = post is not None and n > 0
+    # (no bounds checks below: the inputs are checked here)
+    if not (prev.shape[0] == mean.shape[0] == var.shape[0] == cell_bucket.shape[0] == cells):
+        raise ValueError("the sketch's arrays differ in size")
+    if weights.shape[0] != n:
+        raise ValueError("one weight per item")
+    for r in range(depth):
+        for j in range(n):
+            if not 0 <= idx[r, j] < cells:
+                raise IndexError("cell index out of range")
     if by_post:
         post_of = post
+        if post_of.shape[0] != n:
+            raise ValueError("one post per item")
         by_post = post_of[0] != post_of[n - 1]
     count_a = np.empty(n, dtype=np.float32)
     expected_a = np.empty(n, dtype=np.float32)
@@ -85,30 +107,13 @@ def observe_batch(
     cdef float scale = <float> (2.0 / correction)
     cdef float fl = <float> floor
     cdef float b = <float> beta
-    cdef float one = 1.0  # (a float32 1: a bare 1.0 would make the arithmetic double)
-    cdef float k, x, m, diff, v, rk, e, vv, zz
+    cdef float k, x, e, vv, zz
     cdef float best_z = 0, best_x = 0, best_e = 0, best_v = 0
+    cdef float* cur_p = &cur[0]
+    cdef float* prev_p = &prev[0]
+    cdef float* mean_p = &mean[0]
+    cdef float* var_p = &var[0]
     with nogil:
-        # bring every touched cell up to date (k - 1 empty buckets in closed form)
-        for r in range(depth):
-            for j in range(n):
-                c = idx[r, j]
-                if cell_bucket[c] >= bucket:
-                    continue
-                k = <float> (bucket - cell_bucket[c])
-                x = cur[c]
-                m = mean[c]
-                diff = x - m
-                m = m + a * diff
-                v = keep * (var[c] + a * diff * diff)
-                rk = powf(keep, k - one)
-                v = rk * (v + m * m * (one - rk))
-                m = m * rk
-                prev[c] = x if k == one else 0
-                cur[c] = 0.0
-                mean[c] = m
-                var[c] = v
-                cell_bucket[c] = bucket
         j0 = 0
         while j0 < n:
             j1 = n
@@ -118,7 +123,12 @@ def observe_batch(
                     j1 += 1
             for r in range(depth):
                 for j in range(j0, j1):
-                    cur[idx[r, j]] += weights[j]
+                    c = idx[r, j]
+                    if cell_bucket[c] < bucket:  # first touch: up to date (see _refresh)
+                        k = <float> (bucket - cell_bucket[c])
+                        _refresh(cur_p, prev_p, mean_p, var_p, c, k, a, keep)
+                        cell_bucket[c] = bucket
+                    cur[c] += weights[j]
             for j in range(j0, j1):
                 for r in range(depth):
                     c = idx[r, j]

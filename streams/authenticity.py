@@ -26,6 +26,8 @@ import numpy as np
 
 from streams import _authcore, core
 
+_MIN_WORDS = 3  # a post with fewer content words is too short to tell a copy from a coincidence
+
 
 class NearDuplicates:
     def __init__(
@@ -65,11 +67,15 @@ class NearDuplicates:
         sigs: np.ndarray = np.minimum.reduceat(hashed, starts, axis=0)
         return sigs
 
-    def keys_of(self, shingles: list[list[str]]) -> list[list[bytes]]:
-        """``band_keys(signatures(shingles))``: each (non-empty) word list's LSH band keys."""
-        if not core.PURE_PYTHON:
-            return _authcore.band_keys(shingles, self._a, self._b, self.bands)
-        return self.band_keys(self.signatures(shingles)) if shingles else []
+    def post_keys(self, contents: list[list[str]]) -> list[list[bytes] | None]:
+        """Per post (its content words): its band keys, or None when too short to compare."""
+        if not core.PURE_PYTHON:  # (a signature is a min over words: order and repeats
+            # do not change it, so the twin hashes the words as they come)
+            return _authcore.post_keys(contents, self._a, self._b, self.bands, _MIN_WORDS)
+        shingles = list(map(self.shingles, contents))
+        some = [s for s in shingles if s is not None]
+        keys = iter(self.band_keys(self.signatures(some)) if some else ())
+        return [None if s is None else next(keys) for s in shingles]
 
     def join_many(
         self, post_ids: list[str], keys: list[list[bytes] | None], ts: list[float]
@@ -90,7 +96,7 @@ class NearDuplicates:
     @staticmethod
     def shingles(words: list[str]) -> list[str] | None:
         """What a post's signature is made of; None when it is too short to compare."""
-        if len(words) < 3:  # too short to tell a copy from a coincidence
+        if len(words) < _MIN_WORDS:
             return None
         return sorted(set(words))
 

@@ -89,15 +89,16 @@ class RateSketch:
 
     def locate(self, items: list[str]) -> I64:
         """Cell indices, shape (depth, len(items)); row r uses h1 + r * h2 (double hashing)."""
-        cache = self._cache
-        if not core.PURE_PYTHON:
-            out: I64 = _sketchcore.locate(cache, items, self.depth, self.width, _MEMO_SIZE)
+        if not core.PURE_PYTHON:  # (hashing in C costs less than the memo's lookup)
+            out: I64 = _sketchcore.locate(items, self.depth, self.width)
             return out
+        cache = self._cache
         hs = list(map(cache.get, items))
         if None in hs:  # hash each new item once (items repeat within a batch)
             new = set(compress(items, map(not_, hs)))
             if len(cache) + len(new) > _MEMO_SIZE:
                 cache.clear()
+                new = set(items)  # (the batch's remembered items went too)
             new_items = list(new)
             cache.update(zip(new_items, map(self._hashes, new_items), strict=True))
             hs = list(map(cache.__getitem__, items))

@@ -6,14 +6,18 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.authenticity import AuthorRepeats, NearDuplicates
+from streams.sketch import RateSketch
 from tests.helpers import pure_python
 
 NAMES = st.sampled_from(["", "a", "b", "ç", "日本", "🙂", "x" * 40, "a\x00"])
-WORDS = st.lists(st.text(max_size=8), min_size=1, max_size=12)
+WORDS = st.lists(
+    st.sampled_from(["a", "b", "", "ç", "日本", "🙂", "word"]) | st.text(max_size=8), max_size=12
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -49,13 +53,14 @@ def test_fresh_many_is_the_reference(
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(WORDS, max_size=12), st.sampled_from([(64, 8), (16, 4), (12, 12), (8, 1)]))
-def test_band_keys_are_the_reference(shingles: list[list[str]], shape: tuple[int, int]) -> None:
+def test_post_keys_are_the_reference(contents: list[list[str]], shape: tuple[int, int]) -> None:
     num_perm, bands = shape
     dups = NearDuplicates(3600, num_perm=num_perm, bands=bands)
-    got = dups.keys_of(shingles)
+    got = dups.post_keys(contents)
     with pure_python():
-        assert got == dups.keys_of(shingles)
-    assert all(len(keys) == bands for keys in got)
+        assert got == dups.post_keys(contents)
+    assert [k is None for k in got] == [len(ws) < 3 for ws in contents]
+    assert all(len(keys) == bands for keys in got if keys is not None)
 
 
 @settings(max_examples=300, deadline=None)
@@ -87,3 +92,20 @@ def test_join_many_is_the_reference(
     assert got == want
     assert dups._index == ref._index
     assert list(dups._queue) == list(ref._queue)
+
+
+def test_twins_refuse_inputs_of_the_wrong_length() -> None:
+    """(The twins index without bounds checks: they check their inputs first.)"""
+    dups = NearDuplicates(60)
+    with pytest.raises(ValueError):
+        dups.join_many(["p1", "p2"], [[b"k"]], [1.0, 2.0])
+    with pytest.raises(ValueError):
+        AuthorRepeats(8).fresh_many([("a", ["x", "y"])], 3, np.zeros(1, dtype=np.int64))
+    sketch = RateSketch(8, 2, 0.1, 0.5)
+    idx = sketch.locate(["x", "y"])
+    with pytest.raises(ValueError):
+        sketch.observe_batch(idx, np.ones(1, np.float32), None, 1, 1.0, 0.0)
+    with pytest.raises(ValueError):
+        sketch.observe_batch(idx, np.ones(2, np.float32), np.zeros(3, np.int64), 1, 1.0, 0.0)
+    with pytest.raises(IndexError):
+        sketch.observe_batch(idx + 16, np.ones(2, np.float32), None, 1, 1.0, 0.0)
