@@ -70,7 +70,7 @@ def observe_batch(
     double floor,
 ):
     """``RateSketch.observe_batch`` on the sketch's arrays (changed in place): returns
-    (count, expected, var, z), float32 arrays of one value per item.
+    rows count, expected, var and z (float32, shape (4, items)).
 
     Walks the items post by post (``post``: each item's post, non-decreasing, or None for
     one post): brings a cell up to date when first touched, adds a post's weights, then
@@ -96,11 +96,8 @@ def observe_batch(
         if post_of.shape[0] != n:
             raise ValueError("one post per item")
         by_post = post_of[0] != post_of[n - 1]
-    count_a = np.empty(n, dtype=np.float32)
-    expected_a = np.empty(n, dtype=np.float32)
-    var_a = np.empty(n, dtype=np.float32)
-    z_a = np.empty(n, dtype=np.float32)
-    cdef float[::1] count = count_a, expected = expected_a, var_out = var_a, z = z_a
+    out_a = np.empty((4, n), dtype=np.float32)  # (one array: a call costs less)
+    cdef float[:, ::1] out = out_a
     # float32 operands, as numpy casts a Python float meeting a float32 array
     cdef float a = <float> alpha
     cdef float keep = <float> (1.0 - alpha)
@@ -146,9 +143,9 @@ def observe_batch(
                         # np.argmin: the first smallest, or the first NaN
                         if best_z == best_z and (zz < best_z or zz != zz):
                             best_e, best_v, best_z = e, vv, zz
-                count[j] = best_x
-                expected[j] = best_e
-                var_out[j] = best_v
-                z[j] = best_z
+                out[0, j] = best_x
+                out[1, j] = best_e
+                out[2, j] = best_v
+                out[3, j] = best_z
             j0 = j1
-    return count_a, expected_a, var_a, z_a
+    return out_a

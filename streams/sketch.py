@@ -165,22 +165,11 @@ class RateSketch:
         bit-identical whatever the batch size.
         """
         if not core.PURE_PYTHON:  # the same, in one compiled pass over the items
-            count, expected, var, z = _sketchcore.observe_batch(
-                self.cur,
-                self.prev,
-                self.mean,
-                self.var,
-                self.bucket,
-                np.ascontiguousarray(idx, dtype=np.int64),
-                np.ascontiguousarray(weights, dtype=np.float32),
-                None if post is None else np.ascontiguousarray(post, dtype=np.int64),
-                bucket,
-                self.alpha,
-                self.beta,
-                correction,
-                floor,
+            arrays = (self.cur, self.prev, self.mean, self.var, self.bucket)
+            out = _sketchcore.observe_batch(
+                *arrays, idx, weights, post, bucket, self.alpha, self.beta, correction, floor
             )
-            return Estimate(count=count, expected=expected, var=var, z=z)
+            return Estimate(count=out[0], expected=out[1], var=out[2], z=out[3])
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
         w = self._tile(weights)
