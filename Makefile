@@ -10,7 +10,7 @@ SYSTEM_STAMP := $(VENV)/.system-deps
 
 .PHONY: run test test-fast lint bench clean system-deps
 
-$(STAMP): pyproject.toml setup.py $(wildcard streams/_*.pyx)
+$(STAMP): pyproject.toml setup.py $(wildcard streams/_*.pyx streams/_*.pxd)
 	@command -v $(PYTHON) >/dev/null || { echo "seismo: $(PYTHON) (3.11) is required" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

@@ -2,10 +2,11 @@
 """Compiled helpers shared by the detector's parts: CRC-32 exactly as ``zlib.crc32``.
 
 Own table (no zlib headers needed at build time); checked against ``zlib.crc32`` in
-tests/test_core.py.
+tests/test_core.py. ``crc32_bytes`` is declared in _hashcore.pxd: the other compiled modules
+cimport it.
 """
 
-from libc.stdint cimport uint8_t, uint32_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
 cdef uint32_t _TABLE[256]
 
@@ -23,12 +24,18 @@ cdef void _fill_table() noexcept:
 _fill_table()
 
 
-cdef inline uint32_t crc32_bytes(const uint8_t* data, Py_ssize_t n, uint32_t value) noexcept nogil:
+cdef uint32_t crc32_bytes(const uint8_t* data, Py_ssize_t n, uint32_t value) noexcept nogil:
     cdef uint32_t c = value ^ <uint32_t> 0xFFFFFFFFu
     cdef Py_ssize_t i
     for i in range(n):
         c = _TABLE[(c ^ data[i]) & 0xFF] ^ (c >> 8)
     return c ^ <uint32_t> 0xFFFFFFFFu
+
+
+cdef uint64_t packed_hash(const uint8_t* data, Py_ssize_t n) noexcept nogil:
+    """The sketch's two hashes packed: h1 = crc32 in the low 32 bits, h2 (odd) above."""
+    cdef uint64_t h2 = crc32_bytes(data, n, 0x5BD1E995) | 1
+    return crc32_bytes(data, n, 0) | (h2 << 32)
 
 
 def crc32(bytes data, uint32_t value=0):
@@ -40,11 +47,9 @@ def packed_hashes(list items):
     """Per item (str): ``crc32(b) | (crc32(b, 0x5BD1E995) | 1) << 32`` of its UTF-8 bytes,
     the sketch's two hashes packed in one int (see ``streams.sketch.RateSketch._hashes``)."""
     cdef list out = []
-    cdef bytes raw
-    cdef unsigned long long h
+    cdef const uint8_t* raw
+    cdef Py_ssize_t n
     for item in items:
-        raw = (<str> item).encode("utf-8")
-        h = crc32_bytes(<const uint8_t*> raw, len(raw), 0)
-        h |= (<unsigned long long> (crc32_bytes(<const uint8_t*> raw, len(raw), 0x5BD1E995) | 1)) << 32
-        out.append(h)
+        raw = utf8(item, &n)
+        out.append(packed_hash(raw, n))
     return out

@@ -11,6 +11,9 @@ burst alone.
   ``datasketch`` here was 0.4-0.5 ms per post, 20x over the detector's whole budget.
 - :class:`AuthorRepeats`: a fixed hashed array remembering, per (author, item), the last
   event-time bucket it was counted in (a collision can only discount, never inflate).
+
+The batch methods here are the readable reference; unless ``streams.core.PURE_PYTHON``, they
+run their compiled twins in streams/_authcore.pyx (same results, same state).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from collections import deque
 from itertools import accumulate, chain, repeat
 
 import numpy as np
+
+from streams import _authcore, core
+
+_MIN_WORDS = 3  # a post with fewer content words is too short to tell a copy from a coincidence
 
 
 class NearDuplicates:
@@ -60,6 +67,25 @@ class NearDuplicates:
         sigs: np.ndarray = np.minimum.reduceat(hashed, starts, axis=0)
         return sigs
 
+    def post_keys(self, contents: list[list[str]]) -> list[list[bytes] | None]:
+        """Per post (its content words): its band keys, or None when too short to compare."""
+        if not core.PURE_PYTHON:  # (a signature is a min over words: order and repeats
+            # do not change it, so the twin hashes the words as they come)
+            return _authcore.post_keys(contents, self._a, self._b, self.bands, _MIN_WORDS)
+        shingles = list(map(self.shingles, contents))
+        some = [s for s in shingles if s is not None]
+        keys = iter(self.band_keys(self.signatures(some)) if some else ())
+        return [None if s is None else next(keys) for s in shingles]
+
+    def join_many(
+        self, post_ids: list[str], keys: list[list[bytes] | None], ts: list[float]
+    ) -> list[str | None]:
+        """:meth:`join_keys` for several posts in order."""
+        if not core.PURE_PYTHON:
+            q, index = self._queue, self._index
+            return _authcore.join_many(index, q, self.window, self.max_posts, post_ids, keys, ts)
+        return [self.join_keys(*args) for args in zip(post_ids, keys, ts, strict=True)]
+
     def _expire(self, ts: float) -> None:
         q = self._queue
         while q and (q[0][0] < ts - self.window or len(q) > self.max_posts):
@@ -70,7 +96,7 @@ class NearDuplicates:
     @staticmethod
     def shingles(words: list[str]) -> list[str] | None:
         """What a post's signature is made of; None when it is too short to compare."""
-        if len(words) < 3:  # too short to tell a copy from a coincidence
+        if len(words) < _MIN_WORDS:
             return None
         return sorted(set(words))
 
@@ -142,6 +168,9 @@ class AuthorRepeats:
         ``post`` gives each item's place in the batch order (default: the index of its
         unit), for units passed in another order: equal places count as one unit.
         """
+        if not core.PURE_PYTHON:
+            fresh_: np.ndarray = _authcore.fresh_many(self.last, posts, bucket, post)
+            return fresh_
         size = self.size
         n = sum(len(items) for _, items in posts)
         crc, enc = zlib.crc32, str.encode

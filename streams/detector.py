@@ -245,12 +245,11 @@ class BurstEngine:
         floor = max(p.floor, p.floor_rate * stream_rate)
         limit = p.max_items_per_post
         posts = [_Prepared(cp, ts, limit) for cp, ts in batch]
-        shingles = list(map(NearDuplicates.shingles, [q.content for q in posts]))
-        some = [s for s in shingles if s is not None]
         dups = self.dups
-        keys = iter(dups.band_keys(dups.signatures(some)) if some else ())
-        for q, s in zip(posts, shingles, strict=True):
-            q.cluster = dups.join_keys(q.cp.post.key, None if s is None else next(keys), q.ts)
+        keys = dups.post_keys([q.content for q in posts])
+        clusters = dups.join_many([q.cp.post.key for q in posts], keys, [q.ts for q in posts])
+        for q, cluster in zip(posts, clusters, strict=True):
+            q.cluster = cluster
         # per (author, item), in post order; a post's items, then its tracked keys
         items = [q.items for q in posts]
         names = [q.key_names for q in posts]

@@ -26,8 +26,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from streams import _hashcore
-from streams.core import PURE_PYTHON
+from streams import _sketchcore, core
 
 T = TypeVar("T", bound=np.generic)
 _MEMO_SIZE = 200_000  # items whose hashes are remembered (a memo, not state)
@@ -90,17 +89,18 @@ class RateSketch:
 
     def locate(self, items: list[str]) -> I64:
         """Cell indices, shape (depth, len(items)); row r uses h1 + r * h2 (double hashing)."""
+        if not core.PURE_PYTHON:  # (hashing in C costs less than the memo's lookup)
+            out: I64 = _sketchcore.locate(items, self.depth, self.width)
+            return out
         cache = self._cache
         hs = list(map(cache.get, items))
         if None in hs:  # hash each new item once (items repeat within a batch)
             new = set(compress(items, map(not_, hs)))
             if len(cache) + len(new) > _MEMO_SIZE:
                 cache.clear()
+                new = set(items)  # (the batch's remembered items went too)
             new_items = list(new)
-            hashed = (
-                map(self._hashes, new_items) if PURE_PYTHON else _hashcore.packed_hashes(new_items)
-            )
-            cache.update(zip(new_items, hashed, strict=True))
+            cache.update(zip(new_items, map(self._hashes, new_items), strict=True))
             hs = list(map(cache.__getitem__, items))
         packed = np.array(hs, dtype=np.uint64)
         h1 = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
@@ -164,6 +164,12 @@ class RateSketch:
         float32, and the rest is the same elementwise arithmetic, so the results are
         bit-identical whatever the batch size.
         """
+        if not core.PURE_PYTHON:  # the same, in one compiled pass over the items
+            arrays = (self.cur, self.prev, self.mean, self.var, self.bucket)
+            out = _sketchcore.observe_batch(
+                *arrays, idx, weights, post, bucket, self.alpha, self.beta, correction, floor
+            )
+            return Estimate(count=out[0], expected=out[1], var=out[2], z=out[3])
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
         w = self._tile(weights)

@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +21,7 @@ from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Alert, Post
 from seismo.watchlist import load_watchlist
+from streams import core
 from streams.pipeline import OfflinePipeline, detector_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -327,3 +329,14 @@ def make_alert(version: int = 1, status: str = "open", **extra: Any) -> Alert:
         detected_at=T_ALERT,
     )
     return Alert.model_validate({**fields, **extra})
+
+
+@contextmanager
+def pure_python() -> Iterator[None]:
+    """Run the detector's pure-Python references (not the compiled twins) in the block."""
+    old = core.PURE_PYTHON
+    core.PURE_PYTHON = True
+    try:
+        yield
+    finally:
+        core.PURE_PYTHON = old
