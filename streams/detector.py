@@ -39,13 +39,16 @@ from typing import Any
 import numpy as np
 
 from seismo.contracts import Alert, ClassifiedPost, SignalKind
+from streams import _textcore, features
 from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
-from streams.features import analyse
+from streams.core import PURE_PYTHON
 from streams.seen import SeenPosts
 from streams.sketch import I64, Estimate, KeyedRates, RateSketch
 
 _ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
+# a post's items and content words: the compiled twin, or its reference
+analyse = features.analyse if PURE_PYTHON else _textcore.analyse
 
 
 @dataclass(frozen=True)
