@@ -6,9 +6,11 @@ Python and run exactly as in :func:`models.text.tokens`: ``str.lower`` and the U
 @mention substitutions (only when the text has "http" / "@"). What is compiled is the
 token scan, which only ever matches ASCII (``_TOKEN``: any other code point ends a token),
 the token's word (``features._word``), the content test (``features._content``) and the
-items (``features._items``). ``domains`` and ``entities`` are called as in the reference,
-but only when they can return something: a link needs "http" in the lowered text, a
-capitalised run an upper-case ASCII letter (a text that ``lower`` leaves unchanged has none).
+items (``features._items``), and ``features.entities`` for ASCII text (its two regexes,
+``_CAP_RUN`` with its backtracking, and ``_WORDISH``; other text goes to the reference).
+``domains`` stays the reference's. Both are called only when they can return something: a
+link needs "http" in the lowered text, a capitalised run an upper-case ASCII letter (a text
+that ``lower`` leaves unchanged has none).
 """
 
 from cpython.unicode cimport PyUnicode_DATA, PyUnicode_KIND, PyUnicode_New, PyUnicode_READ
@@ -47,6 +49,125 @@ cdef inline str _pair(const char* a, Py_ssize_t la, str b):
     dst[la] = 32
     memcpy(dst + la + 1, PyUnicode_DATA(b), lb)
     return out
+
+
+cdef inline bint _word_char(Py_UCS4 c) noexcept:  # \w in ASCII: [A-Za-z0-9_]
+    return (c >= 97 and c <= 122) or (c >= 65 and c <= 90) or (c >= 48 and c <= 57) or c == 95
+
+
+cdef inline bint _cap_char(Py_UCS4 c) noexcept:  # [\w'-]
+    return _word_char(c) or c == 39 or c == 45
+
+
+cdef inline bint _space(Py_UCS4 c) noexcept:  # \s in ASCII (str.split's whitespace too)
+    return c == 32 or (c >= 9 and c <= 13) or (c >= 28 and c <= 31)
+
+
+cdef Py_ssize_t _cap_word(int kind, void* data, Py_ssize_t n, Py_ssize_t p) noexcept:
+    """End of the longest ``[A-Z][\w'-]+`` at ``p``, or -1 (``[A-Z]{2,}`` adds nothing:
+    every match of it is one of this, tried first)."""
+    if p + 1 >= n or not (65 <= PyUnicode_READ(kind, data, p) <= 90):
+        return -1
+    if not _cap_char(PyUnicode_READ(kind, data, p + 1)):
+        return -1
+    cdef Py_ssize_t e = p + 2
+    while e < n and _cap_char(PyUnicode_READ(kind, data, e)):
+        e += 1
+    return e
+
+
+cdef Py_ssize_t _cap_run(int kind, void* data, Py_ssize_t n, Py_ssize_t p) noexcept:
+    """End of the ``features._CAP_RUN`` match starting at ``p`` in ASCII text, or -1.
+
+    The regex, backtracking: a word that another follows ends where its characters do
+    (whitespace must come next), so the chain of 2-4 words is fixed; only the last word
+    may end early, at the first word boundary from its end, and with fewer words when
+    no such boundary exists."""
+    cdef Py_ssize_t starts[4]
+    cdef Py_ssize_t ends[4]
+    cdef Py_ssize_t m = 1, s, e, q, last
+    if p > 0 and _word_char(PyUnicode_READ(kind, data, p - 1)):
+        return -1  # (no \b before)
+    e = _cap_word(kind, data, n, p)
+    if e < 0:
+        return -1
+    starts[0] = p
+    ends[0] = e
+    while m < 4:
+        s = ends[m - 1]
+        if s >= n or not _space(PyUnicode_READ(kind, data, s)):
+            break
+        while s < n and _space(PyUnicode_READ(kind, data, s)):
+            s += 1
+        e = _cap_word(kind, data, n, s)
+        if e < 0:
+            break
+        starts[m] = s
+        ends[m] = e
+        m += 1
+    for last in range(m - 1, 0, -1):
+        q = ends[last]
+        while q >= starts[last] + 2:  # a word boundary at q
+            if _word_char(PyUnicode_READ(kind, data, q - 1)) != (
+                q < n and _word_char(PyUnicode_READ(kind, data, q))
+            ):
+                return q
+            q -= 1
+    return -1
+
+
+def cap_runs(str text):
+    """``features._CAP_RUN.findall(text)`` for ASCII text."""
+    cdef Py_ssize_t n = len(text), p = 0, q
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* data = PyUnicode_DATA(text)
+    cdef list runs = []
+    while p < n:
+        q = _cap_run(kind, data, n, p)
+        if q < 0:
+            p += 1
+        else:
+            runs.append(text[p:q])
+            p = q
+    return runs
+
+
+cdef list _ascii_entities(str text):
+    """``features.entities(text)`` for ASCII text with an upper-case letter."""
+    cdef Py_ssize_t n = len(text), p = 0, words = 0, capitalised = 0
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* data = PyUnicode_DATA(text)
+    cdef Py_UCS4 c
+    cdef list runs = cap_runs(text)
+    if not runs:
+        return []
+    while p < n:  # _WORDISH.findall: [A-Za-z][\w'-]*, counting the capitalised
+        c = PyUnicode_READ(kind, data, p)
+        if (97 <= c <= 122) or (65 <= c <= 90):
+            words += 1
+            capitalised += c <= 90
+            p += 1
+            while p < n and _cap_char(PyUnicode_READ(kind, data, p)):
+                p += 1
+        else:
+            p += 1
+    if 2 * capitalised > words:  # a headline in title case
+        return []
+    cdef list out = []
+    for run in runs:
+        parts = [w for w in run.split() if w.lower() not in _STOP]
+        if len(parts) >= 2:
+            ent = "ent:" + " ".join([w.lower() for w in parts])
+            if ent not in out:
+                out.append(ent)
+    return out
+
+
+def ascii_entities(str text):
+    """``features.entities(text)`` (the compiled path for ASCII text, else the reference)."""
+    if text.isascii() and text.lower() != text:
+        return _ascii_entities(text)
+    return entities(text)
 
 
 def analyse(str text, Py_ssize_t limit=48):
@@ -127,6 +248,6 @@ def analyse(str text, Py_ssize_t limit=48):
         for d in domains(text):
             seen.setdefault("domain:" + d, None)
     if low != text:  # (an upper-case letter, maybe: else no entity)
-        for ent in entities(text):
+        for ent in (_ascii_entities(text) if text.isascii() else entities(text)):
             seen.setdefault(ent, None)
     return list(seen)[: limit + 8], content

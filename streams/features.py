@@ -31,7 +31,10 @@ def _content(word: str) -> bool:
 
 
 def entities(text: str) -> list[str]:
-    """Runs of 2-4 capitalised words in running text (not in Title Case Headlines)."""
+    """Runs of 2-4 capitalised words in running text (not in Title Case Headlines).
+
+    The reference; ``streams._textcore.ascii_entities`` is its compiled twin for ASCII text.
+    """
     if text.islower():  # (no capital letter)
         return []
     runs = _CAP_RUN.findall(text)

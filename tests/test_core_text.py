@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streams import _textcore
-from streams.features import analyse
+from streams.features import _CAP_RUN, analyse, entities
 
 # the characters the reference treats specially, and some it must treat as any other
 _SPECIAL = "#@'+._%-/:?=&!,;()\"$ \t\n\x0b\x0c\r\x1c\x1f\x85\xa0\u2028\u3000"
@@ -73,6 +73,34 @@ def test_analyse_twin_at_the_item_limit(words: list[str]) -> None:
     text = " ".join(words)
     for limit in (0, 1, 2, 3, 5, 48):
         _same(text, limit)
+
+
+# capitalised runs: words in every case, stop words, the characters a word may hold or end at
+_CAPS = st.lists(
+    st.one_of(
+        st.sampled_from(["New", "York", "NASA", "EF5", "The", "Of", "And", "A", "I", "X-Ray"]),
+        st.sampled_from(["fire", "the", "of", "a", "o'neil", "O'Neil", "U.S.", "co-op", "_X"]),
+        st.text(st.sampled_from("AaBZz09_'-.,:;!é"), min_size=1, max_size=5),
+    ),
+    max_size=24,
+)
+_GAPS = st.lists(
+    st.sampled_from([" ", "  ", "\t", "\n", "\x1c", "\x1f", "", "-", "'", ", ", "\xa0"])
+)
+
+
+@given(_CAPS, _GAPS.filter(bool))
+@settings(max_examples=1500)
+@example(["Moore", "Oklahoma", "EF5", "Tornado"], [" "])
+@example(["AB-", "CD'", "Ef-g"], [" "])
+@example(["Xx", "Ab-", "and", "more", "words", "here"], [" "])
+@example(["The", "New", "York", "Times", "and", "the", "storm", "today", "here"], [" "])
+def test_entities_twin(words: list[str], gaps: list[str]) -> None:
+    text = "".join(w + gaps[i % len(gaps)] for i, w in enumerate(words))
+    if text.isascii():
+        assert _textcore.cap_runs(text) == _CAP_RUN.findall(text)
+    assert _textcore.ascii_entities(text) == entities(text)
+    _same(text, 48)
 
 
 def test_analyse_twin_on_the_replay_files(shared_data: Path) -> None:
