@@ -33,19 +33,25 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain, compress, islice
+from itertools import chain, compress, islice, repeat
 from typing import Any
 
 import numpy as np
 
 from seismo.contracts import Alert, ClassifiedPost, SignalKind
+from streams import _textcore, features
 from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
-from streams.features import analyse
+from streams.core import PURE_PYTHON
 from streams.seen import SeenPosts
 from streams.sketch import I64, Estimate, KeyedRates, RateSketch
 
 _ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
+_SINK: deque[object] = deque(maxlen=0)
+_consume = _SINK.extend  # runs an iterator out (keeping nothing)
+_append = deque.append
+# a post's items and content words: the compiled twin, or its reference
+analyse = features.analyse if PURE_PYTHON else _textcore.analyse
 
 
 @dataclass(frozen=True)
@@ -217,19 +223,23 @@ class BurstEngine:
         out: list[Alert] = []
         batch: list[tuple[ClassifiedPost, float]] = []
         size = self.p.bucket_seconds
+        new_key = self.seen.add
         for cp in cps:
-            if not self.seen.add(cp.post.key):
+            post = cp.post
+            if not new_key(post.key):
                 self.repeats += 1
                 continue
-            ts = cp.post.created_at.timestamp()
+            ts = post.created_at.timestamp()
             bucket = int(ts // size)
-            if self.start is None:
-                self.start = ts
-                self.bucket = bucket
-            if bucket > self.bucket and batch:  # the posts of the closing bucket go first
-                out += self._count(batch)
-                batch = []
-            self._advance(bucket)  # a late post counts in the current bucket
+            if bucket > self.bucket or self.start is None:  # (a late post counts in the
+                # current bucket)
+                if self.start is None:
+                    self.start = ts
+                    self.bucket = bucket
+                if batch:  # the posts of the closing bucket go first
+                    out += self._count(batch)
+                    batch = []
+                self._advance(bucket)
             batch.append((cp, ts))
         if batch:
             out += self._count(batch)
@@ -305,8 +315,8 @@ class BurstEngine:
         warm_from = self.start + p.warmup_seconds
         two_buckets = 2 * p.bucket_seconds
         f0, f1 = flags
-        # the names of the batch that are (or may become) candidates; admits are rare
-        maybe = (cands.keys() & f0.names, cands.keys() & f1.names)
+        has, held_by, move = cands.__contains__, cands.__getitem__, cands.move_to_end
+        fast = not PURE_PYTHON  # (else the readable way: _candidates, name by name)
         at, admits, fires = [0, 0], [0, 0], [0, 0]
         for q in posts:
             ts = q.ts
@@ -317,31 +327,38 @@ class BurstEngine:
                 recent.popleft()
             bursts: list[Burst] = []
             for g, f, group in ((0, f0, q.items), (1, f1, q.key_names)):
-                a = at[g]
-                b = at[g] = a + len(group)
                 if not group:
                     continue
+                a = at[g]
+                b = at[g] = a + len(group)
                 k = admits[g]
-                if k < len(f.admit_at) and f.admit_at[k] < b:  # (the long way: rare)
-                    while k < len(f.admit_at) and f.admit_at[k] < b:
+                admit_at = f.admit_at
+                if k < len(admit_at) and admit_at[k] < b:  # (the long way: rare)
+                    while k < len(admit_at) and admit_at[k] < b:
                         k += 1
                     admits[g] = k
                     self._candidates(group, f.admit[a:b], ref)
-                    maybe[g].update(compress(group, f.admit[a:b]))
                 else:  # no admits: only the candidates among them can change
-                    present = list(filter(maybe[g].__contains__, group))
-                    if present:
+                    present = list(filter(has, group))
+                    if fast and (g == 0 or len(set(present)) == len(present)):
+                        # _candidates without a loop: the names are distinct (items always
+                        # are), so the post is new to each candidate's posts
+                        _consume(map(move, present))
+                        _consume(map(_append, map(held_by, present), repeat(ref)))
+                    else:
                         self._candidates(present, [False] * len(present), ref)
                 k = fires[g]
-                if k < len(f.fire_at) and f.fire_at[k] < b:
+                fire_at = f.fire_at
+                if k < len(fire_at) and fire_at[k] < b:
                     fire = []
-                    while k < len(f.fire_at) and f.fire_at[k] < b:
-                        fire.append(f.fire_at[k])
+                    while k < len(fire_at) and fire_at[k] < b:
+                        fire.append(fire_at[k])
                         k += 1
                     fires[g] = k
                     if ts >= warm_from:
                         bursts += self._bursts(f, fire, a, group, None if g == 0 else q.keys, ts)
-            if bursts or book.key_alert:  # (else the book has nothing to do with this post)
+            if bursts or not book.key_alert.keys().isdisjoint(ref.ordered):
+                # (else the book has nothing to do with this post)
                 hot = set(compress(q.items, f0.hot[at[0] - len(q.items) : at[0]]))
                 hot.update(compress(q.key_names, f1.hot[at[1] - len(q.key_names) : at[1]]))
                 out += book.on_post(ref, hot, bursts)
@@ -428,13 +445,17 @@ class _Prepared:
         self.cp = cp
         self.ts = ts
         self.items, self.content = analyse(post.text, limit)
-        self.keys = tracked_keys(cp) if cp.dossiers or cp.claims else []
-        self.key_names = [k[0] for k in self.keys]
+        if cp.dossiers or cp.claims:
+            self.keys = tracked_keys(cp)
+            self.key_names = [k[0] for k in self.keys]
+        else:
+            self.keys, self.key_names = [], []
         self.author = post.author or post.key
         self.cluster: str | None = None
 
     def ref(self) -> PostRef:
-        cp, post = self.cp, self.cp.post
+        cp = self.cp
+        post, names, claims = cp.post, self.key_names, cp.claims
         key = post.key
         return PostRef.of(
             key,
@@ -444,10 +465,10 @@ class _Prepared:
             post.author,
             post.url,
             self.cluster or key,
-            tuple(self.items + self.key_names),
+            tuple(self.items + names) if names else tuple(self.items),
             tuple(cp.dossiers),
-            tuple([h.claim for h in cp.claims]),
-            cp.claims[0].stance if cp.claims else None,
+            tuple([h.claim for h in claims]) if claims else (),
+            claims[0].stance if claims else None,
         )
 
 

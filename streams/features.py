@@ -31,7 +31,10 @@ def _content(word: str) -> bool:
 
 
 def entities(text: str) -> list[str]:
-    """Runs of 2-4 capitalised words in running text (not in Title Case Headlines)."""
+    """Runs of 2-4 capitalised words in running text (not in Title Case Headlines).
+
+    The reference; ``streams._textcore.ascii_entities`` is its compiled twin for ASCII text.
+    """
     if text.islower():  # (no capital letter)
         return []
     runs = _CAP_RUN.findall(text)
@@ -70,6 +73,10 @@ def analyse(text: str, limit: int = 48) -> tuple[list[str], list[str]]:
 
     Items, distinct and in order: unigrams and bigrams, hashtags, domains, entities. The
     content words (no stop words, links or mentions) are the post's MinHash shingles.
+
+    The readable reference: the detector runs its compiled twin,
+    ``streams._textcore.analyse`` (the same output for every text, checked in
+    tests/test_core_text.py), unless ``streams.core.PURE_PYTHON`` is set.
     """
     toks = tokens(text)
     words = _content_words(toks)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from models import text as text_mod
 from models.text import domains, tokens
 from seismo.contracts import Alert, ClaimHit, ClassifiedPost, Post, Stance
-from streams import features
+from streams import _textcore, detector, features
 from streams.alertbook import alert_id
 from streams.authenticity import AuthorRepeats
 from streams.checkpoint import Checkpoints
@@ -184,6 +184,7 @@ def test_analyse_is_the_token_by_token_reference(
     plain = text_mod._MENTION.sub(" ", text_mod._URL.sub(" ", text.lower()))
     assert tokens(text) == text_mod._TOKEN.findall(plain)
     assert features.analyse(text, limit) == reference_items(text, limit)
+    assert _textcore.analyse(text, limit) == reference_items(text, limit)  # (compiled twin)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -586,3 +587,26 @@ def test_author_repeats_with_units_numbered_out_of_order(
             at += len(keys)
         assert [b for u in sorted(by_unit) for b in by_unit[u]] == expected
         assert (one.last == other.last).all()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), batch=st.integers(1, 300), cap=st.sampled_from([8, 40, 20_000]))
+def test_candidates_glue_is_the_name_by_name_reference(seed: int, batch: int, cap: int) -> None:
+    """The per-post candidate update without a Python loop (streams.detector._test) leaves
+    the same candidates, in the same LRU order, with the same evidence, as ``_candidates``
+    name by name (the reference, run under ``PURE_PYTHON``); a small cap evicts often."""
+    posts = mixed_stream(seed)
+    states = []
+    for pure in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(detector, "PURE_PYTHON", pure)
+            eng = engine(max_candidates=cap)
+            alerts = [
+                a
+                for i in range(0, len(posts), batch)
+                for a in eng.observe_many(posts[i : i + batch])
+            ]
+        evidence = [(k, [r.post_id for r in refs]) for k, refs in eng.candidates.items()]
+        states.append((alerts, evidence, [r.post_id for r in eng.recent]))
+    assert states[0] == states[1]
+    assert states[0][1]  # (there were candidates to compare)
