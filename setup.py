@@ -1,8 +1,8 @@
 """Builds seismo's compiled core: every ``streams/_*.pyx`` (Cython -> C, gcc).
 
-Everything else is in pyproject.toml. The compiled modules are optional at import time: the
-pure-Python reference in the same package gives the same results, slower (see
-``streams.core``), so a machine without a C compiler still runs seismo.
+Everything else is in pyproject.toml. The compiled modules are required (the detector imports
+them); each has a readable pure-Python reference in the module that owns it, which gives the
+same results, slower, and which ``SEISMO_PURE_PYTHON=1`` selects (see ``streams.core``).
 """
 
 from Cython.Build import cythonize

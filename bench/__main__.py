@@ -35,6 +35,7 @@ from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Alert, Post
 from seismo.watchlist import load_watchlist
+from streams import core
 from streams.detector import BurstEngine
 from streams.pipeline import OfflinePipeline, detector_params
 
@@ -192,6 +193,8 @@ def bench_detector(args: argparse.Namespace) -> None:
     classified = [clf.classify(p) for p in load_posts(args)]
     params = detector_params(load_settings())
     n = len(classified)
+    if not args.default_gc:
+        core.tune_gc()  # as the worker does
     for _ in range(args.repeat):
         for batch in (1, args.batch):
             engine = BurstEngine(params)
@@ -217,6 +220,8 @@ def bench_detector(args: argparse.Namespace) -> None:
                         "posts_per_cpu_s": round(n / dcpu),
                         "alert_versions": len(alerts),
                         "alerts_digest": _digest(alerts),
+                        "gc": "default" if args.default_gc else "tuned",
+                        "core": "python" if core.PURE_PYTHON else "compiled",
                         "fixed_state_bytes": engine.memory_bytes,
                         "checkpoint_bytes": len(engine.dumps()),
                         "peak_rss_mb": round(rss_mb()),
@@ -238,6 +243,8 @@ def bench_memory(args: argparse.Namespace) -> None:
     from seismo.contracts import ClassifiedPost
 
     engine = BurstEngine(detector_params(load_settings()))
+    if not args.default_gc:
+        core.tune_gc()  # as the worker does
     t0 = datetime(2026, 5, 1, tzinfo=UTC)
     per_post = 40
     posts = args.terms // per_post
@@ -454,9 +461,15 @@ def main() -> None:
     d.add_argument("--posts", type=int, default=20_000)
     d.add_argument("--repeat", type=int, default=3)
     d.add_argument("--batch", type=int, default=1000, help="posts per observe_many call")
+    d.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep CPython's collector thresholds (default: tuned as the worker tunes them)",
+    )
     d.set_defaults(func=bench_detector)
     m = sub.add_parser("memory", help="detector memory at N distinct terms")
     m.add_argument("--terms", type=int, default=10_000_000)
+    m.add_argument("--default-gc", action="store_true", help="keep CPython's collector thresholds")
     m.set_defaults(func=bench_memory)
     e = sub.add_parser("e2e", help="replay through the embedded broker and a worker")
     e.add_argument("--posts", type=int, default=5_000)

@@ -14,7 +14,7 @@ from seismo.config import Settings
 from seismo.kafka import ensure_topics
 from seismo.metrics import Metrics
 from seismo.watchlist import load_watchlist
-from streams import faust_fixes
+from streams import core, faust_fixes
 from streams.agents import Stages, register
 from streams.app import create_app, new_registry
 from streams.delivery import AlertSinks, sinks_from_settings
@@ -68,6 +68,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
     app, _, _ = build_worker(settings)
+    core.tune_gc()
     log.info(
         "worker %s starting; web on http://%s:%d (metrics at /metrics)",
         settings.group_id,

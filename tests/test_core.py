@@ -19,3 +19,19 @@ def test_crc32_is_zlibs(data: bytes, value: int) -> None:
 @given(st.lists(st.text(max_size=20), max_size=20))
 def test_packed_hashes_are_the_sketchs(items: list[str]) -> None:
     assert _hashcore.packed_hashes(items) == [RateSketch._hashes(i) for i in items]
+
+
+def test_tune_gc_collects_less_often_and_freezes_the_startup_heap() -> None:
+    import gc
+
+    from streams import core
+
+    before = gc.get_threshold()
+    try:
+        core.tune_gc()
+        assert gc.get_threshold() == core.GC_THRESHOLD
+        assert gc.get_freeze_count() > 0
+        assert gc.isenabled()  # cycles are still collected, only less often
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
