@@ -39,10 +39,9 @@ from typing import Any
 import numpy as np
 
 from seismo.contracts import Alert, ClassifiedPost, SignalKind
-from streams import _textcore, features
+from streams import _textcore, core, features
 from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
-from streams.core import PURE_PYTHON
 from streams.seen import SeenPosts
 from streams.sketch import I64, Estimate, KeyedRates, RateSketch
 
@@ -50,8 +49,6 @@ _ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
 _SINK: deque[object] = deque(maxlen=0)
 _consume = _SINK.extend  # runs an iterator out (keeping nothing)
 _append = deque.append
-# a post's items and content words: the compiled twin, or its reference
-analyse = features.analyse if PURE_PYTHON else _textcore.analyse
 
 
 @dataclass(frozen=True)
@@ -316,7 +313,7 @@ class BurstEngine:
         two_buckets = 2 * p.bucket_seconds
         f0, f1 = flags
         has, held_by, move = cands.__contains__, cands.__getitem__, cands.move_to_end
-        fast = not PURE_PYTHON  # (else the readable way: _candidates, name by name)
+        fast = not core.PURE_PYTHON  # (else the readable way: _candidates, name by name)
         at, admits, fires = [0, 0], [0, 0], [0, 0]
         for q in posts:
             ts = q.ts
@@ -444,6 +441,8 @@ class _Prepared:
         post = cp.post
         self.cp = cp
         self.ts = ts
+        # a post's items and content words: the compiled twin, or its reference
+        analyse = features.analyse if core.PURE_PYTHON else _textcore.analyse
         self.items, self.content = analyse(post.text, limit)
         if cp.dossiers or cp.claims:
             self.keys = tracked_keys(cp)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from models import text as text_mod
 from models.text import domains, tokens
 from seismo.contracts import Alert, ClaimHit, ClassifiedPost, Post, Stance
-from streams import _textcore, detector, features
+from streams import _textcore, core, features
 from streams.alertbook import alert_id
 from streams.authenticity import AuthorRepeats
 from streams.checkpoint import Checkpoints
@@ -599,7 +599,7 @@ def test_candidates_glue_is_the_name_by_name_reference(seed: int, batch: int, ca
     states = []
     for pure in (True, False):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(detector, "PURE_PYTHON", pure)
+            mp.setattr(core, "PURE_PYTHON", pure)
             eng = engine(max_candidates=cap)
             alerts = [
                 a
