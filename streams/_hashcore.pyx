@@ -42,14 +42,3 @@ def crc32(bytes data, uint32_t value=0):
     """``zlib.crc32(data, value)``."""
     return crc32_bytes(<const uint8_t*> data, len(data), value)
 
-
-def packed_hashes(list items):
-    """Per item (str): ``crc32(b) | (crc32(b, 0x5BD1E995) | 1) << 32`` of its UTF-8 bytes,
-    the sketch's two hashes packed in one int (see ``streams.sketch.RateSketch._hashes``)."""
-    cdef list out = []
-    cdef const uint8_t* raw
-    cdef Py_ssize_t n
-    for item in items:
-        raw = utf8(item, &n)
-        out.append(packed_hash(raw, n))
-    return out
