@@ -163,11 +163,20 @@ cdef list _ascii_entities(str text):
     return out
 
 
-def ascii_entities(str text):
-    """``features.entities(text)`` (the compiled path for ASCII text, else the reference)."""
-    if text.isascii() and text.lower() != text:
+cdef list _entities(str text, str low):
+    """``features.entities(text)``, ``low`` being ``text.lower()``: none when lowering
+    changes nothing (no upper-case letter, so no capitalised run), the compiled path for
+    ASCII text, else the reference."""
+    if low == text:
+        return []
+    if text.isascii():
         return _ascii_entities(text)
     return entities(text)
+
+
+def ascii_entities(str text):
+    """``features.entities(text)`` (the compiled path for ASCII text, else the reference)."""
+    return _entities(text, text.lower())
 
 
 def analyse(str text, Py_ssize_t limit=48):
@@ -247,7 +256,6 @@ def analyse(str text, Py_ssize_t limit=48):
     if has_http:
         for d in domains(text):
             seen.setdefault("domain:" + d, None)
-    if low != text:  # (an upper-case letter, maybe: else no entity)
-        for ent in (_ascii_entities(text) if text.isascii() else entities(text)):
-            seen.setdefault(ent, None)
+    for ent in _entities(text, low):
+        seen.setdefault(ent, None)
     return list(seen)[: limit + 8], content
