@@ -6,7 +6,7 @@ import numpy.typing as npt
 def fresh_many(
     last: npt.NDArray[np.int32],
     posts: list[tuple[str, list[str]]],
-    bucket: int,
+    bucket: int | npt.NDArray[np.int32],
     post: npt.NDArray[np.int64] | None,
 ) -> npt.NDArray[np.bool_]: ...
 def post_keys(

@@ -15,13 +15,14 @@ from libc.string cimport memcpy
 from streams._hashcore cimport crc32_bytes, utf8
 
 
-def fresh_many(int32_t[::1] last, list posts, int32_t bucket, post):
+def fresh_many(int32_t[::1] last, list posts, bucket, post):
     """``AuthorRepeats.fresh_many`` on its ``last`` array (changed in place).
 
     Item m's cell is crc32(item, crc32(author + "\\0")) mod len(last); it is fresh when its
-    cell was last counted before the previous bucket and no earlier post of the batch (by
-    ``post``, default each unit's index) has the cell."""
-    cdef Py_ssize_t size = last.shape[0], n = 0, m, u, length
+    cell was last counted before the bucket before its own (``bucket``: one for all, or one
+    per item), by an earlier post of the batch (by ``post``, default each unit's index) or
+    before the batch."""
+    cdef Py_ssize_t size = last.shape[0], n = 0, m, u, length, i, g, t
     cdef uint32_t seed
     cdef const uint8_t* raw
     cdef uint8_t zero = 0
@@ -30,8 +31,9 @@ def fresh_many(int32_t[::1] last, list posts, int32_t bucket, post):
     cell_a = np.empty(n, dtype=np.int64)
     place_a = np.empty(n, dtype=np.int64)
     fresh_a = np.empty(n, dtype=np.uint8)
-    cdef int64_t[::1] cell = cell_a, place = place_a
+    cdef int64_t[::1] cell = cell_a, place = place_a, order
     cdef uint8_t[::1] fresh = fresh_a
+    cdef int32_t[::1] bkt
     m = 0
     for u in range(len(posts)):
         author, items = posts[u]
@@ -43,29 +45,40 @@ def fresh_many(int32_t[::1] last, list posts, int32_t bucket, post):
             cell[m] = crc32_bytes(raw, length, seed) % size
             place[m] = u
             m += 1
+    cdef bint one_bucket = isinstance(bucket, int)
+    cdef int32_t b = 0
+    if one_bucket:
+        b = bucket
+        bkt = np.empty(0, dtype=np.int32)  # (not read)
+    else:
+        bkt = np.ascontiguousarray(bucket, dtype=np.int32)
+        if bkt.shape[0] != n:
+            raise ValueError("one bucket per item")
     if post is not None:
         place_a = np.asarray(post, dtype=np.int64)
         if place_a.shape != (n,):
             raise ValueError("one post place per item")
         place = place_a
-        if n and (place_a.min() < 0 or place_a.max() >= 2**31 - 1):
-            raise ValueError("post places must fit in int32")
-    cdef int64_t before = <int64_t> bucket - 1
+        order = np.argsort(place_a, kind="stable")
+    cdef bint by_order = post is not None  # (else the units' order is the places')
     with nogil:
-        for m in range(n):
-            fresh[m] = last[cell[m]] < before
-        # ``last`` is overwritten with the bucket below: meanwhile it holds, per cell,
-        # the first place that counts it
-        for m in range(n):
-            last[cell[m]] = 2147483647
-        for m in range(n):
-            if place[m] < last[cell[m]]:
-                last[cell[m]] = <int32_t> place[m]
-        for m in range(n):
-            if last[cell[m]] != place[m]:
-                fresh[m] = 0
-        for m in range(n):
-            last[cell[m]] = bucket
+        # place by place: its items read ``last`` (before any of them marks it), then mark
+        i = 0
+        while i < n:
+            g = i + 1
+            while g < n and place[order[g] if by_order else g] == place[order[i] if by_order else i]:
+                g += 1
+            for t in range(i, g):
+                m = order[t] if by_order else t
+                if not one_bucket:
+                    b = bkt[m]
+                fresh[m] = <int64_t> last[cell[m]] < <int64_t> b - 1
+            for t in range(i, g):
+                m = order[t] if by_order else t
+                if not one_bucket:
+                    b = bkt[m]
+                last[cell[m]] = b
+            i = g
     return fresh_a.view(bool)
 
 

@@ -1,10 +1,12 @@
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
 F32 = npt.NDArray[np.float32]
 
 def locate(items: list[str], depth: int, width: int) -> npt.NDArray[np.int64]: ...
-def observe_batch(
+def observe_runs(
     cur: F32,
     prev: F32,
     mean: F32,
@@ -13,9 +15,7 @@ def observe_batch(
     idx: npt.NDArray[np.int64],
     weights: F32,
     post: npt.NDArray[np.int64] | None,
-    bucket: int,
+    runs: Sequence[tuple[int, int, float, float]],
     alpha: float,
     beta: float,
-    correction: float,
-    floor: float,
 ) -> F32: ...

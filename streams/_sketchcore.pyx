@@ -1,7 +1,7 @@
 # cython: language_level=3
 # distutils: extra_compile_args = -ffp-contract=off
 """Compiled twins of :class:`streams.sketch.RateSketch`'s hot path: ``locate`` and
-``observe_batch`` (bring cells up to date, add, read, the least significant row).
+``observe_runs`` (bring cells up to date, add, read, the least significant row).
 
 Bit-identical to the numpy reference in float32: every operation is the one numpy does,
 in the same order, on float32 operands (a Python float meeting a float32 array is cast to
@@ -13,8 +13,11 @@ import numpy as np
 
 from libc.math cimport powf, sqrtf
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdlib cimport free, malloc
 
 from streams._hashcore cimport packed_hash, utf8
+
+_NO_POSTS = np.zeros(0, dtype=np.int64)
 
 
 def locate(list items, Py_ssize_t depth, Py_ssize_t width):
@@ -54,7 +57,7 @@ cdef inline void _refresh(
     var[c] = v
 
 
-def observe_batch(
+def observe_runs(
     float[::1] cur,
     float[::1] prev,
     float[::1] mean,
@@ -63,24 +66,24 @@ def observe_batch(
     const int64_t[:, ::1] idx,
     const float[::1] weights,
     post,
-    int32_t bucket,
+    list runs,
     double alpha,
     double beta,
-    double correction,
-    double floor,
 ):
-    """``RateSketch.observe_batch`` on the sketch's arrays (changed in place): returns
+    """``RateSketch.observe_runs`` on the sketch's arrays (changed in place): returns
     rows count, expected, var and z (float32, shape (4, items)).
 
     Walks the items post by post (``post``: each item's post, non-decreasing, or None for
-    one post): brings a cell up to date when first touched, adds a post's weights, then
-    reads its items, so an item's count holds its own post and the earlier ones (one pass:
-    a cell is still in cache when read). Counts are sums of 0/1 weights (exact below 2**24).
+    one post): brings a cell up to date to its run's bucket when first touched there, adds
+    a post's weights, then reads its items, so an item's count holds its own post and the
+    earlier ones (one pass: a cell is still in cache when read). ``runs``: (end, bucket,
+    correction, floor) per bucket, in order. Counts are sums of 0/1 weights (exact below
+    2**24).
     """
     cdef Py_ssize_t depth = idx.shape[0], n = idx.shape[1]
-    cdef Py_ssize_t r, j, j0, j1, cells = cur.shape[0]
+    cdef Py_ssize_t r, j, j0, j1, cells = cur.shape[0], ri = 0, nruns = len(runs)
     cdef int64_t c
-    cdef const int64_t[::1] post_of
+    cdef const int64_t[::1] post_of = _NO_POSTS
     cdef bint by_post = post is not None and n > 0
     # (no bounds checks below: the inputs are checked here)
     if not (prev.shape[0] == mean.shape[0] == var.shape[0] == cell_bucket.shape[0] == cells):
@@ -96,56 +99,86 @@ def observe_batch(
         if post_of.shape[0] != n:
             raise ValueError("one post per item")
         by_post = post_of[0] != post_of[n - 1]
-    out_a = np.empty((4, n), dtype=np.float32)  # (one array: a call costs less)
-    cdef float[:, ::1] out = out_a
-    # float32 operands, as numpy casts a Python float meeting a float32 array
+    # per run, as float32 operands (numpy casts a Python float meeting a float32 array)
+    cdef int64_t* run_end = <int64_t*> malloc(max(nruns, 1) * sizeof(int64_t))
+    cdef int32_t* run_bucket = <int32_t*> malloc(max(nruns, 1) * sizeof(int32_t))
+    cdef float* run_scale = <float*> malloc(max(nruns, 1) * sizeof(float))
+    cdef float* run_floor = <float*> malloc(max(nruns, 1) * sizeof(float))
+    cdef Py_ssize_t end, last_end = 0
+    cdef double correction, floor
+    cdef float[:, ::1] out
     cdef float a = <float> alpha
     cdef float keep = <float> (1.0 - alpha)
-    cdef float scale = <float> (2.0 / correction)
-    cdef float fl = <float> floor
     cdef float b = <float> beta
+    cdef int32_t bkt = 0
+    cdef float scale = 0, fl = 0
     cdef float k, x, e, vv, zz
     cdef float best_z = 0, best_x = 0, best_e = 0, best_v = 0
     cdef float* cur_p = &cur[0]
     cdef float* prev_p = &prev[0]
     cdef float* mean_p = &mean[0]
     cdef float* var_p = &var[0]
-    with nogil:
-        j0 = 0
-        while j0 < n:
-            j1 = n
-            if by_post:
-                j1 = j0 + 1
-                while j1 < n and post_of[j1] == post_of[j0]:
-                    j1 += 1
-            for r in range(depth):
-                for j in range(j0, j1):
-                    c = idx[r, j]
-                    if cell_bucket[c] < bucket:  # first touch: up to date (see _refresh)
-                        k = <float> (bucket - cell_bucket[c])
-                        _refresh(cur_p, prev_p, mean_p, var_p, c, k, a, keep)
-                        cell_bucket[c] = bucket
-                    cur[c] += weights[j]
-            for j in range(j0, j1):
+    try:
+        if not (run_end and run_bucket and run_scale and run_floor):
+            raise MemoryError()
+        for ri in range(nruns):
+            end, run_bucket[ri], correction, floor = runs[ri]
+            if not last_end <= end <= n:
+                raise ValueError("run ends must be non-decreasing, within the items")
+            if 0 < end < n and not (by_post and post_of[end - 1] != post_of[end]):
+                raise ValueError("a run must end at a post boundary")
+            run_end[ri] = end
+            run_scale[ri], run_floor[ri] = <float> (2.0 / correction), <float> floor
+            last_end = end
+        if last_end != n:
+            raise ValueError("the last run must end at the number of items")
+        out_a = np.empty((4, n), dtype=np.float32)  # (one array: a call costs less)
+        out = out_a
+        with nogil:
+            j0 = 0
+            ri = 0
+            while j0 < n:
+                while run_end[ri] <= j0:  # (the run holding item j0; empty runs skipped)
+                    ri += 1
+                bkt, scale, fl = run_bucket[ri], run_scale[ri], run_floor[ri]
+                j1 = run_end[ri]
+                if by_post:
+                    j1 = j0 + 1
+                    while j1 < n and post_of[j1] == post_of[j0]:
+                        j1 += 1
                 for r in range(depth):
-                    c = idx[r, j]
-                    x = prev[c] + cur[c]
-                    e = mean[c] * scale
-                    if e < fl:  # np.maximum (a NaN stays NaN)
-                        e = fl
-                    vv = var[c] * scale
-                    zz = (x - e) / (sqrtf(vv) + b)
-                    if r == 0:
-                        best_x, best_e, best_v, best_z = x, e, vv, zz
-                    else:
-                        if x < best_x:  # count-min
-                            best_x = x
-                        # np.argmin: the first smallest, or the first NaN
-                        if best_z == best_z and (zz < best_z or zz != zz):
-                            best_e, best_v, best_z = e, vv, zz
-                out[0, j] = best_x
-                out[1, j] = best_e
-                out[2, j] = best_v
-                out[3, j] = best_z
-            j0 = j1
-    return out_a
+                    for j in range(j0, j1):
+                        c = idx[r, j]
+                        if cell_bucket[c] < bkt:  # first touch: up to date (see _refresh)
+                            k = <float> (bkt - cell_bucket[c])
+                            _refresh(cur_p, prev_p, mean_p, var_p, c, k, a, keep)
+                            cell_bucket[c] = bkt
+                        cur[c] += weights[j]
+                for j in range(j0, j1):
+                    for r in range(depth):
+                        c = idx[r, j]
+                        x = prev[c] + cur[c]
+                        e = mean[c] * scale
+                        if e < fl:  # np.maximum (a NaN stays NaN)
+                            e = fl
+                        vv = var[c] * scale
+                        zz = (x - e) / (sqrtf(vv) + b)
+                        if r == 0:
+                            best_x, best_e, best_v, best_z = x, e, vv, zz
+                        else:
+                            if x < best_x:  # count-min
+                                best_x = x
+                            # np.argmin: the first smallest, or the first NaN
+                            if best_z == best_z and (zz < best_z or zz != zz):
+                                best_e, best_v, best_z = e, vv, zz
+                    out[0, j] = best_x
+                    out[1, j] = best_e
+                    out[2, j] = best_v
+                    out[3, j] = best_z
+                j0 = j1
+        return out_a
+    finally:
+        free(run_end)
+        free(run_bucket)
+        free(run_scale)
+        free(run_floor)

@@ -160,11 +160,16 @@ class AuthorRepeats:
         return self.fresh_many([(author, items)], bucket)
 
     def fresh_many(
-        self, posts: list[tuple[str, list[str]]], bucket: int, post: np.ndarray | None = None
+        self,
+        posts: list[tuple[str, list[str]]],
+        bucket: int | np.ndarray,
+        post: np.ndarray | None = None,
     ) -> np.ndarray:
-        """:meth:`fresh` for (author, items) of several posts of one bucket, in order,
-        concatenated: an item an earlier post of the batch counted is not fresh.
+        """:meth:`fresh` for (author, items) of several posts, in order, concatenated: an
+        item an earlier post of the batch counted is not fresh.
 
+        ``bucket`` is the posts' bucket, or one per item (non-decreasing in the batch order:
+        posts of several buckets in one call, as one call per bucket would count them).
         ``post`` gives each item's place in the batch order (default: the index of its
         unit), for units passed in another order: equal places count as one unit.
         """
@@ -185,10 +190,21 @@ class AuthorRepeats:
             )
             % size
         )
-        fresh: np.ndarray = self.last[idx] < bucket - 1
-        if post is None and sum(1 for _, items in posts if items) > 1:
+        if post is None:
             post = np.repeat(np.arange(len(posts)), [len(items) for _, items in posts])
-        if post is not None and n > 1 and post.min() != post.max():  # (else no earlier post)
+        if isinstance(bucket, int):
+            return self._fresh_in(idx, post, bucket)
+        fresh = np.empty(n, dtype=bool)
+        for b in np.unique(bucket):  # (ascending: a later bucket sees the earlier ones)
+            at = np.flatnonzero(bucket == b)
+            fresh[at] = self._fresh_in(idx[at], post[at], int(b))
+        return fresh
+
+    def _fresh_in(self, idx: np.ndarray, post: np.ndarray, bucket: int) -> np.ndarray:
+        """The reference for the items of one bucket (cells ``idx``, places ``post``)."""
+        n = idx.size
+        fresh: np.ndarray = self.last[idx] < bucket - 1
+        if n > 1 and post.min() != post.max():  # (else no earlier post)
             order = np.argsort(idx * (int(post.max()) + 1) + post)  # by cell, then post
             cells = idx[order]
             new = np.empty(n, dtype=bool)

@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain, compress, islice, repeat
+from itertools import accumulate, chain, compress, islice, repeat
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ from streams import _textcore, core, features
 from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.seen import SeenPosts
-from streams.sketch import I64, Estimate, KeyedRates, RateSketch
+from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run
 
 _ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
 _SINK: deque[object] = deque(maxlen=0)
@@ -211,15 +211,16 @@ class BurstEngine:
 
     def observe_many(self, cps: Iterable[ClassifiedPost]) -> list[Alert]:
         """:meth:`observe` each post in order: the same alerts and the same state, but the
-        posts of one event-time bucket are counted together (a few vectorised calls for
-        the whole run instead of a few per post).
+        posts are counted together (a few vectorised calls for the whole batch, however
+        many buckets it spans, instead of a few per post).
 
         A post whose key is among the last ``seen_posts`` counted is skipped (``repeats``):
         after a crash the ingest stage may emit a post again.
         """
-        out: list[Alert] = []
-        batch: list[tuple[ClassifiedPost, float]] = []
+        posts: list[_Prepared] = []
+        runs: list[Run] = []  # per event-time bucket: its posts end, bucket, correction, floor
         size = self.p.bucket_seconds
+        limit = self.p.max_items_per_post
         new_key = self.seen.add
         for cp in cps:
             post = cp.post
@@ -233,25 +234,27 @@ class BurstEngine:
                 if self.start is None:
                     self.start = ts
                     self.bucket = bucket
-                if batch:  # the posts of the closing bucket go first
-                    out += self._count(batch)
-                    batch = []
+                self._close_run(posts, runs)  # the posts of the closing bucket
                 self._advance(bucket)
-            batch.append((cp, ts))
-        if batch:
-            out += self._count(batch)
-        return out
+            posts.append(_Prepared(cp, ts, limit))
+        self._close_run(posts, runs)
+        return self._count(posts, runs) if posts else []
 
-    def _count(self, batch: list[tuple[ClassifiedPost, float]]) -> list[Alert]:
-        """Posts of the current bucket, in order: count them, then test and alert per post."""
+    def _close_run(self, posts: list[_Prepared], runs: list[Run]) -> None:
+        """The posts since the last run are the current bucket's: note them as its run, with
+        the bucket's bias correction and expected-count floor."""
+        start = runs[-1].end if runs else 0
+        if len(posts) == start:
+            return
         p = self.p
-        bucket = self.bucket
-        self.stream_counts[1] += len(batch)
+        self.stream_counts[1] += len(posts) - start
         corr = self._correction()
         stream_rate = 2.0 * self.stream_mean / corr
-        floor = max(p.floor, p.floor_rate * stream_rate)
-        limit = p.max_items_per_post
-        posts = [_Prepared(cp, ts, limit) for cp, ts in batch]
+        runs.append(Run(len(posts), self.bucket, corr, max(p.floor, p.floor_rate * stream_rate)))
+
+    def _count(self, posts: list[_Prepared], runs: list[Run]) -> list[Alert]:
+        """Posts of one or more buckets (``runs``), in order: count them, then test and alert
+        per post."""
         dups = self.dups
         keys = dups.post_keys([q.content for q in posts])
         clusters = dups.join_many([q.cp.post.key for q in posts], keys, [q.ts for q in posts])
@@ -262,6 +265,10 @@ class BurstEngine:
         names = [q.key_names for q in posts]
         lengths = list(map(len, items))
         multi = len(posts) > 1
+        bucket: int | I32 = runs[0].bucket  # each post's bucket
+        if len(runs) > 1:
+            sizes = np.diff([0, *(r.end for r in runs)])
+            bucket = np.repeat(np.array([r.bucket for r in runs], dtype=np.int32), sizes)
         post_of: I64 | None
         key_post: I64 | None
         entry_post: I64 | None
@@ -270,11 +277,13 @@ class BurstEngine:
             post_of, key_post = _numbered(lengths), _numbered(list(map(len, names)))
             unit = np.concatenate((2 * post_of, 2 * key_post + 1))
             units = list(zip(authors, items, strict=True)) + list(zip(authors, names, strict=True))
-            fresh = self.authors.fresh_many(units, bucket, unit)
             entry_post = unit >> 1
+            entry_bucket = bucket if isinstance(bucket, int) else bucket[entry_post]
+            fresh = self.authors.fresh_many(units, entry_bucket, unit)
         else:  # (no keys: the units are the posts, in order)
-            fresh = self.authors.fresh_many([(q.author, q.items) for q in posts], bucket)
             post_of = key_post = entry_post = _numbered(lengths) if multi else None
+            entry_bucket = bucket if isinstance(bucket, int) else bucket[post_of]
+            fresh = self.authors.fresh_many([(q.author, q.items) for q in posts], entry_bucket)
         if any(q.cluster is not None for q in posts):  # a copy counts 0
             if entry_post is None:  # (one post)
                 fresh[:] = False
@@ -290,24 +299,21 @@ class BurstEngine:
             if not flat:
                 flags.append(_Flags.empty())
                 continue
-            est = sketch.observe_batch(
-                sketch.locate(flat),
-                w.astype(np.float32),
-                post if multi else None,
-                bucket,
-                corr,
-                floor,
+            if len(runs) == 1:
+                item_runs = [Run(len(flat), *runs[0][1:])]
+            else:  # (a run ends after its last post's items)
+                ends = list(accumulate(map(len, group)))
+                item_runs = [Run(ends[r.end - 1], *r[1:]) for r in runs]
+            est = sketch.observe_runs(
+                sketch.locate(flat), w.astype(np.float32), post if multi else None, item_runs
             )
-            flags.append(_Flags.of(flat, est, p))
-        return self._test(posts, flags)
+            flags.append(_Flags.of(flat, est, self.p))
+        return self._test(posts, flags, runs)
 
-    def _test(self, posts: list[_Prepared], flags: list[_Flags]) -> list[Alert]:
+    def _test(self, posts: list[_Prepared], flags: list[_Flags], runs: list[Run]) -> list[Alert]:
         p = self.p
         assert self.start is not None
         out: list[Alert] = []
-        if self.bucket != self._ticked:  # alerts resolve on bucket boundaries
-            out += self.book.tick(posts[0].ts)
-            self._ticked = self.bucket
         book, cands, recent = self.book, self.candidates, self.recent
         warm_from = self.start + p.warmup_seconds
         two_buckets = 2 * p.bucket_seconds
@@ -315,50 +321,57 @@ class BurstEngine:
         has, held_by, move = cands.__contains__, cands.__getitem__, cands.move_to_end
         fast = not core.PURE_PYTHON  # (else the readable way: _candidates, name by name)
         at, admits, fires = [0, 0], [0, 0], [0, 0]
-        for q in posts:
-            ts = q.ts
-            ref = q.ref()
-            recent.append(ref)
-            horizon = ts - two_buckets
-            while recent and (recent[0].ts < horizon or len(recent) > 20_000):
-                recent.popleft()
-            bursts: list[Burst] = []
-            for g, f, group in ((0, f0, q.items), (1, f1, q.key_names)):
-                if not group:
-                    continue
-                a = at[g]
-                b = at[g] = a + len(group)
-                k = admits[g]
-                admit_at = f.admit_at
-                if k < len(admit_at) and admit_at[k] < b:  # (the long way: rare)
-                    while k < len(admit_at) and admit_at[k] < b:
-                        k += 1
-                    admits[g] = k
-                    self._candidates(group, f.admit[a:b], ref)
-                else:  # no admits: only the candidates among them can change
-                    present = list(filter(has, group))
-                    if fast and (g == 0 or len(set(present)) == len(present)):
-                        # _candidates without a loop: the names are distinct (items always
-                        # are), so the post is new to each candidate's posts
-                        _consume(map(move, present))
-                        _consume(map(_append, map(held_by, present), repeat(ref)))
-                    else:
-                        self._candidates(present, [False] * len(present), ref)
-                k = fires[g]
-                fire_at = f.fire_at
-                if k < len(fire_at) and fire_at[k] < b:
-                    fire = []
-                    while k < len(fire_at) and fire_at[k] < b:
-                        fire.append(fire_at[k])
-                        k += 1
-                    fires[g] = k
-                    if ts >= warm_from:
-                        bursts += self._bursts(f, fire, a, group, None if g == 0 else q.keys, ts)
-            if bursts or not book.key_alert.keys().isdisjoint(ref.ordered):
-                # (else the book has nothing to do with this post)
-                hot = set(compress(q.items, f0.hot[at[0] - len(q.items) : at[0]]))
-                hot.update(compress(q.key_names, f1.hot[at[1] - len(q.key_names) : at[1]]))
-                out += book.on_post(ref, hot, bursts)
+        start = 0
+        for run in runs:
+            if run.bucket != self._ticked:  # alerts resolve on bucket boundaries
+                out += book.tick(posts[start].ts)
+                self._ticked = run.bucket
+            for q in posts[start : run.end]:
+                ts = q.ts
+                ref = q.ref()
+                recent.append(ref)
+                horizon = ts - two_buckets
+                while recent and (recent[0].ts < horizon or len(recent) > 20_000):
+                    recent.popleft()
+                bursts: list[Burst] = []
+                for g, f, group in ((0, f0, q.items), (1, f1, q.key_names)):
+                    if not group:
+                        continue
+                    a = at[g]
+                    b = at[g] = a + len(group)
+                    k = admits[g]
+                    admit_at = f.admit_at
+                    if k < len(admit_at) and admit_at[k] < b:  # (the long way: rare)
+                        while k < len(admit_at) and admit_at[k] < b:
+                            k += 1
+                        admits[g] = k
+                        self._candidates(group, f.admit[a:b], ref)
+                    else:  # no admits: only the candidates among them can change
+                        present = list(filter(has, group))
+                        if fast and (g == 0 or len(set(present)) == len(present)):
+                            # _candidates without a loop: the names are distinct (items
+                            # always are), so the post is new to each candidate's posts
+                            _consume(map(move, present))
+                            _consume(map(_append, map(held_by, present), repeat(ref)))
+                        else:
+                            self._candidates(present, [False] * len(present), ref)
+                    k = fires[g]
+                    fire_at = f.fire_at
+                    if k < len(fire_at) and fire_at[k] < b:
+                        fire = []
+                        while k < len(fire_at) and fire_at[k] < b:
+                            fire.append(fire_at[k])
+                            k += 1
+                        fires[g] = k
+                        if ts >= warm_from:
+                            keys = None if g == 0 else q.keys
+                            bursts += self._bursts(f, fire, a, group, keys, ts)
+                if bursts or not book.key_alert.keys().isdisjoint(ref.ordered):
+                    # (else the book has nothing to do with this post)
+                    hot = set(compress(q.items, f0.hot[at[0] - len(q.items) : at[0]]))
+                    hot.update(compress(q.key_names, f1.hot[at[1] - len(q.key_names) : at[1]]))
+                    out += book.on_post(ref, hot, bursts)
+            start = run.end
         return out
 
     def _bursts(

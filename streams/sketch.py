@@ -21,7 +21,7 @@ import zlib
 from dataclasses import dataclass
 from itertools import compress
 from operator import not_
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +31,18 @@ from streams import _sketchcore, core
 T = TypeVar("T", bound=np.generic)
 _MEMO_SIZE = 200_000  # items whose hashes are remembered (a memo, not state)
 F32 = npt.NDArray[np.float32]
+I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
+
+
+class Run(NamedTuple):
+    """The items of one event-time bucket in a batch: those before ``end`` (and after the
+    previous run's end), read with that bucket's ``correction`` and ``floor``."""
+
+    end: int
+    bucket: int
+    correction: float
+    floor: float
 
 
 @dataclass(frozen=True)
@@ -164,12 +175,10 @@ class RateSketch:
         float32, and the rest is the same elementwise arithmetic, so the results are
         bit-identical whatever the batch size.
         """
-        if not core.PURE_PYTHON:  # the same, in one compiled pass over the items
-            arrays = (self.cur, self.prev, self.mean, self.var, self.bucket)
-            out = _sketchcore.observe_batch(
-                *arrays, idx, weights, post, bucket, self.alpha, self.beta, correction, floor
+        if not core.PURE_PYTHON:
+            return self.observe_runs(
+                idx, weights, post, [Run(idx.shape[1], bucket, correction, floor)]
             )
-            return Estimate(count=out[0], expected=out[1], var=out[2], z=out[3])
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
         w = self._tile(weights)
@@ -180,6 +189,36 @@ class RateSketch:
         else:
             cur = before + _added_by_post(flat, self._tile(post), w)
         return self._read(self.prev[flat] + cur, flat, idx.shape, correction, floor)
+
+    def observe_runs(self, idx: I64, weights: F32, post: I64 | None, runs: list[Run]) -> Estimate:
+        """:meth:`observe_batch` for the posts of several consecutive buckets at once: the
+        items of each run as one call for its bucket would count and read them, the runs in
+        order (their ends non-decreasing, the last at the number of items, a run's end at a
+        post boundary; more than one run needs ``post``)."""
+        if not core.PURE_PYTHON:  # the same, in one compiled pass over the items
+            arrays = (self.cur, self.prev, self.mean, self.var, self.bucket)
+            out = _sketchcore.observe_runs(*arrays, idx, weights, post, runs, self.alpha, self.beta)
+            return Estimate(count=out[0], expected=out[1], var=out[2], z=out[3])
+        parts, start = [], 0
+        for end, bucket, correction, floor in runs:  # (the reference: one call per bucket)
+            if end > start:
+                at = slice(start, end)
+                part_post = None if post is None else post[at]
+                parts.append(
+                    self.observe_batch(
+                        idx[:, at], weights[at], part_post, bucket, correction, floor
+                    )
+                )
+            start = end
+        if len(parts) == 1:
+            return parts[0]
+        none: list[F32] = [np.zeros(0, np.float32)]  # (no items at all)
+        return Estimate(
+            count=np.concatenate([e.count for e in parts] or none),
+            expected=np.concatenate([e.expected for e in parts] or none),
+            var=np.concatenate([e.var for e in parts] or none),
+            z=np.concatenate([e.z for e in parts] or none),
+        )
 
     def _tile(self, a: npt.NDArray[T]) -> npt.NDArray[T]:
         """One copy of a per-item array for each row."""

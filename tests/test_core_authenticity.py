@@ -15,20 +15,18 @@ from streams.sketch import RateSketch
 from tests.helpers import pure_python
 
 NAMES = st.sampled_from(["", "a", "b", "ç", "日本", "🙂", "x" * 40, "a\x00"])
+# the author-repeat array: its size (tiny ones collide), its first cells' buckets, and
+# (author, items) units
+SIZES = st.sampled_from([1, 2, 5, 64, 1 << 18])
+LAST = st.lists(st.integers(-1, 12), max_size=64)
+UNITS = st.lists(st.tuples(NAMES, st.lists(NAMES, max_size=6)), max_size=6)
 WORDS = st.lists(
     st.sampled_from(["a", "b", "", "ç", "日本", "🙂", "word"]) | st.text(max_size=8), max_size=12
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.sampled_from([1, 2, 5, 64, 1 << 18]),
-    st.lists(st.integers(-1, 12), max_size=64),
-    st.lists(
-        st.tuples(st.lists(st.tuples(NAMES, st.lists(NAMES, max_size=6)), max_size=6), st.data()),
-        max_size=4,
-    ),
-)
+@given(SIZES, LAST, st.lists(st.tuples(UNITS, st.data()), max_size=4))
 def test_fresh_many_is_the_reference(
     size: int,
     last: list[int],
@@ -49,6 +47,35 @@ def test_fresh_many_is_the_reference(
         assert fresh.dtype == expected.dtype == np.bool_
         assert fresh.tolist() == expected.tolist()
         assert np.array_equal(got.last, want.last)
+
+
+@settings(max_examples=300, deadline=None)
+@given(SIZES, LAST, st.lists(st.tuples(UNITS, st.data()), max_size=5))
+def test_fresh_many_over_several_buckets_is_one_call_per_bucket(
+    size: int,
+    last: list[int],
+    batches: list[tuple[list[tuple[str, list[str]]], st.DataObject]],
+) -> None:
+    """One bucket per item (the detector's batch spanning buckets): the same as one call per
+    bucket, on the compiled core and on the reference."""
+    per_bucket, got, want = AuthorRepeats(size), AuthorRepeats(size), AuthorRepeats(size)
+    for a in (per_bucket, got, want):
+        a.last[: len(last)] = last[:size]
+    bucket = 10
+    units: list[tuple[str, list[str]]] = []
+    buckets: list[int] = []
+    expected: list[bool] = []
+    for batch, data in batches:
+        bucket += data.draw(st.integers(0, 3))  # the same bucket, the next, or a gap
+        expected += per_bucket.fresh_many(batch, bucket).tolist()
+        units += batch
+        buckets += [bucket] * sum(len(items) for _, items in batch)
+    each = np.array(buckets, dtype=np.int32)
+    fresh = got.fresh_many(units, each)
+    with pure_python():
+        reference = want.fresh_many(units, each)
+    assert fresh.tolist() == reference.tolist() == expected
+    assert np.array_equal(got.last, per_bucket.last) and np.array_equal(want.last, per_bucket.last)
 
 
 @settings(max_examples=200, deadline=None)
@@ -101,6 +128,8 @@ def test_twins_refuse_inputs_of_the_wrong_length() -> None:
         dups.join_many(["p1", "p2"], [[b"k"]], [1.0, 2.0])
     with pytest.raises(ValueError):
         AuthorRepeats(8).fresh_many([("a", ["x", "y"])], 3, np.zeros(1, dtype=np.int64))
+    with pytest.raises(ValueError, match="one bucket per item"):
+        AuthorRepeats(8).fresh_many([("a", ["x", "y"])], np.zeros(3, dtype=np.int32))
     sketch = RateSketch(8, 2, 0.1, 0.5)
     idx = sketch.locate(["x", "y"])
     with pytest.raises(ValueError):

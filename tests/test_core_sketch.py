@@ -18,7 +18,7 @@ from seismo.contracts import Alert, ClassifiedPost, Post
 from seismo.watchlist import load_watchlist
 from streams.detector import BurstEngine
 from streams.pipeline import detector_params
-from streams.sketch import Estimate, KeyedRates, RateSketch
+from streams.sketch import Estimate, KeyedRates, RateSketch, Run
 from tests.helpers import pure_python, synthetic_stream
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf/NaN states on purpose
@@ -96,6 +96,77 @@ def test_observe_batch_is_the_reference(
         assert same(idx, idx_ref)
         assert same_estimate(got, want)
         assert same_cells(sketch, ref)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sketches(),
+    st.lists(
+        st.tuples(batches(), st.integers(0, 3), st.floats(1e-4, 1), st.floats(0, 5)),
+        min_size=1,
+        max_size=5,
+    ),
+)
+def test_observe_runs_is_one_observe_batch_per_bucket(
+    sketch: RateSketch,
+    steps: list[tuple[tuple[list[str], np.ndarray, np.ndarray | None], int, float, float]],
+) -> None:
+    """The posts of several buckets in one call (as the detector counts a batch spanning
+    buckets): the same estimates and cells as one ``observe_batch`` per bucket, on the
+    compiled core and on the reference."""
+    per_bucket, ref = copy.deepcopy(sketch), copy.deepcopy(sketch)
+    bucket, first_post = 5000, 0
+    items: list[str] = []
+    weights, posts, runs, want = [], [], [], []
+    for (its, w, post), gap, correction, floor in steps:
+        bucket += gap  # the same bucket again, the next, or a gap of empty buckets
+        post = (np.zeros(len(its), np.int64) if post is None else post) + first_post
+        if its:  # (a run may hold no items: its posts had none)
+            want.append(
+                per_bucket.observe_batch(per_bucket.locate(its), w, post, bucket, correction, floor)
+            )
+            first_post = int(post[-1]) + 1
+        items += its
+        weights.append(w)
+        posts.append(post)
+        runs.append(Run(len(items), bucket, correction, floor))
+    if not items:
+        return
+    w_all, post_all = np.concatenate(weights), np.concatenate(posts)
+    got = sketch.observe_runs(sketch.locate(items), w_all, post_all, runs)
+    with pure_python():
+        expected = ref.observe_runs(ref.locate(items), w_all, post_all, runs)
+    for field in ("count", "expected", "var", "z"):
+        joined = np.concatenate([getattr(e, field) for e in want])
+        assert same(getattr(got, field), joined)
+        assert same(getattr(expected, field), joined)
+    assert same_cells(sketch, per_bucket) and same_cells(ref, per_bucket)
+
+
+@pytest.mark.parametrize(
+    ("post", "runs", "message"),
+    [
+        ([0, 1, 1], [Run(2, 1, 1.0, 0.0), Run(3, 2, 1.0, 0.0)], "post boundary"),
+        ([0, 1, 2], [Run(2, 1, 1.0, 0.0), Run(1, 2, 1.0, 0.0)], "non-decreasing"),
+        ([0, 1, 2], [Run(2, 1, 1.0, 0.0)], "last run"),
+        ([0, 1, 2], [Run(4, 1, 1.0, 0.0)], "non-decreasing"),
+        (None, [Run(1, 1, 1.0, 0.0), Run(3, 2, 1.0, 0.0)], "post boundary"),
+    ],
+)
+def test_observe_runs_refuses_runs_that_do_not_fit(
+    post: list[int] | None, runs: list[Run], message: str
+) -> None:
+    """The compiled pass trusts its runs, so they are checked first, with a clear error."""
+    sketch = RateSketch(16, 2, 0.01, 0.5)
+    before = sketch.cur.copy()
+    with pytest.raises(ValueError, match=message):
+        sketch.observe_runs(
+            sketch.locate(["a", "b", "c"]),
+            np.ones(3, np.float32),
+            None if post is None else np.array(post, np.int64),
+            runs,
+        )
+    assert same(sketch.cur, before)  # nothing counted
 
 
 @settings(max_examples=100, deadline=None)
