@@ -43,9 +43,14 @@ def contains_phrase(padded_tokens: str, phrase: str) -> bool:
     return f" {phrase} " in padded_tokens
 
 
+_SHORTENED = ("http://t.co/", "https://t.co/")  # links to host t.co, skipped below
+
+
 def domains(text: str) -> list[str]:
     out: list[str] = []
     for m in _URL.findall(text):
+        if m[:13].lower().startswith(_SHORTENED):  # (most tweets' only link)
+            continue
         host = (urlsplit(m.rstrip(").,;!?\"'")).hostname or "").lower()
         host = host.removeprefix("www.")
         if host and host not in ("t.co",) and host not in out:

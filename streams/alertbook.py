@@ -321,7 +321,9 @@ class AlertBook:
         size = self._size(al)
         item_counts: Counter[str] = Counter()
         for r in posts:
-            item_counts.update(i for i in r.ordered if not i.startswith(("dossier:", "claim:")))
+            item_counts.update(r.ordered)
+        for tracked in [i for i in item_counts if i.startswith(("dossier:", "claim:"))]:
+            del item_counts[tracked]  # (terms only; the others keep their order)
         labels = [label_words(k.label) for k in keys if k.kind == "term"]
         terms = list(dict.fromkeys(labels))
         for item, _ in item_counts.most_common(3 * p.top_terms):

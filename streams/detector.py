@@ -224,7 +224,8 @@ class BurstEngine:
         new_key = self.seen.add
         for cp in cps:
             post = cp.post
-            if not new_key(post.key):
+            key = post.key
+            if not new_key(key):
                 self.repeats += 1
                 continue
             ts = post.created_at.timestamp()
@@ -236,7 +237,7 @@ class BurstEngine:
                     self.bucket = bucket
                 self._close_run(posts, runs)  # the posts of the closing bucket
                 self._advance(bucket)
-            posts.append(_Prepared(cp, ts, limit))
+            posts.append(_Prepared(cp, key, ts, limit))
         self._close_run(posts, runs)
         return self._count(posts, runs) if posts else []
 
@@ -257,7 +258,7 @@ class BurstEngine:
         per post."""
         dups = self.dups
         keys = dups.post_keys([q.content for q in posts])
-        clusters = dups.join_many([q.cp.post.key for q in posts], keys, [q.ts for q in posts])
+        clusters = dups.join_many([q.key for q in posts], keys, [q.ts for q in posts])
         for q, cluster in zip(posts, clusters, strict=True):
             q.cluster = cluster
         # per (author, item), in post order; a post's items, then its tracked keys
@@ -448,11 +449,12 @@ class BurstEngine:
 class _Prepared:
     """One post's items, tracked keys and authenticity, before counting."""
 
-    __slots__ = ("author", "cluster", "content", "cp", "items", "key_names", "keys", "ts")
+    __slots__ = ("author", "cluster", "content", "cp", "items", "key", "key_names", "keys", "ts")
 
-    def __init__(self, cp: ClassifiedPost, ts: float, limit: int) -> None:
+    def __init__(self, cp: ClassifiedPost, key: str, ts: float, limit: int) -> None:
         post = cp.post
         self.cp = cp
+        self.key = key  # (``post.key``, formatted once)
         self.ts = ts
         # a post's items and content words: the compiled twin, or its reference
         analyse = features.analyse if core.PURE_PYTHON else _textcore.analyse
@@ -462,13 +464,12 @@ class _Prepared:
             self.key_names = [k[0] for k in self.keys]
         else:
             self.keys, self.key_names = [], []
-        self.author = post.author or post.key
+        self.author = post.author or key
         self.cluster: str | None = None
 
     def ref(self) -> PostRef:
         cp = self.cp
-        post, names, claims = cp.post, self.key_names, cp.claims
-        key = post.key
+        post, names, claims, key = cp.post, self.key_names, cp.claims, self.key
         return PostRef.of(
             key,
             post.source,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.keyword import KeywordClassifier, rule_stance
 from models.text import domains, terms, tokens
@@ -31,6 +36,34 @@ def test_terms_fold_hashtags_skip_stopwords_and_keep_domains() -> None:
     assert "the" not in t and t.count("tornado") == 1
     assert "domain:news9.com" in t
     assert domains("see https://t.co/abc") == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["http", "https", "HTTP", "hTTps"])
+        .flatmap(
+            lambda scheme: st.tuples(
+                st.just(scheme),
+                st.sampled_from(["t.co", "T.CO", "t.co.x.io", "t.co:80", "www.t.co", "ab.c"]),
+                st.sampled_from(["", "/", "/x1", ")", "/a?b=c.", ":8/p"]),
+            )
+        )
+        .map(lambda p: f"{p[0]}://{p[1]}{p[2]}"),
+        max_size=4,
+    ),
+    st.sampled_from([" ", " and ", "\n"]),
+)
+def test_domains_skip_t_co_links_as_a_url_parser_would(links: list[str], sep: str) -> None:
+    """A link to host t.co is skipped before parsing (most tweets' only link): the same
+    hosts as parsing every link."""
+    text = sep.join(["see", *links])
+    want: list[str] = []
+    for m in re.findall(r"https?://\S+", text, re.IGNORECASE):
+        host = (urlsplit(m.rstrip(").,;!?\"'")).hostname or "").lower().removeprefix("www.")
+        if host and host != "t.co" and host not in want:
+            want.append(host)
+    assert domains(text) == want
 
 
 def test_claim_and_dossier_matching() -> None:
