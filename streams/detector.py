@@ -37,6 +37,7 @@ from itertools import accumulate, chain, compress, islice, repeat
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from seismo.contracts import Alert, ClassifiedPost, SignalKind
 from streams import _textcore, core, features
@@ -308,7 +309,7 @@ class BurstEngine:
             est = sketch.observe_runs(
                 sketch.locate(flat), w.astype(np.float32), post if multi else None, item_runs
             )
-            flags.append(_Flags.of(flat, est, self.p))
+            flags.append(_Flags.of(est, self.p))
         return self._test(posts, flags, runs)
 
     def _test(self, posts: list[_Prepared], flags: list[_Flags], runs: list[Run]) -> list[Alert]:
@@ -346,7 +347,7 @@ class BurstEngine:
                         while k < len(admit_at) and admit_at[k] < b:
                             k += 1
                         admits[g] = k
-                        self._candidates(group, f.admit[a:b], ref)
+                        self._candidates(group, f.admit[a:b].tolist(), ref)
                     else:  # no admits: only the candidates among them can change
                         present = list(filter(has, group))
                         if fast and (g == 0 or len(set(present)) == len(present)):
@@ -388,13 +389,13 @@ class BurstEngine:
         score is high enough, as bursts."""
         out = []
         for i in fire:
-            count, expected = f.count[i], f.expected[i]
+            count, expected = float(f.est.count[i]), float(f.est.expected[i])
             score = poisson_score(int(count), expected)
             if score < self.p.min_score:
                 continue
             name = group[i - a]
             key = (name, "term", name, None, None) if keys is None else keys[i - a]
-            out.append(self._burst(key, ts, count, expected, f.z[i], score))
+            out.append(self._burst(key, ts, count, expected, float(f.est.z[i]), score))
         return out
 
     def _candidates(self, group: list[str], admit: list[bool], ref: PostRef) -> None:
@@ -501,34 +502,25 @@ def _numbered(lengths: list[int]) -> I64:
 
 @dataclass(frozen=True)
 class _Flags:
-    """Per counted name of a batch (plain Python lists: cheap to read one by one)."""
+    """Per counted name of a batch: its estimate and flags (numpy, read at a few places),
+    and the positions where something may happen (lists: the per-post loop walks them)."""
 
-    names: list[str]
-    count: list[float]
-    expected: list[float]
-    z: list[float]
-    hot: list[bool]
-    admit: list[bool]
+    est: Estimate
+    hot: npt.NDArray[np.bool_]
+    admit: npt.NDArray[np.bool_]
     admit_at: list[int]  # positions where ``admit`` is set, and where the name may fire
     fire_at: list[int]
 
     @staticmethod
-    def of(names: list[str], est: Estimate, p: DetectorParams) -> _Flags:
+    def of(est: Estimate, p: DetectorParams) -> _Flags:
         hot = est.z >= p.hot_z
-        admit = ((est.count >= p.candidate_min) & hot).tolist()
-        fire = ((est.count >= p.min_count) & (est.z >= p.min_z)).tolist()
-        at = range(len(admit))
+        admit = (est.count >= p.candidate_min) & hot
+        fire = (est.count >= p.min_count) & (est.z >= p.min_z)
         return _Flags(
-            names=names,
-            count=est.count.tolist(),
-            expected=est.expected.tolist(),
-            z=est.z.tolist(),
-            hot=hot.tolist(),
-            admit=admit,
-            admit_at=list(compress(at, admit)),
-            fire_at=list(compress(at, fire)),
+            est, hot, admit, np.flatnonzero(admit).tolist(), np.flatnonzero(fire).tolist()
         )
 
     @staticmethod
     def empty() -> _Flags:
-        return _Flags([], [], [], [], [], [], [], [])
+        none = np.zeros(0, np.float32)
+        return _Flags(Estimate(none, none, none, none), none > 0, none > 0, [], [])
