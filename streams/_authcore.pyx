@@ -45,7 +45,7 @@ def fresh_many(int32_t[::1] last, list posts, bucket, post):
             cell[m] = crc32_bytes(raw, length, seed) % size
             place[m] = u
             m += 1
-    cdef bint one_bucket = isinstance(bucket, int)
+    cdef bint one_bucket = np.ndim(bucket) == 0
     cdef int32_t b = 0
     if one_bucket:
         b = bucket

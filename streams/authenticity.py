@@ -192,8 +192,8 @@ class AuthorRepeats:
         )
         if post is None:
             post = np.repeat(np.arange(len(posts)), [len(items) for _, items in posts])
-        if isinstance(bucket, int):
-            return self._fresh_in(idx, post, bucket)
+        if np.ndim(bucket) == 0:  # (one bucket)
+            return self._fresh_in(idx, post, int(bucket))
         fresh = np.empty(n, dtype=bool)
         for b in np.unique(bucket):  # (ascending: a later bucket sees the earlier ones)
             at = np.flatnonzero(bucket == b)

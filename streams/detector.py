@@ -238,7 +238,7 @@ class BurstEngine:
                     self.bucket = bucket
                 self._close_run(posts, runs)  # the posts of the closing bucket
                 self._advance(bucket)
-            posts.append(_Prepared(cp, key, ts, limit))
+            posts.append(_Prepared(cp, key, ts, self.bucket, limit))
         self._close_run(posts, runs)
         return self._count(posts, runs) if posts else []
 
@@ -267,10 +267,9 @@ class BurstEngine:
         names = [q.key_names for q in posts]
         lengths = list(map(len, items))
         multi = len(posts) > 1
-        bucket: int | I32 = runs[0].bucket  # each post's bucket
+        bucket: int | I32 = runs[0].bucket  # the posts' bucket, or each post's
         if len(runs) > 1:
-            sizes = np.diff([0, *(r.end for r in runs)])
-            bucket = np.repeat(np.array([r.bucket for r in runs], dtype=np.int32), sizes)
+            bucket = np.array([q.bucket for q in posts], dtype=np.int32)
         post_of: I64 | None
         key_post: I64 | None
         entry_post: I64 | None
@@ -310,9 +309,9 @@ class BurstEngine:
                 sketch.locate(flat), w.astype(np.float32), post if multi else None, item_runs
             )
             flags.append(_Flags.of(est, self.p))
-        return self._test(posts, flags, runs)
+        return self._test(posts, flags)
 
-    def _test(self, posts: list[_Prepared], flags: list[_Flags], runs: list[Run]) -> list[Alert]:
+    def _test(self, posts: list[_Prepared], flags: list[_Flags]) -> list[Alert]:
         p = self.p
         assert self.start is not None
         out: list[Alert] = []
@@ -323,57 +322,54 @@ class BurstEngine:
         has, held_by, move = cands.__contains__, cands.__getitem__, cands.move_to_end
         fast = not core.PURE_PYTHON  # (else the readable way: _candidates, name by name)
         at, admits, fires = [0, 0], [0, 0], [0, 0]
-        start = 0
-        for run in runs:
-            if run.bucket != self._ticked:  # alerts resolve on bucket boundaries
-                out += book.tick(posts[start].ts)
-                self._ticked = run.bucket
-            for q in posts[start : run.end]:
-                ts = q.ts
-                ref = q.ref()
-                recent.append(ref)
-                horizon = ts - two_buckets
-                while recent and (recent[0].ts < horizon or len(recent) > 20_000):
-                    recent.popleft()
-                bursts: list[Burst] = []
-                for g, f, group in ((0, f0, q.items), (1, f1, q.key_names)):
-                    if not group:
-                        continue
-                    a = at[g]
-                    b = at[g] = a + len(group)
-                    k = admits[g]
-                    admit_at = f.admit_at
-                    if k < len(admit_at) and admit_at[k] < b:  # (the long way: rare)
-                        while k < len(admit_at) and admit_at[k] < b:
-                            k += 1
-                        admits[g] = k
-                        self._candidates(group, f.admit[a:b].tolist(), ref)
-                    else:  # no admits: only the candidates among them can change
-                        present = list(filter(has, group))
-                        if fast and (g == 0 or len(set(present)) == len(present)):
-                            # _candidates without a loop: the names are distinct (items
-                            # always are), so the post is new to each candidate's posts
-                            _consume(map(move, present))
-                            _consume(map(_append, map(held_by, present), repeat(ref)))
-                        else:
-                            self._candidates(present, [False] * len(present), ref)
-                    k = fires[g]
-                    fire_at = f.fire_at
-                    if k < len(fire_at) and fire_at[k] < b:
-                        fire = []
-                        while k < len(fire_at) and fire_at[k] < b:
-                            fire.append(fire_at[k])
-                            k += 1
-                        fires[g] = k
-                        if ts >= warm_from:
-                            keys = None if g == 0 else q.keys
-                            bursts += self._bursts(f, fire, a, group, keys, ts)
-                if bursts or not book.key_alert.keys().isdisjoint(ref.ordered):
-                    # (else the book has nothing to do with this post)
-                    hot = set(compress(q.items, f0.hot[at[0] - len(q.items) : at[0]]))
-                    hot.update(compress(q.key_names, f1.hot[at[1] - len(q.key_names) : at[1]]))
-                    out += book.on_post(ref, hot, bursts)
-            start = run.end
+        for q in posts:
+            if q.bucket != self._ticked:  # alerts resolve on bucket boundaries
+                out += book.tick(q.ts)
+                self._ticked = q.bucket
+            ts = q.ts
+            ref = q.ref()
+            recent.append(ref)
+            horizon = ts - two_buckets
+            while recent and (recent[0].ts < horizon or len(recent) > 20_000):
+                recent.popleft()
+            bursts: list[Burst] = []
+            for g, f, group in ((0, f0, q.items), (1, f1, q.key_names)):
+                if not group:
+                    continue
+                a = at[g]
+                b = at[g] = a + len(group)
+                k = admits[g]
+                admit_at = f.admit_at
+                if k < len(admit_at) and admit_at[k] < b:  # (the long way: rare)
+                    while k < len(admit_at) and admit_at[k] < b:
+                        k += 1
+                    admits[g] = k
+                    self._candidates(group, f.admit[a:b].tolist(), ref)
+                else:  # no admits: only the candidates among them can change
+                    present = list(filter(has, group))
+                    if fast and (g == 0 or len(set(present)) == len(present)):
+                        # _candidates without a loop: the names are distinct (items
+                        # always are), so the post is new to each candidate's posts
+                        _consume(map(move, present))
+                        _consume(map(_append, map(held_by, present), repeat(ref)))
+                    else:
+                        self._candidates(present, [False] * len(present), ref)
+                k = fires[g]
+                fire_at = f.fire_at
+                if k < len(fire_at) and fire_at[k] < b:
+                    fire = []
+                    while k < len(fire_at) and fire_at[k] < b:
+                        fire.append(fire_at[k])
+                        k += 1
+                    fires[g] = k
+                    if ts >= warm_from:
+                        keys = None if g == 0 else q.keys
+                        bursts += self._bursts(f, fire, a, group, keys, ts)
+            if bursts or not book.key_alert.keys().isdisjoint(ref.ordered):
+                # (else the book has nothing to do with this post)
+                hot = set(compress(q.items, f0.hot[at[0] - len(q.items) : at[0]]))
+                hot.update(compress(q.key_names, f1.hot[at[1] - len(q.key_names) : at[1]]))
+                out += book.on_post(ref, hot, bursts)
         return out
 
     def _bursts(
@@ -450,13 +446,25 @@ class BurstEngine:
 class _Prepared:
     """One post's items, tracked keys and authenticity, before counting."""
 
-    __slots__ = ("author", "cluster", "content", "cp", "items", "key", "key_names", "keys", "ts")
+    __slots__ = (
+        "author",
+        "bucket",
+        "cluster",
+        "content",
+        "cp",
+        "items",
+        "key",
+        "key_names",
+        "keys",
+        "ts",
+    )
 
-    def __init__(self, cp: ClassifiedPost, key: str, ts: float, limit: int) -> None:
+    def __init__(self, cp: ClassifiedPost, key: str, ts: float, bucket: int, limit: int) -> None:
         post = cp.post
         self.cp = cp
         self.key = key  # (``post.key``, formatted once)
         self.ts = ts
+        self.bucket = bucket  # the bucket it is counted in (a late post: the current one)
         # a post's items and content words: the compiled twin, or its reference
         analyse = features.analyse if core.PURE_PYTHON else _textcore.analyse
         self.items, self.content = analyse(post.text, limit)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams import core
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.sketch import RateSketch
 from tests.helpers import pure_python
@@ -76,6 +77,18 @@ def test_fresh_many_over_several_buckets_is_one_call_per_bucket(
         reference = want.fresh_many(units, each)
     assert fresh.tolist() == reference.tolist() == expected
     assert np.array_equal(got.last, per_bucket.last) and np.array_equal(want.last, per_bucket.last)
+
+
+@pytest.mark.parametrize("pure", [False, True])
+def test_fresh_many_takes_a_numpy_scalar_bucket_as_one_bucket(pure: bool) -> None:
+    units = [("ann", ["x", "y"]), ("bob", ["x"]), ("ann", ["y", "z"])]
+    as_int, as_numpy = AuthorRepeats(64), AuthorRepeats(64)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(core, "PURE_PYTHON", pure)
+        for bucket in (5, 6, 9):
+            want = as_int.fresh_many(units, bucket).tolist()
+            assert as_numpy.fresh_many(units, np.int32(bucket)).tolist() == want
+    assert np.array_equal(as_int.last, as_numpy.last)
 
 
 @settings(max_examples=200, deadline=None)
