@@ -50,8 +50,8 @@ class OfflinePipeline:
         return self.engine.observe(self.classifier.classify(post))
 
     def feed_many(self, posts: Iterable[Post]) -> list[Alert]:
-        """:meth:`feed` each post in order (the same alerts; the detector counts the posts
-        of one bucket together, see :meth:`BurstEngine.observe_many`)."""
+        """:meth:`feed` each post in order (the same alerts; the detector counts the batch
+        in one pass, see :meth:`BurstEngine.observe_many`)."""
         return self.engine.observe_many([self.classifier.classify(p) for p in posts])
 
     def run(self, posts: Iterable[Post]) -> Iterator[Alert]:
