@@ -19,8 +19,8 @@ def fresh_many(int32_t[::1] last, list posts, bucket, post):
     """``AuthorRepeats.fresh_many`` on its ``last`` array (changed in place).
 
     Item m's cell is crc32(item, crc32(author + "\\0")) mod len(last); it is fresh when its
-    cell was last counted before the bucket before its own (``bucket``: one for all, or one
-    per item), by an earlier post of the batch (by ``post``, default each unit's index) or
+    cell was last counted before the bucket before its own (``bucket``: one for all, or an
+    array of one per item), by an earlier post of the batch (by ``post``, default each unit's index) or
     before the batch."""
     cdef Py_ssize_t size = last.shape[0], n = 0, m, u, length, i, g, t
     cdef uint32_t seed
@@ -45,7 +45,7 @@ def fresh_many(int32_t[::1] last, list posts, bucket, post):
             cell[m] = crc32_bytes(raw, length, seed) % size
             place[m] = u
             m += 1
-    cdef bint one_bucket = np.ndim(bucket) == 0
+    cdef bint one_bucket = not isinstance(bucket, np.ndarray)
     cdef int32_t b = 0
     if one_bucket:
         b = bucket

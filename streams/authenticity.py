@@ -168,8 +168,9 @@ class AuthorRepeats:
         """:meth:`fresh` for (author, items) of several posts, in order, concatenated: an
         item an earlier post of the batch counted is not fresh.
 
-        ``bucket`` is the posts' bucket, or one per item (non-decreasing in the batch order:
-        posts of several buckets in one call, as one call per bucket would count them).
+        ``bucket`` is the posts' bucket, or an array of one per item (non-decreasing in the
+        batch order: posts of several buckets in one call, as one call per bucket would count
+        them).
         ``post`` gives each item's place in the batch order (default: the index of its
         unit), for units passed in another order: equal places count as one unit.
         """
@@ -192,7 +193,7 @@ class AuthorRepeats:
         )
         if post is None:
             post = np.repeat(np.arange(len(posts)), [len(items) for _, items in posts])
-        if np.ndim(bucket) == 0:  # (one bucket)
+        if not isinstance(bucket, np.ndarray):  # (one bucket)
             return self._fresh_in(idx, post, int(bucket))
         fresh = np.empty(n, dtype=bool)
         for b in np.unique(bucket):  # (ascending: a later bucket sees the earlier ones)

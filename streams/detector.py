@@ -524,11 +524,13 @@ class _Flags:
         hot = est.z >= p.hot_z
         admit = (est.count >= p.candidate_min) & hot
         fire = (est.count >= p.min_count) & (est.z >= p.min_z)
-        return _Flags(
-            est, hot, admit, np.flatnonzero(admit).tolist(), np.flatnonzero(fire).tolist()
-        )
+        return _Flags(est, hot, admit, admit.nonzero()[0].tolist(), fire.nonzero()[0].tolist())
 
     @staticmethod
     def empty() -> _Flags:
-        none = np.zeros(0, np.float32)
-        return _Flags(Estimate(none, none, none, none), none > 0, none > 0, [], [])
+        return _NO_FLAGS
+
+
+_NONE = np.zeros(0, np.float32)
+_NONE.flags.writeable = False
+_NO_FLAGS = _Flags(Estimate(_NONE, _NONE, _NONE, _NONE), _NONE > 0, _NONE > 0, [], [])
