@@ -43,17 +43,20 @@ def contains_phrase(padded_tokens: str, phrase: str) -> bool:
     return f" {phrase} " in padded_tokens
 
 
-_SHORTENED = ("http://t.co/", "https://t.co/")  # links to host t.co, skipped below
+_SKIPPED_HOSTS = ("t.co",)  # link shorteners: the host says nothing about the content
+# the plain links to them, recognised before parsing (most tweets' only link is one)
+_SKIPPED_LINKS = tuple(f"{s}://{h}/" for h in _SKIPPED_HOSTS for s in ("http", "https"))
+_SKIPPED_LEN = max(map(len, _SKIPPED_LINKS))
 
 
 def domains(text: str) -> list[str]:
     out: list[str] = []
     for m in _URL.findall(text):
-        if m[:13].lower().startswith(_SHORTENED):  # (most tweets' only link)
+        if m[:_SKIPPED_LEN].lower().startswith(_SKIPPED_LINKS):
             continue
         host = (urlsplit(m.rstrip(").,;!?\"'")).hostname or "").lower()
         host = host.removeprefix("www.")
-        if host and host not in ("t.co",) and host not in out:
+        if host and host not in _SKIPPED_HOSTS and host not in out:
             out.append(host)
     return out
 
