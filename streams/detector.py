@@ -267,24 +267,27 @@ class BurstEngine:
         names = [q.key_names for q in posts]
         lengths = list(map(len, items))
         multi = len(posts) > 1
-        bucket: int | I32 = runs[0].bucket  # the posts' bucket, or each post's
+        post_bucket: int | I32 = runs[0].bucket  # the posts' bucket, or each post's
         if len(runs) > 1:
-            bucket = np.array([q.bucket for q in posts], dtype=np.int32)
+            post_bucket = np.array([q.bucket for q in posts], dtype=np.int32)
         post_of: I64 | None
         key_post: I64 | None
-        entry_post: I64 | None
+        entry_post: I64 | None  # each counted name's post
+        unit: I64 | None
         if any(names):  # a post's items and its keys are two units: 2k and 2k + 1
             authors = [q.author for q in posts]
             post_of, key_post = _numbered(lengths), _numbered(list(map(len, names)))
             unit = np.concatenate((2 * post_of, 2 * key_post + 1))
             units = list(zip(authors, items, strict=True)) + list(zip(authors, names, strict=True))
             entry_post = unit >> 1
-            entry_bucket = bucket if isinstance(bucket, int) else bucket[entry_post]
-            fresh = self.authors.fresh_many(units, entry_bucket, unit)
         else:  # (no keys: the units are the posts, in order)
             post_of = key_post = entry_post = _numbered(lengths) if multi else None
-            entry_bucket = bucket if isinstance(bucket, int) else bucket[post_of]
-            fresh = self.authors.fresh_many([(q.author, q.items) for q in posts], entry_bucket)
+            unit = None
+            units = [(q.author, q.items) for q in posts]
+        name_bucket = post_bucket  # each counted name's (or one for all)
+        if not isinstance(post_bucket, int) and entry_post is not None:
+            name_bucket = post_bucket[entry_post]
+        fresh = self.authors.fresh_many(units, name_bucket, unit)
         if any(q.cluster is not None for q in posts):  # a copy counts 0
             if entry_post is None:  # (one post)
                 fresh[:] = False
