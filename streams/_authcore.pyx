@@ -60,21 +60,22 @@ def fresh_many(int32_t[::1] last, list posts, bucket, post):
             raise ValueError("one post place per item")
         place = place_a
         order = np.argsort(place_a, kind="stable")
-    cdef bint by_order = post is not None  # (else the units' order is the places')
+    else:  # (the units' order is the places')
+        order = np.arange(n, dtype=np.int64)
     with nogil:
         # place by place: its items read ``last`` (before any of them marks it), then mark
         i = 0
         while i < n:
             g = i + 1
-            while g < n and place[order[g] if by_order else g] == place[order[i] if by_order else i]:
+            while g < n and place[order[g]] == place[order[i]]:
                 g += 1
             for t in range(i, g):
-                m = order[t] if by_order else t
+                m = order[t]
                 if not one_bucket:
                     b = bkt[m]
                 fresh[m] = <int64_t> last[cell[m]] < <int64_t> b - 1
             for t in range(i, g):
-                m = order[t] if by_order else t
+                m = order[t]
                 if not one_bucket:
                     b = bkt[m]
                 last[cell[m]] = b
