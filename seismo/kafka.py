@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 from aiokafka.structs import TopicPartition
 
 from seismo.config import Settings
@@ -63,12 +63,31 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             if settings.topic(t) not in existing
         ]
         if new:
-            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
-                await admin.create_topics(new)
-            created = [t.name for t in new]
-            log.info("created topics %s", ", ".join(created))
+            response = await admin.create_topics(new)
+            created = created_topics(response.topic_errors)
+            if created:
+                log.info("created topics %s", ", ".join(created))
     finally:
         await admin.close()
+    return created
+
+
+def created_topics(topic_errors: list[tuple[Any, ...]]) -> list[str]:
+    """The topics a CreateTopics response says were created.
+
+    Each entry is ``(topic, error_code[, message])``. A topic that already exists was made
+    by a concurrent creator (a worker and the live page start together): not an error, and
+    not ours. Any other error (a bad config, too few brokers) stops here with the broker's
+    own words, instead of surfacing later as a consumer that waits for a missing topic.
+    """
+    created: list[str] = []
+    for topic, code, *message in topic_errors:
+        if code == 0:
+            created.append(topic)
+        elif code != TopicAlreadyExistsError.errno:
+            name = for_code(code).__name__
+            detail = f": {message[0]}" if message and message[0] else ""
+            raise SeismoError(f"Kafka refused to create topic {topic!r} ({name}{detail})")
     return created
 
 
