@@ -97,8 +97,11 @@ def _kafka_dir() -> Path:
 
 
 def _say(message: str, progress: Progress | None) -> None:
-    log.info("%s", message)
-    if progress is not None:
+    """One line for the user: through ``progress`` when a command shows it, else the log."""
+    if progress is None:
+        log.info("%s", message)
+    else:
+        log.debug("%s", message)
         progress(message)
 
 
@@ -526,7 +529,7 @@ class EmbeddedKafka:
         with self._state_lock:
             proc = self._proc
             if proc is not None and proc.poll() is None:
-                log.info("stopping Kafka broker on %s (pid %d)", self.bootstrap, proc.pid)
+                self._say(f"stopping Kafka broker on {self.bootstrap} (pid {proc.pid})")
                 began = time.monotonic()
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
@@ -543,11 +546,8 @@ class EmbeddedKafka:
                     proc.wait()
                 # The JVM exits with 128+SIGTERM after Kafka's shutdown hook completes.
                 clean = proc.returncode in (0, 128 + signal.SIGTERM, -signal.SIGTERM)
-                log.info(
-                    "Kafka broker stopped %s in %.1fs",
-                    "cleanly" if clean else f"(exit {proc.returncode})",
-                    time.monotonic() - began,
-                )
+                how = "cleanly" if clean else f"(exit {proc.returncode})"
+                self._say(f"Kafka broker stopped {how} in {time.monotonic() - began:.1f}s")
             if proc is not None:
                 self._returncode = proc.returncode
             self._proc = None

@@ -56,8 +56,7 @@ def _start_embedded(settings: Settings) -> Any:
         progress=_progress,
     )
     _progress(f"starting embedded Kafka (data in {settings.data_dir / 'kafka'})")
-    broker.start()
-    _progress(f"Kafka ready on {broker.bootstrap}")
+    broker.start()  # says "broker ready on HOST:PORT" itself
     return broker
 
 
@@ -69,8 +68,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
         while broker.running and not stop.is_set():
             time.sleep(0.2)
     finally:
-        _progress("stopping Kafka")
-        broker.stop()
+        broker.stop()  # says what it does
     return 0
 
 
@@ -152,7 +150,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
         if broker is not None:
-            _progress("stopping Kafka")
             broker.stop()
     return code
 

@@ -154,3 +154,14 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         assert not kafka.running
     # the failed start released the data-dir lock
     assert (tmp_path / "kafka" / "broker.lock").read_text() == ""
+
+
+def test_a_broker_message_reaches_the_user_once(caplog: pytest.LogCaptureFixture) -> None:
+    from seismo.broker import _say
+
+    shown: list[str] = []
+    with caplog.at_level("INFO", logger="seismo.broker"):
+        _say("Kafka jars ready", shown.append)  # a command shows progress lines itself
+        _say("broker up", None)  # a library caller only has the log
+    assert shown == ["Kafka jars ready"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"] == ["broker up"]
