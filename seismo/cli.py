@@ -169,7 +169,7 @@ def _parse_map(items: list[str] | None) -> dict[str, str]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from connectors.replay import ReplayStats, parse_speed, replay
-    from seismo.collect import alert_end_offsets, read_alerts, wait_drained
+    from seismo.collect import alert_end_offsets, pending_line, read_alerts, wait_drained
 
     settings = _settings(args)
     speed = parse_speed(args.speed)
@@ -199,7 +199,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             await wait_drained(
                 settings,
                 timeout=args.wait_timeout,
-                progress=lambda lag: _progress(f"{lag} records pending") if lag else None,
+                progress=lambda pending: (
+                    _progress(pending_line(pending)) if sum(pending.values()) else None
+                ),
             )
             alerts = await read_alerts(settings, start)
             args.alerts_out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,17 +29,25 @@ async def wait_drained(
     *,
     timeout: float = 600.0,
     poll: float = 1.0,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[dict[str, int]], None] | None = None,
 ) -> None:
-    """Block until the worker group has committed everything on the pipeline's topics."""
-    topics = [settings.topic(t) for t in (POSTS_RAW, POSTS_CLASSIFIED, ALERTS)]
+    """Block until the worker group has committed everything on the pipeline's topics.
+
+    ``progress`` gets the records still pending per stage (``raw``, ``classified``,
+    ``alerts``); their sum is not monotonic, since records move from one stage to the next.
+    """
+    stages = {"raw": POSTS_RAW, "classified": POSTS_CLASSIFIED, "alerts": ALERTS}
     deadline = time.monotonic() + timeout
     zero_in_a_row = 0
     lag = -1
     while time.monotonic() < deadline:
-        lag = await group_lag(bootstrap_of(settings), settings.group_id, topics)
+        per_topic = await group_lag(
+            bootstrap_of(settings), settings.group_id, [settings.topic(t) for t in stages.values()]
+        )
+        pending = {stage: per_topic[settings.topic(t)] for stage, t in stages.items()}
+        lag = sum(pending.values())
         if progress is not None:
-            progress(lag)
+            progress(pending)
         zero_in_a_row = zero_in_a_row + 1 if lag == 0 else 0
         if zero_in_a_row >= 2:
             return
@@ -48,6 +56,12 @@ async def wait_drained(
         f"the pipeline did not drain within {timeout:.0f}s ({lag} records pending for group "
         f"{settings.group_id!r}); is a worker running (`seismo worker` or `seismo run`)?"
     )
+
+
+def pending_line(pending: dict[str, int]) -> str:
+    """``12,345 records pending (raw 12,000, classified 345, alerts 0)``."""
+    stages = ", ".join(f"{stage} {n:,}" for stage, n in pending.items())
+    return f"{sum(pending.values()):,} records pending ({stages})"
 
 
 async def read_alerts(settings: Settings, start: dict[int, int]) -> list[Alert]:

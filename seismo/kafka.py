@@ -116,19 +116,18 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition,
         await consumer.stop()
 
 
-async def group_lag(bootstrap: str, group: str, topics: list[str]) -> int:
-    """Messages in ``topics`` that ``group`` has not committed yet (uncommitted = lag)."""
+async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
+    """Per topic, the messages that ``group`` has not committed yet (uncommitted = lag)."""
     ends = await end_offsets(bootstrap, topics)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        tps = list(ends)
-        lag = 0
-        for tp in tps:
+        lag = dict.fromkeys(topics, 0)
+        for tp, end in ends.items():
             meta = committed.get(tp)
             done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            lag += max(ends[tp] - done, 0)
+            lag[tp.topic] += max(end - done, 0)
         return lag
     finally:
         await admin.close()

@@ -1,4 +1,5 @@
-"""Topic creation: concurrent creators, and a refusal from Kafka reported in its own words."""
+"""Kafka plumbing: topic creation (concurrent creators, refusals in Kafka's words) and the
+per-stage lag a replay waits on."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import asyncio
 
 import pytest
 
+from seismo.collect import pending_line
 from seismo.config import Settings
-from seismo.contracts import ALL_TOPICS
+from seismo.contracts import ALERTS, ALL_TOPICS, POSTS_CLASSIFIED, POSTS_RAW
 from seismo.errors import SeismoError
-from seismo.kafka import created_topics, ensure_topics
+from seismo.kafka import bootstrap_of, created_topics, ensure_topics, group_lag
 
 
 def test_created_topics_counts_only_the_topics_this_call_made() -> None:
@@ -47,3 +49,30 @@ def test_a_topic_kafka_refuses_is_a_clear_error(kafka: str, namespace: str) -> N
     )
     with pytest.raises(SeismoError, match=r"refused to create topic .*posts\.raw\.v1"):
         asyncio.run(ensure_topics(settings))
+
+
+def test_pending_line_names_each_stage() -> None:
+    line = pending_line({"raw": 12000, "classified": 345, "alerts": 0})
+    assert line == "12,345 records pending (raw 12,000, classified 345, alerts 0)"
+
+
+@pytest.mark.broker
+def test_group_lag_is_per_topic(kafka: str, namespace: str) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    settings = Settings(kafka_bootstrap=kafka, namespace=namespace)
+    raw, classified, alerts = (settings.topic(t) for t in (POSTS_RAW, POSTS_CLASSIFIED, ALERTS))
+
+    async def go() -> dict[str, int]:
+        await ensure_topics(settings)
+        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+        await producer.start()
+        try:
+            for i in range(3):
+                await producer.send_and_wait(raw, b"{}", key=str(i).encode())
+            await producer.send_and_wait(classified, b"{}", key=b"k")
+        finally:
+            await producer.stop()
+        return await group_lag(bootstrap_of(settings), settings.group_id, [raw, classified, alerts])
+
+    assert asyncio.run(go()) == {raw: 3, classified: 1, alerts: 0}
