@@ -301,9 +301,7 @@ def test_live_page_on_a_busy_port(busy_port: int, tmp_path: Path) -> None:
     from streams.live import run_live
 
     # an unreachable Kafka: the port is what must fail, and first
-    settings = load_settings(
-        live_port=busy_port, kafka_bootstrap="127.0.0.1:9", data_dir=tmp_path
-    )
+    settings = load_settings(live_port=busy_port, kafka_bootstrap="127.0.0.1:9", data_dir=tmp_path)
     with pytest.raises(PortError, match=f"^port {busy_port} on 127.0.0.1 is already in use$"):
         asyncio.run(asyncio.wait_for(run_live(settings, "t", [], asyncio.Event()), 30))
 
@@ -311,5 +309,5 @@ def test_live_page_on_a_busy_port(busy_port: int, tmp_path: Path) -> None:
 def test_a_host_that_is_not_ours_is_one_line() -> None:
     from seismo.ports import require_free
 
-    with pytest.raises(PortError, match="^cannot listen on 192.0.2.1:6066: "):
+    with pytest.raises(PortError, match=r"^cannot listen on 192\.0\.2\.1:6066: "):
         require_free("192.0.2.1", 6066)  # TEST-NET-1: no address of this machine
