@@ -84,7 +84,10 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
     specs = EventSpec.load(args.events)
     classifier = KeywordClassifier(load_watchlist(settings.watchlist))
     results = []
-    out = args.alerts_out.open("w") if args.alerts_out else None
+    try:
+        out = args.alerts_out.open("w", encoding="utf-8") if args.alerts_out else None
+    except OSError as exc:
+        raise SeismoError(f"cannot write {args.alerts_out}: {exc.strerror or exc}") from exc
     try:
         for path in args.replays:
             mine = [s for s in specs if s.replay == path.name]

@@ -244,6 +244,16 @@ def test_eval_bursts_bad_replay_rows_name_file_and_line(
     assert f"cannot read {stream}" in _eval_error(tmp_path, capsys, stream)
 
 
+def test_eval_bursts_alerts_out_that_cannot_be_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = write_jsonl(tmp_path / "s.jsonl", synthetic_stream(hours=1))
+    out = tmp_path / "no" / "dir" / "alerts.jsonl"
+    argv = ["eval", "bursts", str(stream), "--events", str(_events(tmp_path))]
+    assert main([*argv, "--alerts-out", str(out)]) == 2
+    assert f"seismo: error: cannot write {out}: " in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("text", "expect"),
     [
