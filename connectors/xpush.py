@@ -29,6 +29,7 @@ from pydantic import SecretStr, ValidationError
 from connectors.base import Cursor, Emit, FatalSourceError, Flush, Item, Skip
 from connectors.x import to_post, users_of
 from seismo.config import Settings
+from seismo.ports import port_error
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class XPushSource:
             await site.start()
         except OSError as exc:
             await self._close(conn)
-            raise FatalSourceError(f"cannot listen on {self.host}:{self.port}: {exc}") from exc
+            raise FatalSourceError(str(port_error(self.host, self.port, exc))) from exc
         self._conn = conn
         self.bound_port = conn.runner.addresses[0][1]
         log.info("x-push: listening on http://%s:%s%s", self.host, self.bound_port, PATH)

@@ -75,14 +75,16 @@ def read_jsonl(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"{path} does not exist")
     rows = []
-    with path.open(encoding="utf-8") as f:
+    with path.open("rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
+                row = json.loads(line.decode("utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise DataError(f"{path}:{n}: not JSON: {exc}") from exc
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n}: not a JSON object")
             missing = [k for k in required if k not in row]
             if missing:
                 raise DataError(f"{path}:{n}: missing field(s) {', '.join(missing)}")

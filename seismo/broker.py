@@ -47,6 +47,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from seismo.errors import BrokerError
+from seismo.ports import port_in_use
 
 __all__ = [
     "KAFKA_VERSION",
@@ -275,16 +276,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def _new_cluster_id() -> str:
@@ -654,7 +645,7 @@ class EmbeddedKafka:
 
     def _check_ports(self) -> None:
         for what, port in (("Kafka", self.port), ("KRaft controller", self.controller_port)):
-            if _port_in_use(self.host, port):
+            if port_in_use(self.host, port):
                 raise BrokerError(
                     f"cannot start the embedded broker: {what} port {self.host}:{port} is already "
                     "in use (another Kafka running?). Stop it or choose another port "

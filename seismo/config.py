@@ -7,6 +7,9 @@ Secrets are ``SecretStr`` and print masked.
 
 from __future__ import annotations
 
+import difflib
+import json
+import logging
 import os
 from contextvars import ContextVar
 from pathlib import Path
@@ -14,16 +17,58 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from seismo.errors import ConfigError
+from seismo.errors import ConfigError, field_errors
 
 _CONFIG_ENV = "SEISMO_CONFIG"
 _config_file: ContextVar[Path | None] = ContextVar("seismo_config_file", default=None)
+_ENV_PREFIX = "SEISMO_"
+
+# SEISMO_* variables the project reads outside Settings: never warned about as unknown
+OTHER_ENV_VARS = frozenset(
+    {
+        _CONFIG_ENV,  # the YAML settings file (this module)
+        "SEISMO_CACHE_DIR",  # Kafka jar cache (seismo/broker.py)
+        "SEISMO_PURE_PYTHON",  # reference code instead of the compiled core (streams/core.py)
+        "SEISMO_RECEIVER_SECRET",  # the example receiver's secret (examples/receiver.py)
+    }
+)
+_warned_env: set[str] = set()
+
+log = logging.getLogger(__name__)
+
+
+def _config_path() -> Path | None:
+    """``--config`` if given, else ``SEISMO_CONFIG``, else None."""
+    p = _config_file.get()
+    if p is None:
+        env = os.environ.get(_CONFIG_ENV)
+        return Path(env) if env else None
+    return p
+
+
+def _read_config(p: Path) -> dict[str, Any]:
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    return data
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a setting, e.g. ``SEISMO_WEB_PORT``."""
+    return _ENV_PREFIX + field.upper()
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -33,21 +78,27 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        p = _config_file.get()
-        if p is None:
-            env = os.environ.get(_CONFIG_ENV)
-            if not env:
-                return {}
-            p = Path(env)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
+        p = _config_path()
+        return {} if p is None else _read_config(p)
+
+
+class _EnvSource(EnvSettingsSource):
+    """``SEISMO_*`` variables; a list setting that is not JSON is a ConfigError naming the
+    variable (pydantic-settings raises a bare SettingsError with a long traceback)."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {p} must hold a mapping at the top level")
-        return data
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as exc:
+            name = env_name(field_name)
+            secret = "SecretStr" in str(field.annotation)
+            items = ["..."] if secret else [v.strip() for v in str(value).split(",")]
+            raise ConfigError(
+                f"{name} is not valid JSON: list settings in the environment are JSON lists, "
+                f"e.g. {name}='{json.dumps(items)}'"
+            ) from exc
 
 
 class Settings(BaseSettings):
@@ -85,7 +136,7 @@ class Settings(BaseSettings):
 
     # --- embedded broker ---------------------------------------------------------------
     data_dir: Path = Field(default=Path(".seismo"), description="broker data, caches, state")
-    broker_port: int = 9092
+    broker_port: int = Field(default=9092, ge=1, le=65535)
     broker_heap: str = "512m"
 
     # --- worker ------------------------------------------------------------------------
@@ -94,7 +145,7 @@ class Settings(BaseSettings):
         default=None, description="watchlist YAML; unset = the bundled example watchlist"
     )
     web_host: str = "127.0.0.1"
-    web_port: int = 6066
+    web_port: int = Field(default=6066, ge=1, le=65535)
     worker_fast_join: bool = Field(
         default=True, description="short session/heartbeat timeouts: quick starts on one node"
     )
@@ -201,7 +252,7 @@ class Settings(BaseSettings):
     x_bearer_token: SecretStr | None = None
     x_api_url: str = "https://api.x.com/2"
     x_push_host: str = "127.0.0.1"
-    x_push_port: int = 6071
+    x_push_port: int = Field(default=6071, ge=1, le=65535)
     x_push_token: SecretStr | None = None
     x_push_max_bytes: int = Field(default=1_000_000, ge=1024)
     x_stall_seconds: float = Field(
@@ -235,7 +286,7 @@ class Settings(BaseSettings):
         description="Slack-compatible incoming webhooks (their URL is their secret)",
     )
     live_host: str = Field(default="127.0.0.1", description="`seismo alerts serve` address")
-    live_port: int = 6067
+    live_port: int = Field(default=6067, ge=1, le=65535)
     live_token: SecretStr | None = Field(
         default=None, description="token of the live alert page; unset = a random one per start"
     )
@@ -276,7 +327,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+        return (init_settings, _EnvSource(settings_cls), _YamlFileSource(settings_cls))
 
     def partitions(self, name: str) -> int:
         """Partition count of a contract topic."""
@@ -299,13 +350,55 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+def warn_unknown_env() -> None:
+    """Warn (once per process) about ``SEISMO_*`` variables that are no setting: a typo
+    there would otherwise be ignored without a word (an unknown YAML key is an error)."""
+    known = {env_name(f) for f in Settings.model_fields}
+    for key in os.environ:
+        name = key.upper()
+        if not name.startswith(_ENV_PREFIX) or key in _warned_env:
+            continue
+        if name in OTHER_ENV_VARS or name.split("__")[0] in known:
+            continue
+        _warned_env.add(key)
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        log.warning("environment variable %s is not a seismo setting: ignored%s", key, hint)
+
+
+def _origin(field: str, overrides: dict[str, Any]) -> str:
+    """Where a setting's value came from, in the sources' order of precedence."""
+    if field in overrides:
+        return "command-line flag"
+    name = env_name(field)
+    if any(key.upper() == name for key in os.environ):
+        return name
+    path = _config_path()
+    if path is not None and field in _read_config(path):
+        return f"{path} key {field}"
+    return "default"
+
+
+def _invalid(exc: ValidationError, overrides: dict[str, Any]) -> ConfigError:
+    """One line per bad field: ``field (where it came from): message``."""
+    lines = []
+    for loc, msg in field_errors(exc):
+        field, _, rest = loc.partition(".")
+        item = f"item {rest}: " if rest else ""
+        lines.append(f"{field} ({_origin(field, overrides)}): {item}{msg}")
+    if len(lines) == 1:
+        return ConfigError(f"invalid settings: {lines[0]}")
+    return ConfigError("invalid settings:\n  " + "\n  ".join(lines))
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build settings; ``config_file`` wins over ``SEISMO_CONFIG``. Raises ConfigError."""
     clean = {k: v for k, v in overrides.items() if v is not None}
+    warn_unknown_env()
     token = _config_file.set(config_file)
     try:
         return Settings(**clean)
     except ValidationError as exc:
-        raise ConfigError(f"invalid settings: {exc}") from exc
+        raise _invalid(exc, clean) from exc
     finally:
         _config_file.reset(token)

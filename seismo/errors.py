@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class SeismoError(Exception):
     """Root of every error seismo raises deliberately."""
@@ -25,3 +27,18 @@ class ContractError(SeismoError):
 
 class DeliveryError(SeismoError):
     """An alert could not be delivered to a sink."""
+
+
+def field_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    """A pydantic ValidationError as short ``(field path, message)`` pairs: no input echo
+    (it may be a secret), no documentation URLs. The path is "" for whole-input errors."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        out.append((".".join(str(part) for part in err["loc"]), msg))
+    return out
+
+
+def describe(exc: ValidationError) -> str:
+    """A pydantic ValidationError on one line: ``field: message; field: message``."""
+    return "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in field_errors(exc))

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from seismo.ports import binding
+
 if TYPE_CHECKING:
     from seismo.contracts import Alert, ClassifiedPost
 
@@ -387,5 +389,6 @@ def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> None:
     For processes without the Faust web server (connectors); port 0 turns it off.
     """
     if port:
-        start_http_server(port, addr=host, registry=registry)
+        with binding(host, port):
+            start_http_server(port, addr=host, registry=registry)
         log.info("metrics on http://%s:%d/metrics", host, port)

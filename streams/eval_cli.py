@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from models.keyword import KeywordClassifier
 from seismo.cliutil import EVAL_HELP, command_group, progress, settings_from
 from seismo.contracts import Alert, Post
+from seismo.errors import SeismoError, describe
 from seismo.watchlist import load_watchlist
 from streams.evaluate import EventSpec, evaluate_event, summary
 from streams.pipeline import OfflinePipeline, detector_params
@@ -34,20 +38,43 @@ def register(sub: Any) -> None:
     b.add_argument("replays", nargs="+", type=Path, metavar="REPLAY.jsonl")
     b.add_argument("--events", type=Path, required=True, help="events.json (onset, keywords)")
     b.add_argument("--alerts-out", type=Path, help="also write every alert version (JSONL)")
-    b.add_argument("--config", type=Path, help="settings YAML (detector parameters)")
+    # SUPPRESS: unset here must not overwrite the global ``seismo --config FILE eval bursts``
+    b.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="settings YAML (detector parameters); same as the global --config",
+    )
     b.set_defaults(func=cmd_eval_bursts)
+
+
+def read_posts(path: Path) -> Iterator[Post]:
+    """The posts of a JSONL replay file; a line that is no valid post is a SeismoError naming
+    ``file:line`` (an evaluation must not score a stream with rows silently left out)."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield Post.model_validate_json(line)
+                except ValidationError as exc:
+                    raise SeismoError(f"{path}:{n}: not a valid post: {describe(exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise SeismoError(f"{path}: not UTF-8 text: {exc}") from exc
+    except OSError as exc:
+        raise SeismoError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def run_stream(path: Path, pipe: OfflinePipeline) -> tuple[list[Post], list[Alert]]:
     posts: list[Post] = []
     alerts: list[Alert] = []
-    with path.open() as f:
-        for n, line in enumerate(f, 1):
-            posts.append(Post.model_validate_json(line))
-            if n % 1000 == 0:  # the same alerts as one post at a time, faster
-                alerts += pipe.feed_many(posts[n - 1000 :])
-            if n % 5000 == 0:
-                progress(f"{path.name}: {n} posts, {len(alerts)} alert versions")
+    for n, post in enumerate(read_posts(path), 1):
+        posts.append(post)
+        if n % 1000 == 0:  # the same alerts as one post at a time, faster
+            alerts += pipe.feed_many(posts[n - 1000 :])
+        if n % 5000 == 0:
+            progress(f"{path.name}: {n} posts, {len(alerts)} alert versions")
     alerts += pipe.feed_many(posts[len(posts) - len(posts) % 1000 :])
     return posts, alerts
 
@@ -57,7 +84,10 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
     specs = EventSpec.load(args.events)
     classifier = KeywordClassifier(load_watchlist(settings.watchlist))
     results = []
-    out = args.alerts_out.open("w") if args.alerts_out else None
+    try:
+        out = args.alerts_out.open("w", encoding="utf-8") if args.alerts_out else None
+    except OSError as exc:
+        raise SeismoError(f"cannot write {args.alerts_out}: {exc.strerror or exc}") from exc
     try:
         for path in args.replays:
             mine = [s for s in specs if s.replay == path.name]

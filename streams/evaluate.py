@@ -15,8 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, ValidationError
+
 from models.text import normalize_phrase
 from seismo.contracts import Alert, Post
+from seismo.errors import SeismoError, describe
 from streams.features import label_words, words
 
 TARGET_DELAY_MIN = 15.0
@@ -32,15 +35,41 @@ class EventSpec:
 
     @staticmethod
     def load(path: Path) -> list[EventSpec]:
+        """The events of an ``events.json`` (a JSON list of objects). Raises SeismoError
+        naming the file (and line, or event number) when it is missing or malformed."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SeismoError(f"cannot read events file {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise SeismoError(f"events file {path} is not UTF-8 text: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise SeismoError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+        try:
+            rows = _EVENTS.validate_python(data)
+        except ValidationError as exc:
+            raise SeismoError(f"{path}: not a list of events: {describe(exc)}") from exc
         return [
             EventSpec(
-                replay=e["replay"],
-                event=e["event"],
-                onset=datetime.fromisoformat(e["onset"]),
-                keywords=tuple(normalize_phrase(k) for k in e["keywords"]),
+                replay=e.replay,
+                event=e.event,
+                onset=e.onset,
+                keywords=tuple(normalize_phrase(k) for k in e.keywords),
             )
-            for e in json.loads(path.read_text())
+            for e in rows
         ]
+
+
+class _EventRow(BaseModel):
+    """One entry of ``events.json`` (other keys, e.g. ``onset_basis``, are notes)."""
+
+    replay: str
+    event: str
+    onset: AwareDatetime
+    keywords: list[str] = Field(min_length=1)
+
+
+_EVENTS = TypeAdapter(list[_EventRow])
 
 
 @dataclass

@@ -36,6 +36,7 @@ from seismo.contracts import ALERTS, Alert, decode
 from seismo.errors import ContractError, SeismoError
 from seismo.kafka import bootstrap_of, end_offsets
 from seismo.metrics import Metrics
+from seismo.ports import binding
 from streams.payloads import SEVERITY_ORDER, reason_of
 
 log = logging.getLogger(__name__)
@@ -268,8 +269,9 @@ async def run_live(
     runner = web.AppRunner(make_app(board, token, dossiers), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.live_host, settings.live_port, shutdown_timeout=1.0)
-    await site.start()
     try:
+        with binding(settings.live_host, settings.live_port):
+            await site.start()
         on_listening(f"http://{settings.live_host}:{settings.live_port}/")
         waiter = asyncio.create_task(stop.wait())
         await asyncio.wait({follower, waiter}, return_when=asyncio.FIRST_COMPLETED)

@@ -13,6 +13,7 @@ from models.classifier import build_classifier
 from seismo.config import Settings
 from seismo.kafka import ensure_topics
 from seismo.metrics import Metrics
+from seismo.ports import require_free
 from seismo.watchlist import load_watchlist
 from streams import core, faust_fixes
 from streams.agents import Stages, register
@@ -64,6 +65,8 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Create topics, then run the Faust worker in the foreground (Ctrl-C stops it)."""
+    # Faust binds its web server deep in its startup and ends in a traceback if it can't
+    require_free(settings.web_host, settings.web_port)
     asyncio.run(ensure_topics(settings))
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     asyncio.set_event_loop(asyncio.new_event_loop())
