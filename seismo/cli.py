@@ -19,7 +19,7 @@ from seismo import __version__
 from seismo.cliutil import install_stop_handler as _install_stop_handler
 from seismo.cliutil import progress as _progress
 from seismo.cliutil import settings_from as _settings
-from seismo.config import Settings
+from seismo.config import ENV_CHECKED, Settings
 from seismo.errors import SeismoError
 
 log = logging.getLogger("seismo")
@@ -97,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop = _install_stop_handler()
     broker = None
     env = dict(os.environ)
+    env[ENV_CHECKED] = "1"  # the children see the same environment: warned once, here
     if settings.kafka_bootstrap is None:
         broker = _start_embedded(settings)
         env["SEISMO_KAFKA_BOOTSTRAP"] = broker.bootstrap

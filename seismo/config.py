@@ -41,6 +41,8 @@ OTHER_ENV_VARS = frozenset(
     }
 )
 _warned_env: set[str] = set()
+# set by `seismo run` for its children: the parent has warned about the environment already
+ENV_CHECKED = "_SEISMO_ENV_CHECKED"
 
 log = logging.getLogger(__name__)
 
@@ -353,6 +355,8 @@ class Settings(BaseSettings):
 def warn_unknown_env() -> None:
     """Warn (once per process) about ``SEISMO_*`` variables that are no setting: a typo
     there would otherwise be ignored without a word (an unknown YAML key is an error)."""
+    if os.environ.get(ENV_CHECKED):
+        return
     known = {env_name(f) for f in Settings.model_fields}
     for key in os.environ:
         name = key.upper()

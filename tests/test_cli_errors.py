@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from seismo.cli import build_parser, main
-from seismo.config import load_settings
+from seismo.config import ENV_CHECKED, load_settings
 from seismo.errors import ConfigError, SeismoError
 from seismo.metrics import serve_metrics
 from seismo.ports import PortError
@@ -152,6 +152,16 @@ def test_unknown_seismo_env_var_is_a_warning(
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1, warned
     assert "SEISMO_MIN_ZZ" in warned[0] and "did you mean SEISMO_MIN_Z?" in warned[0]
+
+
+def test_the_children_of_run_do_not_warn_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SEISMO_CHILD_TYPO", "1")  # a name no other test warns about
+    monkeypatch.setenv(ENV_CHECKED, "1")  # what `seismo run` gives its children
+    with caplog.at_level(logging.WARNING, logger="seismo.config"):
+        load_settings()
+    assert not [r for r in caplog.records if "SEISMO_CHILD_TYPO" in r.getMessage()]
 
 
 def test_unknown_seismo_env_var_warning_reaches_stderr() -> None:
