@@ -71,7 +71,13 @@ class DataError(SeismoError):
     """Training or evaluation data is missing or malformed."""
 
 
-def read_jsonl(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
+def read_jsonl(
+    path: Path,
+    required: Sequence[str],
+    check: Callable[[dict[str, Any]], str | None] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of a JSONL file; a line that is not an object with the ``required`` fields, or
+    that ``check`` finds fault with (it returns the fault), is a DataError naming FILE:LINE."""
     if not path.is_file():
         raise DataError(f"{path} does not exist")
     rows = []
@@ -88,6 +94,9 @@ def read_jsonl(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
             missing = [k for k in required if k not in row]
             if missing:
                 raise DataError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
+            fault = check(row) if check is not None else None
+            if fault:
+                raise DataError(f"{path}:{n}: {fault}")
             rows.append(row)
     if not rows:
         raise DataError(f"{path} holds no rows")
@@ -317,10 +326,7 @@ def train_stance(
 ) -> StanceHeads:
     """The text-only head and, with reply depths (``thread_file`` or rows' ``reply_depth``),
     the depth-aware head on the rows whose depth is 1 or 2; by artifact name."""
-    rows = read_jsonl(data, ["claim", "text", "label"])
-    bad = {r["label"] for r in rows} - set(STANCE_CLASSES)
-    if bad:
-        raise DataError(f"unknown stance labels: {sorted(bad)}")
+    rows = read_jsonl(data, ["claim", "text", "label"], _stance_fault)
     opts.progress(f"embedding {len(rows)} (claim, reply) pairs")
     d = stance_data(rows, embedder)
     head, metrics, training = _fit_stance(d.x, d.y, d.split, d.event, opts)
@@ -358,7 +364,7 @@ def evaluate_stance(
 ) -> dict[str, Any]:
     """Scores rows {claim, text, label}; a row's reply depth is its ``reply_depth`` field, else
     its ``id``'s in ``thread_file``, else unknown (scored by the text-only head)."""
-    rows = read_jsonl(data, ["claim", "text", "label"])
+    rows = read_jsonl(data, ["claim", "text", "label"], _stance_fault)
     texts = [model_text(r["text"]) for r in rows]
     cemb = embedder.embed([model_text(r["claim"]) for r in rows])
     depths = row_depths(rows, thread_file)
@@ -368,7 +374,20 @@ def evaluate_stance(
     return report
 
 
+def _stance_fault(row: dict[str, Any]) -> str | None:
+    if row["label"] not in STANCE_CLASSES:
+        return f"label {json.dumps(row['label'])[:40]} is not one of {', '.join(STANCE_CLASSES)}"
+    return None
+
+
 # --- topic -----------------------------------------------------------------------------
+
+
+def _topics_fault(row: dict[str, Any]) -> str | None:
+    topics = row["topics"]
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        return f"topics must be a list of strings, not {json.dumps(topics)[:80]}"
+    return None
 
 
 def _topic_rows(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -380,7 +399,7 @@ def train_topic(
     data: Path, embedder: TextEmbedder, opts: TrainOptions = TOPIC_OPTIONS
 ) -> tuple[LinearHead, dict[str, Any]]:
     c, folds, progress = opts.c, opts.folds, opts.progress
-    rows = read_jsonl(data, ["text", "topics"])
+    rows = read_jsonl(data, ["text", "topics"], _topics_fault)
     texts, labels = _topic_rows(rows)
     classes = sorted({t for ts in labels for t in ts})
     progress(f"embedding {len(rows)} posts ({len(classes)} topics)")
@@ -432,7 +451,20 @@ def train_topic(
 
 
 def evaluate_topic(model: TopicModel, embedder: TextEmbedder, data: Path) -> dict[str, Any]:
-    rows = read_jsonl(data, ["text", "topics"])
+    known = set(model.head.classes)
+
+    def fault(row: dict[str, Any]) -> str | None:
+        malformed = _topics_fault(row)
+        if malformed:
+            return malformed
+        unknown = sorted(set(row["topics"]) - known)
+        return (
+            f"topic(s) {unknown} unknown to the head (it knows {sorted(known)})"
+            if unknown
+            else None
+        )
+
+    rows = read_jsonl(data, ["text", "topics"], fault)
     texts, labels = _topic_rows(rows)
     pred = model.predict(embedder.embed([model_text(t) for t in texts]))
     return topic_report(model.head.classes, labels, pred)

@@ -27,7 +27,9 @@ from models.train import (
     STANCE_CLASSES,
     STANCE_OPTIONS,
     TOPIC_OPTIONS,
+    DataError,
     evaluate_stance,
+    evaluate_topic,
     stance_report,
     train_stance,
     train_topic,
@@ -322,6 +324,35 @@ def test_eval_stance_cli_prints_json_last_line(tmp_path: Path) -> None:
     bad = _write(tmp_path / "bad.jsonl", [{"claim": "c", "text": "t"}])  # type: ignore[arg-type]
     res = run_seismo({}, "-q", "eval", "stance", str(bad), timeout=300)
     assert res.returncode == 2 and "missing field(s) label" in res.stderr
+
+
+def test_labelled_files_with_a_wrong_label_are_refused_by_line(tmp_path: Path) -> None:
+    rows: list[dict[str, object]] = [
+        {"text": "football match goal", "topics": ["Sports"]},
+        {"text": "guitar album song", "topics": ["Music"]},
+    ] * 6
+    head, _ = train_topic(
+        _write(tmp_path / "t.jsonl", rows), HashEmbedder(), replace(TOPIC_OPTIONS, folds=3)
+    )
+    model, emb = TopicModel(head), HashEmbedder()
+    cases = [
+        ({"text": "goal", "topics": "Sports"}, r"t2\.jsonl:2: topics must be a list of strings"),
+        (
+            {"text": "goal", "topics": ["Sport"]},
+            r"t2\.jsonl:2: topic\(s\) \['Sport'\] unknown to the head",
+        ),
+    ]
+    for row, msg in cases:
+        with pytest.raises(DataError, match=msg):
+            evaluate_topic(model, emb, _write(tmp_path / "t2.jsonl", [rows[0], row]))
+    with pytest.raises(DataError, match=r"t3\.jsonl:2: topics must be a list of strings"):
+        train_topic(_write(tmp_path / "t3.jsonl", [rows[0], {"text": "x", "topics": [1]}]), emb)
+    stance = [
+        {"claim": "c", "text": "t", "label": "comment"},
+        {"claim": "c", "text": "t", "label": "Deny"},
+    ]
+    with pytest.raises(DataError, match=r"s\.jsonl:2: label \"Deny\" is not one of support, deny"):
+        train_stance(_write(tmp_path / "s.jsonl", stance), emb)  # type: ignore[arg-type]
 
 
 def test_report_counts_every_class() -> None:
