@@ -2,7 +2,16 @@
 
 Each post's event time becomes its Kafka record timestamp. ``speed="max"`` sends as fast as
 the broker takes them; a number N replays N times faster than the posts were made. Rows
-that can't become a valid Post go to the dead-letter topic with the reason, and are counted.
+that can't become a valid Post go to the dead-letter topic with the reason (starting with
+the line number), and are counted by kind.
+
+The file is UTF-8 (a byte-order mark is skipped). It is read with bad bytes kept aside, so a
+JSONL line or a CSV row holding bytes that are not UTF-8 is dead-lettered on its own (the
+reason names the byte and, for CSV, the column) and the rest of the file is replayed.
+
+A row's columns map to the post fields (``field_map`` renames them); a ``metadata`` object
+(in CSV: a cell holding a JSON object) becomes the post's metadata, and every other column is
+added beside its keys. See :func:`to_post` for what wins when names clash.
 """
 
 from __future__ import annotations
@@ -57,12 +66,13 @@ class RowError(ContractError):
 
 
 @dataclass(frozen=True)
-class BadBytes:
-    """A JSONL line or CSV row that is not valid UTF-8: what is wrong and its text (U+FFFD
-    in place of the bad bytes)."""
+class Unreadable:
+    """A JSONL line or CSV row that can't be read: not UTF-8 (``raw`` shows the bad bytes as
+    U+FFFD), or not parseable as CSV."""
 
     problem: str
     raw: str
+    kind: str = "not UTF-8"
 
 
 @dataclass
@@ -122,9 +132,9 @@ def read_rows(
     fmt: str | None = None,
     *,
     on_header: Callable[[list[str]], object] | None = None,
-) -> Iterator[tuple[int, dict[str, Any] | str | BadBytes]]:
+) -> Iterator[tuple[int, dict[str, Any] | str | Unreadable]]:
     """Yield (line number, row): a dict, the raw text of a line that isn't a JSON object, or
-    BadBytes for a line (CSV: a row) that isn't UTF-8. A UTF-8 byte-order mark is skipped.
+    Unreadable for a line (CSV: a row) that isn't UTF-8. A UTF-8 byte-order mark is skipped.
     For CSV, ``on_header`` gets the column names first; the line number is the row's last."""
     kind = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     # bytes that are not UTF-8 become lone surrogates, found per line/row by _utf8_problem
@@ -137,7 +147,7 @@ def read_rows(
                 continue
             problem = _utf8_problem(line)
             if problem is not None:
-                yield i, BadBytes(problem, _readable(line.rstrip("\r\n")))
+                yield i, Unreadable(problem, _readable(line.rstrip("\r\n")))
                 continue
             try:
                 obj = json.loads(line)
@@ -149,19 +159,30 @@ def read_rows(
 
 def _csv_rows(
     f: Iterable[str], path: Path, on_header: Callable[[list[str]], object] | None
-) -> Iterator[tuple[int, dict[str, Any] | BadBytes]]:
+) -> Iterator[tuple[int, dict[str, Any] | Unreadable]]:
     reader = csv.DictReader(f)
-    header = list(reader.fieldnames or [])
-    if any(_utf8_problem(name) for name in header):
-        log.warning("%s: the CSV header is not valid UTF-8 (bad bytes shown as U+FFFD)", path)
+    try:
+        header = list(reader.fieldnames or [])
+    except csv.Error as exc:
+        raise SeismoError(f"{path}: can't read the CSV header: {exc}") from None
+    bad_names = [problem for name in header if (problem := _utf8_problem(name))]
+    if bad_names:
+        log.warning("%s: the CSV header is %s (shown with U+FFFD)", path, bad_names[0])
         header = [_readable(name) for name in header]
         reader.fieldnames = header
     if on_header is not None:
         on_header(header)
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
+            yield reader.line_num + 1, Unreadable(f"not readable as CSV: {exc}", "", "bad CSV")
+            continue
         bad = next(
             (
-                f"column {col!r} {problem}"
+                f"column {col!r}: {problem}"
                 for col, value in row.items()
                 if isinstance(value, str) and (problem := _utf8_problem(value))
             ),
@@ -169,7 +190,7 @@ def _csv_rows(
         )
         if bad is not None:
             clean = {col: _readable(v) if isinstance(v, str) else v for col, v in row.items()}
-            yield reader.line_num, BadBytes(bad, json.dumps(clean))
+            yield reader.line_num, Unreadable(bad, json.dumps(clean))
             continue
         yield reader.line_num, dict(row)
 
@@ -221,9 +242,9 @@ def to_post(
 
     Metadata: the row's own ``metadata`` object, with every other column beside it; a
     column whose name the object already has (with another value) goes under
-    ``metadata["replay_shadowed"]``. ``ingested_at`` is when this replay sent the post
-    (it drives the latency metrics); a file's own ``ingested_at`` is kept as
-    ``metadata["original_ingested_at"]``.
+    ``metadata["replay_shadowed"]`` (the row is dead-lettered if that too has another
+    value). ``ingested_at`` is when this replay sent the post (it drives the latency
+    metrics); a file's own ``ingested_at`` is kept as ``metadata["original_ingested_at"]``.
     """
     past_header = cast(dict[Any, Any], row).get(None)  # csv.DictReader's key for extra cells
     if past_header is not None:
@@ -258,8 +279,14 @@ def to_post(
     shadowed = {k: v for k, v in extra.items() if k in meta and meta[k] != v}
     meta.update({k: v for k, v in extra.items() if k not in meta})
     if shadowed:
-        prior = meta.get(SHADOWED)
-        meta[SHADOWED] = {**prior, **shadowed} if isinstance(prior, dict) else shadowed
+        prior = meta.get(SHADOWED, {})
+        if not isinstance(prior, dict) or any(prior.get(k, v) != v for k, v in shadowed.items()):
+            raise RowError(
+                f"invalid Post: columns {sorted(shadowed)} clash with metadata and with "
+                f"metadata.{SHADOWED}",
+                "metadata clash",
+            )
+        meta[SHADOWED] = {**prior, **shadowed}
     if meta:
         data["metadata"] = meta
     data["ingested_at"] = now()
@@ -293,15 +320,15 @@ class Rejected:
 def map_row(
     path: Path,
     lineno: int,
-    row: dict[str, Any] | str | BadBytes,
+    row: dict[str, Any] | str | Unreadable,
     *,
     field_map: dict[str, str] | None = None,
     source: str | None = None,
 ) -> Post | Rejected:
     """One row of :func:`read_rows` as a Post, or its dead letter."""
     try:
-        if isinstance(row, BadBytes):
-            raise RowError(row.problem, "not UTF-8")
+        if isinstance(row, Unreadable):
+            raise RowError(row.problem, row.kind)
         if isinstance(row, str):
             raise RowError("not a JSON object", "not a JSON object")
         return to_post(row, field_map=field_map, source=source)
@@ -309,7 +336,7 @@ def map_row(
         if isinstance(row, dict):
             raw = json.dumps(row, default=str)
         else:
-            raw = row.raw if isinstance(row, BadBytes) else row
+            raw = row.raw if isinstance(row, Unreadable) else row
         reason = f"line {lineno}: {exc.reason}"
         return Rejected(exc.kind, dead_letter("replay", reason, str(path), raw, offset=lineno))
 

@@ -119,8 +119,33 @@ def test_a_csv_row_that_is_not_utf8_is_dead_lettered_and_the_rest_replayed(
     assert [(n, r.id) for n, r in out if isinstance(r, Post)] == [(2, "1"), (5, "3")]
     [(n, dead)] = [(n, r) for n, r in out if isinstance(r, Rejected)]
     assert n == 4 and dead.kind == "not UTF-8"
-    assert dead.letter.reason.startswith("line 4: column 'text' not valid UTF-8: byte 0xE9")
+    assert dead.letter.reason.startswith("line 4: column 'text': not valid UTF-8: byte 0xE9")
     assert json.loads(dead.letter.value)["text"] == "two\nlines caf\ufffd"
+
+
+def test_a_csv_row_that_csv_cannot_read_is_dead_lettered(tmp_path: Path) -> None:
+    p = tmp_path / "a.csv"
+    big = "x" * (csv.field_size_limit() + 1)
+    p.write_text(
+        f"id,source,text,created_at\n1,x,{big},2013-05-20T00:00:35Z\n2,x,hi,2013-05-20T00:00:35Z\n"
+    )
+    (n, dead), (m, post) = rows_of(p)
+    assert isinstance(dead, Rejected) and dead.kind == "bad CSV" and n == 2
+    assert (
+        dead.letter.reason == "line 2: not readable as CSV: field larger than field limit (131072)"
+    )
+    assert isinstance(post, Post) and post.id == "2" and m == 3
+
+
+def test_a_csv_header_that_is_not_utf8_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = tmp_path / "a.csv"
+    p.write_bytes(b"id,source,text,created_at,n\xe9\n1,x,hi,2013-05-20T00:00:35Z,2\n")
+    with caplog.at_level(logging.WARNING, logger="connectors.replay"):
+        [(_, post)] = rows_of(p)
+    assert "the CSV header is not valid UTF-8: byte 0xE9 at byte 2" in caplog.text
+    assert isinstance(post, Post) and post.metadata == {"n\ufffd": "2"}
 
 
 def test_a_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
@@ -155,6 +180,16 @@ def test_the_rows_own_metadata_is_the_posts_metadata_with_extra_columns_beside_i
     post = to_post({**BSKY, "metadata": meta, "likes": 5, "x": 1}, now=lambda: NOW)
     assert post.metadata == {**meta, "x": 1, "replay_shadowed": {"likes": 5}}
     assert to_post({**BSKY, "metadata": meta, "likes": 3}).metadata == meta
+    # a file written from replayed posts: its replay_shadowed is kept, a new clash added
+    again = {**meta, "replay_shadowed": {"likes": 5}}
+    post = to_post({**BSKY, "metadata": again, "likes": 5, "x": 1}, now=lambda: NOW)
+    assert post.metadata == {**again, "x": 1}
+    post = to_post({**BSKY, "metadata": {**again, "x": 1}, "x": 2}, now=lambda: NOW)
+    assert post.metadata["replay_shadowed"] == {"likes": 5, "x": 2}
+    # ... unless that too holds another value: then nothing can hold both
+    with pytest.raises(RowError, match=r"columns \['likes'\] clash") as exc:
+        to_post({**BSKY, "metadata": again, "likes": 6})
+    assert exc.value.kind == "metadata clash"
 
 
 def test_a_csv_metadata_cell_holding_json_and_metadata_that_is_not_an_object(
