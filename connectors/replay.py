@@ -2,26 +2,37 @@
 
 Each post's event time becomes its Kafka record timestamp. ``speed="max"`` sends as fast as
 the broker takes them; a number N replays N times faster than the posts were made. Rows
-that can't become a valid Post go to the dead-letter topic with the reason, and are counted.
+that can't become a valid Post go to the dead-letter topic with the reason (starting with
+the line number), and are counted by kind.
+
+The file is UTF-8 (a byte-order mark is skipped). It is read with bad bytes kept aside, so a
+JSONL line or a CSV row holding bytes that are not UTF-8 is dead-lettered on its own (the
+reason names the byte and, for CSV, the column) and the rest of the file is replayed.
+
+A row's columns map to the post fields (``field_map`` renames them); a ``metadata`` object
+(in CSV: a cell holding a JSON object) becomes the post's metadata, and every other column is
+added beside its keys. See :func:`to_post` for what wins when names clash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
 
 from seismo.config import Settings
-from seismo.contracts import DLQ, POSTS_RAW, Post, dead_letter, decode
+from seismo.contracts import DLQ, POSTS_RAW, DeadLetter, Post, dead_letter, decode
 from seismo.errors import ContractError, SeismoError
 from seismo.kafka import bootstrap_of, ensure_topics
 
@@ -38,6 +49,30 @@ POST_FIELDS = (
     "reply_to",
     "quote_of",
 )
+# the post fields ``--map FIELD=COLUMN`` can read from a column (ingested_at is stamped here)
+MAPPABLE_FIELDS = (*POST_FIELDS, "metadata")
+REQUIRED_FIELDS = ("id", "source", "text", "created_at")
+# where the file's own ``ingested_at`` and the extra columns hidden by a ``metadata`` key go
+ORIGINAL_INGESTED_AT = "original_ingested_at"
+SHADOWED = "replay_shadowed"
+
+
+class RowError(ContractError):
+    """A row that can't become a Post; ``kind`` is a short, bounded label for the summary."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A JSONL line or CSV row that can't be read: not UTF-8 (``raw`` shows the bad bytes as
+    U+FFFD), or not parseable as CSV."""
+
+    problem: str
+    raw: str
+    kind: str = "not UTF-8"
 
 
 @dataclass
@@ -48,6 +83,7 @@ class ReplayStats:
     first_event: datetime | None = None
     last_event: datetime | None = None
     seconds: float = 0.0
+    # dead letters by RowError.kind (a few dozen kinds at most)
     reasons: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -55,6 +91,7 @@ class ReplayStats:
             "read": self.read,
             "sent": self.sent,
             "dead_lettered": self.dead,
+            "dead_lettered_by_kind": dict(sorted(self.reasons.items(), key=lambda kv: -kv[1])),
             "first_event": self.first_event.isoformat() if self.first_event else None,
             "last_event": self.last_event.isoformat() if self.last_event else None,
             "seconds": round(self.seconds, 2),
@@ -62,16 +99,55 @@ class ReplayStats:
         }
 
 
-def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """Yield (line number, row) — a dict, or the raw text of a line that isn't JSON."""
+def _utf8_problem(text: str) -> str | None:
+    """None if ``text`` (decoded with errors="surrogateescape") was valid UTF-8, else why not."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        pass
+    raw = text.encode("utf-8", "surrogateescape")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        hint = ""
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            hint = "; the file looks like UTF-16, save it as UTF-8"
+        return (
+            f"not valid UTF-8: byte 0x{raw[exc.start]:02X} at byte {exc.start + 1} "
+            f"({exc.reason}){hint}"
+        )
+    return "not valid UTF-8"
+
+
+def _readable(text: str) -> str:
+    """``text`` with the bytes that were not UTF-8 shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def read_rows(
+    path: Path,
+    fmt: str | None = None,
+    *,
+    on_header: Callable[[list[str]], object] | None = None,
+) -> Iterator[tuple[int, dict[str, Any] | str | Unreadable]]:
+    """Yield (line number, row): a dict, the raw text of a line that isn't a JSON object, or
+    Unreadable for a line (CSV: a row) that isn't UTF-8. A UTF-8 byte-order mark is skipped.
+    For CSV, ``on_header`` gets the column names first; the line number is the row's last."""
     kind = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
-    with path.open(encoding="utf-8", newline="") as f:
+    # bytes that are not UTF-8 become lone surrogates, found per line/row by _utf8_problem
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         if kind == "csv":
-            for i, row in enumerate(csv.DictReader(f), start=2):
-                yield i, dict(row)
+            yield from _csv_rows(f, path, on_header)
             return
         for i, line in enumerate(f, start=1):
             if not line.strip():
+                continue
+            problem = _utf8_problem(line)
+            if problem is not None:
+                yield i, Unreadable(problem, _readable(line.rstrip("\r\n")))
                 continue
             try:
                 obj = json.loads(line)
@@ -81,6 +157,80 @@ def read_rows(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[st
             yield i, obj if isinstance(obj, dict) else line.rstrip("\n")
 
 
+def _csv_rows(
+    f: Iterable[str], path: Path, on_header: Callable[[list[str]], object] | None
+) -> Iterator[tuple[int, dict[str, Any] | Unreadable]]:
+    reader = csv.DictReader(f)
+    try:
+        header = list(reader.fieldnames or [])
+    except csv.Error as exc:
+        raise SeismoError(f"{path}: can't read the CSV header: {exc}") from None
+    bad_names = [problem for name in header if (problem := _utf8_problem(name))]
+    if bad_names:
+        log.warning("%s: the CSV header is %s (shown with U+FFFD)", path, bad_names[0])
+        header = [_readable(name) for name in header]
+        reader.fieldnames = header
+    if on_header is not None:
+        on_header(header)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. a field over csv.field_size_limit()
+            yield reader.line_num + 1, Unreadable(f"not readable as CSV: {exc}", "", "bad CSV")
+            continue
+        bad = next(
+            (
+                f"column {col!r}: {problem}"
+                for col, value in row.items()
+                if isinstance(value, str) and (problem := _utf8_problem(value))
+            ),
+            None,
+        )
+        if bad is not None:
+            clean = {col: _readable(v) if isinstance(v, str) else v for col, v in row.items()}
+            yield reader.line_num, Unreadable(bad, json.dumps(clean))
+            continue
+        yield reader.line_num, dict(row)
+
+
+def missing_columns(
+    header: list[str], field_map: dict[str, str] | None = None, source: str | None = None
+) -> list[str]:
+    """The columns a CSV header lacks for the required post fields (after ``field_map``)."""
+    fm = field_map or {}
+    needed = [f for f in REQUIRED_FIELDS if not (f == "source" and source)]
+    return [fm.get(f, f) for f in needed if fm.get(f, f) not in header]
+
+
+def _failure_kind(exc: ContractError) -> str:
+    """A short label for why decoding a Post failed: e.g. 'missing created_at'."""
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError) and cause.errors():
+        err = cause.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else ""
+        if name in Post.model_fields:
+            return f"{'missing' if err['type'] == 'missing' else 'invalid'} {name}"
+    return "invalid post"
+
+
+def _metadata_of(row: dict[str, Any], col: str) -> dict[str, Any]:
+    """The row's own metadata object: a JSON object, or (CSV) a cell holding one."""
+    meta = row.get(col)
+    if meta is None or meta == "":
+        return {}
+    if isinstance(meta, str):
+        with contextlib.suppress(json.JSONDecodeError):
+            meta = json.loads(meta)
+    if not isinstance(meta, dict):
+        raise RowError(
+            f"invalid Post: metadata must be a JSON object, not {type(meta).__name__}",
+            "invalid metadata",
+        )
+    return meta
+
+
 def to_post(
     row: dict[str, Any],
     *,
@@ -88,22 +238,62 @@ def to_post(
     source: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Post:
-    """Map a row to a Post (``field_map``: post field -> row column). Raises ContractError."""
+    """Map a row to a Post (``field_map``: post field -> row column). Raises RowError.
+
+    Metadata: the row's own ``metadata`` object, with every other column beside it; a
+    column whose name the object already has (with another value) goes under
+    ``metadata["replay_shadowed"]`` (the row is dead-lettered if that too has another
+    value). ``ingested_at`` is when this replay sent the post (it drives the latency
+    metrics); a file's own ``ingested_at`` is kept as ``metadata["original_ingested_at"]``.
+    """
+    past_header = cast(dict[Any, Any], row).get(None)  # csv.DictReader's key for extra cells
+    if past_header is not None:
+        raise RowError(
+            f"the row has {len(past_header)} more cell(s) than the header's {len(row) - 1} columns",
+            "too many cells",
+        )
     fm = field_map or {}
     data: dict[str, Any] = {}
+    empty: list[str] = []
     for name in POST_FIELDS:
         col = fm.get(name, name)
-        if col in row and row[col] not in (None, ""):
+        if col not in row:
+            continue
+        if row[col] not in (None, ""):
             data[name] = row[col]
+        elif name in REQUIRED_FIELDS and not (name == "source" and source):
+            empty.append(name)
+    if empty:
+        raise RowError(
+            "invalid Post: " + "; ".join(f"{name} is empty" for name in empty), f"empty {empty[0]}"
+        )
     if source:
         data["source"] = source
     if "id" in data:
         data["id"] = str(data["id"])
-    extra = {k: v for k, v in row.items() if k not in POST_FIELDS and k not in fm.values()}
-    if extra:
-        data["metadata"] = extra
+    meta = dict(_metadata_of(row, fm.get("metadata", "metadata")))
+    read = {fm.get(name, name) for name in MAPPABLE_FIELDS}
+    extra = {k: v for k, v in row.items() if k not in read}
+    if "ingested_at" in extra:
+        extra[ORIGINAL_INGESTED_AT] = extra.pop("ingested_at")
+    shadowed = {k: v for k, v in extra.items() if k in meta and meta[k] != v}
+    meta.update({k: v for k, v in extra.items() if k not in meta})
+    if shadowed:
+        prior = meta.get(SHADOWED, {})
+        if not isinstance(prior, dict) or any(prior.get(k, v) != v for k, v in shadowed.items()):
+            raise RowError(
+                f"invalid Post: columns {sorted(shadowed)} clash with metadata and with "
+                f"metadata.{SHADOWED}",
+                "metadata clash",
+            )
+        meta[SHADOWED] = {**prior, **shadowed}
+    if meta:
+        data["metadata"] = meta
     data["ingested_at"] = now()
-    return decode(Post, data)
+    try:
+        return decode(Post, data)
+    except ContractError as exc:
+        raise RowError(exc.reason, _failure_kind(exc)) from exc.__cause__
 
 
 def parse_speed(value: str) -> float | None:
@@ -119,6 +309,66 @@ def parse_speed(value: str) -> float | None:
     return speed
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A row that goes to the dead-letter topic, and the kind of problem it has."""
+
+    kind: str
+    letter: DeadLetter
+
+
+def map_row(
+    path: Path,
+    lineno: int,
+    row: dict[str, Any] | str | Unreadable,
+    *,
+    field_map: dict[str, str] | None = None,
+    source: str | None = None,
+) -> Post | Rejected:
+    """One row of :func:`read_rows` as a Post, or its dead letter."""
+    try:
+        if isinstance(row, Unreadable):
+            raise RowError(row.problem, row.kind)
+        if isinstance(row, str):
+            raise RowError("not a JSON object", "not a JSON object")
+        return to_post(row, field_map=field_map, source=source)
+    except RowError as exc:
+        if isinstance(row, dict):
+            raw = json.dumps(row, default=str)
+        else:
+            raw = row.raw if isinstance(row, Unreadable) else row
+        reason = f"line {lineno}: {exc.reason}"
+        return Rejected(exc.kind, dead_letter("replay", reason, str(path), raw, offset=lineno))
+
+
+def warn_missing_columns(
+    path: Path, header: list[str], field_map: dict[str, str] | None, source: str | None
+) -> list[str]:
+    """Log a warning naming the required columns a CSV header lacks; returns them."""
+    missing = missing_columns(header, field_map, source)
+    if missing:
+        log.warning(
+            "%s: the CSV header has no column %s, so every row will be dead-lettered "
+            "(header: %s; use --map FIELD=COLUMN to read a field from another column)",
+            path,
+            ", ".join(repr(c) for c in missing),
+            ", ".join(repr(c) for c in header) or "(empty)",
+        )
+    return missing
+
+
+def check_readable(path: Path) -> None:
+    """Raise SeismoError unless ``path`` is a file this process can read."""
+    if path.is_dir():
+        raise SeismoError(f"replay file {path} is a directory; give a JSONL or CSV file")
+    if not path.exists():
+        raise SeismoError(f"replay file {path} does not exist")
+    try:
+        path.open("rb").close()
+    except OSError as exc:
+        raise SeismoError(f"can't read replay file {path}: {exc.strerror or exc}") from None
+
+
 async def replay(
     settings: Settings,
     path: Path,
@@ -131,8 +381,7 @@ async def replay(
     progress: Callable[[ReplayStats], None] | None = None,
     progress_every: float = 2.0,
 ) -> ReplayStats:
-    if not path.is_file():
-        raise SeismoError(f"replay file {path} does not exist")
+    check_readable(path)
     await ensure_topics(settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_of(settings),
@@ -148,21 +397,20 @@ async def replay(
     last_report = t0
     wall_start: float | None = None
     try:
-        for lineno, row in read_rows(path, fmt):
+        for lineno, row in read_rows(
+            path,
+            fmt,
+            on_header=lambda header: warn_missing_columns(path, header, field_map, source),
+        ):
             if limit is not None and stats.read >= limit:
                 break
             stats.read += 1
-            try:
-                if isinstance(row, str):
-                    raise ContractError(f"line {lineno}: not a JSON object")
-                post = to_post(row, field_map=field_map, source=source)
-            except ContractError as exc:
-                reason = f"line {lineno}: {exc.reason}" if isinstance(row, dict) else exc.reason
-                raw = row if isinstance(row, str) else json.dumps(row, default=str)
-                dl = dead_letter("replay", reason, str(path), raw, offset=lineno)
-                await producer.send(dlq_topic, dl.to_bytes())
+            post = map_row(path, lineno, row, field_map=field_map, source=source)
+            if isinstance(post, Rejected):
+                await producer.send(dlq_topic, post.letter.to_bytes())
                 stats.dead += 1
-                log.warning("%s", reason)
+                stats.reasons[post.kind] = stats.reasons.get(post.kind, 0) + 1
+                log.warning("%s", post.letter.reason)
                 continue
             ev = post.created_at
             if speed is not None:

@@ -158,21 +158,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 # --- replay ---------------------------------------------------------------------------
 
 
-def _parse_map(items: list[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        field, sep, col = item.partition("=")
-        if not sep or not field or not col:
-            raise SeismoError(f"--map takes FIELD=COLUMN, got {item!r}")
-        out[field] = col
-    return out
+def _map_item(item: str) -> tuple[str, str]:
+    """One ``--map FIELD=COLUMN`` (an argparse ``type``: a bad one is a usage error)."""
+    from connectors.replay import MAPPABLE_FIELDS
+
+    field, sep, col = item.partition("=")
+    if not sep or not field or not col:
+        raise argparse.ArgumentTypeError(f"takes FIELD=COLUMN, got {item!r}")
+    if field not in MAPPABLE_FIELDS:
+        raise argparse.ArgumentTypeError(
+            f"{field!r} is not a post field; FIELD is one of {', '.join(MAPPABLE_FIELDS)}"
+        )
+    return field, col
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from connectors.replay import ReplayStats, parse_speed, replay
+    from connectors.replay import ReplayStats, check_readable, parse_speed, replay
     from seismo.collect import alert_end_offsets, pending_line, read_alerts, wait_drained
 
     settings = _settings(args)
+    check_readable(args.path)  # before any broker call
     speed = parse_speed(args.speed)
 
     def show(stats: ReplayStats) -> None:
@@ -189,7 +194,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             args.path,
             speed=speed,
             source=args.source,
-            field_map=_parse_map(args.map),
+            field_map=dict(args.map or []),
             fmt=args.format,
             limit=args.limit,
             progress=show,
@@ -215,6 +220,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     summary = asyncio.run(go())
     print(json.dumps(summary))
+    if summary["read"] and not summary["sent"]:
+        _progress(f"none of the {summary['read']} rows read was a valid post (all dead-lettered)")
+        return 1
     return 0
 
 
@@ -227,6 +235,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from connectors.replay import MAPPABLE_FIELDS
+
     p = argparse.ArgumentParser(
         prog="seismo",
         description="Real-time social-signal stream processor: posts in, burst alerts out.",
@@ -278,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         help="produce posts from a JSONL/CSV file into Kafka",
         description="Replay posts with their event time as the Kafka "
-        "timestamp. Rows that are not valid posts go to the DLQ.",
+        "timestamp. Rows that are not valid posts (also lines that are not UTF-8) go to the "
+        "DLQ; the JSON summary on stdout counts them by kind. Exits 1 when rows were read "
+        "but none was a valid post.",
     )
     rp.add_argument("path", type=Path, help="JSONL or CSV file of posts")
     rp.add_argument(
@@ -289,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--map",
         action="append",
         metavar="FIELD=COLUMN",
-        help="read post FIELD from COLUMN, e.g. --map text=body",
+        type=_map_item,
+        help="read post FIELD from COLUMN, e.g. --map text=body (FIELD: "
+        f"{', '.join(MAPPABLE_FIELDS)})",
     )
     rp.add_argument("--format", choices=["jsonl", "csv"], help="default: from the extension")
     rp.add_argument("--limit", type=int, help="stop after N rows")

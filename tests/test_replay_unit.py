@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from connectors.replay import parse_speed, read_rows, to_post
+from connectors import replay as replay_module
+from connectors.replay import (
+    Rejected,
+    ReplayStats,
+    RowError,
+    map_row,
+    missing_columns,
+    parse_speed,
+    read_rows,
+    to_post,
+    warn_missing_columns,
+)
+from models.replies import reply_depth
+from seismo import cli
+from seismo.contracts import Post
 from seismo.errors import ContractError, SeismoError
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -31,13 +49,13 @@ def test_csv_with_field_map_and_source_override(tmp_path: Path) -> None:
     p = tmp_path / "a.csv"
     p.write_text("tweet_id,body,time,extra\n9,hello world,2019-07-02T13:46:00+00:00,zz\n")
     [(lineno, row)] = list(read_rows(p))
-    assert lineno == 2
+    assert lineno == 2 and isinstance(row, dict)
     post = to_post(
         row,
         field_map={"id": "tweet_id", "text": "body", "created_at": "time"},
         source="hackernews",
         now=lambda: NOW,
-    )  # type: ignore[arg-type]
+    )
     assert post.key == "hackernews:9" and post.text == "hello world"
     assert post.metadata == {"extra": "zz"}
 
@@ -53,3 +71,238 @@ def test_parse_speed() -> None:
     for bad in ("0", "-1", "fast"):
         with pytest.raises(SeismoError):
             parse_speed(bad)
+
+
+def rows_of(p: Path, **kw: Any) -> list[tuple[int, Post | Rejected]]:
+    """Each row of ``p`` as the replay maps it: a Post, or its dead letter."""
+    return [(n, map_row(p, n, row, **kw)) for n, row in read_rows(p)]
+
+
+GOOD = b'{"id": "%d", "source": "x", "text": "caf\xc3\xa9", "created_at": "2013-05-20T00:00:35Z"}\n'
+
+
+def test_a_jsonl_line_that_is_not_utf8_is_dead_lettered_and_the_rest_replayed(
+    tmp_path: Path,
+) -> None:
+    p = tmp_path / "a.jsonl"
+    bad = b'{"id": "2", "source": "x", "text": "caf\xe9", "created_at": "2013-05-20T00:00:35Z"}\n'
+    p.write_bytes(GOOD % 1 + bad + GOOD % 3)
+    out = rows_of(p)
+    assert [(n, r.id) for n, r in out if isinstance(r, Post)] == [(1, "1"), (3, "3")]
+    assert out[0][1].text == "café"  # type: ignore[union-attr]
+    [(n, dead)] = [(n, r) for n, r in out if isinstance(r, Rejected)]
+    assert n == 2 and dead.kind == "not UTF-8"
+    assert dead.letter.reason.startswith("line 2: not valid UTF-8: byte 0xE9 at byte 40")
+    assert dead.letter.offset == 2 and dead.letter.value == bad.decode("utf-8", "replace")[:-1]
+
+
+def test_a_utf16_file_is_dead_lettered_line_by_line_not_a_crash(tmp_path: Path) -> None:
+    p = tmp_path / "a.jsonl"
+    p.write_bytes((GOOD % 1 + GOOD % 2).decode().encode("utf-16"))  # starts with FF FE
+    out = rows_of(p)
+    assert out and all(isinstance(r, Rejected) for _, r in out)
+    first = out[0][1]
+    assert isinstance(first, Rejected) and "looks like UTF-16" in first.letter.reason
+
+
+def test_a_csv_row_that_is_not_utf8_is_dead_lettered_and_the_rest_replayed(
+    tmp_path: Path,
+) -> None:
+    p = tmp_path / "a.csv"
+    p.write_bytes(
+        b"id,source,text,created_at\n"
+        b"1,x,caf\xc3\xa9,2013-05-20T00:00:35Z\n"
+        b'2,x,"two\nlines caf\xe9",2013-05-20T00:00:36Z\n'
+        b"3,x,ok,2013-05-20T00:00:37Z\n"
+    )
+    out = rows_of(p)
+    assert [(n, r.id) for n, r in out if isinstance(r, Post)] == [(2, "1"), (5, "3")]
+    [(n, dead)] = [(n, r) for n, r in out if isinstance(r, Rejected)]
+    assert n == 4 and dead.kind == "not UTF-8"
+    assert dead.letter.reason.startswith("line 4: column 'text': not valid UTF-8: byte 0xE9")
+    assert json.loads(dead.letter.value)["text"] == "two\nlines caf\ufffd"
+
+
+def test_a_csv_row_that_csv_cannot_read_is_dead_lettered(tmp_path: Path) -> None:
+    p = tmp_path / "a.csv"
+    big = "x" * (csv.field_size_limit() + 1)
+    p.write_text(
+        f"id,source,text,created_at\n1,x,{big},2013-05-20T00:00:35Z\n2,x,hi,2013-05-20T00:00:35Z\n"
+    )
+    (n, dead), (m, post) = rows_of(p)
+    assert isinstance(dead, Rejected) and dead.kind == "bad CSV" and n == 2
+    assert (
+        dead.letter.reason == "line 2: not readable as CSV: field larger than field limit (131072)"
+    )
+    assert isinstance(post, Post) and post.id == "2" and m == 3
+
+
+def test_a_csv_header_that_is_not_utf8_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = tmp_path / "a.csv"
+    p.write_bytes(b"id,source,text,created_at,n\xe9\n1,x,hi,2013-05-20T00:00:35Z,2\n")
+    with caplog.at_level(logging.WARNING, logger="connectors.replay"):
+        [(_, post)] = rows_of(p)
+    assert "the CSV header is not valid UTF-8: byte 0xE9 at byte 2" in caplog.text
+    assert isinstance(post, Post) and post.metadata == {"n\ufffd": "2"}
+
+
+def test_a_csv_with_a_byte_order_mark(tmp_path: Path) -> None:
+    p = tmp_path / "a.csv"
+    p.write_bytes(b"\xef\xbb\xbfid,source,text,created_at\n7,x,hi,2013-05-20T00:00:35Z\n")
+    [(_, post)] = rows_of(p)
+    assert isinstance(post, Post) and post.id == "7" and post.metadata == {}
+
+
+def test_a_jsonl_with_a_byte_order_mark(tmp_path: Path) -> None:
+    p = tmp_path / "a.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + GOOD % 1)
+    [(_, post)] = rows_of(p)
+    assert isinstance(post, Post) and post.id == "1"
+
+
+BSKY = {
+    "id": "at://a/app.bsky.feed.post/2",
+    "source": "bluesky",
+    "text": "a reply",
+    "created_at": "2025-09-20T17:54:49Z",
+    "reply_to": "at://r/app.bsky.feed.post/1",
+}
+
+
+def test_the_rows_own_metadata_is_the_posts_metadata_with_extra_columns_beside_it() -> None:
+    meta = {"reply_root": BSKY["reply_to"], "likes": 3}
+    post = to_post({**BSKY, "metadata": meta, "lang_score": 0.9}, now=lambda: NOW)
+    assert post.metadata == {**meta, "lang_score": 0.9}
+    assert reply_depth(post) == 1
+    # a column that the metadata object also has: the object wins, the column is kept aside
+    post = to_post({**BSKY, "metadata": meta, "likes": 5, "x": 1}, now=lambda: NOW)
+    assert post.metadata == {**meta, "x": 1, "replay_shadowed": {"likes": 5}}
+    assert to_post({**BSKY, "metadata": meta, "likes": 3}).metadata == meta
+    # a file written from replayed posts: its replay_shadowed is kept, a new clash added
+    again = {**meta, "replay_shadowed": {"likes": 5}}
+    post = to_post({**BSKY, "metadata": again, "likes": 5, "x": 1}, now=lambda: NOW)
+    assert post.metadata == {**again, "x": 1}
+    post = to_post({**BSKY, "metadata": {**again, "x": 1}, "x": 2}, now=lambda: NOW)
+    assert post.metadata["replay_shadowed"] == {"likes": 5, "x": 2}
+    # ... unless that too holds another value: then nothing can hold both
+    with pytest.raises(RowError, match=r"columns \['likes'\] clash") as exc:
+        to_post({**BSKY, "metadata": again, "likes": 6})
+    assert exc.value.kind == "metadata clash"
+
+
+def test_a_csv_metadata_cell_holding_json_and_metadata_that_is_not_an_object(
+    tmp_path: Path,
+) -> None:
+    p = tmp_path / "a.csv"
+    with p.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*BSKY, "metadata"])
+        w.writerow([*BSKY.values(), json.dumps({"reply_root": BSKY["reply_to"]})])
+        w.writerow([*BSKY.values(), "[1, 2]"])
+        w.writerow([*BSKY.values(), ""])
+    (_, first), (_, second), (_, third) = rows_of(p)
+    assert isinstance(first, Post) and reply_depth(first) == 1
+    assert isinstance(second, Rejected) and second.kind == "invalid metadata"
+    assert "metadata must be a JSON object, not list" in second.letter.reason
+    assert isinstance(third, Post) and third.metadata == {}
+
+
+def test_ingested_at_is_the_replays_and_the_files_is_kept_in_metadata() -> None:
+    post = to_post({**BSKY, "ingested_at": "2025-09-20T18:00:00Z"}, now=lambda: NOW)
+    assert post.ingested_at == NOW
+    assert post.metadata == {"original_ingested_at": "2025-09-20T18:00:00Z"}
+
+
+def test_a_column_not_read_because_of_a_map_is_kept_in_metadata() -> None:
+    row = {**BSKY, "body": "the text we want"}
+    post = to_post(row, field_map={"text": "body"}, now=lambda: NOW)
+    assert post.text == "the text we want" and post.metadata == {"text": "a reply"}
+
+
+def test_an_empty_required_field_says_so() -> None:
+    with pytest.raises(RowError) as exc:
+        to_post({**BSKY, "text": ""})
+    assert (exc.value.reason, exc.value.kind) == ("invalid Post: text is empty", "empty text")
+    with pytest.raises(RowError, match="id is empty; text is empty"):
+        to_post({**BSKY, "id": "", "text": ""})
+    # --source stands in for an empty source column; missing fields keep pydantic's reason
+    assert to_post({**BSKY, "source": ""}, source="bluesky").source == "bluesky"
+    with pytest.raises(RowError, match="text: Field required") as exc:
+        to_post({k: v for k, v in BSKY.items() if k != "text"})
+    assert exc.value.kind == "missing text"
+
+
+def test_a_csv_row_with_more_cells_than_the_header(tmp_path: Path) -> None:
+    p = tmp_path / "a.csv"
+    p.write_text("id,source,text,created_at\n1,x,hello, world,2013-05-20T00:00:35Z\n")
+    [(_, dead)] = rows_of(p)
+    assert isinstance(dead, Rejected) and dead.kind == "too many cells"
+    assert "1 more cell(s) than the header's 4 columns" in dead.letter.reason
+
+
+def test_a_csv_header_without_the_text_column_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = tmp_path / "a.csv"
+    p.write_text("tweet_id,body,created_at\n1,hi,2013-05-20T00:00:35Z\n")
+    seen: list[list[str]] = []
+    [(_, row)] = list(read_rows(p, on_header=seen.append))
+    assert seen == [["tweet_id", "body", "created_at"]]
+    assert isinstance(map_row(p, 2, row, source="x"), Rejected)
+    with caplog.at_level(logging.WARNING, logger="connectors.replay"):
+        assert warn_missing_columns(p, seen[0], None, "x") == ["id", "text"]
+    assert "no column 'id', 'text'" in caplog.text
+    assert "header: 'tweet_id', 'body', 'created_at'" in caplog.text
+    assert missing_columns(seen[0], {"id": "tweet_id", "text": "body"}, None) == ["source"]
+    assert missing_columns(seen[0], {"id": "tweet_id", "text": "body"}, "x") == []
+
+
+def test_summary_counts_dead_letters_by_kind() -> None:
+    stats = ReplayStats(read=5, sent=1, dead=4, reasons={"missing text": 1, "not UTF-8": 3})
+    assert list(stats.as_dict()["dead_lettered_by_kind"].items()) == [
+        ("not UTF-8", 3),
+        ("missing text", 1),
+    ]
+
+
+def test_cli_rejects_a_map_to_a_field_that_is_not_a_post_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["replay", str(tmp_path / "a.csv"), "--map", "bogus=body"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --map: 'bogus' is not a post field" in err
+    assert "id, source, text, created_at" in err
+
+
+def test_cli_says_a_directory_is_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["replay", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert cli.main(["replay", str(tmp_path / "nope.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("sent", "code"), [(0, 1), (1, 0)])
+def test_cli_exits_1_when_rows_were_read_but_none_sent(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sent: int,
+    code: int,
+) -> None:
+    p = tmp_path / "a.csv"
+    p.write_text("x\n1\n")
+
+    async def fake_replay(settings: Any, path: Path, **kw: Any) -> ReplayStats:
+        return ReplayStats(read=3, sent=sent, dead=3 - sent, reasons={"missing text": 3 - sent})
+
+    monkeypatch.setattr(replay_module, "replay", fake_replay)
+    assert cli.main(["replay", str(p)]) == code
+    assert json.loads(capsys.readouterr().out)["dead_lettered_by_kind"] == {
+        "missing text": 3 - sent
+    }

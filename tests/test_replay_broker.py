@@ -1,0 +1,77 @@
+"""``seismo replay`` on the real broker: bad bytes, metadata and a CSV without its text column."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from models.replies import reply_depth
+from seismo.contracts import Post, decode
+from tests.helpers import run_seismo
+from tests.test_e2e import read_topic
+
+pytestmark = pytest.mark.broker
+
+ROOT = "at://did:plc:r/app.bsky.feed.post/1"
+
+
+def post_line(n: int, text: bytes = b"hello", **extra: object) -> bytes:
+    row = {
+        "id": f"at://did:plc:a/app.bsky.feed.post/{n}",
+        "source": "bluesky",
+        "text": "TEXT",
+        "created_at": f"2025-09-20T17:54:{n:02d}Z",
+        **extra,
+    }
+    return json.dumps(row).encode().replace(b'"TEXT"', b'"' + text + b'"') + b"\n"
+
+
+def test_replay_dead_letters_bad_lines_and_keeps_metadata(
+    worker_env: dict[str, str], kafka: str, tmp_path: Path
+) -> None:
+    ns = worker_env["SEISMO_NAMESPACE"]
+    p = tmp_path / "mixed.jsonl"
+    p.write_bytes(
+        post_line(1, reply_to=ROOT, metadata={"reply_root": ROOT})
+        + post_line(2, b"caf\xe9")  # Latin-1, not UTF-8
+        + post_line(3, b"")
+        + post_line(4, b"caf\xc3\xa9", ingested_at="2025-09-20T18:00:00Z")
+    )
+    res = run_seismo(worker_env, "replay", str(p), "--speed", "max")
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (summary["read"], summary["sent"], summary["dead_lettered"]) == (4, 2, 2)
+    assert summary["dead_lettered_by_kind"] == {"not UTF-8": 1, "empty text": 1}
+
+    raw = asyncio.run(read_topic(kafka, f"{ns}.posts.raw.v1", 2))
+    posts = sorted((decode(Post, v) for v in raw), key=lambda q: q.id)
+    assert [q.id[-1] for q in posts] == ["1", "4"]
+    assert posts[0].metadata == {"reply_root": ROOT} and reply_depth(posts[0]) == 1
+    assert posts[1].text == "café"
+    assert posts[1].metadata == {"original_ingested_at": "2025-09-20T18:00:00Z"}
+
+    dlq = sorted(
+        (json.loads(v) for v in asyncio.run(read_topic(kafka, f"{ns}.dlq.v1", 2))),
+        key=lambda d: d["offset"],
+    )
+    assert [d["offset"] for d in dlq] == [2, 3]
+    assert dlq[0]["reason"].startswith("line 2: not valid UTF-8: byte 0xE9")
+    assert "caf\ufffd" in dlq[0]["value"]
+    assert dlq[1]["reason"] == "line 3: invalid Post: text is empty"
+
+
+def test_replay_of_a_csv_without_a_text_column_warns_and_fails(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    p = tmp_path / "no-text.csv"
+    p.write_text("id,body,created_at\n1,hi,2013-05-20T00:00:35Z\n2,yo,2013-05-20T00:00:36Z\n")
+    res = run_seismo(worker_env, "replay", str(p), "--source", "x")
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "the CSV header has no column 'text'" in res.stderr
+    assert "header: 'id', 'body', 'created_at'" in res.stderr
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert (summary["read"], summary["sent"]) == (2, 0)
+    assert summary["dead_lettered_by_kind"] == {"missing text": 2}
