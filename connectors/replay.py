@@ -341,6 +341,23 @@ def map_row(
         return Rejected(exc.kind, dead_letter("replay", reason, str(path), raw, offset=lineno))
 
 
+# dead letters logged per kind; the rest are counted in the summary only (a file without a
+# text column would otherwise print one line per row)
+LOGGED_PER_KIND = 20
+
+
+def log_rejected(rejected: Rejected, nth: int) -> None:
+    """Log the ``nth`` dead letter of its kind, if it is among the first LOGGED_PER_KIND."""
+    if nth < LOGGED_PER_KIND:
+        log.warning("%s", rejected.letter.reason)
+    elif nth == LOGGED_PER_KIND:
+        log.warning(
+            "%s (further %r dead letters are counted in the summary, not logged)",
+            rejected.letter.reason,
+            rejected.kind,
+        )
+
+
 def warn_missing_columns(
     path: Path, header: list[str], field_map: dict[str, str] | None, source: str | None
 ) -> list[str]:
@@ -410,7 +427,7 @@ async def replay(
                 await producer.send(dlq_topic, post.letter.to_bytes())
                 stats.dead += 1
                 stats.reasons[post.kind] = stats.reasons.get(post.kind, 0) + 1
-                log.warning("%s", post.letter.reason)
+                log_rejected(post, stats.reasons[post.kind])
                 continue
             ev = post.created_at
             if speed is not None:

@@ -13,9 +13,11 @@ import pytest
 
 from connectors import replay as replay_module
 from connectors.replay import (
+    LOGGED_PER_KIND,
     Rejected,
     ReplayStats,
     RowError,
+    log_rejected,
     map_row,
     missing_columns,
     parse_speed,
@@ -306,3 +308,23 @@ def test_cli_exits_1_when_rows_were_read_but_none_sent(
     assert json.loads(capsys.readouterr().out)["dead_lettered_by_kind"] == {
         "missing text": 3 - sent
     }
+
+
+def test_dead_letters_are_logged_for_the_first_few_of_each_kind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = Path("x.jsonl")
+    counts: dict[str, int] = {}
+    with caplog.at_level(logging.WARNING, logger="connectors.replay"):
+        for n in range(1, 60):
+            row: dict[str, Any] | str = "not json" if n % 2 else {"id": "1"}
+            rejected = map_row(path, n, row)
+            assert isinstance(rejected, Rejected)
+            counts[rejected.kind] = counts.get(rejected.kind, 0) + 1
+            log_rejected(rejected, counts[rejected.kind])
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(counts) == 2 and all(c > LOGGED_PER_KIND for c in counts.values())
+    assert len(lines) == 2 * LOGGED_PER_KIND
+    for kind in counts:
+        assert sum(f"further {kind!r} dead letters" in line for line in lines) == 1
+    assert lines[0].startswith("line 1: not a JSON object")
