@@ -172,11 +172,21 @@ def _map_item(item: str) -> tuple[str, str]:
     return field, col
 
 
+def _field_map(items: list[tuple[str, str]]) -> dict[str, str]:
+    """The ``--map`` items as post field -> column; a field mapped twice is an error."""
+    fields = [f for f, _ in items]
+    twice = sorted({f for f in fields if fields.count(f) > 1})
+    if twice:
+        raise SeismoError(f"--map gives {', '.join(twice)} more than once; give each field once")
+    return dict(items)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from connectors.replay import ReplayStats, check_readable, parse_speed, replay
     from seismo.collect import alert_end_offsets, pending_line, read_alerts, wait_drained
 
     settings = _settings(args)
+    field_map = _field_map(args.map or [])
     check_readable(args.path)  # before any broker call
     speed = parse_speed(args.speed)
 
@@ -194,7 +204,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             args.path,
             speed=speed,
             source=args.source,
-            field_map=dict(args.map or []),
+            field_map=field_map,
             fmt=args.format,
             limit=args.limit,
             progress=show,

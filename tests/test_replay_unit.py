@@ -280,6 +280,14 @@ def test_cli_rejects_a_map_to_a_field_that_is_not_a_post_field(
     assert "id, source, text, created_at" in err
 
 
+def test_cli_rejects_a_field_mapped_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["replay", str(tmp_path / "a.csv"), "--map", "text=a", "--map", "text=b"]
+    assert cli.main(args) == 2
+    assert "--map gives text more than once" in capsys.readouterr().err
+
+
 def test_cli_says_a_directory_is_a_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
