@@ -1,6 +1,8 @@
 """A minimal writer-webhook receiver: verify, drop repeats, hand the request on.
 
-    python examples/receiver.py --port 9000 --secret "$SEISMO_RECEIVER_SECRET"
+    .venv/bin/python examples/receiver.py --port 9000 --secret "$SEISMO_RECEIVER_SECRET"
+
+(seismo's virtualenv: the receiver imports seismo's reference verifier)
 
 then point seismo at it (``SEISMO_WEBHOOK_URLS='["http://127.0.0.1:9000/hook"]'`` and the
 same secret in ``SEISMO_WEBHOOK_SECRETS='["..."]'``). Each accepted "dossier update
