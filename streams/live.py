@@ -182,8 +182,11 @@ def make_app(
     token: str,
     dossiers: list[str] | None = None,
     metrics: Metrics | None = None,
+    keepalive_seconds: float = 15.0,
 ) -> web.Application:
-    """The web app over ``board``; ``dossiers`` (from the watchlist) seed the filter list."""
+    """The web app over ``board``; ``dossiers`` (from the watchlist) seed the filter list.
+    An idle event stream gets a comment every ``keepalive_seconds`` (it also finds out
+    that a browser went away)."""
     known = sorted(set(dossiers or []))
     metrics = metrics or Metrics(CollectorRegistry())
 
@@ -226,13 +229,16 @@ def make_app(
                 await resp.write(_sse("snapshot", payload(flt)))
                 while True:
                     try:
-                        entry = await asyncio.wait_for(queue.get(), timeout=15)
+                        entry = await asyncio.wait_for(queue.get(), timeout=keepalive_seconds)
                     except TimeoutError:
                         await resp.write(b": keep-alive\n\n")
                         continue
                     await resp.write(_sse("alert", entry))
-        finally:  # the browser went away (a write fails or the handler is cancelled)
+        except ConnectionResetError:  # a closed tab: normal, the stream just ends
+            log.debug("live page: client %s went away", request.remote)
+        finally:  # the browser went away (a write failed or the handler is cancelled)
             metrics.live_clients.dec()
+        return resp
 
     async def prometheus(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
