@@ -167,11 +167,17 @@ async def follow_alerts(settings: Settings, board: AlertBoard) -> None:
         await consumer.stop()
 
 
+def bearer_of(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header ("" if none); the scheme
+    name is case-insensitive (RFC 7235)."""
+    scheme, _, credentials = header.strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
 def _authorized(request: web.Request, token: str) -> bool:
-    header = request.headers.get("Authorization", "")
     offered = [
         request.query.get("token", ""),
-        header.removeprefix("Bearer ") if header.startswith("Bearer ") else "",
+        bearer_of(request.headers.get("Authorization", "")),
         request.cookies.get(COOKIE, ""),
     ]
     return any(o and hmac.compare_digest(o.encode(), token.encode()) for o in offered)

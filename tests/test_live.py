@@ -68,6 +68,13 @@ def test_app_needs_the_token_and_streams_a_snapshot_then_news() -> None:
             bearer = {"Authorization": "Bearer tok"}
             got = await (await client.get("/api/alerts", headers=bearer)).json()
             assert [a["id"] for a in got["alerts"]] == ["old"]
+            # the scheme is case-insensitive (RFC 7235); the token is not
+            client.session.cookie_jar.clear()
+            for header, status in [("bearer tok", 200), ("BEARER  tok", 200), ("Bearer TOK", 401)]:
+                got_status = (
+                    await client.get("/api/alerts", headers={"Authorization": header})
+                ).status
+                assert got_status == status, header
             assert (await client.get("/api/alerts?severity=bad", headers=bearer)).status == 400
 
             resp = await client.get("/events?dossier=china-ai-rising", headers=bearer)
