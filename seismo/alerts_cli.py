@@ -115,7 +115,10 @@ def register(sub: Any) -> None:
         help="send webhook records to this URL instead of the one they failed on",
     )
     r.add_argument(
-        "--dry-run", action="store_true", help="list what would be sent; send and commit nothing"
+        "--dry-run",
+        action="store_true",
+        help="tell what a real run would do with each record (would send / would fail: "
+        "its sink is not configured any more); send and commit nothing",
     )
     r.add_argument("--group", help="consumer group (default <app group>.redeliver)")
     r.set_defaults(func=cmd_redeliver)
