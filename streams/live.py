@@ -194,7 +194,7 @@ def make_app(
     An idle event stream gets a comment every ``keepalive_seconds`` (it also finds out
     that a browser went away)."""
     known = sorted(set(dossiers or []))
-    metrics = metrics or Metrics(CollectorRegistry())
+    metrics = metrics or Metrics(CollectorRegistry(), process="live")
 
     @web.middleware
     async def guard(

@@ -54,7 +54,7 @@ def rule_exprs() -> list[str]:
 def exported_names() -> set[str]:
     """Every sample name the worker can export: seismo_* and Faust's seismo_faust_*."""
     registry = CollectorRegistry()
-    Metrics(registry)
+    Metrics(registry, process="all")
     FaustMetrics.create(registry, "seismo_faust")
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
     return {

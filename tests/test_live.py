@@ -94,7 +94,7 @@ def test_app_needs_the_token_and_streams_a_snapshot_then_news() -> None:
 
 
 def test_live_clients_follow_sse_connections_and_metrics_are_public() -> None:
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), process="live")
 
     def clients() -> float | None:
         return metrics.registry.get_sample_value("seismo_live_clients")
@@ -131,7 +131,7 @@ def test_live_clients_follow_sse_connections_and_metrics_are_public() -> None:
 def test_a_browser_going_away_ends_its_stream_without_an_error_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), process="live")
 
     async def go() -> None:
         app = make_app(AlertBoard(), "tok", metrics=metrics, keepalive_seconds=0.05)
@@ -160,6 +160,20 @@ def test_a_browser_going_away_ends_its_stream_without_an_error_logged(
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not errors, [r.getMessage() for r in errors]
     assert any("went away" in r.getMessage() for r in caplog.records)
+
+
+def test_the_live_page_exports_only_its_own_series() -> None:
+    async def go() -> str:
+        client = TestClient(TestServer(make_app(AlertBoard(), "tok")))
+        await client.start_server()
+        try:
+            return await (await client.get("/metrics")).text()
+        finally:
+            await client.close()
+
+    body = asyncio.run(go())
+    assert "seismo_live_clients 0.0" in body
+    assert "seismo_detector_keys" not in body  # a worker's series: no misleading 0 here
 
 
 async def sse_events(resp: Any) -> Any:
