@@ -71,6 +71,19 @@ def test_dashboards_are_generated_from_the_committed_script() -> None:
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.parametrize("args", [["--help"], ["--bogus"]])
+def test_dashboard_script_help_and_bad_options_write_nothing(args: list[str]) -> None:
+    before = {p: p.stat().st_mtime_ns for p in (GRAFANA / "dashboards").glob("*.json")}
+    res = subprocess.run(
+        [sys.executable, str(GRAFANA / "build_dashboards.py"), *args],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == (0 if args == ["--help"] else 2), res.stderr
+    assert "--check" in res.stdout + res.stderr
+    assert {p: p.stat().st_mtime_ns for p in (GRAFANA / "dashboards").glob("*.json")} == before
+
+
 def test_dashboards_are_well_formed_and_use_the_provisioned_datasource() -> None:
     ds = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
     uid = ds["datasources"][0]["uid"]
