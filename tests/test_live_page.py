@@ -113,7 +113,10 @@ def test_live_page_shows_a_new_alert_within_2s(
                 # filters: severity, then dossier
                 await page.select_option("#severity", "critical")
                 await page.wait_for_selector('[data-alert-id="earlier"]', state="detached")
-                assert await page.locator('[data-alert-id="fresh"]').count() == 1
+                # the cards go when the new stream opens, its snapshot brings them back (the
+                # stream carries no token: the cookie must open it)
+                await page.wait_for_selector('[data-alert-id="fresh"]', timeout=10_000)
+                assert await page.locator("article.alert").count() == 1
                 await page.select_option("#severity", "")
                 await page.select_option("#dossier", "ai-chips")
                 await page.wait_for_selector('[data-alert-id="fresh"]', state="detached")
