@@ -185,7 +185,10 @@ class Metrics:
             "seismo_posts_out_total", "Records produced, by stage and source", ["stage", "source"]
         )
         self.dlq = counter(
-            "seismo_dlq_total", "Records sent to the dead-letter topic, by stage", ["stage"]
+            "seismo_dlq_total",
+            "Records sent to a dead-letter topic, by stage (deliver: alerts.dlq.v1, "
+            "the others: dlq.v1)",
+            ["stage"],
         )
         self.duplicates = counter(
             "seismo_duplicates_skipped_total",
