@@ -20,9 +20,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = settings_from(args, live_host=args.host, live_port=args.port)
     token = settings.live_token.get_secret_value() if settings.live_token else None
-    if not token:
+    if token:  # a secret setting: not printed
+        with_token, token_note = "", " (token: the configured live_token)"
+    else:
         token = secrets.token_urlsafe(18)
         progress("no live_token configured: using a fresh random token for this run")
+        with_token, token_note = f"?token={token}", ""
     dossiers = [d.id for d in load_watchlist(settings.watchlist).dossiers]
 
     async def go() -> None:
@@ -37,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             dossiers,
             stop,
             on_listening=lambda url: progress(
-                f"live alerts on {url}?token={token} — Ctrl-C to stop"
+                f"live alerts on {url}{with_token}{token_note} — Ctrl-C to stop"
             ),
         )
 
@@ -112,7 +115,10 @@ def register(sub: Any) -> None:
         help="send webhook records to this URL instead of the one they failed on",
     )
     r.add_argument(
-        "--dry-run", action="store_true", help="list what would be sent; send and commit nothing"
+        "--dry-run",
+        action="store_true",
+        help="tell what a real run would do with each record (would send / would fail: "
+        "its sink is not configured any more); send and commit nothing",
     )
     r.add_argument("--group", help="consumer group (default <app group>.redeliver)")
     r.set_defaults(func=cmd_redeliver)

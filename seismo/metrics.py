@@ -16,7 +16,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -132,10 +132,26 @@ class _OpenAlert(NamedTuple):
     score: float
 
 
-class Metrics:
-    """All seismo_* series of one process (see README, "Metrics", for the table)."""
+# The processes that own a series without labels. Such a series shows 0 from the start, so
+# a process that never sets it would export a misleading 0: only its owner exports it.
+# Labelled series appear only once a process sets them, so every process may hold them.
+Owner = Literal["worker", "live"]
 
-    def __init__(self, registry: CollectorRegistry, label_cap: int = 200) -> None:
+
+class Metrics:
+    """All seismo_* series of one process (see README, "Metrics", for the table).
+
+    ``process``: the kind of process, which exports its own series without labels:
+    ``worker``, ``live`` (the live page), ``None`` for the others (connectors, tools), or
+    ``all`` for every series (tests, the README table).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        label_cap: int = 200,
+        process: Owner | Literal["all"] | None = None,
+    ) -> None:
         self.registry = registry
         self.source = LabelCap(64)
         self.dossier = LabelCap(label_cap)
@@ -151,8 +167,10 @@ class Metrics:
         def counter(name: str, doc: str, labels: list[str]) -> Counter:
             return Counter(name, doc, labels, registry=registry)
 
-        def gauge(name: str, doc: str, labels: list[str]) -> Gauge:
-            return Gauge(name, doc, labels, registry=registry)
+        def gauge(name: str, doc: str, labels: list[str], owner: Owner | None = None) -> Gauge:
+            # another process's gauge is still there to set, but not registered (not exported)
+            mine = owner is None or process in ("all", owner)
+            return Gauge(name, doc, labels, registry=registry if mine else None)
 
         def histogram(
             name: str, doc: str, labels: list[str], buckets: tuple[float, ...]
@@ -167,7 +185,10 @@ class Metrics:
             "seismo_posts_out_total", "Records produced, by stage and source", ["stage", "source"]
         )
         self.dlq = counter(
-            "seismo_dlq_total", "Records sent to the dead-letter topic, by stage", ["stage"]
+            "seismo_dlq_total",
+            "Records sent to a dead-letter topic, by stage (deliver: alerts.dlq.v1, "
+            "the others: dlq.v1)",
+            ["stage"],
         )
         self.duplicates = counter(
             "seismo_duplicates_skipped_total",
@@ -243,6 +264,7 @@ class Metrics:
             "Burst keys the detector holds by name (watchlist keys with exact cells plus "
             "emerging candidates), over the partitions of this worker",
             [],
+            owner="worker",
         )
         self.alert_events = counter(
             "seismo_alerts_total",
@@ -273,13 +295,14 @@ class Metrics:
             LATENCY_BUCKETS,
         )
         self.live_clients = gauge(
-            "seismo_live_clients", "Clients connected to the live alert page", []
+            "seismo_live_clients", "Clients connected to the live alert page", [], owner="live"
         )
 
         # --- connectors (issue 3), label source ------------------------------------------
         self.connector_events = counter(
             "seismo_connector_events_total",
-            "Connector events by source and outcome (received, produced, skipped, invalid)",
+            "Connector events by source and outcome: received, produced, skipped (malformed), "
+            "duplicate, and items not forwarded (deleted, dead, missing, ignored)",
             ["source", "outcome"],
         )
         self.connector_reconnects = counter(

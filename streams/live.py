@@ -167,11 +167,17 @@ async def follow_alerts(settings: Settings, board: AlertBoard) -> None:
         await consumer.stop()
 
 
+def bearer_of(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header ("" if none); the scheme
+    name is case-insensitive (RFC 7235)."""
+    scheme, _, credentials = header.strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
 def _authorized(request: web.Request, token: str) -> bool:
-    header = request.headers.get("Authorization", "")
     offered = [
         request.query.get("token", ""),
-        header.removeprefix("Bearer ") if header.startswith("Bearer ") else "",
+        bearer_of(request.headers.get("Authorization", "")),
         request.cookies.get(COOKIE, ""),
     ]
     return any(o and hmac.compare_digest(o.encode(), token.encode()) for o in offered)
@@ -182,10 +188,13 @@ def make_app(
     token: str,
     dossiers: list[str] | None = None,
     metrics: Metrics | None = None,
+    keepalive_seconds: float = 15.0,
 ) -> web.Application:
-    """The web app over ``board``; ``dossiers`` (from the watchlist) seed the filter list."""
+    """The web app over ``board``; ``dossiers`` (from the watchlist) seed the filter list.
+    An idle event stream gets a comment every ``keepalive_seconds`` (it also finds out
+    that a browser went away)."""
     known = sorted(set(dossiers or []))
-    metrics = metrics or Metrics(CollectorRegistry())
+    metrics = metrics or Metrics(CollectorRegistry(), process="live")
 
     @web.middleware
     async def guard(
@@ -226,13 +235,16 @@ def make_app(
                 await resp.write(_sse("snapshot", payload(flt)))
                 while True:
                     try:
-                        entry = await asyncio.wait_for(queue.get(), timeout=15)
+                        entry = await asyncio.wait_for(queue.get(), timeout=keepalive_seconds)
                     except TimeoutError:
                         await resp.write(b": keep-alive\n\n")
                         continue
                     await resp.write(_sse("alert", entry))
-        finally:  # the browser went away (a write fails or the handler is cancelled)
+        except ConnectionResetError:  # a closed tab: normal, the stream just ends
+            log.debug("live page: client %s went away", request.remote)
+        finally:  # the browser went away (a write failed or the handler is cancelled)
             metrics.live_clients.dec()
+        return resp
 
     async def prometheus(request: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)

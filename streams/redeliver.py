@@ -6,6 +6,10 @@ sent to its sink again (same body, same Idempotency-Key, so the receiver sees on
 delivery per alert version); its offset is committed once it was delivered or, when it fails
 again, once it was put back on the topic with ``redeliveries`` + 1. A second run therefore
 sends nothing twice, and a record never disappears without being delivered.
+
+A dry run sends and commits nothing; it tells for each record what a real run would do:
+``would_send`` (its sink is configured) or ``would_fail`` (it is not any more), or why it
+would be skipped.
 """
 
 from __future__ import annotations
@@ -39,11 +43,17 @@ class RedeliverStats:
     sent: int = 0
     failed: int = 0
     skipped: int = 0
+    would_send: int = 0  # dry runs only
+    would_fail: int = 0
+    dry_run: bool = False
     items: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
+        """The tally; the ``would_*`` counts only for a dry run."""
         d = asdict(self)
         d.pop("items")
+        if not d.pop("dry_run"):
+            del d["would_send"], d["would_fail"]
         return d
 
 
@@ -68,7 +78,7 @@ async def redeliver(
     topic = settings.topic(ALERTS_DLQ)
     bootstrap = bootstrap_of(settings)
     ends = {tp: end for tp, end in (await end_offsets(bootstrap, [topic])).items() if end > 0}
-    stats = RedeliverStats()
+    stats = RedeliverStats(dry_run=dry_run)
     if not ends:
         progress(f"{topic} is empty: nothing to redeliver")
         return stats
@@ -103,7 +113,7 @@ async def redeliver(
                     setattr(stats, outcome["outcome"], getattr(stats, outcome["outcome"]) + 1)
                     progress(
                         f"[{stats.read}/{pending}] {outcome.get('request', '?')} -> "
-                        f"{outcome.get('target', '?')}: {outcome['outcome']}"
+                        f"{outcome.get('target', '?')}: {outcome['outcome'].replace('_', ' ')}"
                         + (f" ({outcome['reason']})" if outcome.get("reason") else "")
                     )
                     if not dry_run:
@@ -142,12 +152,15 @@ async def _one(
     ident = (alert.id, alert.version, fd.sink, item["target"])
     if ident in done:  # parked twice (e.g. after a crash): one delivery is enough
         return {**item, "outcome": "skipped", "reason": "already redelivered in this run"}
-    if dry_run:
-        return {**item, "outcome": "skipped", "reason": "dry run"}
+    failure: DeliveryFailure | None
     if sink is None:
-        failure: DeliveryFailure | None = DeliveryFailure(
-            fd.sink, fd.target, f"{fd.sink} {fd.target} is not configured any more", 0
-        )
+        gone = f"{fd.sink} {fd.target} is not configured any more"
+        if dry_run:
+            return {**item, "outcome": "would_fail", "reason": gone}
+        failure = DeliveryFailure(fd.sink, fd.target, gone, 0)
+    elif dry_run:
+        done.add(ident)  # like a delivery: a second copy in this run would be skipped
+        return {**item, "outcome": "would_send"}
     else:
         failure = await sinks.deliver_to(sink, alert, fd.alert)
     if failure is None:

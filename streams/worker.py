@@ -28,7 +28,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
     faust_fixes.apply()
     watchlist = load_watchlist(settings.watchlist)
     registry = new_registry()
-    metrics = Metrics(registry)
+    metrics = Metrics(registry, process="worker")
     app = create_app(settings)
     setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="seismo_faust")
     sinks = sinks_from_settings(settings, metrics, watchlist)

@@ -24,17 +24,23 @@ from tests.helpers import (
 pytestmark = pytest.mark.broker
 
 
-def produce_alerts(bootstrap: str, topic: str, alerts: list[Alert]) -> None:
+def produce_records(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """(key, value) records, in order."""
+
     async def go() -> None:
         p = AIOKafkaProducer(bootstrap_servers=bootstrap)
         await p.start()
         try:
-            for a in alerts:
-                await p.send_and_wait(topic, a.to_bytes(), key=a.id.encode())
+            for key, value in records:
+                await p.send_and_wait(topic, value, key=key)
         finally:
             await p.stop()
 
     asyncio.run(go())
+
+
+def produce_alerts(bootstrap: str, topic: str, alerts: list[Alert]) -> None:
+    produce_records(bootstrap, topic, [(a.id.encode(), a.to_bytes()) for a in alerts])
 
 
 def wait_parked(env: dict[str, str], want: int, timeout: float = 90) -> list[FailedDelivery]:
@@ -135,3 +141,47 @@ def test_redeliver_parks_again_what_still_fails(worker_env: dict[str, str], kafk
             "skipped": 0,
         }
         assert [h["Idempotency-Key"] for h in rx.headers] == ["abc123.v1"]
+
+
+def test_a_dry_run_tells_what_a_real_run_would_do(worker_env: dict[str, str], kafka: str) -> None:
+    ns = worker_env["SEISMO_NAMESPACE"]
+    with WebhookReceiver() as rx:
+        env = {**worker_env, "SEISMO_WEBHOOK_URLS": json.dumps([rx.url])}
+        alert = make_alert(1)
+        gone = "http://127.0.0.1:9/removed-from-settings"
+        parked = [
+            FailedDelivery(
+                alert_id=alert.id,
+                alert_version=1,
+                sink="webhook",
+                target=target,
+                reason="HTTP 503",
+                attempts=5,
+                failed_at=alert.detected_at,
+                alert=alert.model_dump(mode="json"),
+            )
+            for target in (rx.url, gone)
+        ]
+        produce_records(kafka, f"{ns}.alerts.dlq.v1", [(b"abc123", p.to_bytes()) for p in parked])
+
+        dry = run_seismo(env, "alerts", "redeliver", "--dry-run")
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        *items, summary = [json.loads(x) for x in dry.stdout.splitlines()]
+        assert [(i["target"], i["outcome"]) for i in items] == [
+            (rx.url, "would_send"),
+            (gone, "would_fail"),
+        ]
+        assert items[1]["reason"] == f"webhook {gone} is not configured any more"
+        assert "would fail (webhook" in dry.stderr
+        assert summary == {
+            **{"read": 2, "sent": 0, "failed": 0, "skipped": 0},
+            **{"would_send": 1, "would_fail": 1},
+        }
+        assert rx.attempts == 0
+
+        # the real run does what the dry run said
+        res = run_seismo(env, "alerts", "redeliver")
+        *items, summary = [json.loads(x) for x in res.stdout.splitlines()]
+        assert [i["outcome"] for i in items] == ["sent", "failed"]
+        assert items[1]["reason"] == f"webhook {gone} is not configured any more"
+        assert summary == {"read": 2, "sent": 1, "failed": 1, "skipped": 0}

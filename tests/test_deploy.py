@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,9 @@ import yaml
 from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 
+from connectors.base import CursorStore, FatalSourceError
+from connectors.cli import SOURCES, build_source
+from seismo.config import Settings, env_name
 from seismo.metrics import Metrics
 from tests.helpers import REPO
 
@@ -50,7 +54,7 @@ def rule_exprs() -> list[str]:
 def exported_names() -> set[str]:
     """Every sample name the worker can export: seismo_* and Faust's seismo_faust_*."""
     registry = CollectorRegistry()
-    Metrics(registry)
+    Metrics(registry, process="all")
     FaustMetrics.create(registry, "seismo_faust")
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
     return {
@@ -65,6 +69,19 @@ def test_dashboards_are_generated_from_the_committed_script() -> None:
         text=True,
     )
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--bogus"]])
+def test_dashboard_script_help_and_bad_options_write_nothing(args: list[str]) -> None:
+    before = {p: p.stat().st_mtime_ns for p in (GRAFANA / "dashboards").glob("*.json")}
+    res = subprocess.run(
+        [sys.executable, str(GRAFANA / "build_dashboards.py"), *args],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == (0 if args == ["--help"] else 2), res.stderr
+    assert "--check" in res.stdout + res.stderr
+    assert {p: p.stat().st_mtime_ns for p in (GRAFANA / "dashboards").glob("*.json")} == before
 
 
 def test_dashboards_are_well_formed_and_use_the_provisioned_datasource() -> None:
@@ -137,15 +154,23 @@ def test_promtool(args: list[str]) -> None:
     assert "SUCCESS" in res.stdout + res.stderr
 
 
+# compose profiles: `connectors` starts the connectors that need no settings, the others
+# one connector each (named after it)
+PROFILES = ["connectors", "tools", "reddit", "x", "x-push", "rss", "bluesky", "hackernews"]
+
+
 def compose_config(tmp_path: Path) -> dict[str, Any]:
-    """``docker-compose config`` of the repository's file with .env from .env.example."""
+    """``docker-compose config`` of the repository's file, every profile, with .env and
+    seismo.env from their examples."""
     exe = shutil.which("docker-compose")
     if exe is None:
         pytest.skip("docker-compose not installed (Debian package docker-compose)")
     shutil.copy(REPO / ".env.example", tmp_path / ".env")
+    shutil.copy(REPO / "seismo.env.example", tmp_path / "seismo.env")
     shutil.copy(REPO / "docker-compose.yml", tmp_path / "docker-compose.yml")
     cmd = [exe, "--project-directory", str(tmp_path), "-f", str(tmp_path / "docker-compose.yml")]
-    for extra in (["config", "-q"], ["--profile", "connectors", "--profile", "tools", "config"]):
+    every = [arg for p in PROFILES for arg in ("--profile", p)]
+    for extra in (["config", "-q"], [*every, "config"]):
         res = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stderr
     parsed: dict[str, Any] = yaml.safe_load(res.stdout)
@@ -169,8 +194,9 @@ def test_compose_file_is_valid_and_complete(tmp_path: Path) -> None:
     connectors = {n: s for n, s in services.items() if n.startswith("connector-")}
     assert set(connectors) == scraped
     for name, svc in connectors.items():
-        assert svc["command"] == ["connect", name.removeprefix("connector-")]
-        assert svc["profiles"] == ["connectors"]
+        source = name.removeprefix("connector-")
+        assert svc["command"] == ["connect", source]
+        assert source in svc["profiles"] and set(svc["profiles"]) <= set(PROFILES)
         port = jobs["seismo-connectors"]["dns_sd_configs"][0]["port"]
         assert svc["environment"]["SEISMO_METRICS_PORT"] == str(port)
     assert jobs["seismo-worker"]["dns_sd_configs"][0]["names"] == ["worker"]
@@ -209,3 +235,96 @@ def test_dockerfile_copies_every_package_the_project_installs() -> None:
                 copied.add(s)
     assert {p.rstrip("*") for p in packages} <= copied
     assert "pyproject.toml" in copied
+
+
+def connector_services(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    services = compose_config(tmp_path)["services"]
+    return {n.removeprefix("connector-"): s for n, s in services.items() if "connector-" in n}
+
+
+def test_the_connectors_profile_starts_only_connectors_that_need_no_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a connector without its settings exits at start and restarts over and over
+    for key in [k for k in os.environ if k.startswith("SEISMO_")]:
+        monkeypatch.delenv(key)
+    services = connector_services(tmp_path)
+    assert set(services) == set(SOURCES)
+    by_default = set()
+    for source, svc in services.items():
+        try:
+            build_source(source, Settings())
+            by_default.add(source)
+        except FatalSourceError:
+            assert svc["profiles"] == [source], source
+    assert by_default == {s for s, svc in services.items() if "connectors" in svc["profiles"]}
+    assert by_default, "no connector starts without settings"
+
+
+def env_example_settings() -> dict[str, str]:
+    """Every SEISMO_* line of seismo.env.example, commented placeholders included."""
+    text = (REPO / "seismo.env.example").read_text(encoding="utf-8")
+    found = re.findall(r"^#? ?(SEISMO_\w+)=(.*)$", text, flags=re.M)
+    return {name: value for name, value in found}
+
+
+def test_seismo_env_example_documents_every_connectors_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = env_example_settings()
+    assert settings.keys() <= {env_name(f) for f in Settings.model_fields}
+    for key in [k for k in os.environ if k.startswith("SEISMO_")]:
+        monkeypatch.delenv(key)
+    for name, value in settings.items():
+        if name != "SEISMO_WATCHLIST":  # a path inside the container
+            monkeypatch.setenv(name, value or "placeholder")
+    # with every placeholder filled in, every connector starts
+    for source in SOURCES:
+        assert build_source(source, Settings()).name, source
+
+
+def test_x_push_listens_on_all_addresses_and_is_published_on_loopback(tmp_path: Path) -> None:
+    svc = connector_services(tmp_path)["x-push"]
+    env = svc["environment"]
+    assert env["SEISMO_X_PUSH_HOST"] == "0.0.0.0"
+    # docker-compose 1.29 prints ports as "host_ip:published:target/proto"
+    published = [str(p) for p in svc["ports"]]
+    assert len(published) == 1, published
+    host_ip, _port, target = published[0].removesuffix("/tcp").split(":")
+    assert host_ip == "127.0.0.1" and target == env["SEISMO_X_PUSH_PORT"]
+
+
+def image_env(name: str) -> str:
+    """A variable the Dockerfile sets with ENV."""
+    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
+        if line.startswith("ENV "):
+            found = re.search(rf"\b{name}=(\S+)", line)
+            if found:
+                return found[1]
+    raise AssertionError(f"Dockerfile sets no {name}")
+
+
+def test_connector_cursors_are_on_a_named_volume(tmp_path: Path) -> None:
+    config = compose_config(tmp_path)
+    data_dir = Path(image_env("SEISMO_DATA_DIR"))
+    # the image creates the data dir for its user: a new named volume copies its owner
+    assert f"install -d -o nobody -g nogroup {data_dir}" in (DEPLOY / "Dockerfile").read_text()
+    assert "USER nobody" in (DEPLOY / "Dockerfile").read_text()
+    cursors = set()
+    for source, svc in connector_services(tmp_path).items():
+        data = Path(svc["environment"].get("SEISMO_DATA_DIR", data_dir))
+        cursor = CursorStore.for_source(Settings(data_dir=data), source).path
+        mounts = [str(v).split(":") for v in svc["volumes"]]
+        named = [(src, Path(dst)) for src, dst, *_ in mounts if src in config["volumes"]]
+        assert any(cursor.is_relative_to(dst) for _src, dst in named), (source, mounts)
+        cursors.add(cursor)
+    assert len(cursors) == len(SOURCES)  # one volume may hold them all
+
+
+def test_seismo_containers_get_only_seismo_settings(tmp_path: Path) -> None:
+    services = compose_config(tmp_path)["services"]
+    assert services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "change-me"
+    for name, svc in services.items():
+        if svc.get("image") == "seismo:latest":
+            env = svc.get("environment", {})
+            assert all(key.startswith("SEISMO_") for key in env), (name, sorted(env))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
+import aiohttp
+import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
@@ -64,6 +68,13 @@ def test_app_needs_the_token_and_streams_a_snapshot_then_news() -> None:
             bearer = {"Authorization": "Bearer tok"}
             got = await (await client.get("/api/alerts", headers=bearer)).json()
             assert [a["id"] for a in got["alerts"]] == ["old"]
+            # the scheme is case-insensitive (RFC 7235); the token is not
+            client.session.cookie_jar.clear()
+            for header, status in [("bearer tok", 200), ("BEARER  tok", 200), ("Bearer TOK", 401)]:
+                got_status = (
+                    await client.get("/api/alerts", headers={"Authorization": header})
+                ).status
+                assert got_status == status, header
             assert (await client.get("/api/alerts?severity=bad", headers=bearer)).status == 400
 
             resp = await client.get("/events?dossier=china-ai-rising", headers=bearer)
@@ -83,7 +94,7 @@ def test_app_needs_the_token_and_streams_a_snapshot_then_news() -> None:
 
 
 def test_live_clients_follow_sse_connections_and_metrics_are_public() -> None:
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(CollectorRegistry(), process="live")
 
     def clients() -> float | None:
         return metrics.registry.get_sample_value("seismo_live_clients")
@@ -115,6 +126,54 @@ def test_live_clients_follow_sse_connections_and_metrics_are_public() -> None:
         assert clients() == 0  # a server shutdown closes the rest
 
     asyncio.run(go())
+
+
+def test_a_browser_going_away_ends_its_stream_without_an_error_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics(CollectorRegistry(), process="live")
+
+    async def go() -> None:
+        app = make_app(AlertBoard(), "tok", metrics=metrics, keepalive_seconds=0.05)
+        # a runner as `seismo alerts serve` makes it (TestServer cancels a handler whose
+        # client is gone, the real server lets it run into its next write)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession() as session:
+                resp = await session.get(f"http://127.0.0.1:{port}/events?token=tok")
+                await anext(sse_events(resp))
+                resp.close()  # the tab closes; the next keep-alive write finds it gone
+            for _ in range(100):
+                if metrics.registry.get_sample_value("seismo_live_clients") == 0:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # a traceback would be logged by now
+        finally:
+            await runner.cleanup()
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(go())
+    assert metrics.registry.get_sample_value("seismo_live_clients") == 0
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not errors, [r.getMessage() for r in errors]
+    assert any("went away" in r.getMessage() for r in caplog.records)
+
+
+def test_the_live_page_exports_only_its_own_series() -> None:
+    async def go() -> str:
+        client = TestClient(TestServer(make_app(AlertBoard(), "tok")))
+        await client.start_server()
+        try:
+            return await (await client.get("/metrics")).text()
+        finally:
+            await client.close()
+
+    body = asyncio.run(go())
+    assert "seismo_live_clients 0.0" in body
+    assert "seismo_detector_keys" not in body  # a worker's series: no misleading 0 here
 
 
 async def sse_events(resp: Any) -> Any:

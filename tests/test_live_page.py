@@ -86,10 +86,14 @@ def test_live_page_shows_a_new_alert_within_2s(
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = await browser.new_page(viewport={"width": 1100, "height": 700})
+                requested: list[str] = []
+                page.on("request", lambda r: requested.append(r.url))
                 await page.goto(url + "?token=page-token")
                 await page.wait_for_selector('[data-alert-id="earlier"]', timeout=10_000)
                 assert "token" not in page.url  # kept in an HttpOnly cookie instead
                 await page.wait_for_selector("#conn.live", timeout=10_000)
+                streams = [u for u in requested if "/events" in u]
+                assert streams and not any("token" in u for u in streams), requested
 
                 t0 = time.monotonic()
                 await produce(producer, fresh)
@@ -109,7 +113,10 @@ def test_live_page_shows_a_new_alert_within_2s(
                 # filters: severity, then dossier
                 await page.select_option("#severity", "critical")
                 await page.wait_for_selector('[data-alert-id="earlier"]', state="detached")
-                assert await page.locator('[data-alert-id="fresh"]').count() == 1
+                # the cards go when the new stream opens, its snapshot brings them back (the
+                # stream carries no token: the cookie must open it)
+                await page.wait_for_selector('[data-alert-id="fresh"]', timeout=10_000)
+                assert await page.locator("article.alert").count() == 1
                 await page.select_option("#severity", "")
                 await page.select_option("#dossier", "ai-chips")
                 await page.wait_for_selector('[data-alert-id="fresh"]', state="detached")
@@ -132,3 +139,6 @@ def test_live_page_shows_a_new_alert_within_2s(
     assert shot.stat().st_size > 10_000
     assert took < 2.0, f"alert took {took:.2f}s to appear"
     assert proc.returncode == 0, log.read_text()[-3000:]
+    # a configured token is a secret: the start line names it without printing it
+    assert "page-token" not in log.read_text()
+    assert f"live alerts on {url} (token: the configured live_token)" in log.read_text()

@@ -121,7 +121,7 @@ def test_every_metric_is_in_the_readme_table_with_its_labels() -> None:
     rows = {
         m[1]: m[2] for m in re.finditer(r"^\| `(seismo_\w+)` \| \w+ \| ([^|]*) \|", readme, re.M)
     }
-    m = Metrics(CollectorRegistry())
+    m = Metrics(CollectorRegistry(), process="all")
     for fam in m.registry.collect():
         name = fam.name + ("_total" if fam.type == "counter" else "")
         assert name in rows, f"{name} is not documented in README's metric table"
@@ -226,3 +226,35 @@ def test_burst_score_max_is_the_best_open_alert_per_kind_and_dossier() -> None:
     assert best("claim") == 9.0
     m.alert(lifecycle_alert("b", 2, "resolved", "low", score=9.0))
     assert (best("claim"), best("term", "none")) == (0.0, 7.0)
+
+
+def samples(m: Metrics) -> set[str]:
+    """Names of the samples a fresh process exports (series without labels)."""
+    return {s.name for fam in m.registry.collect() for s in fam.samples}
+
+
+def test_a_process_exports_only_its_own_series_without_labels() -> None:
+    every = samples(Metrics(CollectorRegistry(), process="all"))
+    assert every == {"seismo_detector_keys", "seismo_live_clients"}
+    assert samples(Metrics(CollectorRegistry(), process="worker")) == {"seismo_detector_keys"}
+    assert samples(Metrics(CollectorRegistry(), process="live")) == {"seismo_live_clients"}
+    other = Metrics(CollectorRegistry())  # connectors, tools
+    assert samples(other) == set()
+    other.live_clients.inc()  # another process's series can be set, it is not exported
+    other.detector_keys.set(3)
+    assert samples(other) == set()
+
+
+def test_the_connector_outcomes_in_help_are_the_ones_counted() -> None:
+    m = Metrics(CollectorRegistry())
+    help_text = m.connector_events._documentation
+    # every outcome a connector counts: the runner's own and the sources' Checkpoint words
+    code = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "connectors").glob("*.py"))
+    # Checkpoint(cursor, "deleted" if ... else "dead"): the words after the cursor
+    calls = re.findall(r"Checkpoint\([^,\n]*, ([^\n]*)", code)
+    used = {w for call in calls for w in re.findall(r'(?:^|else )"(\w+)"', call)}
+    used |= set(re.findall(r'connector_events\.labels\(name, "(\w+)"\)', code))
+    used |= set(re.findall(r"for outcome in \(([^)]*)\)", code)[0].replace('"', "").split(", "))
+    named = set(re.findall(r"\b[a-z]+\b", help_text.split("outcome", 1)[1]))
+    assert used and used <= named, used - named
+    assert not {"invalid"} & named

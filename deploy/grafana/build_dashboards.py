@@ -10,6 +10,7 @@ runs each expression against a real Prometheus scraping a real worker.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -424,7 +425,17 @@ def render() -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    check = "--check" in argv
+    parser = argparse.ArgumentParser(
+        prog=Path(__file__).name,
+        description=f"Write the Grafana dashboards ({', '.join(DASHBOARDS)}) to "
+        "deploy/grafana/dashboards/ (docker-compose.yml provisions them).",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if a dashboard file is not what this script generates",
+    )
+    check = parser.parse_args(argv).check
     stale = []
     for name, text in render().items():
         path = OUT / name
