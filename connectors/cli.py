@@ -65,6 +65,8 @@ async def run_connector(
         metrics,
         backoff=Backoff(cap=settings.connector_backoff_cap_seconds),
         checkpoint_seconds=settings.connector_checkpoint_seconds,
+        flush_timeout=settings.connector_flush_timeout_seconds,
+        stop_timeout=settings.connector_stop_seconds,
     )
 
     async def report() -> None:

@@ -313,6 +313,20 @@ class Settings(BaseSettings):
         default=50.0, ge=0, description="longest a post waits for its batch to fill"
     )
 
+    # --- connector robustness ----------------------------------------------------------
+    connector_flush_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="longest a connector waits for Kafka to acknowledge its posts; past it "
+        "the flush is an error: backoff, and the posts are sent again from the saved cursor",
+    )
+    connector_stop_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="on Ctrl-C / SIGTERM, longest a connector waits for Kafka to take its "
+        "last posts; the rest are not acknowledged, so they are read again on restart",
+    )
+
     @field_validator("namespace")
     @classmethod
     def _namespace_ok(cls, v: str) -> str:

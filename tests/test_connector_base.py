@@ -232,6 +232,92 @@ async def test_stop_is_prompt_while_upstream_is_silent(tmp_path: Path) -> None:
     assert time.monotonic() - t < 1.0
 
 
+async def finishes(task: asyncio.Task[Any], within: float) -> None:
+    """Fail (not hang) when ``task`` is still running ``within`` seconds from now."""
+    done, _ = await asyncio.wait({task}, timeout=within)
+    assert done, f"still running {within}s after the stop request"
+    task.result()
+
+
+class DownSink(MemorySink):
+    """Kafka gone: once ``down`` is set, flush and stop never return by themselves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.back = asyncio.Event()  # set by the test's cleanup, so a failure can't hang
+
+    async def flush(self) -> None:
+        if self.down:
+            await self.back.wait()
+        await super().flush()
+
+    async def stop(self) -> None:
+        if self.down:
+            await self.back.wait()
+        await super().stop()
+
+
+async def test_flush_without_ack_is_a_retry_and_stop_is_prompt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CursorStore(tmp_path / "c.json")
+    sink = DownSink()
+
+    async def script(cursor: Cursor | None) -> AsyncIterator[Item]:
+        for i in range(3):
+            yield Emit(post(i), {"n": i})
+        sink.down = True
+        for i in range(3, 6):
+            yield Emit(post(i), {"n": i})
+        await asyncio.Event().wait()
+
+    source = FakeSource(script, emits(3, 6))
+    runner, _ = make_runner(source, sink, store)
+    runner.flush_timeout, runner.stop_timeout = 0.2, 0.2
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        deadline = time.monotonic() + 5
+        while runner.stats.reconnects < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        # the hung flush became an error: logged, retried from the durable cursor
+        assert runner.stats.reconnects >= 1
+        assert "did not acknowledge" in caplog.text
+        assert source.started_at[1] == {"n": 2}
+        t = time.monotonic()
+        stop.set()
+        await finishes(task, 5)
+        assert time.monotonic() - t < 2.0
+    finally:
+        sink.back.set()
+        stop.set()
+    assert [p.id for p in sink.acked] == ["0", "1", "2"]
+    assert store.load() == {"n": 2}  # never past what was acknowledged
+
+
+async def test_stop_is_prompt_while_the_sink_cannot_start(tmp_path: Path) -> None:
+    answer = asyncio.Event()  # set by the cleanup, so a failure can't hang
+
+    class SilentKafka(MemorySink):
+        async def start(self) -> None:
+            await answer.wait()  # a socket that accepts and never answers
+
+    sink = SilentKafka()
+    runner, _ = make_runner(FakeSource(), sink, CursorStore(tmp_path / "c.json"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await asyncio.sleep(0.05)
+        t = time.monotonic()
+        stop.set()
+        await finishes(task, 3)
+        assert time.monotonic() - t < 1.0
+        assert sink.stopped
+    finally:
+        answer.set()
+
+
 def test_backoff_is_capped_jittered_and_resets() -> None:
     b = Backoff(base=1.0, cap=8.0, rng=random.Random(7))
     delays = [b.next_delay() for _ in range(8)]
