@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,8 +30,11 @@ from connectors.base import (
     Skip,
     Source,
 )
+from connectors.cli import run_connector
 from seismo.config import load_settings
 from seismo.contracts import POSTS_RAW, Post, decode
+from seismo.errors import SeismoError
+from seismo.kafka import ensure_topics
 from seismo.metrics import Metrics
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -316,6 +320,44 @@ async def test_stop_is_prompt_while_the_sink_cannot_start(tmp_path: Path) -> Non
         assert sink.stopped
     finally:
         answer.set()
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """host:port of a socket that accepts connections and never says a word."""
+    hold = asyncio.Event()
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await hold.wait()
+        writer.close()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        hold.set()
+        server.close()
+
+
+async def test_silent_kafka_names_a_reason_and_ctrl_c_stops_the_connect(
+    tmp_path: Path,
+) -> None:
+    async with silent_server() as address:
+        settings = load_settings(kafka_bootstrap=address, data_dir=tmp_path)
+        with pytest.raises(SeismoError, match=r"cannot reach Kafka at .*: no answer within 0.5s"):
+            await asyncio.wait_for(ensure_topics(settings, timeout=0.5), 10)
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            run_connector(FakeSource(), settings, Metrics(CollectorRegistry()), stop)
+        )
+        try:
+            await asyncio.sleep(0.3)
+            t = time.monotonic()
+            stop.set()
+            await finishes(task, 5)
+            assert time.monotonic() - t < 2.0
+        finally:
+            task.cancel()
 
 
 def test_backoff_is_capped_jittered_and_resets() -> None:
