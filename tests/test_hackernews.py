@@ -141,6 +141,7 @@ class Scenario:
     name: str
     faults: dict[str, list[int | str]] = field(default_factory=dict)
     garbage: int | None = None
+    body: str | bytes = '{"id": 14, "type": "comm'  # the garbage item's body
     null_polls: dict[int, int] = field(default_factory=dict)
     sink_delay: float = 0.0
     skipped: int = 0
@@ -154,6 +155,12 @@ SCENARIOS = [
     # aiohttp itself retries a GET once when a reused connection drops, so drop twice
     Scenario("disconnect mid-stream", {"/v0/item/20.json": ["drop", "drop"]}, min_reconnects=1),
     Scenario("garbage item", garbage=14, skipped=1),
+    Scenario(
+        "item not UTF-8",
+        garbage=14,
+        body=b'{"id": 14, "type": "comment", "time": 1767225614, "text": "caf\xe9"}',
+        skipped=1,
+    ),
     Scenario("item not yet replicated", null_polls={16: 2}),
     Scenario("slow consumer", sink_delay=0.01),
 ]
@@ -164,7 +171,7 @@ async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
     items = corpus()
     want = wanted(items)
     if sc.garbage is not None:
-        items[sc.garbage] = '{"id": 14, "type": "comm'
+        items[sc.garbage] = sc.body
         want.remove(str(sc.garbage))
     async with FakeHackerNews(items, delay=0.005) as server:
         server.faults = {k: list(v) for k, v in sc.faults.items()}
@@ -185,6 +192,10 @@ async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
     if not sc.null_polls:
         assert ids == want  # in id order (a late item comes when it comes)
     assert runner.stats.skipped == sc.skipped
+    if sc.garbage is not None:  # dead-lettered with a reason that names the URL
+        [(_, reason)] = sink.dead_letters
+        assert f"/item/{sc.garbage}.json" in reason
+        assert ("not UTF-8" in reason) == isinstance(sc.body, bytes)
     assert runner.stats.reconnects >= sc.min_reconnects
     assert outcomes(runner.metrics, "hackernews", "deleted", "dead", "ignored") == [1, 1, 1]
     assert server.max_in_flight <= 3
