@@ -378,6 +378,7 @@ class ConnectorRunner:
         self.saved: Cursor | None = None  # durable: everything before it is in Kafka
         self.pending: Cursor | None = None  # newest cursor handed to the sink
         self._last_checkpoint = 0.0
+        self._unacked = 0  # posts sent since the last successful flush
 
     async def run(self, stop: asyncio.Event) -> RunStats:
         name = self.source.name
@@ -470,8 +471,7 @@ class ConnectorRunner:
                     self.metrics.connector_events.labels(name, "duplicate").inc()
                 else:
                     await self.sink.send(item.post)
-                    self.stats.produced += 1
-                    self.metrics.connector(name, "produced")
+                    self._unacked += 1  # counted as produced once Kafka acknowledges it
                     lag = (self.now() - item.post.created_at).total_seconds()
                     self.metrics.connector_lag.labels(name).set(max(0.0, lag))
             elif isinstance(item, Skip):
@@ -526,6 +526,7 @@ class ConnectorRunner:
             # last save, so the next connection starts from the durable cursor and resends
             self.pending = self.saved
             self.recent = RecentKeys(self.recent.size)
+            self._unacked = 0  # never acknowledged: not produced (they are sent again)
             if quiet:  # else the caller logs it (once)
                 log.warning(
                     "%s: sink flush failed (%s); will resume from the saved cursor",
@@ -534,6 +535,10 @@ class ConnectorRunner:
                 )
                 return
             raise
+        if self._unacked:
+            self.stats.produced += self._unacked
+            self.metrics.connector(self.source.name, "produced", self._unacked)
+            self._unacked = 0
         if ack is not None and not ack.done():
             ack.set_result(None)
         if self.pending is None or self.pending == self.saved:
