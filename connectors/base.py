@@ -22,7 +22,8 @@ so a restart resumes without loss; posts re-read after the cursor are recognised
 
 Errors are sorted: :class:`FatalSourceError` (bad credentials, bad config) stops the
 connector with a clear message; anything else reconnects with capped exponential backoff
-and full jitter, resetting once data flows again.
+and full jitter, starting over only after a healthy connection (up ``healthy_seconds`` or
+``healthy_posts`` new posts): a stream that sends a post and closes is not hammered.
 """
 
 from __future__ import annotations
@@ -358,6 +359,8 @@ class ConnectorRunner:
         backoff: Backoff | None = None,
         checkpoint_seconds: float = 1.0,
         recent_keys: int = 100_000,
+        healthy_seconds: float = 30.0,
+        healthy_posts: int = 100,
         flush_timeout: float = 30.0,
         stop_timeout: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
@@ -369,6 +372,9 @@ class ConnectorRunner:
         self.metrics = metrics
         self.backoff = backoff or Backoff()
         self.checkpoint_seconds = checkpoint_seconds
+        # the backoff starts over only after a connection that was healthy: up this long,
+        # or this many new posts (a stream that sends one post and closes is not healthy)
+        self.healthy_seconds, self.healthy_posts = healthy_seconds, healthy_posts
         self.flush_timeout = flush_timeout  # an unacknowledged flush is an error after this
         self.stop_timeout = stop_timeout  # on stop, the last flush gets this long
         self.recent = RecentKeys(recent_keys)
@@ -379,6 +385,7 @@ class ConnectorRunner:
         self.pending: Cursor | None = None  # newest cursor handed to the sink
         self._last_checkpoint = 0.0
         self._unacked = 0  # posts sent since the last successful flush
+        self._fresh = 0  # new posts on the current connection
 
     async def run(self, stop: asyncio.Event) -> RunStats:
         name = self.source.name
@@ -402,6 +409,7 @@ class ConnectorRunner:
             self.metrics.connector_events.labels(name, outcome)
         try:
             while not stop.is_set():
+                connected_at, self._fresh = self.clock(), 0
                 try:
                     await self._until_stopped(self._consume(), stop)
                     if stop.is_set():
@@ -411,6 +419,9 @@ class ConnectorRunner:
                     raise
                 except Exception as exc:
                     await self._until_stopped(self._checkpoint(force=True, quiet=True), stop)
+                    healthy = self.clock() - connected_at >= self.healthy_seconds
+                    if healthy or self._fresh >= self.healthy_posts:
+                        self.backoff.reset()
                     retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
                     delay = self.backoff.next_delay(retry_after)
                     self.stats.reconnects += 1
@@ -465,13 +476,13 @@ class ConnectorRunner:
             if isinstance(item, Emit):
                 self.stats.received += 1
                 self.metrics.connector_events.labels(name, "received").inc()
-                self.backoff.reset()
                 if self.recent.seen(item.post.key):
                     self.stats.duplicates += 1
                     self.metrics.connector_events.labels(name, "duplicate").inc()
                 else:
                     await self.sink.send(item.post)
                     self._unacked += 1  # counted as produced once Kafka acknowledges it
+                    self._fresh += 1
                     lag = (self.now() - item.post.created_at).total_seconds()
                     self.metrics.connector_lag.labels(name).set(max(0.0, lag))
             elif isinstance(item, Skip):

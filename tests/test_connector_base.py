@@ -360,6 +360,31 @@ async def test_silent_kafka_names_a_reason_and_ctrl_c_stops_the_connect(
             task.cancel()
 
 
+async def test_backoff_starts_over_only_after_a_healthy_connection(tmp_path: Path) -> None:
+    now = [0.0]
+
+    def long_connection(cursor: Cursor | None) -> AsyncIterator[Item]:
+        now[0] += 31.0  # up longer than healthy_seconds before it drops
+        return emits(9, 10, then=RetryableError("dropped after a good while"))(cursor)
+
+    # five connections that each send one post (the first a repeat) and close at once
+    short = [emits(0, 1, then=RetryableError("closed"))]
+    short += [emits(i, i + 1, then=RetryableError("closed")) for i in range(4)]
+    source = FakeSource(*short, long_connection)
+    runner, _ = make_runner(source, MemorySink(), CursorStore(tmp_path / "c.json"))
+    runner.clock = lambda: now[0]
+    attempts: list[int] = []
+    real_next = runner.backoff.next_delay
+
+    def next_delay(at_least: float | None = None) -> float:
+        attempts.append(runner.backoff.attempt)
+        return real_next(at_least)
+
+    runner.backoff.next_delay = next_delay  # type: ignore[method-assign]
+    await run_until(runner, lambda: runner.stats.reconnects >= 6)
+    assert attempts[:6] == [0, 1, 2, 3, 4, 0]
+
+
 def test_backoff_is_capped_jittered_and_resets() -> None:
     b = Backoff(base=1.0, cap=8.0, rng=random.Random(7))
     delays = [b.next_delay() for _ in range(8)]
