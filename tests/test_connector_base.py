@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,7 +31,7 @@ from connectors.base import (
     Skip,
     Source,
 )
-from connectors.cli import run_connector
+from connectors.cli import KAFKA_LOGGERS, FirstOfRepeats, quiet_libraries, run_connector
 from seismo.config import load_settings
 from seismo.contracts import POSTS_RAW, Post, decode
 from seismo.errors import SeismoError
@@ -432,3 +433,44 @@ async def test_kafka_sink_writes_posts_keyed_with_event_time(kafka: str, namespa
     assert [r.key for r in got] == [b"fake:0", b"fake:1", b"fake:2"]
     assert [decode(Post, r.value).id for r in got] == ["0", "1", "2"]
     assert got[1].timestamp == int(post(1).created_at.timestamp() * 1000)
+
+
+def test_repeated_library_errors_show_the_first_and_count_the_rest() -> None:
+    now = [0.0]
+    shown: list[str] = []
+    repeats = FirstOfRepeats(window=60.0, clock=lambda: now[0])
+    for i in range(30):  # one broker-down second of aiokafka
+        record = logging.LogRecord(
+            "aiokafka", logging.ERROR, __file__, 1, "Unable connect to node %s: %s", (1, i), None
+        )
+        if repeats.filter(record):
+            shown.append(record.getMessage())
+        now[0] += 0.03
+    now[0] = 61.0
+    record = logging.LogRecord(
+        "aiokafka", logging.ERROR, __file__, 1, "Unable connect to node %s: %s", (1, 99), None
+    )
+    assert repeats.filter(record)
+    shown.append(record.getMessage())
+    assert shown == [
+        "Unable connect to node 1: 0",
+        "Unable connect to node 1: 99 (29 more like it in the last 60s)",
+    ]
+    other = logging.LogRecord(
+        "aiokafka", logging.ERROR, __file__, 1, "Topic %s not found", ("t",), None
+    )
+    assert repeats.filter(other)  # a different message is a first occurrence
+
+
+def test_connector_processes_quiet_chatty_libraries() -> None:
+    loggers = [logging.getLogger(n) for n in ("httpx", "prawcore", *KAFKA_LOGGERS)]
+    before = [(lg.level, list(lg.filters)) for lg in loggers]
+    try:
+        quiet_libraries()
+        assert logging.getLogger("httpx").level == logging.WARNING
+        assert not logging.getLogger("prawcore").isEnabledFor(logging.WARNING)
+        assert any(isinstance(f, FirstOfRepeats) for f in logging.getLogger("aiokafka").filters)
+    finally:
+        for lg, (level, filters) in zip(loggers, before, strict=True):
+            lg.setLevel(level)
+            lg.filters[:] = filters
