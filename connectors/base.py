@@ -296,8 +296,8 @@ class KafkaPostSink:
             closing.result()
             return
         log.warning(
-            "Kafka did not take the last records; stopping without them "
-            "(the saved cursor is before them: they are read again on restart)"
+            "Kafka did not take the last records; stopping without them (never "
+            "acknowledged: not counted as produced, and no cursor was saved past them)"
         )
         # aiokafka's stop() waits for the buffer to drain or for its sender task to end:
         # ending the sender lets it go on to close the connections
