@@ -22,7 +22,8 @@ so a restart resumes without loss; posts re-read after the cursor are recognised
 
 Errors are sorted: :class:`FatalSourceError` (bad credentials, bad config) stops the
 connector with a clear message; anything else reconnects with capped exponential backoff
-and full jitter, resetting once data flows again.
+and full jitter, starting over only after a healthy connection (up ``healthy_seconds`` or
+``healthy_posts`` new posts): a stream that sends a post and closes is not hammered.
 """
 
 from __future__ import annotations
@@ -88,6 +89,11 @@ def error_for_status(status: int, what: str, retry_after: str | None = None) -> 
         except ValueError:
             wait = None
     return RetryableError(f"{what}: HTTP {status}", retry_after=wait)
+
+
+def describe(exc: BaseException) -> str:
+    """``str(exc)``, or the exception's class name when that is empty (a bare TimeoutError)."""
+    return str(exc) or type(exc).__name__
 
 
 # --- items a source yields ----------------------------------------------------------------
@@ -218,12 +224,21 @@ class PostSink(Protocol):
 
 
 class KafkaPostSink:
-    """Posts to ``posts.raw.v1``, dead letters to ``dlq.v1``; idempotent producer, acks=all."""
+    """Posts to ``posts.raw.v1``, dead letters to ``dlq.v1``; idempotent producer, acks=all.
 
-    def __init__(self, settings: Settings) -> None:
+    ``stop`` waits at most ``stop_timeout`` seconds for Kafka to take what is still
+    buffered; past that the producer is abandoned (those records were never acknowledged,
+    so the runner did not save a cursor past them: a restart reads them again).
+    """
+
+    def __init__(self, settings: Settings, *, stop_timeout: float | None = None) -> None:
         self.settings = settings
+        self.stop_timeout = (
+            settings.connector_stop_seconds if stop_timeout is None else stop_timeout
+        )
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
+        self._stalled = False  # the last flush never completed: Kafka is not answering
 
     async def start(self) -> None:
         await ensure_topics(self.settings)
@@ -255,18 +270,49 @@ class KafkaPostSink:
         self._pending.append(fut)
 
     async def flush(self) -> None:
-        """Wait until everything sent so far is acknowledged; raises if any send failed."""
-        await self._require().flush()
+        """Wait until everything sent so far is acknowledged; raises if any send failed.
+
+        Unbounded (Kafka being down means waiting): the runner puts the time limit on it.
+        """
         pending, self._pending = self._pending, []
+        for fut in pending:  # if we are cancelled, a failure later is not "never retrieved"
+            fut.add_done_callback(_retrieve)
+        self._stalled = True
+        await self._require().flush()
+        self._stalled = False
         for fut in pending:
             fut.result()  # re-raises a failed send
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            with contextlib.suppress(Exception):
-                await self.flush()
-            await self._producer.stop()
-            self._producer = None
+        producer, self._producer = self._producer, None
+        self._pending = []
+        if producer is None:
+            return
+        closing = asyncio.ensure_future(producer.stop())  # flushes what is buffered first
+        # when the runner's last flush just timed out, waiting the whole bound again is moot
+        limit = min(0.5, self.stop_timeout) if self._stalled else self.stop_timeout
+        done, _ = await asyncio.wait({closing}, timeout=limit)
+        if done:
+            closing.result()
+            return
+        log.warning(
+            "Kafka did not take the last records; stopping without them (never "
+            "acknowledged: not counted as produced, and no cursor was saved past them)"
+        )
+        # aiokafka's stop() waits for the buffer to drain or for its sender task to end:
+        # ending the sender lets it go on to close the connections
+        sender = getattr(getattr(producer, "_sender", None), "sender_task", None)
+        if sender is not None:
+            sender.cancel()
+        done, _ = await asyncio.wait({closing}, timeout=2.0)
+        if not done:
+            closing.cancel()
+        await asyncio.gather(closing, return_exceptions=True)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 # --- the run loop -------------------------------------------------------------------------
@@ -313,6 +359,10 @@ class ConnectorRunner:
         backoff: Backoff | None = None,
         checkpoint_seconds: float = 1.0,
         recent_keys: int = 100_000,
+        healthy_seconds: float = 30.0,
+        healthy_posts: int = 100,
+        flush_timeout: float = 30.0,
+        stop_timeout: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -322,6 +372,11 @@ class ConnectorRunner:
         self.metrics = metrics
         self.backoff = backoff or Backoff()
         self.checkpoint_seconds = checkpoint_seconds
+        # the backoff starts over only after a connection that was healthy: up this long,
+        # or this many new posts (a stream that sends one post and closes is not healthy)
+        self.healthy_seconds, self.healthy_posts = healthy_seconds, healthy_posts
+        self.flush_timeout = flush_timeout  # an unacknowledged flush is an error after this
+        self.stop_timeout = stop_timeout  # on stop, the last flush gets this long
         self.recent = RecentKeys(recent_keys)
         self.clock = clock
         self.now = now
@@ -329,6 +384,8 @@ class ConnectorRunner:
         self.saved: Cursor | None = None  # durable: everything before it is in Kafka
         self.pending: Cursor | None = None  # newest cursor handed to the sink
         self._last_checkpoint = 0.0
+        self._unacked = 0  # posts sent since the last successful flush
+        self._fresh = 0  # new posts on the current connection
 
     async def run(self, stop: asyncio.Event) -> RunStats:
         name = self.source.name
@@ -336,7 +393,10 @@ class ConnectorRunner:
         if self.saved is not None:
             log.info("%s: resuming from cursor %s", name, self.saved)
             self._gauge_cursor(self.saved)
-        await self.sink.start()
+        await self._until_stopped(self.sink.start(), stop)  # Kafka may not answer at all
+        if stop.is_set():
+            await self._stop_sink()
+            return self.stats
         self.metrics.connector_up.labels(name).set(1)
         # exported at 0 from the start, so rate() and the alert rules see the first event
         for series in (
@@ -349,6 +409,7 @@ class ConnectorRunner:
             self.metrics.connector_events.labels(name, outcome)
         try:
             while not stop.is_set():
+                connected_at, self._fresh = self.clock(), 0
                 try:
                     await self._until_stopped(self._consume(), stop)
                     if stop.is_set():
@@ -357,7 +418,10 @@ class ConnectorRunner:
                 except FatalSourceError:
                     raise
                 except Exception as exc:
-                    await self._checkpoint(force=True, quiet=True)
+                    await self._until_stopped(self._checkpoint(force=True, quiet=True), stop)
+                    healthy = self.clock() - connected_at >= self.healthy_seconds
+                    if healthy or self._fresh >= self.healthy_posts:
+                        self.backoff.reset()
                     retry_after = exc.retry_after if isinstance(exc, RetryableError) else None
                     delay = self.backoff.next_delay(retry_after)
                     self.stats.reconnects += 1
@@ -370,16 +434,25 @@ class ConnectorRunner:
                             "%s: %s: %s; reconnecting in %.1fs",
                             name,
                             type(exc).__name__,
-                            exc,
+                            describe(exc),
                             delay,
                         )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), delay)
         finally:
             self.metrics.connector_up.labels(name).set(0)
-            await self._checkpoint(force=True, quiet=True)
-            await self.sink.stop()
+            await self._checkpoint(force=True, quiet=True, limit=self.stop_timeout)
+            await self._stop_sink()
         return self.stats
+
+    async def _stop_sink(self) -> None:
+        """Stop the sink, giving up after ``stop_timeout`` (plus a little for the sink's own
+        bound): a stop request must end the process even when Kafka is gone."""
+        try:
+            async with asyncio.timeout(2 * self.stop_timeout + 1.0):
+                await self.sink.stop()
+        except TimeoutError:
+            log.warning("%s: the sink did not stop in time; abandoned", self.source.name)
 
     @staticmethod
     async def _until_stopped(work: Any, stop: asyncio.Event) -> None:
@@ -403,14 +476,13 @@ class ConnectorRunner:
             if isinstance(item, Emit):
                 self.stats.received += 1
                 self.metrics.connector_events.labels(name, "received").inc()
-                self.backoff.reset()
                 if self.recent.seen(item.post.key):
                     self.stats.duplicates += 1
                     self.metrics.connector_events.labels(name, "duplicate").inc()
                 else:
                     await self.sink.send(item.post)
-                    self.stats.produced += 1
-                    self.metrics.connector(name, "produced")
+                    self._unacked += 1  # counted as produced once Kafka acknowledges it
+                    self._fresh += 1
                     lag = (self.now() - item.post.created_at).total_seconds()
                     self.metrics.connector_lag.labels(name).set(max(0.0, lag))
             elif isinstance(item, Skip):
@@ -442,10 +514,13 @@ class ConnectorRunner:
         force: bool = False,
         quiet: bool = False,
         ack: asyncio.Future[None] | None = None,
+        limit: float | None = None,
     ) -> None:
         """Flush the sink, then save the newest cursor (every ``checkpoint_seconds``).
 
         With ``ack``: flush now even without a new cursor, and resolve ``ack`` after it.
+        A flush not acknowledged within ``limit`` (default ``flush_timeout``) seconds fails
+        like a flush that raised: the cursor stays where it was.
         """
         t = self.clock()
         if ack is None and not force and t - self._last_checkpoint < self.checkpoint_seconds:
@@ -454,22 +529,27 @@ class ConnectorRunner:
         if ack is None and (self.pending is None or self.pending == self.saved):
             return
         try:
-            await self.sink.flush()
+            await self._flush(self.flush_timeout if limit is None else limit)
         except Exception as exc:
             if ack is not None and not ack.done():
                 ack.set_exception(exc)
             # some posts were not acknowledged: forget the cursor and the keys sent since the
             # last save, so the next connection starts from the durable cursor and resends
-            log.warning(
-                "%s: sink flush failed (%s); will resume from the saved cursor",
-                self.source.name,
-                exc,
-            )
             self.pending = self.saved
             self.recent = RecentKeys(self.recent.size)
-            if quiet:
+            self._unacked = 0  # never acknowledged: not produced (they are sent again)
+            if quiet:  # else the caller logs it (once)
+                log.warning(
+                    "%s: sink flush failed (%s); will resume from the saved cursor",
+                    self.source.name,
+                    describe(exc),
+                )
                 return
             raise
+        if self._unacked:
+            self.stats.produced += self._unacked
+            self.metrics.connector(self.source.name, "produced", self._unacked)
+            self._unacked = 0
         if ack is not None and not ack.done():
             ack.set_result(None)
         if self.pending is None or self.pending == self.saved:
@@ -477,6 +557,17 @@ class ConnectorRunner:
         self.cursors.save(self.pending)
         self.saved = self.pending
         self._gauge_cursor(self.pending)
+
+    async def _flush(self, limit: float) -> None:
+        try:
+            async with asyncio.timeout(limit) as within:
+                await self.sink.flush()
+        except TimeoutError:
+            if not within.expired():
+                raise
+            raise RetryableError(
+                f"Kafka did not acknowledge the posts within {limit:.0f}s (is it down?)"
+            ) from None
 
     def _gauge_cursor(self, cursor: Cursor) -> None:
         pos = self.source.position(cursor)

@@ -154,7 +154,7 @@ class Progress:
 @dataclass(frozen=True)
 class _Bad:
     reason: str
-    raw: str
+    raw: bytes
 
 
 # --- the source ---------------------------------------------------------------------------
@@ -224,7 +224,8 @@ class HackerNewsSource:
             return Checkpoint(cursor, "ignored")
         return Emit(post, cursor)
 
-    async def _get(self, http: aiohttp.ClientSession, path: str) -> str:
+    async def _get(self, http: aiohttp.ClientSession, path: str) -> bytes:
+        """The raw body (decoding is the caller's: one bad item must not stop the stream)."""
         url = f"{self.base}{path}"
         try:
             async with http.get(url) as resp:
@@ -232,7 +233,7 @@ class HackerNewsSource:
                     raise error_for_status(
                         resp.status, f"GET {path}", resp.headers.get("Retry-After")
                     )
-                return await resp.text()
+                return await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise RetryableError(f"GET {path}: {type(exc).__name__}: {exc}") from exc
 
@@ -240,7 +241,7 @@ class HackerNewsSource:
         body = await self._get(http, "/maxitem.json")
         try:
             top = json.loads(body)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or not UTF-8
             top = None
         if not isinstance(top, int):
             raise RetryableError(f"maxitem is not a number: {body[:80]!r}")
@@ -250,7 +251,7 @@ class HackerNewsSource:
         body = await self._get(http, "/updates.json")
         try:
             items = json.loads(body).get("items")
-        except (json.JSONDecodeError, AttributeError):
+        except (ValueError, AttributeError):  # not JSON (or not UTF-8), not an object
             items = None
         if not isinstance(items, list):
             log.warning("hackernews: updates.json without an items list: %r", body[:80])
@@ -266,8 +267,10 @@ class HackerNewsSource:
                 body = await self._get(http, f"/item/{item_id}.json")
             try:
                 return json.loads(body)
+            except UnicodeDecodeError as exc:
+                return _Bad(f"item {item_id} (GET /item/{item_id}.json) is not UTF-8: {exc}", body)
             except json.JSONDecodeError:
-                return _Bad(f"item {item_id} is not JSON", body)
+                return _Bad(f"item {item_id} (GET /item/{item_id}.json) is not JSON", body)
 
         tasks = [asyncio.ensure_future(one(i)) for i in ids]
         try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 WWW = "https://www.reddit.com"
 PAGE = 100  # items in the first page praw's stream reads
 KINDS = ("submissions", "comments")
+LISTINGS = {"submissions": "new", "comments": "comments"}  # the listing each stream reads
 
 
 # --- mapping ------------------------------------------------------------------------------
@@ -102,6 +104,11 @@ def fatal_or_retry(exc: Exception) -> Exception:
         return RetryableError(
             "Reddit: HTTP 429 Too Many Requests",
             retry_after=float(after) if after and after.replace(".", "").isdigit() else None,
+        )
+    if isinstance(exc, prawcore.BadJSON):
+        url = exc.response.url.split("?")[0]
+        return RetryableError(
+            f"Reddit: {url} answered with no JSON (HTTP {exc.response.status_code})"
         )
     if isinstance(exc, prawcore.ResponseException):
         status = exc.response.status_code
@@ -236,10 +243,19 @@ class RedditSource:
         while not stop.is_set():
             for kind, gen in streams.items():
                 page: list[Any] = []
-                for thing in gen:
-                    if thing is None or stop.is_set():
-                        break
-                    page.append(thing)
+                try:
+                    for thing in gen:
+                        if thing is None or stop.is_set():
+                            break
+                        page.append(thing)
+                except json.JSONDecodeError as exc:  # an HTML error page, a cut-off answer
+                    # prawcore turns a listing's into BadJSON: this one is most likely the
+                    # sign-in's, which runs lazily on the first request
+                    path = f"/r/{subreddit.display_name}/{LISTINGS[kind]}"
+                    raise RetryableError(
+                        f"Reddit: an answer was not JSON ({exc}) while reading {path} "
+                        "(its sign-in at /api/v1/access_token, or the listing)"
+                    ) from exc
                 yield from self._page(kind, page, state, first[kind])
                 first[kind] = False
             stop.wait(self.poll_seconds)

@@ -7,7 +7,9 @@ nor misses entries. The validators of a feed enter the cursor only after all of 
 were emitted: a crash in the middle refetches the feed instead of getting a 304.
 
 One failing feed does not hold up the others: it is retried at its next poll (later if it
-said ``Retry-After``); only when every feed fails does the connector back off and reconnect.
+said ``Retry-After``); only when every feed fails does the connector back off and reconnect
+(at the earliest when the first feed is due again). A feed answering 401/403/404/410 is
+dropped until the connector restarts; with none left the connector stops.
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class RssSource:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while True:
-                failures: list[RetryableError] = []
+                failures: list[tuple[RetryableError, float]] = []
                 for url in self.feeds:
                     if url in self._gone or self._due.get(url, 0.0) > time.monotonic():
                         continue
@@ -129,21 +131,24 @@ class RssSource:
                         async for item in self._poll(http, url, state):
                             yield item
                     except RetryableError as exc:
-                        failures.append(exc)
                         wait = max(exc.retry_after or 0.0, self.poll_seconds)
                         self._due[url] = time.monotonic() + wait
-                        log.warning("rss: %s; next try in %.0fs", exc, wait)
+                        failures.append((exc, wait))
                     except FatalSourceError as exc:
-                        log.error("rss: %s; dropping this feed", exc)
+                        log.error("rss: %s; dropping this feed until restart", exc)
                         self._gone.add(url)
                 live = [u for u in self.feeds if u not in self._gone]
                 if not live:
                     raise FatalSourceError("no configured feed is reachable (see errors above)")
                 if failures and len(failures) == len(live):
+                    # one line (the runner's), and its "reconnecting in" is when the first
+                    # feed is due again: a reconnect polls only feeds that are due
+                    detail = "; ".join(str(error) for error, _ in failures)
                     raise RetryableError(
-                        f"all feeds failed ({failures[0]})",
-                        retry_after=max((f.retry_after or 0.0) for f in failures) or None,
+                        f"every feed failed ({detail})", retry_after=self._sleep_needed()
                     )
+                for error, wait in failures:
+                    log.warning("rss: %s; next try in %.0fs", error, wait)
                 await asyncio.sleep(self._sleep_needed())
 
     def _sleep_needed(self) -> float:

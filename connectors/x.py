@@ -134,6 +134,7 @@ class XStreamSource:
         connect_timeout: float = 10.0,
         http_error_wait: float = 5.0,
         throttle_wait: float = 60.0,
+        max_http_wait: float = 320.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if token is None or not token.get_secret_value():
@@ -144,6 +145,8 @@ class XStreamSource:
         self.stall_seconds = stall_seconds
         self.connect_timeout = connect_timeout
         self.http_error_wait, self.throttle_wait = http_error_wait, throttle_wait
+        self.max_http_wait = max_http_wait
+        self._http_errors = 0  # HTTP errors in a row (rules or stream), for X's backoff
         self.now = now
         self._rules_synced = False
         self._connected = False  # connected at least once
@@ -163,8 +166,8 @@ class XStreamSource:
         """Make our tagged rules match the watchlist; returns (deleted, added)."""
         url = f"{self.api_url}/tweets/search/stream/rules"
         async with http.get(url, headers=self._headers()) as resp:
-            check_status(resp.status, resp.headers, "X rules")
-            current = (await resp.json()).get("data") or []
+            self._check_http(resp.status, resp.headers, "X rules")
+            current = (await _json(resp, "X rules")).get("data") or []
         delete, add = rule_changes(current, self.rules)
         bodies: list[dict[str, Any]] = [{"delete": {"ids": delete}}] if delete else []
         bodies += [{"add": add}] if add else []
@@ -173,8 +176,8 @@ class XStreamSource:
                 if resp.status == 400:  # a rule X refuses: retrying can't help
                     detail = (await resp.text())[:500]
                     raise FatalSourceError(f"X refused our stream rules: {detail}")
-                check_status(resp.status, resp.headers, "X rules update")
-                answer = await resp.json()
+                self._check_http(resp.status, resp.headers, "X rules update")
+                answer = await _json(resp, "X rules update")
             errors = answer.get("errors") or []
             if errors:
                 log.warning("x: rule update reported errors: %s", errors)
@@ -195,7 +198,8 @@ class XStreamSource:
                         params=STREAM_PARAMS,
                         headers=self._headers(),
                     ) as resp:
-                        self._check_stream(resp.status, resp.headers)
+                        self._check_http(resp.status, resp.headers, "X filtered stream")
+                        self._http_errors = 0
                         gap = self._gap_since(state)
                         self._connected, self._disconnected_at = True, None
                         if gap is not None:
@@ -208,15 +212,18 @@ class XStreamSource:
             if self._connected and self._disconnected_at is None:
                 self._disconnected_at = self.now()
 
-    def _check_stream(self, status: int, headers: Mapping[str, str]) -> None:
-        """As check_status, with X's minimum waits when it names none: 5 s after an HTTP
-        error, a minute after a 429 (the filtered-stream reconnect guidance)."""
+    def _check_http(self, status: int, headers: Mapping[str, str], what: str) -> None:
+        """As check_status, with X's reconnect guidance when the answer names no wait: after
+        an HTTP error wait 5 s, doubling per error in a row up to 320 s; after a 429 start at
+        a minute. (Network errors are the runner's shorter backoff.)"""
         try:
-            check_status(status, headers, "X filtered stream")
+            check_status(status, headers, what)
         except RetryableError as exc:
+            self._http_errors += 1
             if exc.retry_after is not None:
                 raise
-            wait = self.throttle_wait if status == 429 else self.http_error_wait
+            first = self.throttle_wait if status == 429 else self.http_error_wait
+            wait = min(first * 2 ** (self._http_errors - 1), max(first, self.max_http_wait))
             raise RetryableError(str(exc), retry_after=wait) from None
 
     def _gap_since(self, state: Cursor) -> Gap | None:
@@ -269,6 +276,17 @@ class XStreamSource:
         if tags:
             post = post.model_copy(update={"metadata": {**post.metadata, "rules": tags}})
         return Emit(post, dict(state))
+
+
+async def _json(resp: aiohttp.ClientResponse, what: str) -> Any:
+    """The answer's JSON object; a RetryableError naming ``what`` if it is not one."""
+    try:
+        obj = await resp.json()
+    except ValueError as exc:  # not JSON, not UTF-8
+        raise RetryableError(f"{what}: the answer is not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise RetryableError(f"{what}: the answer is not a JSON object")
+    return obj
 
 
 def build(settings: Settings) -> XStreamSource:

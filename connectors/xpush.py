@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
-from connectors.base import Cursor, Emit, FatalSourceError, Flush, Item, Skip
+from connectors.base import Cursor, Emit, FatalSourceError, Flush, Item, Skip, describe
 from connectors.x import to_post, users_of
 from seismo.config import Settings
 from seismo.ports import port_error
@@ -180,9 +180,11 @@ class XPushSource:
         return web.json_response({"ok": True})
 
     def _authorized(self, request: web.Request) -> bool:
-        given = request.headers.get("Authorization", "")
-        want = f"Bearer {self._token.get_secret_value()}"
-        return hmac.compare_digest(given.encode(), want.encode())
+        # the auth scheme is case-insensitive (RFC 7235): "bearer x" is "Bearer x"
+        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+        want = self._token.get_secret_value()
+        ok = hmac.compare_digest(given.strip().encode(), want.encode())
+        return ok and scheme.lower() == "bearer"
 
     async def _handle(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -209,7 +211,12 @@ class XPushSource:
             async with asyncio.timeout(self.ack_timeout):
                 await asyncio.shield(ack)
         except Exception as exc:
-            log.warning("x-push: a batch was not stored: %s", exc)
+            reason = (
+                f"Kafka did not acknowledge it within {self.ack_timeout:g}s"
+                if isinstance(exc, TimeoutError) and not ack.done()
+                else describe(exc)
+            )
+            log.warning("x-push: a batch of %d posts was not stored: %s", len(items), reason)
             return _error(503, "posts not stored; retry", {"Retry-After": "1"})
         finally:
             conn.waiting.discard(ack)

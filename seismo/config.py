@@ -14,6 +14,7 @@ import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -313,12 +314,47 @@ class Settings(BaseSettings):
         default=50.0, ge=0, description="longest a post waits for its batch to fill"
     )
 
+    # --- connector robustness ----------------------------------------------------------
+    connector_flush_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="longest a connector waits for Kafka to acknowledge its posts; past it "
+        "the flush is an error: backoff, and the posts are sent again from the saved cursor",
+    )
+    connector_stop_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="on Ctrl-C / SIGTERM, longest a connector waits for Kafka to take its "
+        "last posts; the rest are not acknowledged, so they are read again on restart",
+    )
+
     @field_validator("namespace")
     @classmethod
     def _namespace_ok(cls, v: str) -> str:
         if v and not all(c.isalnum() or c in "-_." for c in v):
             raise ValueError("namespace may hold letters, digits, '-', '_' and '.' only")
         return v
+
+    # --- connector robustness: URL settings are checked at start, not retried forever ---
+    @field_validator("hn_api_url", "x_api_url", "reddit_oauth_url", "reddit_www_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        return _url_with_scheme(v, ("http", "https"))
+
+    @field_validator("rss_feeds")
+    @classmethod
+    def _http_urls(cls, v: list[str]) -> list[str]:
+        for i, url in enumerate(v):
+            try:
+                _url_with_scheme(url, ("http", "https"))
+            except ValueError as exc:
+                raise ValueError(f"item {i}: {exc}") from None
+        return v
+
+    @field_validator("bluesky_jetstream_url", "bluesky_firehose_url")
+    @classmethod
+    def _ws_url(cls, v: str) -> str:
+        return _url_with_scheme(v, ("ws", "wss"))
 
     @classmethod
     def settings_customise_sources(
@@ -350,6 +386,16 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """Settings as a JSON-able dict, secrets shown as ``**********``."""
         return self.model_dump(mode="json")
+
+
+def _url_with_scheme(url: str, schemes: tuple[str, ...]) -> str:
+    """``url`` if it is an absolute URL with one of ``schemes`` and a host, else ValueError."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        want = " or ".join(f"{s}://" for s in schemes)
+        shown = url.split("?")[0]  # a query may hold a key
+        raise ValueError(f"needs a URL starting {want}, with a host; got {shown!r}")
+    return url
 
 
 def warn_unknown_env() -> None:

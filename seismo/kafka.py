@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -45,10 +46,16 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         await asyncio.wait_for(admin.start(), timeout)
     except (KafkaConnectionError, TimeoutError) as exc:
         await admin.close()
+        # a socket that accepts but never answers times out with an empty message
+        reason = str(exc) or f"no answer within {timeout:g}s"
         raise SeismoError(
-            f"cannot reach Kafka at {bootstrap_of(settings)}: {exc}. Start it with "
+            f"cannot reach Kafka at {bootstrap_of(settings)}: {reason}. Start it with "
             "`seismo broker` (or `seismo run`), or set SEISMO_KAFKA_BOOTSTRAP."
         ) from exc
+    except asyncio.CancelledError:  # stopped (Ctrl-C) while connecting
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(admin.close(), 2.0)
+        raise
     created: list[str] = []
     try:
         existing = set(await admin.list_topics())

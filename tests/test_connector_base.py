@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,8 +31,11 @@ from connectors.base import (
     Skip,
     Source,
 )
+from connectors.cli import KAFKA_LOGGERS, FirstOfRepeats, quiet_libraries, run_connector
 from seismo.config import load_settings
 from seismo.contracts import POSTS_RAW, Post, decode
+from seismo.errors import SeismoError
+from seismo.kafka import ensure_topics
 from seismo.metrics import Metrics
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -232,6 +237,155 @@ async def test_stop_is_prompt_while_upstream_is_silent(tmp_path: Path) -> None:
     assert time.monotonic() - t < 1.0
 
 
+async def finishes(task: asyncio.Task[Any], within: float) -> None:
+    """Fail (not hang) when ``task`` is still running ``within`` seconds from now."""
+    done, _ = await asyncio.wait({task}, timeout=within)
+    assert done, f"still running {within}s after the stop request"
+    task.result()
+
+
+class DownSink(MemorySink):
+    """Kafka gone: once ``down`` is set, flush and stop never return by themselves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.back = asyncio.Event()  # set by the test's cleanup, so a failure can't hang
+
+    async def flush(self) -> None:
+        if self.down:
+            await self.back.wait()
+        await super().flush()
+
+    async def stop(self) -> None:
+        if self.down:
+            await self.back.wait()
+        await super().stop()
+
+
+async def test_flush_without_ack_is_a_retry_and_stop_is_prompt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CursorStore(tmp_path / "c.json")
+    sink = DownSink()
+
+    async def script(cursor: Cursor | None) -> AsyncIterator[Item]:
+        for i in range(3):
+            yield Emit(post(i), {"n": i})
+        sink.down = True
+        for i in range(3, 6):
+            yield Emit(post(i), {"n": i})
+        await asyncio.Event().wait()
+
+    source = FakeSource(script, emits(3, 6))
+    runner, _ = make_runner(source, sink, store)
+    runner.flush_timeout, runner.stop_timeout = 0.2, 0.2
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        deadline = time.monotonic() + 5
+        while runner.stats.reconnects < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        # the hung flush became an error: logged, retried from the durable cursor
+        assert runner.stats.reconnects >= 1
+        assert "did not acknowledge" in caplog.text
+        assert source.started_at[1] == {"n": 2}
+        t = time.monotonic()
+        stop.set()
+        await finishes(task, 5)
+        assert time.monotonic() - t < 2.0
+    finally:
+        sink.back.set()
+        stop.set()
+    assert [p.id for p in sink.acked] == ["0", "1", "2"]
+    assert store.load() == {"n": 2}  # never past what was acknowledged
+
+
+async def test_stop_is_prompt_while_the_sink_cannot_start(tmp_path: Path) -> None:
+    answer = asyncio.Event()  # set by the cleanup, so a failure can't hang
+
+    class SilentKafka(MemorySink):
+        async def start(self) -> None:
+            await answer.wait()  # a socket that accepts and never answers
+
+    sink = SilentKafka()
+    runner, _ = make_runner(FakeSource(), sink, CursorStore(tmp_path / "c.json"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        await asyncio.sleep(0.05)
+        t = time.monotonic()
+        stop.set()
+        await finishes(task, 3)
+        assert time.monotonic() - t < 1.0
+        assert sink.stopped
+    finally:
+        answer.set()
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """host:port of a socket that accepts connections and never says a word."""
+    hold = asyncio.Event()
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await hold.wait()
+        writer.close()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        hold.set()
+        server.close()
+
+
+async def test_silent_kafka_names_a_reason_and_ctrl_c_stops_the_connect(
+    tmp_path: Path,
+) -> None:
+    async with silent_server() as address:
+        settings = load_settings(kafka_bootstrap=address, data_dir=tmp_path)
+        with pytest.raises(SeismoError, match=r"cannot reach Kafka at .*: no answer within 0.5s"):
+            await asyncio.wait_for(ensure_topics(settings, timeout=0.5), 10)
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            run_connector(FakeSource(), settings, Metrics(CollectorRegistry()), stop)
+        )
+        try:
+            await asyncio.sleep(0.3)
+            t = time.monotonic()
+            stop.set()
+            await finishes(task, 5)
+            assert time.monotonic() - t < 2.0
+        finally:
+            task.cancel()
+
+
+async def test_backoff_starts_over_only_after_a_healthy_connection(tmp_path: Path) -> None:
+    now = [0.0]
+
+    def long_connection(cursor: Cursor | None) -> AsyncIterator[Item]:
+        now[0] += 31.0  # up longer than healthy_seconds before it drops
+        return emits(9, 10, then=RetryableError("dropped after a good while"))(cursor)
+
+    # five connections that each send one post (the first a repeat) and close at once
+    short = [emits(0, 1, then=RetryableError("closed"))]
+    short += [emits(i, i + 1, then=RetryableError("closed")) for i in range(4)]
+    source = FakeSource(*short, long_connection)
+    runner, _ = make_runner(source, MemorySink(), CursorStore(tmp_path / "c.json"))
+    runner.clock = lambda: now[0]
+    attempts: list[int] = []
+    real_next = runner.backoff.next_delay
+
+    def next_delay(at_least: float | None = None) -> float:
+        attempts.append(runner.backoff.attempt)
+        return real_next(at_least)
+
+    runner.backoff.next_delay = next_delay  # type: ignore[method-assign]
+    await run_until(runner, lambda: runner.stats.reconnects >= 6)
+    assert attempts[:6] == [0, 1, 2, 3, 4, 0]
+
+
 def test_backoff_is_capped_jittered_and_resets() -> None:
     b = Backoff(base=1.0, cap=8.0, rng=random.Random(7))
     delays = [b.next_delay() for _ in range(8)]
@@ -279,3 +433,44 @@ async def test_kafka_sink_writes_posts_keyed_with_event_time(kafka: str, namespa
     assert [r.key for r in got] == [b"fake:0", b"fake:1", b"fake:2"]
     assert [decode(Post, r.value).id for r in got] == ["0", "1", "2"]
     assert got[1].timestamp == int(post(1).created_at.timestamp() * 1000)
+
+
+def test_repeated_library_errors_show_the_first_and_count_the_rest() -> None:
+    now = [0.0]
+    shown: list[str] = []
+    repeats = FirstOfRepeats(window=60.0, clock=lambda: now[0])
+    for i in range(30):  # one broker-down second of aiokafka
+        record = logging.LogRecord(
+            "aiokafka", logging.ERROR, __file__, 1, "Unable connect to node %s: %s", (1, i), None
+        )
+        if repeats.filter(record):
+            shown.append(record.getMessage())
+        now[0] += 0.03
+    now[0] = 61.0
+    record = logging.LogRecord(
+        "aiokafka", logging.ERROR, __file__, 1, "Unable connect to node %s: %s", (1, 99), None
+    )
+    assert repeats.filter(record)
+    shown.append(record.getMessage())
+    assert shown == [
+        "Unable connect to node 1: 0",
+        "Unable connect to node 1: 99 (29 more like it in the last 60s)",
+    ]
+    other = logging.LogRecord(
+        "aiokafka", logging.ERROR, __file__, 1, "Topic %s not found", ("t",), None
+    )
+    assert repeats.filter(other)  # a different message is a first occurrence
+
+
+def test_connector_processes_quiet_chatty_libraries() -> None:
+    loggers = [logging.getLogger(n) for n in ("httpx", "prawcore", *KAFKA_LOGGERS)]
+    before = [(lg.level, list(lg.filters)) for lg in loggers]
+    try:
+        quiet_libraries()
+        assert logging.getLogger("httpx").level == logging.WARNING
+        assert not logging.getLogger("prawcore").isEnabledFor(logging.WARNING)
+        assert any(isinstance(f, FirstOfRepeats) for f in logging.getLogger("aiokafka").filters)
+    finally:
+        for lg, (level, filters) in zip(loggers, before, strict=True):
+            lg.setLevel(level)
+            lg.filters[:] = filters

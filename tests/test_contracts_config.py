@@ -86,3 +86,30 @@ def test_watchlist_rejects_dangling_dossier(tmp_path: Path) -> None:
     p.write_text("claims:\n  - {id: c1, text: t, dossier: nope, keywords: [a]}\n")
     with pytest.raises(ConfigError, match="unknown dossier"):
         load_watchlist(p)
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "message"),
+    [
+        ("SEISMO_RSS_FEEDS", '["https://ok.example/feed", "example.org/feed.xml"]', "item 1"),
+        ("SEISMO_HN_API_URL", "hacker-news.firebaseio.com/v0", "http:// or https://"),
+        ("SEISMO_X_API_URL", "wss://api.x.com/2", "http:// or https://"),
+        ("SEISMO_REDDIT_OAUTH_URL", "https://", "with a host"),
+        ("SEISMO_BLUESKY_JETSTREAM_URL", "http://jetstream.example/xrpc", "ws:// or wss://"),
+        ("SEISMO_BLUESKY_FIREHOSE_URL", "bsky.network", "ws:// or wss://"),
+    ],
+)
+def test_connector_urls_without_a_usable_scheme_are_config_errors(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError, match=f"{env}.*{message}"):
+        load_settings()
+
+
+def test_connector_urls_with_their_schemes_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEISMO_RSS_FEEDS", '["http://a.example/feed", "HTTPS://b.example/x"]')
+    monkeypatch.setenv("SEISMO_BLUESKY_FIREHOSE_URL", "ws://127.0.0.1:6008/xrpc")
+    s = load_settings()
+    assert s.rss_feeds[1] == "HTTPS://b.example/x"
+    assert s.bluesky_firehose_url == "ws://127.0.0.1:6008/xrpc"

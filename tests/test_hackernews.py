@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from connectors.base import (
     ConnectorRunner,
@@ -24,12 +25,14 @@ from connectors.base import (
     Skip,
     error_for_status,
 )
-from connectors.cli import build_source
+from connectors.cli import build_source, run_connector
 from connectors.hackernews import HackerNewsSource, Progress, html_to_text, post_from_item
 from seismo.config import Settings, load_settings
 from seismo.contracts import Post, decode
+from seismo.metrics import Metrics
 from tests.fakes import SlowSink, connect_to_kafka, outcomes
 from tests.fakes.hackernews import T0, FakeHackerNews, hn_items
+from tests.fakes.kit import read_posts
 from tests.test_connector_base import MemorySink, make_runner
 from tests.test_connector_base import run_until as base_run_until
 
@@ -138,6 +141,7 @@ class Scenario:
     name: str
     faults: dict[str, list[int | str]] = field(default_factory=dict)
     garbage: int | None = None
+    body: str | bytes = '{"id": 14, "type": "comm'  # the garbage item's body
     null_polls: dict[int, int] = field(default_factory=dict)
     sink_delay: float = 0.0
     skipped: int = 0
@@ -151,6 +155,12 @@ SCENARIOS = [
     # aiohttp itself retries a GET once when a reused connection drops, so drop twice
     Scenario("disconnect mid-stream", {"/v0/item/20.json": ["drop", "drop"]}, min_reconnects=1),
     Scenario("garbage item", garbage=14, skipped=1),
+    Scenario(
+        "item not UTF-8",
+        garbage=14,
+        body=b'{"id": 14, "type": "comment", "time": 1767225614, "text": "caf\xe9"}',
+        skipped=1,
+    ),
     Scenario("item not yet replicated", null_polls={16: 2}),
     Scenario("slow consumer", sink_delay=0.01),
 ]
@@ -161,7 +171,7 @@ async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
     items = corpus()
     want = wanted(items)
     if sc.garbage is not None:
-        items[sc.garbage] = '{"id": 14, "type": "comm'
+        items[sc.garbage] = sc.body
         want.remove(str(sc.garbage))
     async with FakeHackerNews(items, delay=0.005) as server:
         server.faults = {k: list(v) for k, v in sc.faults.items()}
@@ -182,6 +192,10 @@ async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
     if not sc.null_polls:
         assert ids == want  # in id order (a late item comes when it comes)
     assert runner.stats.skipped == sc.skipped
+    if sc.garbage is not None:  # dead-lettered with a reason that names the URL
+        [(_, reason)] = sink.dead_letters
+        assert f"/item/{sc.garbage}.json" in reason
+        assert ("not UTF-8" in reason) == isinstance(sc.body, bytes)
     assert runner.stats.reconnects >= sc.min_reconnects
     assert outcomes(runner.metrics, "hackernews", "deleted", "dead", "ignored") == [1, 1, 1]
     assert server.max_in_flight <= 3
@@ -296,3 +310,56 @@ async def test_seismo_connect_command(kafka: str, namespace: str, tmp_path: Path
     assert proc.returncode == 0, err.decode()[-2000:]
     stats = json.loads(out.decode().strip().splitlines()[-1])
     assert stats["source"] == "hackernews" and stats["produced"] == 4
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+async def test_kafka_going_away_mid_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A dedicated broker is killed while the connector runs: flushes that get no answer are
+    retried (not a hang), a stop request is obeyed within seconds, and the saved cursor
+    never passes what Kafka acknowledged."""
+    from seismo.broker import EmbeddedKafka
+
+    broker = EmbeddedKafka(tmp_path / "kafka", port=0)
+    await asyncio.to_thread(broker.start, 120)
+    stop = asyncio.Event()
+    task: asyncio.Task[Any] | None = None
+    try:
+        async with FakeHackerNews(hn_items(1, 4)) as server:
+            settings = settings_for(
+                server,
+                tmp_path,
+                poll=0.2,
+                kafka_bootstrap=broker.bootstrap,
+                connector_checkpoint_seconds=0.1,
+                connector_flush_timeout_seconds=2,
+                connector_stop_seconds=1,
+            )
+            cursors = CursorStore.for_source(settings, "hackernews")
+            cursors.save({"id": 0})
+            metrics = Metrics(CollectorRegistry())
+            task = asyncio.create_task(
+                run_connector(build_source("hackernews", settings), settings, metrics, stop)
+            )
+            assert len(await read_posts(settings, 4, timeout=30)) == 4  # acknowledged
+            assert broker.pid is not None
+            os.kill(broker.pid, signal.SIGKILL)  # Kafka goes away, without a goodbye
+            server.items.update(hn_items(5, 4))
+            deadline = time.monotonic() + 20
+            while "did not acknowledge" not in caplog.text and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert "did not acknowledge" in caplog.text  # reported as an error, retried
+            assert 8 in server.item_requests
+            t = time.monotonic()
+            stop.set()
+            done, _ = await asyncio.wait({task}, timeout=10)
+            assert done, "the connector ignored the stop request"
+            assert time.monotonic() - t < 6
+            task.result()
+            saved = cursors.load()
+            assert saved is not None and saved["id"] <= 4  # 5..8 were never acknowledged
+    finally:
+        stop.set()
+        if task is not None and not task.done():
+            task.cancel()
+        await asyncio.to_thread(broker.stop, 10)

@@ -99,6 +99,7 @@ class Scenario:
     reconnects: int = 0
     sink: Callable[[], MemorySink] = MemorySink
     queue_size: int = 500  # between the praw thread and the loop
+    logged: str = ""  # said in the log
 
 
 SCENARIOS = [
@@ -111,13 +112,19 @@ SCENARIOS = [
     ),
     Scenario("429", [2, 3], failures=[Failure(429, {"Retry-After": "0"})], reconnects=1),
     Scenario("5xx-retried-by-prawcore", [2], failures=[Failure(503)]),
-    Scenario("bad-json", [2], failures=[Failure(200, body="<html>oops")], reconnects=1),
+    Scenario(
+        "bad-json",
+        [2],
+        failures=[Failure(200, body="<html>oops")],
+        reconnects=1,
+        logged="/r/LocalLLaMA+MachineLearning/new answered with no JSON (HTTP 200)",
+    ),
     Scenario("slow-consumer", list(range(2, 50)), sink=lambda: SlowSink(0.005), queue_size=2),
 ]
 
 
 @pytest.mark.parametrize("sc", SCENARIOS, ids=[s.name for s in SCENARIOS])
-async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
+async def test_scenarios(sc: Scenario, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     server = await RedditServer().start()
     try:
         subs, coms = server.listings["new"], server.listings["comments"]
@@ -152,8 +159,23 @@ async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
             value(metrics, "seismo_connector_events_total", source="reddit", outcome="produced")
             == want
         )
+        assert sc.logged in caplog.text
         # signed in with the script-app password grant
         assert server.token_requests[0]["grant_type"] == "password"
+    finally:
+        await server.stop()
+
+
+async def test_a_sign_in_answer_that_is_not_json_names_the_endpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await RedditServer().start()
+    try:
+        server.token_bodies = ["<html>down for maintenance</html>"]
+        runner, _ = make(server, CursorStore(tmp_path / "c.json"), MemorySink())
+        await run_then_stop(runner, lambda: runner.stats.reconnects >= 1, timeout=10)
+        assert runner.stats.reconnects >= 1
+        assert "not JSON" in caplog.text and "/api/v1/access_token" in caplog.text
     finally:
         await server.stop()
 

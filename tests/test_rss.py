@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -282,3 +284,25 @@ def test_retry_after_reads_seconds_dates_and_x_reset() -> None:
     assert retry_after({"x-rate-limit-reset": "1000"}, now=990) == 10.0
     assert retry_after({"Retry-After": "soon"}, now=0) is None
     assert retry_after({}, now=0) is None
+
+
+async def test_a_failed_poll_logs_one_line_with_the_true_next_try(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await FeedServer().start()
+    try:
+        feed = server.feeds["f"] = Feed()
+        feed.add(1)
+        feed.failures = [500]
+        source = RssSource([server.url("f")], poll_seconds=0.4, timeout=1.0, now=lambda: NOW)
+        sink = MemorySink()
+        runner, _ = fast_runner(source, sink, CursorStore(tmp_path / "c"))
+        caplog.set_level(logging.WARNING)
+        await run_until(runner, lambda: len(sink.acked) == 1, timeout=10)
+        lines = [r.getMessage() for r in caplog.records if "HTTP 500" in r.getMessage()]
+        assert len(lines) == 1, lines
+        waited = float(re.search(r"reconnecting in ([\d.]+)s", lines[0])[1])  # type: ignore[index]
+        assert waited >= 0.35  # not the runner's 50 ms: the feed is polled again after 0.4 s
+        assert len(feed.requests) == 2
+    finally:
+        await server.stop()

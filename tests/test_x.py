@@ -301,10 +301,35 @@ async def test_a_rule_x_refuses_is_fatal(tmp_path: Path) -> None:
 
 
 def test_stream_errors_wait_at_least_what_x_asks() -> None:
-    source = XStreamSource("http://127.0.0.1:1/2", SecretStr("t"), WATCH)
     waits = []
     for status, headers in [(503, {}), (429, {}), (429, {"Retry-After": "7"})]:
+        source = XStreamSource("http://127.0.0.1:1/2", SecretStr("t"), WATCH)
         with pytest.raises(RetryableError) as err:
-            source._check_stream(status, headers)
+            source._check_http(status, headers, "X filtered stream")
         waits.append(err.value.retry_after)
     assert waits == [5.0, 60.0, 7.0]
+
+
+async def test_http_errors_on_rules_wait_5s_doubling_and_start_over_once_connected(
+    tmp_path: Path,
+) -> None:
+    server = await XServer().start()
+    try:
+        server.rules_faults = [500, 503, 500]
+        source = XStreamSource(server.base, SecretStr(TOKEN), WATCH)
+        waits = []
+        for _ in range(3):
+            with pytest.raises(RetryableError, match="X rules") as err:
+                await asyncio.wait_for(anext(aiter(source.stream(None))), 5)
+            waits.append(err.value.retry_after)
+        assert waits == [5.0, 10.0, 20.0]  # X's guidance: 5 s, doubling, after HTTP errors
+        server.conns = [Conn(end="close"), Conn(status=503)]
+        with pytest.raises(RetryableError, match="closed by the server"):
+            async with asyncio.timeout(5):
+                async for _ in source.stream(None):  # connects, then is closed
+                    pass
+        with pytest.raises(RetryableError) as err:
+            await asyncio.wait_for(anext(aiter(source.stream(None))), 5)
+        assert err.value.retry_after == 5.0  # a successful connect started it over
+    finally:
+        await server.stop()

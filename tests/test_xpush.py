@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from seismo.config import load_settings
 from seismo.metrics import Metrics
 from tests.fakes.kit import connector_running, fast_runner, read_posts
 from tests.fakes.x import x_post
-from tests.test_connector_base import FakeSource, MemorySink
+from tests.test_connector_base import FakeSource, MemorySink, value
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 AUTH = {"Authorization": "Bearer push-secret"}
@@ -279,3 +280,47 @@ async def test_a_late_close_of_the_old_connection_leaves_the_new_one_serving() -
     new_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await new_task
+
+
+async def test_a_batch_kafka_refused_is_503_with_a_reason_and_not_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class RefusingOnce(MemorySink):
+        async def flush(self) -> None:
+            if self.fail_flushes:
+                self.fail_flushes -= 1
+                self.buffer.clear()
+                raise ConnectionError()  # aiokafka's errors often say nothing
+            await super().flush()
+
+    source = XPushSource("127.0.0.1", free_port(), SecretStr("push-secret"), 4096)
+    sink = RefusingOnce(fail_flushes=1)
+    runner, metrics = fast_runner(source, sink, CursorStore(tmp_path / "c"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    url = f"http://127.0.0.1:{source.port}{PATH}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            # the scheme is case-insensitive (RFC 7235)
+            for auth in ("Bearer push-secret", "bearer push-secret"):
+                for _ in range(100):  # until the (re)connected endpoint listens
+                    try:
+                        body = ndjson(x_post(len(statuses)))
+                        async with http.post(url, data=body, headers={"Authorization": auth}) as r:
+                            statuses.append(r.status)
+                            break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.05)
+                if len(statuses) == 1:
+                    assert runner.stats.produced == 0  # answered 503: not produced
+        assert statuses == [503, 200]
+        assert re.search(r"was not stored: \S", caplog.text)
+        assert runner.stats.produced == 1
+        assert (
+            value(metrics, "seismo_connector_events_total", source="x-push", outcome="produced")
+            == 1
+        )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)

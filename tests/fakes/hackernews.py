@@ -1,8 +1,8 @@
 """A loopback Hacker News API: ``/v0/maxitem.json``, ``/v0/updates.json``, ``/v0/item/N.json``.
 
 Items live in :attr:`FakeHackerNews.items` (a dict, ``None`` for a JSON null, or a ``str``
-sent as the raw body). Faults are scripted per path: a list of responses to give before the
-real one, each an HTTP status (429 comes with ``Retry-After``) or ``"drop"`` (the TCP
+or ``bytes`` sent as the raw body). Faults are scripted per path: a list of responses to give
+before the real one, each an HTTP status (429 comes with ``Retry-After``) or ``"drop"`` (the TCP
 connection is aborted mid-request). ``null_polls[id]`` makes an item answer ``null`` for its
 first N requests, like an item that is not yet replicated. Every request is logged, and the
 greatest number of item requests in flight at once is recorded.
@@ -123,6 +123,8 @@ class FakeHackerNews:
             item = self.items.get(item_id)
             if isinstance(item, str):
                 return web.Response(text=item, content_type="application/json")
+            if isinstance(item, bytes):  # sent as is, e.g. not UTF-8
+                return web.Response(body=item, content_type="application/json")
             return web.Response(text=json.dumps(item), content_type="application/json")
         finally:
             self._open.pop(id(request), None)

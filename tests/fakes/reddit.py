@@ -81,6 +81,7 @@ class RedditServer:
     def __init__(self, ratelimit_remaining: float = 600.0, reset: int = 300) -> None:
         self.listings = {"new": Listing(), "comments": Listing()}
         self.token_requests: list[dict[str, str]] = []
+        self.token_bodies: list[str] = []  # raw 200 answers the token endpoint gives first
         self.ratelimit_remaining = ratelimit_remaining
         self.reset = reset
         self.base = ""
@@ -108,6 +109,8 @@ class RedditServer:
         expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode()
         if request.headers.get("Authorization") != expected:
             return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
+        if self.token_bodies:
+            return web.Response(text=self.token_bodies.pop(0), content_type="text/html")
         if form.get("grant_type") != "password" or (form.get("username"), form.get("password")) != (
             USER,
             PASSWORD,

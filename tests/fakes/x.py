@@ -55,6 +55,7 @@ class XServer:
         self.token = token
         self.beat_seconds = beat_seconds
         self.rules: list[dict[str, str]] = []
+        self.rules_faults: list[int] = []  # statuses GET rules answers before the real one
         self.rule_posts: list[dict[str, Any]] = []
         self.conns: list[Conn] = []
         self.connects: list[dict[str, str]] = []  # query params of each stream request
@@ -91,6 +92,9 @@ class XServer:
         denied = self._denied(request)
         if denied:
             return denied
+        if self.rules_faults:
+            status = self.rules_faults.pop(0)
+            return web.json_response({"title": "error", "status": status}, status=status)
         return web.json_response({"data": self.rules, "meta": {"result_count": len(self.rules)}})
 
     async def _post_rules(self, request: web.Request) -> web.Response:
