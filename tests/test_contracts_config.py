@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from seismo.config import load_settings
+from seismo.config import Settings, load_settings
 from seismo.contracts import Alert, Post, dead_letter, decode
 from seismo.errors import ConfigError, ContractError
 from seismo.watchlist import load_watchlist
@@ -113,3 +114,14 @@ def test_connector_urls_with_their_schemes_are_accepted(monkeypatch: pytest.Monk
     s = load_settings()
     assert s.rss_feeds[1] == "HTTPS://b.example/x"
     assert s.bluesky_firehose_url == "ws://127.0.0.1:6008/xrpc"
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Configuration") : readme.index("### Watchlist")]
+    documented: set[str] = set()
+    for row in section.splitlines():
+        if row.startswith("| `"):
+            documented |= set(re.findall(r"`([a-z0-9_]+)`", row.split("|")[1]))
+    missing = [name for name in Settings.model_fields if name not in documented]
+    assert not missing, f"settings missing from README's configuration table: {missing}"
