@@ -13,11 +13,11 @@ import logging
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -72,6 +72,21 @@ def _read_config(p: Path) -> dict[str, Any]:
 def env_name(field: str) -> str:
     """The environment variable of a setting, e.g. ``SEISMO_WEB_PORT``."""
     return _ENV_PREFIX + field.upper()
+
+
+def _url_with_scheme(url: str, schemes: tuple[str, ...]) -> str:
+    """``url`` if it is an absolute URL with one of ``schemes`` and a host, else ValueError."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        want = " or ".join(f"{s}://" for s in schemes)
+        shown = url.split("?")[0]  # a query may hold a key
+        raise ValueError(f"needs a URL starting {want}, with a host; got {shown!r}")
+    return url
+
+
+# --- connector robustness: URL settings are checked at start, not retried forever ---
+HttpUrlText = Annotated[str, AfterValidator(lambda v: _url_with_scheme(v, ("http", "https")))]
+WsUrlText = Annotated[str, AfterValidator(lambda v: _url_with_scheme(v, ("ws", "wss")))]
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -212,7 +227,7 @@ class Settings(BaseSettings):
     )
     # Bluesky
     bluesky_mode: Literal["jetstream", "firehose"] = "jetstream"
-    bluesky_jetstream_url: str = Field(
+    bluesky_jetstream_url: WsUrlText = Field(
         default="wss://jetstream.us-east.bsky.network/xrpc",
         description="Jetstream v2 base URI (the atproto SDK appends the subscribeEvents NSID; "
         "legacy v1 hosts jetstream1/2.* don't speak v2)",
@@ -220,7 +235,7 @@ class Settings(BaseSettings):
     bluesky_jetstream_compress: bool = Field(
         default=True, description="ask Jetstream for zstd frames (falls back to plain JSON)"
     )
-    bluesky_firehose_url: str = Field(
+    bluesky_firehose_url: WsUrlText = Field(
         default="wss://bsky.network/xrpc", description="relay base URI for subscribeRepos"
     )
     bluesky_stall_seconds: float = Field(
@@ -239,21 +254,21 @@ class Settings(BaseSettings):
     reddit_password: SecretStr | None = None
     reddit_user_agent: str = "seismo/0.1 (social-signal monitor)"
     reddit_subreddits: list[str] = Field(default_factory=list)
-    reddit_oauth_url: str = "https://oauth.reddit.com"
-    reddit_www_url: str = Field(
+    reddit_oauth_url: HttpUrlText = "https://oauth.reddit.com"
+    reddit_www_url: HttpUrlText = Field(
         default="https://www.reddit.com", description="base of the OAuth token endpoint"
     )
     reddit_poll_seconds: float = Field(
         default=5.0, gt=0, description="pause between polls of the subreddits' new items"
     )
     # Hacker News
-    hn_api_url: str = "https://hacker-news.firebaseio.com/v0"
+    hn_api_url: HttpUrlText = "https://hacker-news.firebaseio.com/v0"
     hn_poll_seconds: float = Field(default=30.0, gt=0)
     hn_concurrency: int = Field(default=8, ge=1)
     hn_timeout_seconds: float = Field(default=10.0, gt=0, description="per HTTP request")
     # X (API v2 filtered stream) and the X-style push endpoint
     x_bearer_token: SecretStr | None = None
-    x_api_url: str = "https://api.x.com/2"
+    x_api_url: HttpUrlText = "https://api.x.com/2"
     x_push_host: str = "127.0.0.1"
     x_push_port: int = Field(default=6071, ge=1, le=65535)
     x_push_token: SecretStr | None = None
@@ -262,7 +277,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="reconnect when the X stream sends no byte for this long"
     )
     # News feeds (RSS / Atom)
-    rss_feeds: list[str] = Field(default_factory=list)
+    rss_feeds: list[HttpUrlText] = Field(default_factory=list)
     rss_poll_seconds: float = Field(default=300.0, gt=0)
     # --- observability ---------------------------------------------------------------
     metrics_port: int = Field(
@@ -335,27 +350,6 @@ class Settings(BaseSettings):
             raise ValueError("namespace may hold letters, digits, '-', '_' and '.' only")
         return v
 
-    # --- connector robustness: URL settings are checked at start, not retried forever ---
-    @field_validator("hn_api_url", "x_api_url", "reddit_oauth_url", "reddit_www_url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        return _url_with_scheme(v, ("http", "https"))
-
-    @field_validator("rss_feeds")
-    @classmethod
-    def _http_urls(cls, v: list[str]) -> list[str]:
-        for i, url in enumerate(v):
-            try:
-                _url_with_scheme(url, ("http", "https"))
-            except ValueError as exc:
-                raise ValueError(f"item {i}: {exc}") from None
-        return v
-
-    @field_validator("bluesky_jetstream_url", "bluesky_firehose_url")
-    @classmethod
-    def _ws_url(cls, v: str) -> str:
-        return _url_with_scheme(v, ("ws", "wss"))
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -386,16 +380,6 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """Settings as a JSON-able dict, secrets shown as ``**********``."""
         return self.model_dump(mode="json")
-
-
-def _url_with_scheme(url: str, schemes: tuple[str, ...]) -> str:
-    """``url`` if it is an absolute URL with one of ``schemes`` and a host, else ValueError."""
-    parts = urlsplit(url.strip())
-    if parts.scheme.lower() not in schemes or not parts.hostname:
-        want = " or ".join(f"{s}://" for s in schemes)
-        shown = url.split("?")[0]  # a query may hold a key
-        raise ValueError(f"needs a URL starting {want}, with a host; got {shown!r}")
-    return url
 
 
 def warn_unknown_env() -> None:
