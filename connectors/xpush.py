@@ -30,6 +30,7 @@ from connectors.base import Cursor, Emit, FatalSourceError, Flush, Item, Skip, d
 from connectors.x import to_post, users_of
 from seismo.config import Settings
 from seismo.ports import port_error
+from seismo.verify import bearer_of
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +181,9 @@ class XPushSource:
         return web.json_response({"ok": True})
 
     def _authorized(self, request: web.Request) -> bool:
-        # the auth scheme is case-insensitive (RFC 7235): "bearer x" is "Bearer x"
-        scheme, _, given = request.headers.get("Authorization", "").strip().partition(" ")
+        given = bearer_of(request.headers.get("Authorization", ""))
         want = self._token.get_secret_value()
-        ok = hmac.compare_digest(given.strip().encode(), want.encode())
-        return ok and scheme.lower() == "bearer"
+        return bool(given) and hmac.compare_digest(given.encode(), want.encode())
 
     async def _handle(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

@@ -85,3 +85,11 @@ def verify_signature(
         if any(hmac.compare_digest(expected, c) for c in candidates):
             return timestamp
     raise SignatureError("no signature matches a known secret")
+
+
+def bearer_of(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header ("" if none); the scheme
+    name is case-insensitive (RFC 7235). Shared by seismo's own endpoints (x-push, the live
+    page)."""
+    scheme, _, credentials = header.strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""

@@ -37,6 +37,7 @@ from seismo.errors import ContractError, SeismoError
 from seismo.kafka import bootstrap_of, end_offsets
 from seismo.metrics import Metrics
 from seismo.ports import binding
+from seismo.verify import bearer_of
 from streams.payloads import SEVERITY_ORDER, reason_of
 
 log = logging.getLogger(__name__)
@@ -165,13 +166,6 @@ async def follow_alerts(settings: Settings, board: AlertBoard) -> None:
                 board.caught_up = not backlog
     finally:
         await consumer.stop()
-
-
-def bearer_of(header: str) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header ("" if none); the scheme
-    name is case-insensitive (RFC 7235)."""
-    scheme, _, credentials = header.strip().partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" else ""
 
 
 def _authorized(request: web.Request, token: str) -> bool:
