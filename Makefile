@@ -8,14 +8,32 @@ STAMP  := $(VENV)/.installed
 
 SYSTEM_STAMP := $(VENV)/.system-deps
 
-.PHONY: run test test-fast lint bench clean system-deps
+.PHONY: run test test-fast lint bench clean system-deps lock
 
-$(STAMP): pyproject.toml setup.py $(wildcard streams/_*.pyx streams/_*.pxd)
+# Installs come from requirements.lock (every package, transitive ones and the build's Cython
+# and setuptools included), so a fresh machine gets exactly what CI tested; pyproject.toml keeps
+# the ranges. `make lock` refreshes the lock from those ranges.
+LOCK := requirements.lock
+
+$(STAMP): pyproject.toml setup.py $(LOCK) $(wildcard streams/_*.pyx streams/_*.pxd)
 	@command -v $(PYTHON) >/dev/null || { echo "seismo: $(PYTHON) (3.11) is required" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --progress-bar off -e '.[dev]'
+	$(BIN)/pip install --quiet --progress-bar off -r $(LOCK)
+	$(BIN)/pip install --quiet --progress-bar off --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	@touch $(STAMP)
+
+## lock: re-resolve every dependency from pyproject.toml's ranges into requirements.lock
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet $$($(PYTHON) -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['build-system']['requires']))")
+	.lock-venv/bin/pip install --quiet --no-build-isolation -e '.[dev]'
+	{ echo "# seismo's locked dependencies: written by 'make lock' from pyproject.toml's ranges; do not edit."; \
+	  .lock-venv/bin/pip freeze --all --exclude-editable | LC_ALL=C sort -f; } > $(LOCK)
+	rm -rf .lock-venv
+	@echo "seismo: $(LOCK) rewritten; 'make test' installs from it"
 
 ## run: start the whole pipeline (embedded Kafka + worker) on the embedded defaults
 run: $(STAMP)
