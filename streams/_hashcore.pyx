@@ -1,9 +1,11 @@
 # cython: language_level=3
-"""Compiled helpers shared by the detector's parts: CRC-32 exactly as ``zlib.crc32``.
+"""Compiled helpers shared by the detector's parts: CRC-32 exactly as ``zlib.crc32``, and
+the sketch's 64-bit item hash (FNV-1a) and row mixer (SplitMix64's finalizer), exactly as
+``streams.sketch.fnv1a64`` and ``streams.sketch.mix64``.
 
-Own table (no zlib headers needed at build time); checked against ``zlib.crc32`` in
-tests/test_core.py. ``crc32_bytes`` is declared in _hashcore.pxd: the other compiled modules
-cimport it.
+Own table (no zlib headers needed at build time); checked against ``zlib.crc32`` and the
+Python references in tests/test_core.py and tests/test_core_sketch.py. The cdef functions
+are declared in _hashcore.pxd: the other compiled modules cimport them.
 """
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
@@ -32,10 +34,18 @@ cdef uint32_t crc32_bytes(const uint8_t* data, Py_ssize_t n, uint32_t value) noe
     return c ^ <uint32_t> 0xFFFFFFFFu
 
 
-cdef uint64_t packed_hash(const uint8_t* data, Py_ssize_t n) noexcept nogil:
-    """The sketch's two hashes packed: h1 = crc32 in the low 32 bits, h2 (odd) above."""
-    cdef uint64_t h2 = crc32_bytes(data, n, 0x5BD1E995) | 1
-    return crc32_bytes(data, n, 0) | (h2 << 32)
+cdef uint64_t fnv1a64(const uint8_t* data, Py_ssize_t n) noexcept nogil:
+    """FNV-1a, 64 bits, of the bytes."""
+    cdef uint64_t h = 0xCBF29CE484222325u
+    cdef Py_ssize_t i
+    for i in range(n):
+        h = (h ^ data[i]) * <uint64_t> 0x100000001B3u
+    return h
+
+
+def fnv1a64_of(bytes data):
+    """``fnv1a64`` of ``data`` (for the tests)."""
+    return fnv1a64(<const uint8_t*> data, len(data))
 
 
 def crc32(bytes data, uint32_t value=0):

@@ -3,43 +3,69 @@
 """Compiled twins of :class:`streams.sketch.RateSketch`'s hot path: ``locate`` and
 ``observe_runs`` (bring cells up to date, add, read, the least significant row).
 
-Bit-identical to the numpy reference in float32: every operation is the one numpy does,
-in the same order, on float32 operands (a Python float meeting a float32 array is cast to
-float32 first; ``np.power`` on float32 is ``powf``), and gcc must not fuse a multiply and an
-add (``-ffp-contract=off`` above). Checked against the reference in tests/test_core_sketch.py.
+Bit-identical to the numpy reference in float32 on any CPU and numpy: every operation is an
+IEEE-754 basic operation (+, -, *, /, sqrt: correctly rounded, so the same everywhere) done
+in the same order on float32 operands as numpy does it (a Python float meeting a float32 array
+is cast to float32 first), and gcc must not fuse a multiply and an add (``-ffp-contract=off``
+above). No libm function is used: ``powf`` and numpy's ``power`` differ in the last bit on
+some CPU/numpy pairs, so the decay factor is :func:`pow_f32` here and
+``streams.sketch.pow_f32`` there, the same square-and-multiply. Checked against the reference
+in tests/test_core_sketch.py.
 """
 
 import numpy as np
 
-from libc.math cimport powf, sqrtf
+from libc.math cimport sqrtf
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
 
-from streams._hashcore cimport packed_hash, utf8
+from streams._hashcore cimport fnv1a64, mix64, utf8
 
 _NO_POSTS = np.zeros(0, dtype=np.int64)
 
 
 def locate(list items, Py_ssize_t depth, Py_ssize_t width):
     """``RateSketch.locate``: cell indices, shape (depth, len(items)); row r's column is
-    (h1 + r * h2) mod width, h1 and h2 the item's two hashes (``RateSketch._hashes``)."""
+    mix64(h + (r + 1) * ROW_STEP) mod width, h the item's FNV-1a 64 hash."""
     cdef Py_ssize_t n = len(items), j, r, size
     out = np.empty((depth, n), dtype=np.int64)
     cdef int64_t[:, ::1] idx = out
     cdef const uint8_t* raw
-    cdef uint64_t h, h1, h2
+    cdef uint64_t h
     for j in range(n):
         raw = utf8(<str?> items[j], &size)
-        h = packed_hash(raw, size)
-        h1 = h & 0xFFFFFFFFu
-        h2 = h >> 32
+        h = fnv1a64(raw, size)
         for r in range(depth):
-            idx[r, j] = <int64_t> ((h1 + <uint64_t> r * h2) % <uint64_t> width) + r * width
+            idx[r, j] = <int64_t> (
+                mix64(h + <uint64_t> (r + 1) * <uint64_t> 0x9E3779B97F4A7C15u) % <uint64_t> width
+            ) + r * width
+    return out
+
+
+cdef inline float pow_f32(float base, int64_t n) noexcept nogil:
+    """base ** n (n >= 0) by square-and-multiply in float64, rounded to float32 once:
+    ``streams.sketch.pow_f32``."""
+    cdef double result = 1.0, b = base
+    while n > 0:
+        if n & 1:
+            result = result * b
+        b = b * b
+        n >>= 1
+    return <float> result
+
+
+def pow_f32_many(float base, const int64_t[::1] n):
+    """:func:`pow_f32` of each exponent (for the tests: the twin of the numpy one)."""
+    out = np.empty(n.shape[0], dtype=np.float32)
+    cdef float[::1] o = out
+    cdef Py_ssize_t i
+    for i in range(n.shape[0]):
+        o[i] = pow_f32(base, n[i])
     return out
 
 
 cdef inline void _refresh(
-    float* cur, float* prev, float* mean, float* var, int64_t c, float k, float a, float keep
+    float* cur, float* prev, float* mean, float* var, int64_t c, int64_t k, float a, float keep
 ) noexcept nogil:
     """``RateSketch._bring_up_to_date`` of cell c, ``k`` buckets behind (k - 1 of them
     empty, folded in closed form). ``a`` is alpha and ``keep`` 1 - alpha, as float32."""
@@ -48,10 +74,10 @@ cdef inline void _refresh(
     diff = x - m
     m = m + a * diff
     v = keep * (var[c] + a * diff * diff)
-    rk = powf(keep, k - one)
+    rk = pow_f32(keep, k - 1)
     v = rk * (v + m * m * (one - rk))
     m = m * rk
-    prev[c] = x if k == one else 0
+    prev[c] = x if k == 1 else 0
     cur[c] = 0
     mean[c] = m
     var[c] = v
@@ -112,7 +138,8 @@ def observe_runs(
     cdef float b = <float> beta
     cdef int32_t bkt = 0
     cdef float scale = 0, fl = 0
-    cdef float k, x, e, vv, zz
+    cdef int64_t k
+    cdef float x, e, vv, zz
     cdef float best_z = 0, best_x = 0, best_e = 0, best_v = 0
     cdef float* cur_p = &cur[0]
     cdef float* prev_p = &prev[0]
@@ -150,7 +177,7 @@ def observe_runs(
                     for j in range(j0, j1):
                         c = idx[r, j]
                         if cell_bucket[c] < bkt:  # first touch: up to date (see _refresh)
-                            k = <float> (bkt - cell_bucket[c])
+                            k = bkt - cell_bucket[c]
                             _refresh(cur_p, prev_p, mean_p, var_p, c, k, a, keep)
                             cell_bucket[c] = bkt
                         cur[c] += weights[j]

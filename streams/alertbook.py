@@ -98,7 +98,9 @@ class Burst:
     expected: float
     z: float
     score: float
-    posts: list[PostRef]
+    posts: list[PostRef]  # its evidence: the key's posts in its window
+    window_start: float = 0.0  # the time-scale window it was found in
+    window_seconds: int = 600
     claim: str | None = None
     dossier: str | None = None
 
@@ -134,6 +136,11 @@ class _Open:
     total: int = 0  # posts attached (``posts`` keeps the newest only)
     # at the last emission: severity, keys, tracked keys, sources, size, event time
     emitted: tuple[int, int, int, int, int, float] = (0, 0, 0, 0, 0, 0.0)
+
+
+def _span(seconds: int) -> str:
+    """A window's length as a reader says it: ``10 min``, ``6 h``."""
+    return f"{seconds // 3600:g} h" if seconds % 3600 == 0 else f"{seconds // 60:g} min"
 
 
 def public_key(key: str) -> str:
@@ -349,8 +356,8 @@ class AlertBook:
             terms=terms[: p.top_terms],
             dossier=op.dossier or (dossiers.most_common(1)[0][0] if dossiers else None),
             claim=op.claim or (claims[0] if claims else None),
-            window_start=_dt(al.bucket * bs),
-            window_seconds=2 * bs,
+            window_start=_dt(al.opened.window_start),
+            window_seconds=al.opened.window_seconds,
             raised_at=_dt(ts),
             first_seen=_dt(min(r.ts for r in posts)),
             observed=int(best.count),
@@ -378,7 +385,7 @@ class AlertBook:
             },
             reason=(
                 f"{best.label!r}: {best.count:g} independent posts in the last "
-                f"{2 * bs // 60} min vs {best.expected:.2f} expected "
+                f"{_span(best.window_seconds)} vs {best.expected:.2f} expected "
                 f"(z={best.z:.1f}, -log10 p={best.score:.1f}); {len(keys)} key(s), "
                 f"{len(al.source_first)} source(s), first seen on {lead}"
             ),

@@ -47,6 +47,7 @@ from streams.seen import SeenPosts
 from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run
 
 _ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
+_RECENT_POSTS = 20_000  # posts kept for that search, at most (the longest window's)
 _SINK: deque[object] = deque(maxlen=0)
 _consume = _SINK.extend  # runs an iterator out (keeping nothing)
 _append = deque.append
@@ -55,6 +56,9 @@ _append = deque.append
 @dataclass(frozen=True)
 class DetectorParams:
     bucket_seconds: int = 300
+    # each time scale's bucket, in buckets of ``bucket_seconds``: its window is two of them
+    # (5 min -> 10 min, 30 min -> 1 h, 3 h -> 6 h, 12 h -> 24 h)
+    scales: tuple[int, ...] = (1, 6, 36, 144)
     halflife_buckets: float = 2016.0  # one week of 5-minute buckets
     floor: float = 0.005
     floor_rate: float = 0.01
@@ -78,6 +82,19 @@ class DetectorParams:
     @property
     def alpha(self) -> float:
         return float(1.0 - 0.5 ** (1.0 / self.halflife_buckets))
+
+    def scale_alpha(self, scale: int) -> float:
+        """The EWMA weight at a scale: the same half-life in event time at every scale."""
+        return float(1.0 - 0.5 ** (scale / self.halflife_buckets))
+
+    def scale_min_score(self, scale: int) -> float:
+        """The Poisson score a key needs at a scale (``scale`` buckets per bucket of it).
+
+        ``min_score`` is the threshold at the finest scale when it is the only one. A scale
+        whose bucket is m times longer tests each key m times less often, so the same false
+        alarms per key and day allow a threshold lower by log10(m); and with S scales each
+        gets 1/S of that budget (Bonferroni), log10(S) higher."""
+        return self.min_score + math.log10(len(self.scales)) - math.log10(scale)
 
     def book(self) -> BookParams:
         return BookParams(
@@ -135,8 +152,9 @@ class BurstEngine:
 
     def __init__(self, params: DetectorParams, clock: Callable[[], datetime] = _utcnow) -> None:
         p = self.p = params
-        self.sketch = RateSketch(p.sketch_width, p.sketch_depth, p.alpha, p.beta)
-        self.keyed = KeyedRates(p.max_tracked_keys, p.alpha, p.beta)
+        if not p.scales or p.scales[0] != 1 or list(p.scales) != sorted(set(p.scales)):
+            raise ValueError("scales must start at 1 and increase")
+        self.scales = [_Scale(p, m) for m in p.scales]
         self.dups = NearDuplicates(window_seconds=6 * 3600)
         self.authors = AuthorRepeats()
         self.book = AlertBook(p.book(), clock)
@@ -145,9 +163,7 @@ class BurstEngine:
         self.candidates: OrderedDict[str, deque[PostRef]] = OrderedDict()
         self.recent: deque[PostRef] = deque()
         self.start: float | None = None
-        self.bucket = 0
-        self.stream_counts = [0, 0]  # posts in previous and current bucket
-        self.stream_mean = 0.0
+        self.bucket = 0  # the finest scale's bucket
         self.offset = -1  # last source offset applied (set by the caller)
         self._ticked = -1
 
@@ -183,29 +199,15 @@ class BurstEngine:
     @property
     def memory_bytes(self) -> int:
         """The fixed part: the sketch, the keyed cells and the author array."""
-        return self.sketch.nbytes + self.keyed.nbytes + int(self.authors.last.nbytes)
+        cells = sum(sc.sketch.nbytes + sc.keyed.nbytes for sc in self.scales)
+        return cells + int(self.authors.last.nbytes)
 
     @property
     def named_keys(self) -> int:
         """Burst keys held by name: tracked keys with exact cells plus emerging candidates."""
-        return len(self.keyed.slots) + len(self.candidates)
+        return len(self.scales[0].keyed.slots) + len(self.candidates)
 
     # -- detection ---------------------------------------------------------------------
-    def _advance(self, bucket: int) -> None:
-        if bucket <= self.bucket:
-            return
-        a = self.p.alpha
-        for step in range(min(bucket - self.bucket, 512)):
-            x = self.stream_counts[1] if step == 0 else 0
-            self.stream_mean += a * (x - self.stream_mean)
-        self.stream_counts = [self.stream_counts[1] if bucket == self.bucket + 1 else 0, 0]
-        self.bucket = bucket
-
-    def _correction(self) -> float:
-        assert self.start is not None
-        n = max(1, self.bucket - int(self.start // self.p.bucket_seconds))
-        return float(1.0 - (1.0 - self.p.alpha) ** n)
-
     def observe(self, cp: ClassifiedPost) -> list[Alert]:
         """Count one classified post; return the alert versions it causes (often none)."""
         return self.observe_many((cp,))
@@ -219,7 +221,7 @@ class BurstEngine:
         after a crash the ingest stage may emit a post again.
         """
         posts: list[_Prepared] = []
-        runs: list[Run] = []  # per event-time bucket: its posts end, bucket, correction, floor
+        runs: list[list[Run]] = [[] for _ in self.scales]  # per scale, per bucket of it
         size = self.p.bucket_seconds
         limit = self.p.max_items_per_post
         new_key = self.seen.add
@@ -231,28 +233,21 @@ class BurstEngine:
                 continue
             ts = post.created_at.timestamp()
             bucket = int(ts // size)
-            if bucket > self.bucket or self.start is None:  # (a late post counts in the
-                # current bucket)
-                if self.start is None:
-                    self.start = ts
-                    self.bucket = bucket
-                self._close_run(posts, runs)  # the posts of the closing bucket
-                self._advance(bucket)
+            if self.start is None:
+                self.start = ts
+                self.bucket = bucket
+                for sc in self.scales:
+                    sc.bucket = bucket // sc.scale
+            if bucket > self.bucket:  # (a late post counts in the current bucket)
+                for sc, sc_runs in zip(self.scales, runs, strict=True):
+                    if bucket // sc.scale > sc.bucket:
+                        sc.close_run(len(posts), sc_runs, self.start)  # the closing bucket's
+                        sc.advance(bucket // sc.scale)
+                self.bucket = bucket
             posts.append(_Prepared(cp, key, ts, self.bucket, limit))
-        self._close_run(posts, runs)
+        for sc, sc_runs in zip(self.scales, runs, strict=True):
+            sc.close_run(len(posts), sc_runs, self.start or 0.0)
         return self._count(posts, runs) if posts else []
-
-    def _close_run(self, posts: list[_Prepared], runs: list[Run]) -> None:
-        """The posts since the last run are the current bucket's: note them as its run, with
-        the bucket's bias correction and expected-count floor."""
-        start = runs[-1].end if runs else 0
-        if len(posts) == start:
-            return
-        p = self.p
-        self.stream_counts[1] += len(posts) - start
-        corr = self._correction()
-        stream_rate = 2.0 * self.stream_mean / corr
-        runs.append(Run(len(posts), self.bucket, corr, max(p.floor, p.floor_rate * stream_rate)))
 
     def _count(self, posts: list[_Prepared], runs: list[Run]) -> list[Alert]:
         """Posts of one or more buckets (``runs``), in order: count them, then test and alert
@@ -267,8 +262,8 @@ class BurstEngine:
         names = [q.key_names for q in posts]
         lengths = list(map(len, items))
         multi = len(posts) > 1
-        post_bucket: int | I32 = runs[0].bucket  # the posts' bucket, or each post's
-        if len(runs) > 1:
+        post_bucket: int | I32 = posts[0].bucket  # the posts' finest bucket, or each post's
+        if posts[-1].bucket != posts[0].bucket:
             post_bucket = np.array([q.bucket for q in posts], dtype=np.int32)
         post_of: I64 | None
         key_post: I64 | None
@@ -295,23 +290,25 @@ class BurstEngine:
                 fresh &= np.array([q.cluster is None for q in posts])[entry_post]
         split = sum(lengths)
         flags = []
-        for sketch, group, post, w in (
-            (self.sketch, items, post_of, fresh[:split]),
-            (self.keyed, names, key_post, fresh[split:]),
+        for g, group, post, w in (
+            (0, items, post_of, fresh[:split]),
+            (1, names, key_post, fresh[split:]),
         ):
             flat = list(chain.from_iterable(group))
             if not flat:
                 flags.append(_Flags.empty())
                 continue
-            if len(runs) == 1:
-                item_runs = [Run(len(flat), *runs[0][1:])]
-            else:  # (a run ends after its last post's items)
-                ends = list(accumulate(map(len, group)))
-                item_runs = [Run(ends[r.end - 1], *r[1:]) for r in runs]
-            est = sketch.observe_runs(
-                sketch.locate(flat), w.astype(np.float32), post if multi else None, item_runs
-            )
-            flags.append(_Flags.of(est, self.p))
+            ends = list(accumulate(map(len, group)))  # (a run ends after its last post's items)
+            idx = self.scales[0].sketch.locate(flat) if g == 0 else None
+            weights = w.astype(np.float32)
+            per_scale = []
+            for sc, sc_runs in zip(self.scales, runs, strict=True):
+                sketch = sc.sketch if g == 0 else sc.keyed
+                cells = idx if idx is not None else sketch.locate(flat)
+                item_runs = [Run(ends[r.end - 1], *r[1:]) for r in sc_runs]
+                est = sketch.observe_runs(cells, weights, post if multi else None, item_runs)
+                per_scale.append(est)
+            flags.append(_Flags.of(per_scale, self.p))
         return self._test(posts, flags)
 
     def _test(self, posts: list[_Prepared], flags: list[_Flags]) -> list[Alert]:
@@ -320,7 +317,7 @@ class BurstEngine:
         out: list[Alert] = []
         book, cands, recent = self.book, self.candidates, self.recent
         warm_from = self.start + p.warmup_seconds
-        two_buckets = 2 * p.bucket_seconds
+        history = 2 * p.bucket_seconds * p.scales[-1]  # the longest window
         f0, f1 = flags
         has, held_by, move = cands.__contains__, cands.__getitem__, cands.move_to_end
         fast = not core.PURE_PYTHON  # (else the readable way: _candidates, name by name)
@@ -332,8 +329,8 @@ class BurstEngine:
             ts = q.ts
             ref = q.ref()
             recent.append(ref)
-            horizon = ts - two_buckets
-            while recent and (recent[0].ts < horizon or len(recent) > 20_000):
+            horizon = ts - history
+            while recent and (recent[0].ts < horizon or len(recent) > _RECENT_POSTS):
                 recent.popleft()
             bursts: list[Burst] = []
             for g, f, group in ((0, f0, q.items), (1, f1, q.key_names)):
@@ -385,16 +382,27 @@ class BurstEngine:
         ts: float,
     ) -> list[Burst]:
         """The names at ``fire`` (batch positions; the post's start at ``a``) whose Poisson
-        score is high enough, as bursts."""
+        score is high enough at some warm scale, as bursts: each at the scale where its score
+        is furthest above that scale's threshold."""
+        assert self.start is not None
         out = []
         for i in fire:
-            count, expected = float(f.est.count[i]), float(f.est.expected[i])
-            score = poisson_score(int(count), expected)
-            if score < self.p.min_score:
+            best: tuple[float, _Scale, float, float, float] | None = None
+            for sc, est, may in zip(self.scales, f.est, f.fires, strict=True):
+                if not may[i] or ts < self.start + sc.warmup:
+                    continue
+                count, expected = float(est.count[i]), float(est.expected[i])
+                score = poisson_score(int(count), expected)
+                margin = score - sc.min_score
+                if margin >= 0 and (best is None or margin > best[0]):
+                    best = (margin, sc, count, expected, score)
+            if best is None:
                 continue
+            _, sc, count, expected, score = best
             name = group[i - a]
             key = (name, "term", name, None, None) if keys is None else keys[i - a]
-            out.append(self._burst(key, ts, count, expected, float(f.est.z[i]), score))
+            z = float(f.est[self.scales.index(sc)].z[i])
+            out.append(self._burst(key, ts, sc, count, expected, z, score))
         return out
 
     def _candidates(self, group: list[str], admit: list[bool], ref: PostRef) -> None:
@@ -423,19 +431,24 @@ class BurstEngine:
         self,
         tracked: tuple[str, SignalKind, str, str | None, str | None],
         ts: float,
+        sc: _Scale,
         count: float,
         expected: float,
         z: float,
         score: float,
     ) -> Burst:
-        horizon = ts - 2 * self.p.bucket_seconds
+        """A burst at scale ``sc``: its window is the scale's previous and current bucket, and
+        its evidence the candidate's posts in that window."""
+        window_start = (int(ts // sc.seconds) - 1) * sc.seconds
         key, kind, label, claim, dossier = tracked
-        posts = [r for r in self.candidates.get(key, ()) if r.ts >= horizon]
+        posts = [r for r in self.candidates.get(key, ()) if r.ts >= window_start]
         return Burst(
             key=key,
             kind=kind,
             label=label,
             ts=ts,
+            window_start=window_start,
+            window_seconds=2 * sc.seconds,
             count=count,
             expected=expected,
             z=z,
@@ -513,27 +526,81 @@ def _numbered(lengths: list[int]) -> I64:
 
 @dataclass(frozen=True)
 class _Flags:
-    """Per counted name of a batch: its estimate and flags (numpy, read at a few places),
-    and the positions where something may happen (lists: the per-post loop walks them)."""
+    """Per counted name of a batch: its estimate at each scale and flags (numpy, read at a
+    few places), and the positions where something may happen (lists: the per-post loop
+    walks them). A name is hot, admitted or may fire when it is at any scale."""
 
-    est: Estimate
+    est: list[Estimate]  # one per scale
+    fires: list[npt.NDArray[np.bool_]]  # per scale: count and z high enough there
     hot: npt.NDArray[np.bool_]
     admit: npt.NDArray[np.bool_]
     admit_at: list[int]  # positions where ``admit`` is set, and where the name may fire
     fire_at: list[int]
 
     @staticmethod
-    def of(est: Estimate, p: DetectorParams) -> _Flags:
-        hot = est.z >= p.hot_z
-        admit = (est.count >= p.candidate_min) & hot
-        fire = (est.count >= p.min_count) & (est.z >= p.min_z)
-        return _Flags(est, hot, admit, admit.nonzero()[0].tolist(), fire.nonzero()[0].tolist())
+    def of(per_scale: list[Estimate], p: DetectorParams) -> _Flags:
+        hots = [e.z >= p.hot_z for e in per_scale]
+        fires = [(e.count >= p.min_count) & (e.z >= p.min_z) for e in per_scale]
+        admits = [(e.count >= p.candidate_min) & h for e, h in zip(per_scale, hots, strict=True)]
+        hot, admit, fire = hots[0], admits[0], fires[0]
+        for h, ad, fi in zip(hots[1:], admits[1:], fires[1:], strict=True):
+            hot, admit, fire = hot | h, admit | ad, fire | fi
+        return _Flags(
+            per_scale, fires, hot, admit, admit.nonzero()[0].tolist(), fire.nonzero()[0].tolist()
+        )
 
     @staticmethod
     def empty() -> _Flags:
         return _NO_FLAGS
 
 
+class _Scale:
+    """One time scale's state: rate cells for the hashed items and the tracked keys, each
+    against its own EWMA baseline in buckets of ``scale`` finest buckets, the current
+    bucket, and the stream's own rate at that scale (for the expected-count floor)."""
+
+    def __init__(self, p: DetectorParams, scale: int) -> None:
+        self.scale = scale
+        self.seconds = scale * p.bucket_seconds
+        self.alpha = p.scale_alpha(scale)
+        self.floor = p.floor * scale  # (an expected count: it grows with the window)
+        self.floor_rate = p.floor_rate
+        self.min_score = p.scale_min_score(scale)
+        # a scale judges nothing before it has watched one of its windows
+        self.warmup = max(p.warmup_seconds, 2 * self.seconds)
+        self.sketch = RateSketch(p.sketch_width, p.sketch_depth, self.alpha, p.beta)
+        self.keyed = KeyedRates(p.max_tracked_keys, self.alpha, p.beta)
+        self.bucket = 0
+        self.stream_counts = [0, 0]  # posts in its previous and current bucket
+        self.stream_mean = 0.0
+
+    def advance(self, bucket: int) -> None:
+        if bucket <= self.bucket:
+            return
+        a = self.alpha
+        for step in range(min(bucket - self.bucket, 512)):
+            x = self.stream_counts[1] if step == 0 else 0
+            self.stream_mean += a * (x - self.stream_mean)
+        self.stream_counts = [self.stream_counts[1] if bucket == self.bucket + 1 else 0, 0]
+        self.bucket = bucket
+
+    def correction(self, start: float) -> float:
+        """The EWMA's bias correction after the buckets watched since ``start``."""
+        n = max(1, self.bucket - int(start // self.seconds))
+        return float(1.0 - (1.0 - self.alpha) ** n)
+
+    def close_run(self, end: int, runs: list[Run], start: float) -> None:
+        """The posts since the last run (up to ``end``) are the current bucket's: note them
+        as its run, with the bucket's bias correction and expected-count floor."""
+        first = runs[-1].end if runs else 0
+        if end == first:
+            return
+        self.stream_counts[1] += end - first
+        corr = self.correction(start)
+        stream_rate = 2.0 * self.stream_mean / corr
+        runs.append(Run(end, self.bucket, corr, max(self.floor, self.floor_rate * stream_rate)))
+
+
 _NONE = np.zeros(0, np.float32)
 _NONE.flags.writeable = False
-_NO_FLAGS = _Flags(Estimate(_NONE, _NONE, _NONE, _NONE), _NONE > 0, _NONE > 0, [], [])
+_NO_FLAGS = _Flags([], [], _NONE > 0, _NONE > 0, [], [])

@@ -94,12 +94,17 @@ class RateSketch:
 
     @staticmethod
     def _hashes(item: str) -> int:
-        """Both hashes of an item, packed: h1 in the low 32 bits, h2 (odd) above."""
-        raw = item.encode()
-        return zlib.crc32(raw) | (zlib.crc32(raw, 0x5BD1E995) | 1) << 32
+        return fnv1a64(item.encode())
 
     def locate(self, items: list[str]) -> I64:
-        """Cell indices, shape (depth, len(items)); row r uses h1 + r * h2 (double hashing)."""
+        """Cell indices, shape (depth, len(items)): row r's column is
+        ``mix64(h + (r + 1) * ROW_STEP) mod width``, h the item's :func:`fnv1a64`.
+
+        Each row's column is a strong mix of the item's 64-bit hash with its own constant, so
+        the rows are independent hash functions (two items that share a cell in one row are
+        no likelier to share one in another). Double hashing ``h1 + r * h2`` with CRC-32s was
+        not: CRC is affine over GF(2), so ``crc32(x, seed) ^ crc32(x)`` depends only on the
+        length of x, and a row could fold most of the vocabulary into few columns."""
         if not core.PURE_PYTHON:  # (hashing in C costs less than the memo's lookup)
             out: I64 = _sketchcore.locate(items, self.depth, self.width)
             return out
@@ -113,15 +118,10 @@ class RateSketch:
             new_items = list(new)
             cache.update(zip(new_items, map(self._hashes, new_items), strict=True))
             hs = list(map(cache.__getitem__, items))
-        packed = np.array(hs, dtype=np.uint64)
-        h1 = (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        h2 = (packed >> np.uint64(32)).astype(np.int64)
-        cols = h1[None, :] + self._r * h2[None, :]
-        if self.width & (self.width - 1):
-            cols %= self.width
-        else:  # a power of two: the same, faster
-            cols &= self.width - 1
-        idx: I64 = cols + self._rows
+        h = np.array(hs, dtype=np.uint64)
+        steps = (self._r.astype(np.uint64) + np.uint64(1)) * ROW_STEP
+        cols = mix64(h[None, :] + steps) % np.uint64(self.width)
+        idx: I64 = cols.astype(np.int64) + self._rows
         return idx
 
     def _bring_up_to_date(self, flat: I64, bucket: int) -> None:
@@ -129,17 +129,17 @@ class RateSketch:
         if stale.size == 0:
             return
         a = self.alpha
-        k = (bucket - self.bucket[stale]).astype(np.float32)
+        k = (bucket - self.bucket[stale]).astype(np.int64)
         x = self.cur[stale]
         m = self.mean[stale]
         diff = x - m
         m = m + a * diff
         v = (1.0 - a) * (self.var[stale] + a * diff * diff)
         # k - 1 empty buckets in closed form: m_j = m r^j, v_j = r^j (v + m^2 (1 - r^j))
-        rk = np.power(np.float32(1.0 - a), k - 1.0)
+        rk = pow_f32(np.float32(1.0 - a), k - 1)
         v = rk * (v + m * m * (1.0 - rk))
         m = m * rk
-        self.prev[stale] = np.where(k == 1.0, x, np.float32(0.0))
+        self.prev[stale] = np.where(k == 1, x, np.float32(0.0))
         self.cur[stale] = 0.0
         self.mean[stale] = m
         self.var[stale] = v
@@ -250,6 +250,48 @@ class RateSketch:
         return Estimate(
             count=x.min(axis=0), expected=exp[row, cols], var=var[row, cols], z=z[row, cols]
         )
+
+
+ROW_STEP = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: rows' constants far apart
+_FNV_OFFSET, _FNV_PRIME, _MASK64 = 0xCBF29CE484222325, 0x100000001B3, (1 << 64) - 1
+
+
+def fnv1a64(raw: bytes) -> int:
+    """FNV-1a, 64 bits (Fowler, Noll, Vo): the item hash the sketch's rows are mixed from."""
+    h = _FNV_OFFSET
+    for byte in raw:
+        h = ((h ^ byte) * _FNV_PRIME) & _MASK64
+    return h
+
+
+def mix64(z: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """SplitMix64's finalizer (Steele, Lea, Flood, OOPSLA 2014), elementwise (uint64 wraps):
+    a bijection whose every output bit depends on every input bit."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    out: npt.NDArray[np.uint64] = z ^ (z >> np.uint64(31))
+    return out
+
+
+def pow_f32(base: np.float32, n: I64) -> F32:
+    """``base ** n`` for each exponent ``n >= 0``: square-and-multiply in float64, rounded to
+    float32 once.
+
+    Not ``np.power``: libm's ``powf`` and numpy's ``power`` may differ in the last bit, and by
+    how much depends on the CPU and the numpy build. A chain of correctly rounded float64
+    multiplications gives the same bits everywhere (relative error ~2 n 1e-16, far below
+    float32's rounding for any n that leaves a non-negligible factor), and the compiled core
+    (``_sketchcore.pow_f32``) does the same chain in the same order.
+    """
+    result = np.ones(n.shape, np.float64)
+    b = np.float64(base)
+    rest = n.astype(np.int64)
+    while rest.any():
+        odd = (rest & 1).astype(bool)
+        result[odd] = result[odd] * b
+        b = b * b
+        rest >>= 1
+    return result.astype(np.float32)
 
 
 def _added_by_post(flat: I64, post: I64, w: F32) -> F32:

@@ -18,7 +18,8 @@ from seismo.contracts import Alert, ClassifiedPost, Post
 from seismo.watchlist import load_watchlist
 from streams.detector import BurstEngine
 from streams.pipeline import detector_params
-from streams.sketch import Estimate, KeyedRates, RateSketch, Run
+from streams import _sketchcore
+from streams.sketch import Estimate, KeyedRates, RateSketch, Run, pow_f32
 from tests.helpers import pure_python, synthetic_stream
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf/NaN states on purpose
@@ -40,6 +41,25 @@ def same_estimate(a: Estimate, b: Estimate) -> bool:
 
 def same_cells(a: RateSketch, b: RateSketch) -> bool:
     return all(same(getattr(a, f), getattr(b, f)) for f in ("cur", "prev", "mean", "var", "bucket"))
+
+
+@given(
+    base=st.floats(min_value=0, max_value=2.0, width=32),
+    exps=st.lists(st.integers(min_value=0, max_value=2**40), max_size=50),
+)
+def test_pow_f32_compiled_is_the_reference(base: float, exps: list[int]) -> None:
+    """The decay factor: one square-and-multiply chain in both, so the same bits on any CPU."""
+    n = np.array(exps, dtype=np.int64)
+    assert same(_sketchcore.pow_f32_many(base, n), pow_f32(np.float32(base), n))
+
+
+def test_pow_f32_is_close_to_the_true_power() -> None:
+    """The chain runs in float64 and is rounded to float32 once: within one float32 ulp of the
+    exact power (relative tolerance 1.2e-7, twice float32's unit roundoff)."""
+    keep = np.float32(1.0 - 0.000343)
+    n = np.arange(0, 3000, dtype=np.int64)
+    want = np.float64(keep) ** n.astype(np.float64)
+    np.testing.assert_allclose(pow_f32(keep, n), want, rtol=1.2e-7)
 
 
 @st.composite
