@@ -8,6 +8,7 @@ Secrets are ``SecretStr`` and print masked.
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import logging
 import os
@@ -175,18 +176,29 @@ class Settings(BaseSettings):
 
     # --- burst detection (event time) -------------------------------------------------
     bucket_seconds: int = Field(
-        default=300, ge=1, description="event-time bucket; a key's window is 2 buckets"
+        default=300, ge=1, description="event-time bucket of the finest time scale"
+    )
+    time_scales: list[int] = Field(
+        default=[1, 6, 36, 144],
+        min_length=1,
+        description="each time scale's bucket in buckets (1 first, increasing); a key's "
+        "window at a scale is two of its buckets: 10 min, 1 h, 6 h, 24 h by default",
     )
     baseline_halflife_buckets: float = Field(default=2016.0, gt=0, description="one week")
     baseline_floor: float = Field(
         default=0.005, gt=0, description="smallest expected window count of any key"
     )
     baseline_floor_rate: float = Field(
-        default=0.01, ge=0, description="...or this share of the stream's own window rate"
+        default=0.002, ge=0, description="...or this share of the stream's own window rate"
     )
     min_count: int = Field(default=2, ge=1, description="independent posts a burst needs")
     min_z: float = Field(default=3.0, description="SigniTrend z = (x - E) / (sd + beta)")
-    min_score: float = Field(default=4.5, gt=0, description="-log10 of the Poisson p-value")
+    min_score: float = Field(
+        default=4.0,
+        gt=0,
+        description="-log10 of the Poisson p-value a burst needs at the finest scale alone "
+        "(+log10 of the number of scales, -log10 of a scale's bucket in buckets)",
+    )
     cooldown_seconds: int = Field(default=6 * 3600, ge=0)
     quiet_seconds: int = Field(
         default=2 * 3600, ge=1, description="an alert resolves after this long not elevated"
@@ -342,6 +354,13 @@ class Settings(BaseSettings):
         description="on Ctrl-C / SIGTERM, longest a connector waits for Kafka to take its "
         "last posts; the rest are not acknowledged, so they are read again on restart",
     )
+
+    @field_validator("time_scales")
+    @classmethod
+    def _scales_ok(cls, v: list[int]) -> list[int]:
+        if v[0] != 1 or any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError("time scales start at 1 and increase, e.g. [1, 6, 36, 144]")
+        return v
 
     @field_validator("namespace")
     @classmethod

@@ -17,7 +17,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
-from streams.detector import BurstEngine
+from streams.detector import BurstEngine, IncompatibleCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,15 @@ class Checkpoints:
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
             log.warning("detector checkpoint of partition %d is corrupt; starting empty", partition)
             return None
-        engine = BurstEngine.loads(data)
+        try:
+            engine = BurstEngine.loads(data)
+        except IncompatibleCheckpoint as exc:
+            log.warning(
+                "detector checkpoint of partition %d is %s; starting empty (baselines are "
+                "learnt again from the posts that follow)",
+                partition,
+                exc,
+            )
+            return None
         engine.offset = int(meta["offset"])
         return engine

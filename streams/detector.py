@@ -53,6 +53,13 @@ _consume = _SINK.extend  # runs an iterator out (keeping nothing)
 _append = deque.append
 
 
+STATE_VERSION = 2  # of a checkpoint's layout: 2 = one rate sketch per time scale
+
+
+class IncompatibleCheckpoint(ValueError):
+    """A checkpoint whose layout this detector cannot read."""
+
+
 @dataclass(frozen=True)
 class DetectorParams:
     bucket_seconds: int = 300
@@ -61,12 +68,15 @@ class DetectorParams:
     scales: tuple[int, ...] = (1, 6, 36, 144)
     halflife_buckets: float = 2016.0  # one week of 5-minute buckets
     floor: float = 0.005
-    floor_rate: float = 0.01
+    floor_rate: float = 0.002
     min_count: int = 2
     min_z: float = 3.0
-    min_score: float = 4.5
+    min_score: float = 4.0
     beta: float = 0.5
     warmup_seconds: int = 2 * 3600
+    warmup_buckets: int = (
+        12  # a scale judges nothing before it has watched this many of its buckets
+    )
     cooldown_seconds: int = 6 * 3600
     quiet_seconds: int = 2 * 3600
     evidence_size: int = 12
@@ -87,13 +97,14 @@ class DetectorParams:
         """The EWMA weight at a scale: the same half-life in event time at every scale."""
         return float(1.0 - 0.5 ** (scale / self.halflife_buckets))
 
-    def scale_min_score(self, scale: int) -> float:
-        """The Poisson score a key needs at a scale (``scale`` buckets per bucket of it).
+    def score_threshold(self, scale: int) -> float:
+        """The Poisson score a key needs at a scale whose bucket is ``scale`` finest buckets.
 
-        ``min_score`` is the threshold at the finest scale when it is the only one. A scale
-        whose bucket is m times longer tests each key m times less often, so the same false
-        alarms per key and day allow a threshold lower by log10(m); and with S scales each
-        gets 1/S of that budget (Bonferroni), log10(S) higher."""
+        A key can cross a threshold at most once per window, so a scale whose windows are m
+        times longer makes m times fewer tests of each key a day: the same false alarms per
+        key and day allow a p-value m times larger there, a threshold lower by log10(m).
+        With S scales each gets 1/S of the budget (Bonferroni): log10(S) higher.
+        ``min_score`` is the threshold of the finest scale alone."""
         return self.min_score + math.log10(len(self.scales)) - math.log10(scale)
 
     def book(self) -> BookParams:
@@ -171,13 +182,13 @@ class BurstEngine:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["book"] = dict(self.book.__dict__, clock=None)
+        state["state_version"] = STATE_VERSION
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.pop("state_version", None) != STATE_VERSION:
+            raise IncompatibleCheckpoint("written by another version of the detector")
         book_state = state.pop("book")
-        if "seen" not in state:  # a checkpoint from before the post-key memory
-            state["seen"] = SeenPosts(state["p"].seen_posts)
-            state["repeats"] = 0
         self.__dict__.update(state)
         self.book = AlertBook.__new__(AlertBook)
         self.book.__dict__.update(book_state)
@@ -249,7 +260,7 @@ class BurstEngine:
             sc.close_run(len(posts), sc_runs, self.start or 0.0)
         return self._count(posts, runs) if posts else []
 
-    def _count(self, posts: list[_Prepared], runs: list[Run]) -> list[Alert]:
+    def _count(self, posts: list[_Prepared], runs: list[list[Run]]) -> list[Alert]:
         """Posts of one or more buckets (``runs``), in order: count them, then test and alert
         per post."""
         dups = self.dups
@@ -565,9 +576,9 @@ class _Scale:
         self.alpha = p.scale_alpha(scale)
         self.floor = p.floor * scale  # (an expected count: it grows with the window)
         self.floor_rate = p.floor_rate
-        self.min_score = p.scale_min_score(scale)
-        # a scale judges nothing before it has watched one of its windows
-        self.warmup = max(p.warmup_seconds, 2 * self.seconds)
+        self.min_score = p.score_threshold(scale)
+        # a baseline from fewer buckets than this is no baseline: the scale judges nothing
+        self.warmup = max(p.warmup_seconds, p.warmup_buckets * self.seconds)
         self.sketch = RateSketch(p.sketch_width, p.sketch_depth, self.alpha, p.beta)
         self.keyed = KeyedRates(p.max_tracked_keys, self.alpha, p.beta)
         self.bucket = 0

@@ -19,6 +19,7 @@ from streams.detector import BurstEngine, DetectorParams, tracked_keys
 def detector_params(settings: Settings) -> DetectorParams:
     return DetectorParams(
         bucket_seconds=settings.bucket_seconds,
+        scales=tuple(settings.time_scales),
         halflife_buckets=settings.baseline_halflife_buckets,
         floor=settings.baseline_floor,
         floor_rate=settings.baseline_floor_rate,

@@ -16,9 +16,9 @@ from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Alert, ClassifiedPost, Post
 from seismo.watchlist import load_watchlist
+from streams import _sketchcore
 from streams.detector import BurstEngine
 from streams.pipeline import detector_params
-from streams import _sketchcore
 from streams.sketch import Estimate, KeyedRates, RateSketch, Run, pow_f32
 from tests.helpers import pure_python, synthetic_stream
 
@@ -238,9 +238,13 @@ def observe(engine: BurstEngine, posts: list[ClassifiedPost], batch: int) -> lis
 
 def same_engines(a: BurstEngine, b: BurstEngine) -> bool:
     return (
-        same_cells(a.sketch, b.sketch)
-        and same_cells(a.keyed, b.keyed)
-        and a.keyed.slots == b.keyed.slots
+        all(
+            same_cells(x.sketch, y.sketch)
+            and same_cells(x.keyed, y.keyed)
+            and x.keyed.slots == y.keyed.slots
+            and x.stream_mean == y.stream_mean
+            for x, y in zip(a.scales, b.scales, strict=True)
+        )
         and same(a.authors.last, b.authors.last)
         and a.dups._index == b.dups._index
         and list(a.dups._queue) == list(b.dups._queue)

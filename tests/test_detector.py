@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
+import pickle
 import random
 import subprocess
 import sys
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from streams import _textcore, core, features
 from streams.alertbook import alert_id
 from streams.authenticity import AuthorRepeats
 from streams.checkpoint import Checkpoints
-from streams.detector import BurstEngine, DetectorParams, poisson_score
+from streams.detector import BurstEngine, DetectorParams, IncompatibleCheckpoint, poisson_score
 from streams.features import burst_items, entities
 from streams.seen import SeenPosts
 
@@ -256,7 +260,10 @@ def test_alert_packet_is_deterministic_under_a_fixed_clock() -> None:
     assert a1 == a2 and a1
     first = a1[0]
     assert first.detected_at == NOW  # wall clock only from the injected clock
-    assert first.id == alert_id(first.key, first.window_start.timestamp())
+    # the id: the key and the finest bucket it opened in (stable whatever scale fired)
+    opened = first.raised_at.timestamp() // 300 * 300
+    assert first.id == alert_id(first.key, opened)
+    assert first.window_start.timestamp() + first.window_seconds > first.raised_at.timestamp()
     assert first.lead_source == "x" and first.counts_curve
     assert first.reason and first.z is not None and first.expected > 0
     assert first.independent_posts == first.posts_seen  # all distinct authors and texts
@@ -289,6 +296,40 @@ def test_checkpoints_in_a_table_survive_a_torn_write() -> None:
         199,
         -1,
     )
+
+
+def test_a_checkpoint_of_another_detector_layout_starts_empty(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A checkpoint written by an older layout is not restored half-way: the detector
+    starts empty and says why."""
+    eng = engine()
+    run(eng, flat_stream(8, 60, 4, 8)[:50])
+    state = eng.__getstate__()
+    state["state_version"] = 1
+    old = zlib.compress(pickle.dumps(_Pickled(state)))
+    with pytest.raises(IncompatibleCheckpoint):
+        BurstEngine.loads(old)
+    table: dict[str, object] = {}
+    store = Checkpoints(table)
+    eng.offset = 49
+    store.save(0, eng)
+    meta = dict(table["0:meta"])  # type: ignore[call-overload]
+    table[f"0:{meta['slot']}:0"] = base64.b64encode(old).decode()
+    table["0:meta"] = dict(meta, chunks=1, sha256=hashlib.sha256(old).hexdigest())
+    with caplog.at_level("WARNING"):
+        assert store.load(0) is None
+    assert "another version of the detector; starting empty" in caplog.text
+
+
+class _Pickled:
+    """Unpickles as a BurstEngine with the given state."""
+
+    def __init__(self, state: dict[str, object]) -> None:
+        self.state = state
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (BurstEngine.__new__, (BurstEngine,), self.state)
 
 
 def engine_at(posts: list[ClassifiedPost]) -> BurstEngine:
@@ -503,7 +544,7 @@ def test_named_keys_counts_tracked_keys_and_candidates_within_their_caps() -> No
     assert eng.named_keys == 0
     run(eng, [cp(T0 + timedelta(seconds=k), f"glm {VOCAB[k]}", k, claims=claims) for k in range(3)])
     # dossier, claim, claim x stance: exact cells from the first post
-    assert len(eng.keyed.slots) == 3 and eng.named_keys == 3 + len(eng.candidates)
+    assert len(eng.scales[0].keyed.slots) == 3 and eng.named_keys == 3 + len(eng.candidates)
     run(eng, flat_stream(3, 120, 4, 7, start=100))
     assert 3 < eng.named_keys <= 3 + 30
 
@@ -544,8 +585,10 @@ def test_observe_many_is_observe_one_by_one(seed: int, chunks: list[int]) -> Non
         got += many.observe_many(posts[i : i + n])
         i += n
     assert got == expected
-    for a, b in ((one.sketch, many.sketch), (one.keyed, many.keyed)):
-        assert (a.cur == b.cur).all() and (a.mean == b.mean).all() and (a.var == b.var).all()
+    for x, y in zip(one.scales, many.scales, strict=True):
+        for a, b in ((x.sketch, y.sketch), (x.keyed, y.keyed)):
+            assert (a.cur == b.cur).all() and (a.mean == b.mean).all()
+            assert (a.var == b.var).all()
     assert (one.authors.last == many.authors.last).all()
     assert list(one.candidates) == list(many.candidates)
 
