@@ -8,7 +8,7 @@
     python -m bench connect [--source S] [--posts N]  connector clients vs loopback fakes
     python -m bench xpush [--posts N] [--batch B]     x-push endpoint -> embedded Kafka, acked
     python -m bench classify [--file F] [--posts N]   the classify step: keyword, cascade, full
-    python -m bench heldout                           detector thresholds chosen per held-out stream
+    python -m bench heldout [--jobs N]                detector parameters chosen per held-out stream
 
 Each prints one JSON object per measurement. Inputs are synthetic unless --file is given,
 so the numbers can be reproduced without ../shared.

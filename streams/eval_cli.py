@@ -19,25 +19,49 @@ from seismo.cliutil import EVAL_HELP, command_group, progress, settings_from
 from seismo.contracts import Alert, Post
 from seismo.errors import SeismoError, describe
 from seismo.watchlist import load_watchlist
-from streams.evaluate import EventSpec, evaluate_event, summary
+from streams.evaluate import (
+    TARGET_POSTS,
+    EventSpec,
+    evaluate_event,
+    pre_onset_report,
+    summary,
+)
 from streams.pipeline import OfflinePipeline, detector_params
 
 
 def register(sub: Any) -> None:
     b = command_group(sub, "eval", EVAL_HELP).add_parser(
         "bursts",
-        help="detection delay and pre-onset false alerts on replayed streams",
+        help="detection delay, posts to detection and pre-onset alerts on replayed streams",
         description=(
             "Replay each JSONL stream through the classifier and burst detector (same code "
             "as the worker, no broker), then for every event in --events whose 'replay' "
             "names the file print: the event-time delay from onset (and from the first "
-            "on-topic post) to the first alert hitting its keywords, and the alerts opened "
-            "before the onset. One JSON line per event; the last line is a JSON summary."
+            "on-topic post) to the first alert hitting its keywords, the posts to detection "
+            "(on-topic posts from the onset up to that alert; null when missed) and the "
+            "alerts opened before the onset. One JSON line per event, then one per stream "
+            "listing its pre-onset alerts; the last line is a JSON summary (median posts to "
+            f"detection, a miss counting as infinity; events detected within {TARGET_POSTS} "
+            "posts)."
         ),
     )
     b.add_argument("replays", nargs="+", type=Path, metavar="REPLAY.jsonl")
-    b.add_argument("--events", type=Path, required=True, help="events.json (onset, keywords)")
+    b.add_argument(
+        "--events",
+        type=Path,
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="EVENTS.json",
+        help="events files (onset, keywords); several, or the option given again, are merged",
+    )
     b.add_argument("--alerts-out", type=Path, help="also write every alert version (JSONL)")
+    b.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write a PNG plot per event and DIR/index.html with the summary table",
+    )
     # SUPPRESS: unset here must not overwrite the global ``seismo --config FILE eval bursts``
     b.add_argument(
         "--config",
@@ -79,9 +103,24 @@ def run_stream(path: Path, pipe: OfflinePipeline) -> tuple[list[Post], list[Aler
     return posts, alerts
 
 
+def detect_all(posts: list[Post], pipe: OfflinePipeline) -> list[Alert]:
+    """The alerts of ``posts`` read already, fed in the same batches as :func:`run_stream`."""
+    return [a for i in range(0, len(posts), 1000) for a in pipe.feed_many(posts[i : i + 1000])]
+
+
+def load_events(paths: list[Path]) -> list[EventSpec]:
+    """The events of every file in ``paths``, in order."""
+    return [spec for path in paths for spec in EventSpec.load(path)]
+
+
 def cmd_eval_bursts(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    specs = EventSpec.load(args.events)
+    specs = load_events(args.events)
+    report = None
+    if args.report is not None:
+        from streams.eval_report import Report  # matplotlib: loaded only when asked for
+
+        report = Report(args.report)
     classifier = KeywordClassifier(load_watchlist(settings.watchlist))
     results = []
     try:
@@ -92,7 +131,8 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
         for path in args.replays:
             mine = [s for s in specs if s.replay == path.name]
             if not mine:
-                progress(f"{path.name}: no event in {args.events} names this file; skipped")
+                names = ", ".join(str(e) for e in args.events)
+                progress(f"{path.name}: no event in {names} names this file; skipped")
                 continue
             posts, alerts = run_stream(path, OfflinePipeline(classifier, detector_params(settings)))
             if out is not None:
@@ -102,8 +142,15 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
                 r = evaluate_event(spec, posts, alerts)
                 results.append(r)
                 print(json.dumps(r.as_dict()), flush=True)
+                if report is not None:
+                    report.plot_event(spec, r, posts, alerts)
+            onset = min(s.onset for s in mine)
+            print(json.dumps(pre_onset_report(path.name, onset, posts, alerts)), flush=True)
     finally:
         if out is not None:
             out.close()
-    print(json.dumps(summary(results)))
+    total = summary(results)
+    if report is not None:
+        progress(f"report: {report.write_index(total)}")
+    print(json.dumps(total))
     return 0 if results else 1

@@ -3,12 +3,17 @@
 For each event (``events.json``: replay file, onset, keywords) it measures the detection
 delay -- event-time minutes from the onset (and from the first on-topic post, when that is
 later) to the first alert version whose label, burst keys or leading terms hit the
-event's keywords -- and the false alerts raised in the quiet period before the onset.
+event's keywords --, the posts to detection -- how many on-topic posts (posts whose text
+hits the keywords) had arrived from the onset up to and including the post that raised
+that alert; a missed event counts as infinitely many -- and the false alerts raised in
+the quiet period before the onset.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -24,6 +29,7 @@ from streams.features import label_words, words
 
 TARGET_DELAY_MIN = 15.0
 TARGET_PRE_ONSET_PER_DAY = 2.0
+TARGET_POSTS = 8  # on-topic posts by the first on-topic alert
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,8 @@ class EventResult:
     delay_min: float | None  # from onset
     delay_from_first_post_min: float | None  # from max(onset, first on-topic post)
     detected_in_target: bool
+    posts_to_detection: int | None  # on-topic posts in [onset, first alert]; None: missed
+    detected_within_posts: bool  # posts_to_detection <= TARGET_POSTS
     pre_onset_alerts: int
     pre_onset_days: float
     pre_onset_per_day: float
@@ -99,6 +107,11 @@ def _hits(text: str, keywords: tuple[str, ...]) -> bool:
     return any(f" {k} " in padded for k in keywords)
 
 
+def on_topic(post: Post, spec: EventSpec) -> bool:
+    """The post's text hits the event's keywords."""
+    return _hits(post.text, spec.keywords)
+
+
 def alert_on_topic(alert: Alert, keywords: tuple[str, ...]) -> bool:
     """Its label, one of its burst keys or one of its five leading terms is on topic."""
     texts = [alert.label, *(label_words(k.split(":", 1)[1]) for k in alert.related_keys)]
@@ -106,21 +119,42 @@ def alert_on_topic(alert: Alert, keywords: tuple[str, ...]) -> bool:
     return any(_hits(t, keywords) for t in texts)
 
 
+def first_on_topic_alert(spec: EventSpec, alerts: Iterable[Alert]) -> Alert | None:
+    """The earliest alert version raised at or after the onset that hits the keywords."""
+    hits = [a for a in alerts if a.raised_at >= spec.onset and alert_on_topic(a, spec.keywords)]
+    return min(hits, key=lambda a: a.raised_at) if hits else None
+
+
+def posts_to_detection(spec: EventSpec, posts: Iterable[Post], first: Alert | None) -> int | None:
+    """The on-topic posts (text hitting the keywords, as :func:`alert_on_topic` judges
+    alerts) with event time from the onset up to and including ``first.raised_at`` (the
+    post that raised it). None when there is no such alert: a miss, infinitely many."""
+    if first is None:
+        return None
+    return sum(
+        1 for p in posts if spec.onset <= p.created_at <= first.raised_at and on_topic(p, spec)
+    )
+
+
+def median_posts(values: Iterable[int | None]) -> float:
+    """The median posts to detection, a miss (None) counting as infinity."""
+    xs = [math.inf if v is None else float(v) for v in values]
+    return statistics.median(xs) if xs else math.inf
+
+
+def finite_or_none(x: float) -> float | None:
+    """``x`` for JSON: infinity (a miss) as null."""
+    return None if math.isinf(x) else x
+
+
 def evaluate_event(spec: EventSpec, posts: list[Post], alerts: list[Alert]) -> EventResult:
     onset = spec.onset
-    first_post = next(
-        (p for p in posts if p.created_at >= onset and _hits(p.text, spec.keywords)), None
-    )
+    first_post = next((p for p in posts if p.created_at >= onset and on_topic(p, spec)), None)
     ref = max(onset, first_post.created_at) if first_post else onset
-    hits = sorted(
-        (a for a in alerts if a.raised_at >= onset and alert_on_topic(a, spec.keywords)),
-        key=lambda a: a.raised_at,
-    )
-    first = hits[0] if hits else None
-    pre_ids = {a.id for a in alerts if a.status == "open" and a.raised_at < onset}
-    start = posts[0].created_at if posts else onset
-    days = max((onset - start).total_seconds() / 86400, 0.0)
-    per_day = len(pre_ids) / days if days > 0 else 0.0
+    first = first_on_topic_alert(spec, alerts)
+    n_posts = posts_to_detection(spec, posts, first)
+    pre = pre_onset_alerts(alerts, onset)
+    days, per_day = quiet_period(posts, onset, len(pre))
     delay = (first.raised_at - onset).total_seconds() / 60 if first else None
     delay_ref = (first.raised_at - ref).total_seconds() / 60 if first else None
     return EventResult(
@@ -134,7 +168,9 @@ def evaluate_event(spec: EventSpec, posts: list[Post], alerts: list[Alert]) -> E
         delay_min=None if delay is None else round(delay, 1),
         delay_from_first_post_min=None if delay_ref is None else round(max(delay_ref, 0.0), 1),
         detected_in_target=delay_ref is not None and delay_ref <= TARGET_DELAY_MIN,
-        pre_onset_alerts=len(pre_ids),
+        posts_to_detection=n_posts,
+        detected_within_posts=n_posts is not None and n_posts <= TARGET_POSTS,
+        pre_onset_alerts=len(pre),
         pre_onset_days=round(days, 2),
         pre_onset_per_day=round(per_day, 2),
         quiet_in_target=per_day <= TARGET_PRE_ONSET_PER_DAY,
@@ -142,11 +178,64 @@ def evaluate_event(spec: EventSpec, posts: list[Post], alerts: list[Alert]) -> E
     )
 
 
+def opened_alerts(alerts: Iterable[Alert]) -> list[Alert]:
+    """Each alert id's opening version, in the order raised."""
+    opened: dict[str, Alert] = {}
+    for a in alerts:
+        if a.status == "open":
+            opened.setdefault(a.id, a)
+    return sorted(opened.values(), key=lambda a: a.raised_at)
+
+
+def pre_onset_alerts(alerts: Iterable[Alert], onset: datetime) -> list[Alert]:
+    """The alerts opened before ``onset``, in the order raised."""
+    return [a for a in opened_alerts(alerts) if a.raised_at < onset]
+
+
+def quiet_period(posts: list[Post], onset: datetime, n_alerts: int) -> tuple[float, float]:
+    """The days from the stream's first post to ``onset`` and ``n_alerts`` per such day."""
+    start = posts[0].created_at if posts else onset
+    days = max((onset - start).total_seconds() / 86400, 0.0)
+    return days, (n_alerts / days if days > 0 else 0.0)
+
+
+def pre_onset_report(
+    stream: str, onset: datetime, posts: list[Post], alerts: list[Alert]
+) -> dict[str, Any]:
+    """One stream's alerts opened before ``onset`` (its earliest labelled onset), each with
+    what a reader needs to tell a real unlabelled burst from noise, and their rate."""
+    pre = pre_onset_alerts(alerts, onset)
+    days, per_day = quiet_period(posts, onset, len(pre))
+    return {
+        "stream": stream,
+        "onset": onset.isoformat(),
+        "pre_onset_days": round(days, 2),
+        "pre_onset_per_day": round(per_day, 2),
+        "pre_onset": [
+            {
+                "id": a.id,
+                "key": a.key,
+                "label": a.label,
+                "terms": a.terms[:5],
+                "raised_at": a.raised_at.isoformat(),
+                "window_seconds": a.window_seconds,
+                "observed": a.observed,
+                "expected": round(a.expected, 3),
+                "score": round(a.score, 2),
+            }
+            for a in pre
+        ],
+    }
+
+
 def summary(results: Iterable[EventResult]) -> dict[str, Any]:
     rs = list(results)
+    median = median_posts(r.posts_to_detection for r in rs)
     return {
         "events": [r.as_dict() for r in rs],
         "detected_in_target": sum(r.detected_in_target for r in rs),
         "quiet_in_target": sum(r.quiet_in_target for r in rs),
+        f"detected_within_{TARGET_POSTS}_posts": sum(r.detected_within_posts for r in rs),
+        "median_posts_to_detection": finite_or_none(median),  # null: more than half missed
         "total": len(rs),
     }
