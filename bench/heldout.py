@@ -38,7 +38,6 @@ from streams.detector import DetectorParams
 from streams.eval_cli import detect_all, load_events, read_posts
 from streams.evaluate import (
     TARGET_POSTS,
-    TARGET_PRE_ONSET_PER_DAY,
     EventResult,
     EventSpec,
     evaluate_event,
@@ -53,9 +52,8 @@ EVENTS = ("events.json", "events_hn.json")
 # The grid: DetectorParams field -> the values tried; every combination is one setting,
 # applied as dataclasses.replace(base, **setting) on the configured parameters.
 GRID: dict[str, tuple[Any, ...]] = {
-    "min_z": (2.5, 3.0, 3.5),
-    "min_score": (3.5, 4.5, 5.5),
-    "min_count": (2, 3),
+    "min_score": (3.5, 4.0, 4.5, 5.0),
+    "floor_rate": (0.001, 0.002, 0.005, 0.01),
 }
 
 Setting = dict[str, Any]
@@ -74,7 +72,7 @@ def settings_of(grid: dict[str, tuple[Any, ...]]) -> list[Setting]:
 def rank(results: list[EventResult]) -> tuple[bool, int, float, float]:
     """Lower is better: not quiet on every stream, minus the events detected within
     TARGET_POSTS posts, the median posts to detection, the pre-onset alerts per day."""
-    quiet = all(r.pre_onset_per_day <= TARGET_PRE_ONSET_PER_DAY for r in results)
+    quiet = all(r.quiet_in_target for r in results)
     within = sum(r.detected_within_posts for r in results)
     median = median_posts(r.posts_to_detection for r in results)
     return (not quiet, -within, median, round(sum(r.pre_onset_per_day for r in results), 4))

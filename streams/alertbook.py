@@ -136,6 +136,7 @@ class _Open:
     total: int = 0  # posts attached (``posts`` keeps the newest only)
     # at the last emission: severity, keys, tracked keys, sources, size, event time
     emitted: tuple[int, int, int, int, int, float] = (0, 0, 0, 0, 0, 0.0)
+    last: Alert | None = None  # the version last emitted, as it was sent
 
 
 def _span(seconds: int) -> str:
@@ -299,7 +300,7 @@ class AlertBook:
 
     def _emit(self, al: _Open, ts: float, status: str) -> Alert:
         al.version += 1
-        alert = self._build(al, ts, status)
+        alert = al.last = self._build(al, ts, status)
         al.emitted = (
             SEVERITIES.index(alert.severity),
             len(al.keys),
@@ -313,11 +314,7 @@ class AlertBook:
     def current(self) -> list[Alert]:
         """The open alerts as they stand, at their last version (nothing is emitted):
         for a process that restores this book from a checkpoint (its gauges)."""
-        return [
-            self._build(al, al.emitted[5], "open" if al.version == 1 else "update")
-            for al in self.open.values()
-            if al.version
-        ]
+        return [al.last for al in self.open.values() if al.last is not None]
 
     def _build(self, al: _Open, ts: float, status: str) -> Alert:
         p = self.p

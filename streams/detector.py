@@ -550,12 +550,17 @@ class _Flags:
 
     @staticmethod
     def of(per_scale: list[Estimate], p: DetectorParams) -> _Flags:
+        """``hot`` (what keeps an alert open) looks at the scales whose window fits in
+        ``quiet_seconds`` only: a day-long window stays high for a day after its posts
+        stopped, which says nothing about whether the story is still moving."""
         hots = [e.z >= p.hot_z for e in per_scale]
         fires = [(e.count >= p.min_count) & (e.z >= p.min_z) for e in per_scale]
         admits = [(e.count >= p.candidate_min) & h for e, h in zip(per_scale, hots, strict=True)]
         hot, admit, fire = hots[0], admits[0], fires[0]
-        for h, ad, fi in zip(hots[1:], admits[1:], fires[1:], strict=True):
-            hot, admit, fire = hot | h, admit | ad, fire | fi
+        for m, h, ad, fi in zip(p.scales[1:], hots[1:], admits[1:], fires[1:], strict=True):
+            admit, fire = admit | ad, fire | fi
+            if 2 * m * p.bucket_seconds <= p.quiet_seconds:
+                hot = hot | h
         return _Flags(
             per_scale, fires, hot, admit, admit.nonzero()[0].tolist(), fire.nonzero()[0].tolist()
         )

@@ -421,7 +421,8 @@ def test_copy_paste_campaign_is_discounted() -> None:
 
 
 def test_sparse_stream_fires_on_a_few_posts() -> None:
-    """~120 posts a day (Hacker News): three posts on a new subject in minutes is news."""
+    """~120 posts a day (Hacker News): two or three posts on a new subject in minutes is
+    news (``min_count`` 2: never one post alone)."""
     rng = random.Random(5)
     posts = [
         cp(
@@ -439,7 +440,7 @@ def test_sparse_stream_fires_on_a_few_posts() -> None:
     ]
     alerts = run(engine(), sorted(posts + news, key=lambda c: c.post.created_at))
     assert [a.label for a in opened(alerts)] == ["zephyr"]
-    assert alerts[0].raised_at == onset + timedelta(minutes=4)
+    assert onset + timedelta(minutes=2) <= alerts[0].raised_at <= onset + timedelta(minutes=4)
 
 
 def test_claim_stance_surge_is_its_own_signal_and_one_alert() -> None:

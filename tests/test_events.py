@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from seismo.contracts import Alert, Post
-from streams.evaluate import EventSpec, alert_on_topic, evaluate_event
+from streams.evaluate import (
+    TARGET_POSTS,
+    EventSpec,
+    alert_on_topic,
+    evaluate_event,
+    median_posts,
+    posts_to_detection,
+)
 from tests.helpers import WorkerProcess, offline_alerts, replay_summary
 
 
@@ -31,8 +37,7 @@ def test_oklahoma_tornado_offline(shared_data: Path) -> None:
     posts = file_posts(shared_data / "replay" / ev.replay)
     alerts = offline_alerts(posts)
     r = evaluate_event(ev, posts, alerts)
-    assert r.detected_in_target and r.delay_from_first_post_min is not None
-    assert r.delay_from_first_post_min <= 15
+    assert r.posts_to_detection is not None and r.posts_to_detection <= TARGET_POSTS
     assert r.pre_onset_alerts == 0  # nothing in the quiet period
     first = next(a for a in alerts if a.id == r.first_alert_id)
     assert {"tornado", "oklahoma", "moore"} & set(first.terms)
@@ -40,20 +45,24 @@ def test_oklahoma_tornado_offline(shared_data: Path) -> None:
 
 @pytest.mark.slow
 def test_all_events_offline(shared_data: Path) -> None:
-    """The issue's targets: detected within 15 min, at most 2 false alerts a day before.
-
-    Meltdown/Spectre is the known miss: its first on-topic post is one lone story a day
-    before the disclosure (see README); it is detected when the disclosure breaks.
-    """
-    specs = EventSpec.load(shared_data / "replay" / "events.json")
-    results = {}
+    """Issue 16's targets on all 15 labelled bursts with the shipped defaults: at least 13
+    detected within 8 on-topic posts, a median of at most 5, and every stream quiet before
+    its onset (at most 2 alerts a day; 2 when the quiet period is under a day)."""
+    specs = [
+        ev
+        for name in ("events.json", "events_hn.json")
+        for ev in EventSpec.load(shared_data / "replay" / name)
+    ]
+    assert len(specs) == 15
+    by_file: dict[str, list[Post]] = {}
+    results = []
     for ev in specs:
-        posts = file_posts(shared_data / "replay" / ev.replay)
-        results[ev.replay] = evaluate_event(ev, posts, offline_alerts(posts))
-    assert all(r.quiet_in_target for r in results.values())
-    missed = {k for k, r in results.items() if not r.detected_in_target}
-    assert missed <= {"hn_stories_2017-12-24_2018-03-02.jsonl"}
-    assert results["hn_stories_2017-12-24_2018-03-02.jsonl"].first_alert_at is not None
+        posts = by_file.get(ev.replay) or file_posts(shared_data / "replay" / ev.replay)
+        by_file = {ev.replay: posts}
+        results.append(evaluate_event(ev, posts, offline_alerts(posts)))
+    assert [r.event for r in results if not r.quiet_in_target] == []
+    assert sum(r.detected_within_posts for r in results) >= 13
+    assert median_posts(r.posts_to_detection for r in results) <= 5
 
 
 @pytest.mark.broker
@@ -76,4 +85,6 @@ def test_oklahoma_through_kafka_matches_offline(
     assert sorted((a.id, a.version) for a in got) == sorted((a.id, a.version) for a in want)
     ev = event(shared_data, path.name)
     first = min((a for a in got if alert_on_topic(a, ev.keywords)), key=lambda a: a.raised_at)
-    assert ev.onset < first.raised_at <= ev.onset + timedelta(minutes=20)
+    assert ev.onset < first.raised_at
+    n = posts_to_detection(ev, file_posts(path), first)
+    assert n is not None and n <= TARGET_POSTS
