@@ -189,7 +189,7 @@ class Settings(BaseSettings):
         default=0.005, gt=0, description="smallest expected window count of any key"
     )
     baseline_floor_rate: float = Field(
-        default=0.002, ge=0, description="...or this share of the stream's own window rate"
+        default=0.005, ge=0, description="...or this share of the stream's own window rate"
     )
     min_count: int = Field(default=2, ge=1, description="independent posts a burst needs")
     min_z: float = Field(default=3.0, description="SigniTrend z = (x - E) / (sd + beta)")

@@ -68,7 +68,7 @@ class DetectorParams:
     scales: tuple[int, ...] = (1, 6, 36, 144)
     halflife_buckets: float = 2016.0  # one week of 5-minute buckets
     floor: float = 0.005
-    floor_rate: float = 0.002
+    floor_rate: float = 0.005
     min_count: int = 2
     min_z: float = 3.0
     min_score: float = 4.0
