@@ -152,21 +152,19 @@ async def read_topic(
 async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record ``topic`` holds now, up to its end offsets taken at the start: a
     deterministic "and nothing more", for when whatever writes to it has finished."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     got: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not parts:
-            await consumer.topics()  # fetches the metadata of every topic
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        assert parts, f"topic {topic} does not exist"
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
+    try:  # without a group the consumer is given every partition of the topic
+        parts: set[TopicPartition] = await wait_until_async(
+            consumer.assignment, f"the partitions of {topic}", RECORD_ARRIVES, 0.05
+        )
+        ends = await consumer.end_offsets(list(parts))
 
         async def at_end() -> bool:
-            return all(await consumer.position(tp) >= ends[tp] for tp in parts)
+            return all([await consumer.position(tp) >= ends[tp] for tp in parts])
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RECORD_ARRIVES
