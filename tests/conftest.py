@@ -10,6 +10,7 @@ import pytest
 
 from seismo.broker import free_port
 from tests.helpers import SHARED_DATA
+from tests.timeouts import BROKER_START
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +19,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from seismo.broker import EmbeddedKafka
 
     broker = EmbeddedKafka(tmp_path_factory.mktemp("kafka"), port=0)
-    broker.start(timeout=120)
+    broker.start(timeout=BROKER_START)
     try:
         yield broker.bootstrap
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -10,12 +11,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from models.keyword import KeywordClassifier
 from seismo.config import load_settings
@@ -23,13 +27,158 @@ from seismo.contracts import Alert, Post
 from seismo.watchlist import load_watchlist
 from streams import core
 from streams.pipeline import OfflinePipeline, detector_params
+from tests.timeouts import (
+    COMMAND_FINISHES,
+    HTTP_REQUEST,
+    PIPELINE_DRAINS,
+    POLL,
+    PROCESS_STOPS,
+    RECORD_ARRIVES,
+    TASK_STOPS,
+    WORKER_READY,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+DEPLOY = REPO / "deploy"
+GRAFANA = DEPLOY / "grafana"
+PROMETHEUS = DEPLOY / "prometheus"
+
+T = TypeVar("T")
+
+
+# --- waiting ------------------------------------------------------------------------------
+
+
+def _said(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
+
+
+def wait_until(
+    check: Callable[[], T | None],
+    what: str | Callable[[], str],
+    timeout: float,
+    interval: float = POLL,
+) -> T:
+    """Call ``check`` until it returns something truthy, and return that. After ``timeout``
+    seconds (one of tests/timeouts.py) fail, saying ``what`` was waited for (a callable is
+    asked then, so it can describe the state reached)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {_said(what)}")
+        time.sleep(interval)
+
+
+async def wait_until_async(
+    check: Callable[[], T | None],
+    what: str | Callable[[], str],
+    timeout: float,
+    interval: float = 0.005,
+) -> T:
+    """:func:`wait_until` inside an event loop (the loop keeps running while we wait)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {_said(what)}")
+        await asyncio.sleep(interval)
+
+
+async def finishes(task: Awaitable[T], what: str, timeout: float = TASK_STOPS) -> T:
+    """Await ``task`` (by default one told to stop: a runner, a server); fail naming ``what``
+    if it has not finished after ``timeout``."""
+    try:
+        return await asyncio.wait_for(task, timeout)
+    except TimeoutError:
+        raise AssertionError(
+            f"timed out after {timeout:g}s waiting for {what} (to finish)"
+        ) from None
+
+
+def http_get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=HTTP_REQUEST) as resp:
+        body: bytes = resp.read()
+        return body
+
+
+# --- Kafka --------------------------------------------------------------------------------
+
+
+async def read_records(
+    bootstrap: str,
+    topic: str,
+    want: int,
+    timeout: float = RECORD_ARRIVES,
+    alive: Callable[[], bool] = lambda: True,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The first ``want`` records of ``topic`` (from the earliest offset, no group); fails
+    naming the topic when fewer arrive in ``timeout`` (or ``alive()`` turns false first:
+    what should write them has ended; then the records so far are returned)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    got: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(got) < want and alive():
+            if loop.time() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout:g}s waiting for {want} records on {topic}; "
+                    f"got {len(got)}"
+                )
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                got += records
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def read_topic(
+    bootstrap: str, topic: str, want: int, timeout: float = RECORD_ARRIVES
+) -> list[bytes]:
+    """The values of the first ``want`` records of ``topic``."""
+    return [r.value for r in await read_records(bootstrap, topic, want, timeout)]
+
+
+async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record ``topic`` holds now, up to its end offsets taken at the start: a
+    deterministic "and nothing more", for when whatever writes to it has finished."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    got: list[ConsumerRecord[bytes, bytes]] = []
+    try:  # without a group the consumer is given every partition of the topic
+        parts: set[TopicPartition] = await wait_until_async(
+            consumer.assignment, f"the partitions of {topic}", RECORD_ARRIVES, 0.05
+        )
+        ends = await consumer.end_offsets(list(parts))
+
+        async def at_end() -> bool:
+            return all([await consumer.position(tp) >= ends[tp] for tp in parts])
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RECORD_ARRIVES
+        while not await at_end():
+            assert loop.time() < deadline, f"{topic} not read to its end in {RECORD_ARRIVES:g}s"
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                got += records
+    finally:
+        await consumer.stop()
+    return sorted(got, key=lambda r: (r.partition, r.offset))
 
 
 def run_seismo(
-    env: dict[str, str], *args: str, timeout: float = 300
+    env: dict[str, str], *args: str, timeout: float = COMMAND_FINISHES
 ) -> subprocess.CompletedProcess[str]:
     """Run the ``seismo`` CLI in a child process with ``env`` on top of ours."""
     return subprocess.run(
@@ -54,7 +203,7 @@ def spawn_seismo(env: dict[str, str], log_path: Path, *args: str) -> subprocess.
         )
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> int:
+def stop_process(proc: subprocess.Popen[Any], timeout: float = PROCESS_STOPS) -> int:
     """SIGTERM, wait up to ``timeout``, then SIGKILL; returns the exit code."""
     if proc.poll() is None:
         proc.terminate()
@@ -66,11 +215,20 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 30) -> int:
     return proc.returncode
 
 
-def replay_summary(env: dict[str, str], path: Path, *args: str, timeout: float = 300) -> Any:
-    """``seismo replay PATH --speed max ARGS``; asserts success, returns its JSON summary."""
-    res = run_seismo(env, "replay", str(path), "--speed", "max", *args, timeout=timeout)
+def replay_summary(
+    env: dict[str, str], path: Path, *args: str, timeout: float = COMMAND_FINISHES
+) -> Any:
+    """``seismo replay PATH --speed max ARGS``; asserts success, returns its JSON summary.
+    With ``--alerts-out`` it waits up to PIPELINE_DRAINS for the pipeline to drain."""
+    res = run_seismo(
+        env, "replay", str(path), "--speed", "max", *DRAIN_WAIT, *args, timeout=timeout
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+DRAIN_WAIT = ("--wait-timeout", f"{PIPELINE_DRAINS:g}")
+"""The replay option bounding its wait for the pipeline to drain (with ``--alerts-out``)."""
 
 
 def offline_alerts(posts: Iterable[Post]) -> list[Alert]:
@@ -147,19 +305,23 @@ class WebhookReceiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def wait_for(self, predicate: Any, timeout: float) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_for(
+        self, predicate: Any, what: str = "a matching alert", timeout: float = RECORD_ARRIVES
+    ) -> list[dict[str, Any]]:
+        """The accepted alerts matching ``predicate``, once there is one."""
+
+        def matching() -> list[dict[str, Any]]:
             with self._lock:
-                got = [r for r in self.requests if predicate(r)]
-            if got:
-                return got
-            time.sleep(0.2)
-        raise AssertionError(f"no matching webhook within {timeout}s; got {len(self.requests)}")
+                return [r for r in self.requests if predicate(r)]
+
+        return wait_until(
+            matching, lambda: f"{what} at the webhook ({len(self.requests)} received)", timeout
+        )
 
 
 class WorkerProcess:
-    """``seismo worker`` as a child process with its own env; waits until Faust is ready."""
+    """``seismo worker`` as a child process with its own env; ready when its ``/healthz``
+    answers and it holds partitions (it has joined its consumer group)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, *extra_args: str) -> None:
         self.env = {**os.environ, **env}
@@ -167,7 +329,7 @@ class WorkerProcess:
         self.args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90.0) -> WorkerProcess:
+    def start(self, timeout: float = WORKER_READY) -> WorkerProcess:
         self._log = self.log_path.open("ab")
         self._mark = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
@@ -177,21 +339,35 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        try:
+            wait_until(self._ready, "the worker's /healthz to show partitions held", timeout)
+        except AssertionError as exc:
+            self.stop()
             text = self.log_path.read_bytes()[self._mark :].decode("utf-8", "replace")
-            if "[^Worker]: Ready" in text:
-                return self
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited early:\n{text[-4000:]}")
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"worker not ready in {timeout}s:\n{self.log_text()[-4000:]}")
+            raise AssertionError(f"{exc}; its log:\n{text[-4000:]}") from None
+        return self
+
+    def healthz(self) -> dict[str, Any] | None:
+        """The worker's ``/healthz`` answer, or None while it does not answer."""
+        url = f"http://127.0.0.1:{self.env['SEISMO_WEB_PORT']}/healthz"
+        try:
+            answer: dict[str, Any] = json.loads(http_get(url))
+            return answer
+        except (OSError, ValueError):
+            return None
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            text = self.log_path.read_bytes()[self._mark :].decode("utf-8", "replace")
+            raise AssertionError(f"worker exited early:\n{text[-4000:]}")
+        health = self.healthz()
+        return health is not None and any(health.get("partitions", {}).values())
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def stop(self, timeout: float = 30.0) -> int | None:
+    def stop(self, timeout: float = PROCESS_STOPS) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -267,6 +443,51 @@ def synthetic_stream(
     return rows
 
 
+def _extra_burst(
+    prefix: str, at_hour: float, posts: int, seed: int, texts: list[str]
+) -> list[dict]:
+    """One more burst (no background), its ids prefixed so they don't clash."""
+    burst = synthetic_stream(
+        hours=0, burst_at_hour=at_hour, burst_posts=posts, seed=seed, burst_texts=texts
+    )
+    return [r | {"id": f"{prefix}{i}"} for i, r in enumerate(burst)]
+
+
+def multi_burst_rows() -> list[dict]:
+    """Background chatter with three bursts: GLM-5, DeepSeek V4 (both on Ascend), Cloudflare."""
+    rows = synthetic_stream(hours=12, per_hour=30, burst_at_hour=4)
+    rows += _extra_burst(
+        "d",
+        7.5,
+        12,
+        3,
+        [
+            "DeepSeek V4 Pro trained on Huawei Ascend chips",
+            "Huawei Ascend ran DeepSeek V4",
+            "DeepSeek V4 on Ascend? Huawei says yes",
+        ],
+    )
+    rows += _extra_burst(
+        "c",
+        10.5,
+        14,
+        4,
+        [
+            "Cloudflare outage takes down half the web",
+            "Is Cloudflare down for everyone?",
+            "Massive Cloudflare outage right now",
+            "cloudflare 502 errors everywhere",
+        ],
+    )
+    rows.sort(key=lambda r: r["created_at"])
+    return rows
+
+
+def expected_ids(rows: list[dict]) -> set[tuple[str, int]]:
+    """(id, version) of every alert lifecycle change the posts cause, computed offline."""
+    return {(a.id, a.version) for a in offline_alerts(Post.model_validate(r) for r in rows)}
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]], extra_lines: Iterable[str] = ()) -> Path:
     with path.open("w", encoding="utf-8") as f:
         for r in rows:
@@ -274,6 +495,21 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]], extra_lines: Iterable[st
         for line in extra_lines:
             f.write(line + "\n")
     return path
+
+
+# --- deployment files ---------------------------------------------------------------------
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """The Grafana dashboards shipped in deploy/, by file name."""
+    return {
+        p.name: json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted((GRAFANA / "dashboards").glob("*.json"))
+    }
+
+
+def panels(dash: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in dash["panels"] if p["type"] != "row"]
 
 
 # --- alert delivery ---------------------------------------------------------------------

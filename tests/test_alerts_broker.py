@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import jsonschema
@@ -19,7 +18,9 @@ from tests.helpers import (
     WorkerProcess,
     make_alert,
     run_seismo,
+    wait_until,
 )
+from tests.timeouts import RECORD_ARRIVES
 
 pytestmark = pytest.mark.broker
 
@@ -43,18 +44,21 @@ def produce_alerts(bootstrap: str, topic: str, alerts: list[Alert]) -> None:
     produce_records(bootstrap, topic, [(a.id.encode(), a.to_bytes()) for a in alerts])
 
 
-def wait_parked(env: dict[str, str], want: int, timeout: float = 90) -> list[FailedDelivery]:
+def wait_parked(env: dict[str, str], want: int) -> list[FailedDelivery]:
     """Records on alerts.dlq.v1, read with a dry run (which commits nothing)."""
-    deadline = time.monotonic() + timeout
     items: list[dict[str, str]] = []
-    while time.monotonic() < deadline:
+
+    def parked() -> list[dict[str, str]] | None:
+        nonlocal items
         res = run_seismo(env, "alerts", "redeliver", "--dry-run")
         assert res.returncode == 0, res.stderr[-2000:]
         items = [json.loads(x) for x in res.stdout.splitlines()[:-1]]
-        if len(items) >= want:
-            return items  # type: ignore[return-value]
-        time.sleep(1)
-    raise AssertionError(f"{len(items)} parked deliveries, wanted {want}")
+        return items if len(items) >= want else None
+
+    got = wait_until(
+        parked, lambda: f"{want} parked deliveries (have {len(items)})", RECORD_ARRIVES, 1.0
+    )
+    return got  # type: ignore[return-value]
 
 
 def test_target_down_goes_to_dlq_then_redeliver_delivers_once(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +24,6 @@ from connectors.cli import build_source
 from seismo.config import Settings, load_settings
 from seismo.contracts import Post, decode
 from seismo.metrics import Metrics
-from tests.fakes import SlowSink, connect_to_kafka, outcomes
 from tests.fakes.bluesky import (
     T0_US,
     FakeFirehose,
@@ -38,8 +35,15 @@ from tests.fakes.bluesky import (
     post_events,
     tid,
 )
-from tests.test_connector_base import MemorySink, make_runner
-from tests.test_connector_base import run_until as base_run_until
+from tests.fakes.kit import (
+    MemorySink,
+    SlowSink,
+    connect_to_kafka,
+    make_runner,
+    outcomes,
+    run_until,
+)
+from tests.helpers import finishes
 
 NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
 SEEN = datetime(2027, 1, 15, 7, 59, 59, tzinfo=UTC)
@@ -120,12 +124,6 @@ def settings_for(server: _LogServer, tmp_path: Path, **kw: Any) -> Settings:
 
 def runner_for(source: Source, sink: MemorySink, tmp_path: Path) -> tuple[ConnectorRunner, Metrics]:
     return make_runner(source, sink, CursorStore(tmp_path / "bluesky.json"))
-
-
-async def run_until(runner: ConnectorRunner, done: Callable[[], bool]) -> None:
-    t = time.monotonic()
-    await base_run_until(runner, done, timeout=15)
-    assert time.monotonic() - t < 18, "shutdown took too long"
 
 
 def start_cursor(server: _LogServer) -> dict[str, Any]:
@@ -307,7 +305,7 @@ async def test_forbidden_stops_the_connector(tmp_path: Path) -> None:
     async with FakeJetstream([], Faults(refuse={0: 403})) as server:
         runner, _ = runner_for(build(settings_for(server, tmp_path)), MemorySink(), tmp_path)
         with pytest.raises(Exception, match="403"):
-            await asyncio.wait_for(runner.run(asyncio.Event()), 10)
+            await finishes(runner.run(asyncio.Event()), "a refused connector")
 
 
 def test_firehose_commit_with_several_ops_carries_its_seq_on_the_last_item() -> None:

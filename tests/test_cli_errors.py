@@ -21,6 +21,7 @@ from seismo.errors import ConfigError, SeismoError
 from seismo.metrics import serve_metrics
 from seismo.ports import PortError
 from tests.helpers import REPO, synthetic_stream, write_jsonl
+from tests.timeouts import COMMAND_FINISHES
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +49,7 @@ def seismo(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=COMMAND_FINISHES,
     )
 
 
@@ -323,7 +324,9 @@ def test_live_page_on_a_busy_port(busy_port: int, tmp_path: Path) -> None:
     # an unreachable Kafka: the port is what must fail, and first
     settings = load_settings(live_port=busy_port, kafka_bootstrap="127.0.0.1:9", data_dir=tmp_path)
     with pytest.raises(PortError, match=f"^port {busy_port} on 127.0.0.1 is already in use$"):
-        asyncio.run(asyncio.wait_for(run_live(settings, "t", [], asyncio.Event()), 30))
+        asyncio.run(
+            asyncio.wait_for(run_live(settings, "t", [], asyncio.Event()), COMMAND_FINISHES)
+        )
 
 
 def test_a_host_that_is_not_ours_is_one_line() -> None:

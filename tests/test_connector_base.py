@@ -6,20 +6,14 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
 from connectors.base import (
     Backoff,
-    Checkpoint,
-    ConnectorRunner,
     Cursor,
     CursorStore,
     Emit,
@@ -29,7 +23,6 @@ from connectors.base import (
     KafkaPostSink,
     RetryableError,
     Skip,
-    Source,
 )
 from connectors.cli import KAFKA_LOGGERS, FirstOfRepeats, quiet_libraries, run_connector
 from seismo.config import load_settings
@@ -37,117 +30,17 @@ from seismo.contracts import POSTS_RAW, Post, decode
 from seismo.errors import SeismoError
 from seismo.kafka import ensure_topics
 from seismo.metrics import Metrics
-
-T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-def post(i: int) -> Post:
-    return Post(id=str(i), source="fake", text=f"post {i}", created_at=T0 + timedelta(seconds=i))
-
-
-class MemorySink:
-    def __init__(self, fail_flushes: int = 0) -> None:
-        self.buffer: list[Post] = []
-        self.acked: list[Post] = []
-        self.dead_letters: list[tuple[str, str]] = []
-        self.fail_flushes = fail_flushes
-        self.started = self.stopped = False
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def send(self, p: Post) -> None:
-        self.buffer.append(p)
-
-    async def dead(self, source: str, reason: str, raw: bytes | str | None) -> None:
-        self.dead_letters.append((source, reason))
-
-    async def flush(self) -> None:
-        if self.fail_flushes:
-            self.fail_flushes -= 1
-            self.buffer.clear()  # the unacknowledged sends are lost
-            raise OSError("broker unreachable")
-        self.acked += self.buffer
-        self.buffer.clear()
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-
-Script = Callable[[Cursor | None], AsyncIterator[Item]]
-
-
-class FakeSource:
-    """Each connection runs the next script; records the cursor each connection began at."""
-
-    name = "fake"
-
-    def __init__(self, *scripts: Script) -> None:
-        self.scripts = list(scripts)
-        self.started_at: list[Cursor | None] = []
-
-    def stream(self, cursor: Cursor | None) -> AsyncIterator[Item]:
-        self.started_at.append(cursor)
-        if not self.scripts:
-            return forever()
-        return self.scripts.pop(0)(cursor)
-
-    def position(self, cursor: Cursor) -> float | None:
-        return float(cursor["n"])
-
-
-async def forever() -> AsyncIterator[Item]:
-    await asyncio.Event().wait()
-    yield Checkpoint({"n": -1})  # pragma: no cover
-
-
-def emits(start: int, stop: int, then: Exception | None = None) -> Script:
-    async def gen(cursor: Cursor | None) -> AsyncIterator[Item]:
-        for i in range(start, stop):
-            yield Emit(post(i), {"n": i})
-        if then is not None:
-            raise then
-
-    return gen
-
-
-def make_runner(
-    source: Source,
-    sink: MemorySink,
-    store: CursorStore,
-    *,
-    base: float = 0.001,
-    cap: float = 0.01,
-    seed: int = 1,
-) -> tuple[ConnectorRunner, Metrics]:
-    """A runner with millisecond backoffs that saves its cursor after every item."""
-    metrics = Metrics(CollectorRegistry())
-    runner = ConnectorRunner(
-        source,
-        sink,
-        store,
-        metrics,
-        backoff=Backoff(base=base, cap=cap, rng=random.Random(seed)),
-        checkpoint_seconds=0.0,
-    )
-    return runner, metrics
-
-
-async def run_until(runner: ConnectorRunner, done: Callable[[], bool], timeout: float = 5) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(runner.run(stop))
-    deadline = time.monotonic() + timeout
-    while not done() and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
-        if task.done():
-            break
-    stop.set()
-    await asyncio.wait_for(task, 3)
-
-
-def value(metrics: Metrics, name: str, **labels: str) -> float:
-    v = metrics.registry.get_sample_value(name, labels)
-    return 0.0 if v is None else v
+from tests.fakes.kit import (
+    FakeSource,
+    MemorySink,
+    emits,
+    make_runner,
+    post,
+    run_until,
+    value,
+)
+from tests.helpers import finishes, read_records, wait_until_async
+from tests.timeouts import CONNECTOR_PROGRESS
 
 
 async def test_posts_flow_and_cursor_is_saved_after_ack(tmp_path: Path) -> None:
@@ -195,7 +88,7 @@ async def test_fatal_error_stops_the_connector(tmp_path: Path) -> None:
     sink = MemorySink()
     runner, _ = make_runner(source, sink, CursorStore(tmp_path / "c.json"))
     with pytest.raises(FatalSourceError, match="bad token"):
-        await asyncio.wait_for(runner.run(asyncio.Event()), 3)
+        await finishes(runner.run(asyncio.Event()), "a runner with a fatal error")
     assert sink.stopped
     assert [p.id for p in sink.acked] == ["0"]  # flushed before stopping
 
@@ -227,21 +120,13 @@ async def test_restart_resumes_from_saved_cursor(tmp_path: Path) -> None:
 
 
 async def test_stop_is_prompt_while_upstream_is_silent(tmp_path: Path) -> None:
-    runner, _ = make_runner(FakeSource(), MemorySink(), CursorStore(tmp_path / "c.json"))
+    source = FakeSource()  # connected, and silent for ever: the stop must not wait for it
+    runner, _ = make_runner(source, MemorySink(), CursorStore(tmp_path / "c.json"))
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
-    await asyncio.sleep(0.05)
-    t = time.monotonic()
+    await wait_until_async(lambda: source.started_at, "the connection", CONNECTOR_PROGRESS)
     stop.set()
-    await asyncio.wait_for(task, 2)
-    assert time.monotonic() - t < 1.0
-
-
-async def finishes(task: asyncio.Task[Any], within: float) -> None:
-    """Fail (not hang) when ``task`` is still running ``within`` seconds from now."""
-    done, _ = await asyncio.wait({task}, timeout=within)
-    assert done, f"still running {within}s after the stop request"
-    task.result()
+    await finishes(task, "a runner whose upstream is silent")
 
 
 class DownSink(MemorySink):
@@ -283,17 +168,17 @@ async def test_flush_without_ack_is_a_retry_and_stop_is_prompt(
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
-        deadline = time.monotonic() + 5
-        while runner.stats.reconnects < 1 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
         # the hung flush became an error: logged, retried from the durable cursor
+        await wait_until_async(
+            lambda: len(source.started_at) >= 2,
+            "a reconnect after the hung flush",
+            CONNECTOR_PROGRESS,
+        )
         assert runner.stats.reconnects >= 1
         assert "did not acknowledge" in caplog.text
         assert source.started_at[1] == {"n": 2}
-        t = time.monotonic()
-        stop.set()
-        await finishes(task, 5)
-        assert time.monotonic() - t < 2.0
+        stop.set()  # the sink never answers again (until the cleanup): the stop can't wait for it
+        await finishes(task, "a runner whose sink hangs")
     finally:
         sink.back.set()
         stop.set()
@@ -305,7 +190,10 @@ async def test_stop_is_prompt_while_the_sink_cannot_start(tmp_path: Path) -> Non
     answer = asyncio.Event()  # set by the cleanup, so a failure can't hang
 
     class SilentKafka(MemorySink):
+        starting = False
+
         async def start(self) -> None:
+            self.starting = True
             await answer.wait()  # a socket that accepts and never answers
 
     sink = SilentKafka()
@@ -313,50 +201,56 @@ async def test_stop_is_prompt_while_the_sink_cannot_start(tmp_path: Path) -> Non
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
-        await asyncio.sleep(0.05)
-        t = time.monotonic()
+        await wait_until_async(lambda: sink.starting, "the sink's start", CONNECTOR_PROGRESS)
         stop.set()
-        await finishes(task, 3)
-        assert time.monotonic() - t < 1.0
+        await finishes(task, "a runner whose sink cannot start")
         assert sink.stopped
     finally:
         answer.set()
 
 
-@contextlib.asynccontextmanager
-async def silent_server() -> AsyncIterator[str]:
-    """host:port of a socket that accepts connections and never says a word."""
-    hold = asyncio.Event()
+class SilentServer:
+    """A socket that accepts connections and never says a word; counts the connections."""
 
-    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await hold.wait()
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.address = ""
+        self._hold = asyncio.Event()
+
+    async def _mute(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        await self._hold.wait()
         writer.close()
 
-    server = await asyncio.start_server(mute, "127.0.0.1", 0)
-    try:
-        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        hold.set()
-        server.close()
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[SilentServer]:
+        server = await asyncio.start_server(self._mute, "127.0.0.1", 0)
+        self.address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            yield self
+        finally:
+            self._hold.set()
+            server.close()
 
 
 async def test_silent_kafka_names_a_reason_and_ctrl_c_stops_the_connect(
     tmp_path: Path,
 ) -> None:
-    async with silent_server() as address:
-        settings = load_settings(kafka_bootstrap=address, data_dir=tmp_path)
+    async with SilentServer().running() as silent:
+        settings = load_settings(kafka_bootstrap=silent.address, data_dir=tmp_path)
         with pytest.raises(SeismoError, match=r"cannot reach Kafka at .*: no answer within 0.5s"):
-            await asyncio.wait_for(ensure_topics(settings, timeout=0.5), 10)
+            await finishes(ensure_topics(settings, timeout=0.5), "ensure_topics")
         stop = asyncio.Event()
         task = asyncio.create_task(
             run_connector(FakeSource(), settings, Metrics(CollectorRegistry()), stop)
         )
         try:
-            await asyncio.sleep(0.3)
-            t = time.monotonic()
+            before = silent.accepted
+            await wait_until_async(
+                lambda: silent.accepted > before, "the connector's Kafka client", CONNECTOR_PROGRESS
+            )
             stop.set()
-            await finishes(task, 5)
-            assert time.monotonic() - t < 2.0
+            await finishes(task, "a connector whose Kafka never answers")
         finally:
             task.cancel()
 
@@ -417,19 +311,7 @@ async def test_kafka_sink_writes_posts_keyed_with_event_time(kafka: str, namespa
         await sink.flush()
     finally:
         await sink.stop()
-    consumer = AIOKafkaConsumer(
-        settings.topic(POSTS_RAW), bootstrap_servers=kafka, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        got: list[Any] = []
-        deadline = time.monotonic() + 20
-        while len(got) < 3 and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                got += records
-    finally:
-        await consumer.stop()
+    got = await read_records(kafka, settings.topic(POSTS_RAW), 3)
     assert [r.key for r in got] == [b"fake:0", b"fake:1", b"fake:2"]
     assert [decode(Post, r.value).id for r in got] == ["0", "1", "2"]
     assert got[1].timestamp == int(post(1).created_at.timestamp() * 1000)

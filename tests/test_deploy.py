@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,25 +20,12 @@ from connectors.base import CursorStore, FatalSourceError
 from connectors.cli import SOURCES, build_source
 from seismo.config import Settings, env_name
 from seismo.metrics import Metrics
-from tests.helpers import REPO
+from tests.helpers import DEPLOY, GRAFANA, PROMETHEUS, REPO, dashboards, panels
+from tests.timeouts import COMMAND_FINISHES
 
-DEPLOY = REPO / "deploy"
-GRAFANA = DEPLOY / "grafana"
-PROMETHEUS = DEPLOY / "prometheus"
 # a metric name, not part of a recording rule's level:metric:operation name
 METRIC_NAME = re.compile(r"(?<![:\w])(seismo_[a-z0-9_]+)(?![:\w])")
 GRAFANA_BUILTINS = {"__rate_interval", "__interval", "__range"}
-
-
-def dashboards() -> dict[str, dict[str, Any]]:
-    return {
-        p.name: json.loads(p.read_text(encoding="utf-8"))
-        for p in sorted((GRAFANA / "dashboards").glob("*.json"))
-    }
-
-
-def panels(dash: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for p in dash["panels"] if p["type"] != "row"]
 
 
 def dashboard_exprs() -> list[str]:
@@ -148,7 +134,11 @@ def promtool() -> str:
 )
 def test_promtool(args: list[str]) -> None:
     res = subprocess.run(
-        [promtool(), *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60
+        [promtool(), *args],
+        cwd=PROMETHEUS,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_FINISHES,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "SUCCESS" in res.stdout + res.stderr
@@ -171,7 +161,9 @@ def compose_config(tmp_path: Path) -> dict[str, Any]:
     cmd = [exe, "--project-directory", str(tmp_path), "-f", str(tmp_path / "docker-compose.yml")]
     every = [arg for p in PROFILES for arg in ("--profile", p)]
     for extra in (["config", "-q"], [*every, "config"]):
-        res = subprocess.run([*cmd, *extra], capture_output=True, text=True, timeout=60)
+        res = subprocess.run(
+            [*cmd, *extra], capture_output=True, text=True, timeout=COMMAND_FINISHES
+        )
         assert res.returncode == 0, res.stderr
     parsed: dict[str, Any] = yaml.safe_load(res.stdout)
     return parsed
@@ -218,7 +210,7 @@ def test_compose_needs_the_grafana_password_from_env(tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=COMMAND_FINISHES,
     )
     assert res.returncode != 0 and "GRAFANA_ADMIN_PASSWORD" in res.stderr
 

@@ -518,8 +518,7 @@ def test_alerts_do_not_depend_on_the_process_hash_seed() -> None:
     byte (set iteration order must never leak into ids, versions or terms)."""
     code = (
         "import hashlib\n"
-        "from tests.helpers import offline_alerts\n"
-        "from tests.test_restart import multi_burst_rows\n"
+        "from tests.helpers import multi_burst_rows, offline_alerts\n"
         "from seismo.contracts import Post\n"
         "al = offline_alerts(Post.model_validate(r) for r in multi_burst_rows())\n"
         "print(len(al), hashlib.sha256(''.join(a.model_dump_json() for a in al).encode())"

@@ -4,41 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from tests.helpers import (
     WebhookReceiver,
     WorkerProcess,
+    http_get,
+    read_topic,
     replay_summary,
-    run_seismo,
     synthetic_stream,
+    wait_until,
     write_jsonl,
 )
+from tests.timeouts import RECORD_ARRIVES
 
 pytestmark = pytest.mark.broker
-
-
-async def read_topic(bootstrap: str, topic: str, want: int, timeout: float = 30) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    out: list[bytes] = []
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(out) < want and loop.time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out += [r.value for r in records]
-    finally:
-        await consumer.stop()
-    return out
 
 
 def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> None:
@@ -59,22 +42,12 @@ def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> 
         ).start()
         try:
             out = tmp_path / "alerts.jsonl"
-            res = run_seismo(
-                env,
-                "replay",
-                str(replay_file),
-                "--speed",
-                "max",
-                "--alerts-out",
-                str(out),
-                "--wait-timeout",
-                "180",
-            )
-            assert res.returncode == 0, res.stderr[-3000:]
-            summary = json.loads(res.stdout.strip().splitlines()[-1])
+            summary = replay_summary(env, replay_file, "--alerts-out", str(out))
             assert summary["sent"] == len(rows) and summary["dead_lettered"] == 2
 
-            claim_alerts = rx.wait_for(lambda a: a["key"] == "claim:glm5-trained-on-ascend", 60)
+            claim_alerts = rx.wait_for(
+                lambda a: a["key"] == "claim:glm5-trained-on-ascend", "the claim's alert"
+            )
             a = claim_alerts[0]
             assert a["dossier"] == "china-ai-rising" and a["kind"] == "claim"
             assert a["raised_at"] >= "2026-05-01T10:00:00Z"
@@ -101,7 +74,7 @@ def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> 
             assert len({(r["id"], r["version"]) for r in rx.requests}) == len(rx.requests)
 
             port = env["SEISMO_WEB_PORT"]
-            metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+            metrics = http_get(f"http://127.0.0.1:{port}/metrics").decode()
             assert 'seismo_posts_in_total{source="x",stage="ingest"}' in metrics
             assert "seismo_alerts_total{" in metrics
             assert 'seismo_alerts_open{dossier="china-ai-rising",severity=' in metrics
@@ -156,11 +129,9 @@ def test_malformed_record_goes_to_dlq_and_worker_keeps_going(
         classified = asyncio.run(read_topic(kafka, f"{ns}.posts.classified.v1", 2))
         assert [json.loads(v)["post"]["id"] for v in classified if v != b"{garbage"] == ["ok1"]
         port = worker_env["SEISMO_WEB_PORT"]
-        deadline = time.monotonic() + 30
-        while metric_value(port, 'seismo_posts_in_total{source="x",stage="detect"}') < 1:
-            assert time.monotonic() < deadline  # the good post is counted, the bad one is not
-            time.sleep(0.5)
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        counted = 'seismo_posts_in_total{source="x",stage="detect"}'
+        wait_until(lambda: metric_value(port, counted) >= 1, counted, RECORD_ARRIVES)
+        metrics = http_get(f"http://127.0.0.1:{port}/metrics").decode()
         assert 'seismo_dlq_total{stage="ingest"} 2.0' in metrics
         assert 'seismo_dlq_total{stage="detect"} 1.0' in metrics
         assert worker.proc is not None and worker.proc.poll() is None  # still running
@@ -169,7 +140,7 @@ def test_malformed_record_goes_to_dlq_and_worker_keeps_going(
 
 
 def metric_value(port: str, series: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    text = http_get(f"http://127.0.0.1:{port}/metrics").decode()
     for line in text.splitlines():
         if line.startswith(series + " "):
             return float(line.split()[-1])
@@ -193,13 +164,14 @@ def test_copies_counted_once_and_the_ingest_memory_is_bounded(
         replay_summary(env, write_jsonl(tmp_path / "all.jsonl", rows))
         replay_summary(env, write_jsonl(tmp_path / "new.jsonl", rows[-40:]))
         replay_summary(env, write_jsonl(tmp_path / "old.jsonl", rows[:30]))
-        deadline = time.monotonic() + 120
-        while (metric_value(port, ingest), metric_value(port, detect)) != (40, 30):
-            assert time.monotonic() < deadline, (
-                metric_value(port, ingest),
-                metric_value(port, detect),
-            )
-            time.sleep(1)
+        wait_until(
+            lambda: (metric_value(port, ingest), metric_value(port, detect)) == (40, 30),
+            lambda: (
+                f"{ingest} 40 and {detect} 30; at "
+                f"{(metric_value(port, ingest), metric_value(port, detect))}"
+            ),
+            RECORD_ARRIVES,
+        )
         counted = {
             source: metric_value(port, f'seismo_posts_in_total{{source="{source}",stage="detect"}}')
             for source in {r["source"] for r in rows}

@@ -75,9 +75,7 @@ def test_oklahoma_through_kafka_matches_offline(
     worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
     try:
         out = tmp_path / "a.jsonl"
-        replay_summary(
-            worker_env, path, "--alerts-out", str(out), "--wait-timeout", "600", timeout=900
-        )
+        replay_summary(worker_env, path, "--alerts-out", str(out))
     finally:
         worker.stop()
     got = [Alert.model_validate_json(line) for line in out.read_text().splitlines()]

@@ -7,8 +7,6 @@ import json
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,11 +28,18 @@ from connectors.hackernews import HackerNewsSource, Progress, html_to_text, post
 from seismo.config import Settings, load_settings
 from seismo.contracts import Post, decode
 from seismo.metrics import Metrics
-from tests.fakes import SlowSink, connect_to_kafka, outcomes
 from tests.fakes.hackernews import T0, FakeHackerNews, hn_items
-from tests.fakes.kit import read_posts
-from tests.test_connector_base import MemorySink, make_runner
-from tests.test_connector_base import run_until as base_run_until
+from tests.fakes.kit import (
+    MemorySink,
+    SlowSink,
+    connect_to_kafka,
+    make_runner,
+    outcomes,
+    read_posts,
+    run_until,
+)
+from tests.helpers import finishes, wait_until_async
+from tests.timeouts import BROKER_START, CONNECTOR_PROGRESS, PROCESS_STOPS
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -111,10 +116,6 @@ def settings_for(server: FakeHackerNews, tmp_path: Path, **kw: Any) -> Settings:
 def runner_for(source: HackerNewsSource, sink: MemorySink, tmp_path: Path) -> ConnectorRunner:
     runner, _ = make_runner(source, sink, CursorStore(tmp_path / "hn.json"))
     return runner
-
-
-async def run_until(runner: ConnectorRunner, done: Callable[[], bool]) -> None:
-    await base_run_until(runner, done, timeout=15)
 
 
 def corpus() -> dict[int, Any]:
@@ -254,7 +255,7 @@ async def test_forbidden_stops_the_connector(tmp_path: Path) -> None:
             HackerNewsSource(settings_for(server, tmp_path)), MemorySink(), tmp_path
         )
         with pytest.raises(Exception, match="403"):
-            await asyncio.wait_for(runner.run(asyncio.Event()), 10)
+            await finishes(runner.run(asyncio.Event()), "a refused connector")
 
 
 @pytest.mark.broker
@@ -297,19 +298,18 @@ async def test_seismo_connect_command(kafka: str, namespace: str, tmp_path: Path
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if CursorStore.for_source(settings, "hackernews").load() == {"id": 4}:
-                    break
-                await asyncio.sleep(0.1)
+            assert len(await read_posts(settings, 4)) == 4
             proc.send_signal(signal.SIGTERM)
-            out, err = await asyncio.wait_for(proc.communicate(), 15)
+            out, err = await finishes(
+                proc.communicate(), "seismo connect after SIGTERM", PROCESS_STOPS
+            )
         finally:
             if proc.returncode is None:
                 proc.kill()
     assert proc.returncode == 0, err.decode()[-2000:]
     stats = json.loads(out.decode().strip().splitlines()[-1])
     assert stats["source"] == "hackernews" and stats["produced"] == 4
+    assert CursorStore.for_source(settings, "hackernews").load() == {"id": 4}  # saved at the stop
 
 
 @pytest.mark.broker
@@ -321,7 +321,7 @@ async def test_kafka_going_away_mid_run(tmp_path: Path, caplog: pytest.LogCaptur
     from seismo.broker import EmbeddedKafka
 
     broker = EmbeddedKafka(tmp_path / "kafka", port=0)
-    await asyncio.to_thread(broker.start, 120)
+    await asyncio.to_thread(broker.start, BROKER_START)
     stop = asyncio.Event()
     task: asyncio.Task[Any] | None = None
     try:
@@ -341,21 +341,19 @@ async def test_kafka_going_away_mid_run(tmp_path: Path, caplog: pytest.LogCaptur
             task = asyncio.create_task(
                 run_connector(build_source("hackernews", settings), settings, metrics, stop)
             )
-            assert len(await read_posts(settings, 4, timeout=30)) == 4  # acknowledged
+            assert len(await read_posts(settings, 4)) == 4  # acknowledged
             assert broker.pid is not None
             os.kill(broker.pid, signal.SIGKILL)  # Kafka goes away, without a goodbye
             server.items.update(hn_items(5, 4))
-            deadline = time.monotonic() + 20
-            while "did not acknowledge" not in caplog.text and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert "did not acknowledge" in caplog.text  # reported as an error, retried
+            await wait_until_async(  # reported as an error, retried
+                lambda: "did not acknowledge" in caplog.text,
+                "the unacknowledged flush reported",
+                CONNECTOR_PROGRESS,
+                interval=0.05,
+            )
             assert 8 in server.item_requests
-            t = time.monotonic()
-            stop.set()
-            done, _ = await asyncio.wait({task}, timeout=10)
-            assert done, "the connector ignored the stop request"
-            assert time.monotonic() - t < 6
-            task.result()
+            stop.set()  # Kafka never comes back: the stop can't wait for it
+            await finishes(task, "a connector whose Kafka is gone")
             saved = cursors.load()
             assert saved is not None and saved["id"] <= 4  # 5..8 were never acknowledged
     finally:

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry
 from seismo.contracts import Alert
 from seismo.metrics import Metrics
 from streams.live import AlertBoard, Filter, make_app
-from tests.helpers import make_alert
+from tests.helpers import make_alert, wait_until_async
+from tests.timeouts import RECORD_ARRIVES
 
 
 def add(board: AlertBoard, alert: Alert) -> dict[str, Any] | None:
@@ -84,7 +85,7 @@ def test_app_needs_the_token_and_streams_a_snapshot_then_news() -> None:
             assert name == "snapshot" and [a["id"] for a in data["alerts"]] == ["old"]
             add(board, make_alert(1, id="elsewhere", dossier="ai-chips"))
             add(board, make_alert(2, "update", id="old"))
-            name, data = await asyncio.wait_for(anext(events), 5)
+            name, data = await asyncio.wait_for(anext(events), RECORD_ARRIVES)
             assert name == "alert" and (data["id"], data["version"]) == ("old", 2)
             resp.close()
         finally:
@@ -114,12 +115,15 @@ def test_live_clients_follow_sse_connections_and_metrics_are_public() -> None:
             assert scrape.status == 200 and "seismo_live_clients 2.0" in await scrape.text()
             first.close()
             # the server notices a gone browser when it next writes (news or a keep-alive)
-            for version in range(1, 100):
-                add(board, make_alert(version))
-                if clients() == 1:
-                    break
-                await asyncio.sleep(0.05)
-            assert clients() == 1
+            versions = iter(range(1, 10**6))
+
+            def news_then_one_client() -> bool:
+                add(board, make_alert(next(versions)))
+                return clients() == 1
+
+            await wait_until_async(
+                news_then_one_client, "the closed stream noticed", RECORD_ARRIVES, interval=0.05
+            )
             second.close()
         finally:
             await client.close()
@@ -146,13 +150,14 @@ def test_a_browser_going_away_ends_its_stream_without_an_error_logged(
                 resp = await session.get(f"http://127.0.0.1:{port}/events?token=tok")
                 await anext(sse_events(resp))
                 resp.close()  # the tab closes; the next keep-alive write finds it gone
-            for _ in range(100):
-                if metrics.registry.get_sample_value("seismo_live_clients") == 0:
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.2)  # a traceback would be logged by now
+            await wait_until_async(
+                lambda: metrics.registry.get_sample_value("seismo_live_clients") == 0,
+                "the stream's handler to end",
+                RECORD_ARRIVES,
+                interval=0.05,
+            )
         finally:
-            await runner.cleanup()
+            await runner.cleanup()  # waits for the handlers: a traceback is logged by now
 
     with caplog.at_level(logging.DEBUG):
         asyncio.run(go())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 import time
-import urllib.request
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry
@@ -15,7 +14,7 @@ from seismo.broker import free_port
 from seismo.contracts import Alert, Post
 from seismo.metrics import Metrics, TopTerms, serve_metrics
 from seismo.watchlist import load_watchlist
-from tests.helpers import REPO
+from tests.helpers import REPO, http_get
 
 T0 = datetime(2026, 5, 1, 10, tzinfo=UTC)
 
@@ -112,7 +111,7 @@ def test_connector_helper_and_standalone_endpoint() -> None:
     assert value(m, "seismo_connector_last_event_timestamp_seconds", source="bluesky")
     port = free_port()
     serve_metrics(m.registry, "127.0.0.1", port)
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    body = http_get(f"http://127.0.0.1:{port}/metrics").decode()
     assert 'seismo_connector_events_total{outcome="received",source="bluesky"} 3.0' in body
 
 

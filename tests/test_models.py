@@ -301,7 +301,7 @@ def test_eval_stance_cli_prints_json_last_line(tmp_path: Path) -> None:
         {"claim": "The bridge collapsed", "text": "This is fake, it never fell", "label": "deny"},
     ]
     path = _write(tmp_path / "tiny.jsonl", rows)
-    res = run_seismo({}, "-q", "eval", "stance", str(path), timeout=300)
+    res = run_seismo({}, "-q", "eval", "stance", str(path))
     assert res.returncode == 0, res.stderr[-2000:]
     lines = res.stdout.strip().splitlines()
     last = json.loads(lines[-1])
@@ -317,12 +317,12 @@ def test_eval_stance_cli_prints_json_last_line(tmp_path: Path) -> None:
         [{"id": "r1", "thread_id": "s", "in_reply_to": "r0"}],
     )
     path = _write(tmp_path / "tiny.jsonl", rows)
-    res = run_seismo({}, "eval", "stance", str(path), "--thread-file", str(threads), timeout=300)
+    res = run_seismo({}, "eval", "stance", str(path), "--thread-file", str(threads))
     assert res.returncode == 0, res.stderr[-2000:]
     assert "2 of 3 rows scored with a reply depth" in res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["n"] == 3
     bad = _write(tmp_path / "bad.jsonl", [{"claim": "c", "text": "t"}])  # type: ignore[arg-type]
-    res = run_seismo({}, "-q", "eval", "stance", str(bad), timeout=300)
+    res = run_seismo({}, "-q", "eval", "stance", str(bad))
     assert res.returncode == 2 and "missing field(s) label" in res.stderr
 
 

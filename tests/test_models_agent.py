@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.helpers import WorkerProcess
-from tests.test_e2e import read_topic
+from tests.helpers import WorkerProcess, read_topic
 
 pytestmark = pytest.mark.broker
 
@@ -32,7 +31,7 @@ def test_ingest_classifies_batches_with_the_model(
         "SEISMO_CLASSIFY_BATCH_SIZE": "8",
         "SEISMO_CLASSIFY_BATCH_WAIT_MS": "200",
     }
-    worker = WorkerProcess(env, tmp_path / "worker.log").start(timeout=180)
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
 
         async def produce() -> None:
@@ -70,7 +69,7 @@ def test_ingest_classifies_batches_with_the_model(
                 await p.stop()
 
         asyncio.run(produce())
-        out = asyncio.run(read_topic(kafka, f"{ns}.posts.classified.v1", len(POSTS), timeout=120))
+        out = asyncio.run(read_topic(kafka, f"{ns}.posts.classified.v1", len(POSTS)))
         got = {cp["post"]["id"]: cp for cp in map(json.loads, out)}
         assert sorted(got) == sorted(pid for pid, _ in POSTS)  # the copy of q1 was skipped
         assert all(cp["classifier"] == "minilm-cascade-v1" for cp in got.values())

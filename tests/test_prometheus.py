@@ -12,7 +12,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,11 +29,21 @@ from models.keyword import KeywordClassifier
 from seismo.broker import free_port
 from seismo.contracts import Post
 from seismo.watchlist import load_watchlist
-from tests.fakes.x import x_post
-from tests.helpers import WorkerProcess, replay_summary, spawn_seismo, stop_process, write_jsonl
-from tests.test_deploy import PROMETHEUS, dashboards, panels
-from tests.test_restart import multi_burst_rows
-from tests.test_xpush import ndjson
+from tests.fakes.x import ndjson, x_post
+from tests.helpers import (
+    PROMETHEUS,
+    WorkerProcess,
+    dashboards,
+    http_get,
+    multi_burst_rows,
+    panels,
+    replay_summary,
+    spawn_seismo,
+    stop_process,
+    wait_until,
+    write_jsonl,
+)
+from tests.timeouts import HTTP_REQUEST, RECORD_ARRIVES, SERVICE_READY
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -83,7 +92,7 @@ class Prometheus:
         self.log = tmp / "prometheus.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self) -> None:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [
@@ -95,15 +104,18 @@ class Prometheus:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2)
-                return
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError(f"prometheus not ready:\n{self.log.read_text()[-3000:]}")
+        wait_until(
+            self._ready, lambda: f"prometheus ready:\n{self.log.read_text()[-3000:]}", SERVICE_READY
+        )
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        assert self.proc.poll() is None, self.log.read_text()[-3000:]
+        try:
+            http_get(f"{self.url}/-/ready")
+            return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -111,8 +123,7 @@ class Prometheus:
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            body = json.loads(resp.read())
+        body = json.loads(http_get(url))
         assert body["status"] == "success", body
         return body["data"]
 
@@ -121,14 +132,8 @@ class Prometheus:
         assert data["resultType"] in ("vector", "scalar"), data
         return data["result"] if data["resultType"] == "vector" else [data["result"]]
 
-    def wait_for(self, expr: str, timeout: float = 60) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            result = self.query(expr)
-            if result:
-                return result
-            time.sleep(1)
-        raise AssertionError(f"no data for {expr} within {timeout}s")
+    def wait_for(self, expr: str) -> list[dict[str, Any]]:
+        return wait_until(lambda: self.query(expr), f"data for {expr}", RECORD_ARRIVES, 1.0)
 
 
 async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
@@ -157,23 +162,25 @@ def x_push(worker_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str
         stop_process(proc)
 
 
-def push(env: dict[str, str], body: bytes, timeout: float = 60) -> None:
+def push(env: dict[str, str], body: bytes) -> None:
     """POST ``body`` to the x-push endpoint once it listens; it answers after Kafka acks."""
     req = urllib.request.Request(
         f"http://127.0.0.1:{env['SEISMO_X_PUSH_PORT']}{PATH}",
         data=body,
         headers={"Authorization": "Bearer push-secret", "Content-Type": "application/x-ndjson"},
     )
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def answered() -> bool:
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=HTTP_REQUEST) as resp:
                 assert resp.status == 200
-                return
-        except urllib.error.URLError as exc:
-            if isinstance(exc, urllib.error.HTTPError) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+                return True
+        except urllib.error.HTTPError:
+            raise
+        except urllib.error.URLError:
+            return False  # not listening yet
+
+    wait_until(answered, "the x-push endpoint accepting a push", SERVICE_READY)
 
 
 @pytest.fixture
@@ -218,10 +225,12 @@ def test_every_dashboard_query_returns_data_from_a_real_pipeline(
         want = per_dossier["china-ai-rising"]
         assert want > 0
         expr = 'sum(seismo_dossier_posts_total{dossier="china-ai-rising"})'
-        deadline = time.monotonic() + 30
-        while float(prometheus.wait_for(expr)[0]["value"][1]) != want:
-            assert time.monotonic() < deadline, prometheus.query(expr)
-            time.sleep(1)
+        wait_until(
+            lambda: float(prometheus.wait_for(expr)[0]["value"][1]) == want,
+            lambda: f"{expr} == {want}; at {prometheus.query(expr)}",
+            RECORD_ARRIVES,
+            1.0,
+        )
 
         # posts pushed through a real connector (the connector panels;
         # after the dossier count above, which they would change); one invalid line

@@ -17,7 +17,15 @@ from connectors.base import ConnectorRunner, CursorStore, FatalSourceError
 from connectors.reddit import RedditSource, to_post
 from seismo.config import load_settings
 from seismo.metrics import Metrics
-from tests.fakes.kit import SlowSink, connector_running, fast_runner, read_posts, run_then_stop
+from tests.fakes.kit import (
+    MemorySink,
+    SlowSink,
+    connector_running,
+    fast_runner,
+    read_posts,
+    run_until,
+    value,
+)
 from tests.fakes.reddit import (
     CLIENT_ID,
     PASSWORD,
@@ -29,7 +37,8 @@ from tests.fakes.reddit import (
     comment,
     submission,
 )
-from tests.test_connector_base import MemorySink, run_until, value
+from tests.helpers import finishes, wait_until_async
+from tests.timeouts import CONNECTOR_PROGRESS
 
 NOW = datetime.fromtimestamp(T0, UTC)
 
@@ -81,13 +90,19 @@ def test_to_post_maps_submissions_and_comments() -> None:
     assert link.metadata["link"] == "https://x.org/a"
 
 
-async def wait_polled(server: RedditServer, times: int = 1, timeout: float = 10) -> None:
+def polled(server: RedditServer) -> list[int]:
+    """How often each listing has been read so far."""
+    return [len(li.requests) for li in server.listings.values()]
+
+
+async def wait_polled(server: RedditServer, times: int = 1) -> None:
     """Until both listings were read ``times`` times (the stream has started)."""
-    for _ in range(int(timeout / 0.02)):
-        if all(len(li.requests) >= times for li in server.listings.values()):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the connector never polled both listings")
+    await wait_until_async(
+        lambda: min(polled(server)) >= times,
+        lambda: f"both listings polled {times} times (polls: {polled(server)})",
+        CONNECTOR_PROGRESS,
+        interval=0.02,
+    )
 
 
 @dataclass
@@ -143,12 +158,10 @@ async def test_scenarios(sc: Scenario, tmp_path: Path, caplog: pytest.LogCapture
             coms.items += [*(comment(i) for i in sc.new), *sc.garbage]  # type: ignore[misc]
 
         driver = asyncio.create_task(drive())
-        stopping = await run_then_stop(
-            runner,
-            lambda: len(sink.acked) >= want and runner.stats.skipped >= len(sc.garbage),
-            timeout=30,
+        # then stopped: the praw thread never holds up shutdown
+        await run_until(
+            runner, lambda: len(sink.acked) >= want and runner.stats.skipped >= len(sc.garbage)
         )
-        assert stopping < 2.0  # the praw thread never holds up shutdown
         await driver
         got = [p.id for p in sink.acked]
         assert sorted(got) == sorted([sid(i) for i in sc.new] + [cid(i) for i in sc.new])
@@ -173,7 +186,7 @@ async def test_a_sign_in_answer_that_is_not_json_names_the_endpoint(
     try:
         server.token_bodies = ["<html>down for maintenance</html>"]
         runner, _ = make(server, CursorStore(tmp_path / "c.json"), MemorySink())
-        await run_then_stop(runner, lambda: runner.stats.reconnects >= 1, timeout=10)
+        await run_until(runner, lambda: runner.stats.reconnects >= 1)
         assert runner.stats.reconnects >= 1
         assert "not JSON" in caplog.text and "/api/v1/access_token" in caplog.text
     finally:
@@ -185,7 +198,7 @@ async def test_rate_limit_headers_are_respected(tmp_path: Path) -> None:
     try:
         sink = MemorySink()
         runner, _ = make(server, CursorStore(tmp_path / "c.json"), sink)
-        await run_until(runner, lambda: len(server.listings["comments"].requests) >= 2, 15)
+        await run_until(runner, lambda: len(server.listings["comments"].requests) >= 2)
         times = sorted(t for li in server.listings.values() for t, _ in li.requests)
         # remaining hit 0 with reset=1s: prawcore waits before every further request
         assert len(times) >= 3
@@ -214,8 +227,17 @@ async def test_restart_resumes_without_gap_or_repeat(tmp_path: Path) -> None:
         subs.items += [submission(2, id="zz1", name="t3_zz1"), submission(3)]
         coms.items += [comment(3)]
         second, _ = make(server, store, sink)
-        await run_until(second, lambda: len(sink.acked) == 9)
-        await asyncio.sleep(0.3)  # a few more polls: nothing may repeat
+        after: list[int] = []
+
+        def all_in_then_polled_again() -> bool:
+            """All 9 in, then both listings polled 3 more times: nothing may repeat."""
+            if len(sink.acked) >= 9 and not after:
+                after.extend(polled(server))
+            return (
+                bool(after) and min(n - a for n, a in zip(polled(server), after, strict=True)) >= 3
+            )
+
+        await run_until(second, all_in_then_polled_again)
         ids = [p.id for p in sink.acked]
         assert len(ids) == len(set(ids)) == 9, " ".join(ids)
         assert {"t3_zz1", sid(3), cid(3)} <= set(ids)
@@ -241,7 +263,7 @@ async def test_more_than_a_page_while_down_is_reported_as_a_gap(tmp_path: Path) 
         await pub
         subs.items += [submission(i) for i in range(1, 151)]
         second, metrics = make(server, store, sink)
-        await run_until(second, lambda: second.stats.gaps >= 1, timeout=15)
+        await run_until(second, lambda: second.stats.gaps >= 1)
         assert value(metrics, "seismo_connector_gaps_total", source="reddit") == 1
     finally:
         await server.stop()
@@ -260,7 +282,7 @@ async def test_bad_credentials_are_fatal(tmp_path: Path, kw: dict[str, str], mes
     try:
         runner, _ = make(server, CursorStore(tmp_path / "c"), MemorySink(), **kw)
         with pytest.raises(FatalSourceError, match=message) as err:
-            await asyncio.wait_for(runner.run(asyncio.Event()), 15)
+            await finishes(runner.run(asyncio.Event()), "a connector with bad credentials")
         assert "wrong" not in str(err.value)
     finally:
         await server.stop()
@@ -279,18 +301,18 @@ def test_missing_credentials_are_named() -> None:
 
 
 async def test_stop_is_prompt_while_the_thread_waits_on_the_rate_limit(tmp_path: Path) -> None:
-    server = await RedditServer(ratelimit_remaining=1, reset=30).start()
+    # an hour's reset: the stop can't wait for it (the praw thread is a daemon)
+    server = await RedditServer(ratelimit_remaining=1, reset=3600).start()
     try:
         runner, _ = make(server, CursorStore(tmp_path / "c"), MemorySink())
         stop = asyncio.Event()
         task = asyncio.create_task(runner.run(stop))
-        while not server.listings["new"].requests:  # the next request sleeps 30 s in prawcore
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.2)
-        t = asyncio.get_running_loop().time()
+        # remaining hit 0 on the first request: the next one sleeps in prawcore
+        await wait_until_async(
+            lambda: sum(polled(server)) >= 1, "a first listing request", CONNECTOR_PROGRESS
+        )
         stop.set()
-        await asyncio.wait_for(task, 3)
-        assert asyncio.get_running_loop().time() - t < 2
+        await finishes(task, "a runner whose praw thread waits on the rate limit")
     finally:
         await server.stop()
 
@@ -301,10 +323,10 @@ async def test_reddit_into_kafka(kafka: str, namespace: str, tmp_path: Path) -> 
     try:
         settings = load_settings(kafka_bootstrap=kafka, namespace=namespace, data_dir=tmp_path)
         async with connector_running(source(server), settings):
-            await wait_polled(server, timeout=60)
+            await wait_polled(server)
             server.listings["new"].items.append(submission(1))
             server.listings["comments"].items.append(comment(1))
-            got = await read_posts(settings, 2, timeout=60)
+            got = await read_posts(settings, 2)
         assert sorted(k for k, _ in got) == sorted(
             [f"reddit:{cid(1)}".encode(), f"reddit:{sid(1)}".encode()]
         )
@@ -320,6 +342,6 @@ async def test_unknown_subreddit_is_fatal(tmp_path: Path) -> None:
         server.listings["new"].failures = [Failure(404, body='{"reason": "banned"}')]
         runner, _ = make(server, CursorStore(tmp_path / "c"), MemorySink())
         with pytest.raises(FatalSourceError, match="subreddit not found"):
-            await asyncio.wait_for(runner.run(asyncio.Event()), 15)
+            await finishes(runner.run(asyncio.Event()), "a connector with bad credentials")
     finally:
         await server.stop()

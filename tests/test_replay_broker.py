@@ -10,8 +10,7 @@ import pytest
 
 from models.replies import reply_depth
 from seismo.contracts import Post, decode
-from tests.helpers import run_seismo
-from tests.test_e2e import read_topic
+from tests.helpers import read_topic, run_seismo
 
 pytestmark = pytest.mark.broker
 

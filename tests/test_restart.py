@@ -6,67 +6,23 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from seismo.contracts import Post
 from tests.helpers import (
+    DRAIN_WAIT,
     REPO,
     WebhookReceiver,
     WorkerProcess,
-    offline_alerts,
+    expected_ids,
+    multi_burst_rows,
     replay_summary,
-    synthetic_stream,
     write_jsonl,
 )
+from tests.timeouts import COMMAND_FINISHES
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-
-def multi_burst_rows() -> list[dict]:
-    rows = synthetic_stream(hours=12, per_hour=30, burst_at_hour=4)
-    rows += [
-        r | {"id": f"d{i}"}
-        for i, r in enumerate(
-            synthetic_stream(
-                hours=0,
-                burst_at_hour=7.5,
-                burst_posts=12,
-                seed=3,
-                burst_texts=[
-                    "DeepSeek V4 Pro trained on Huawei Ascend chips",
-                    "Huawei Ascend ran DeepSeek V4",
-                    "DeepSeek V4 on Ascend? Huawei says yes",
-                ],
-            )
-        )
-    ]
-    rows += [
-        r | {"id": f"c{i}"}
-        for i, r in enumerate(
-            synthetic_stream(
-                hours=0,
-                burst_at_hour=10.5,
-                burst_posts=14,
-                seed=4,
-                burst_texts=[
-                    "Cloudflare outage takes down half the web",
-                    "Is Cloudflare down for everyone?",
-                    "Massive Cloudflare outage right now",
-                    "cloudflare 502 errors everywhere",
-                ],
-            )
-        )
-    ]
-    rows.sort(key=lambda r: r["created_at"])
-    return rows
-
-
-def expected_ids(rows: list[dict]) -> set[tuple[str, int]]:
-    """(id, version) of every alert lifecycle change the posts cause, computed offline."""
-    return {(a.id, a.version) for a in offline_alerts(Post.model_validate(r) for r in rows)}
 
 
 def test_restart_with_backlog(worker_env: dict[str, str], tmp_path: Path) -> None:
@@ -86,23 +42,12 @@ def test_restart_with_backlog(worker_env: dict[str, str], tmp_path: Path) -> Non
         log = tmp_path / "worker.log"
         worker = WorkerProcess(env, log).start()
         try:
-            replay_summary(
-                env, first, "--alerts-out", str(tmp_path / "a1.jsonl"), "--wait-timeout", "120"
-            )
+            replay_summary(env, first, "--alerts-out", str(tmp_path / "a1.jsonl"))
             assert worker.stop() == 0
             assert replay_summary(env, second)["sent"] == len(rows) - half  # worker is down
             worker = WorkerProcess(env, log).start()
             # drain: an empty replay that waits for the pipeline to commit everything
-            replay_summary(
-                env,
-                second,
-                "--limit",
-                "0",
-                "--alerts-out",
-                str(tmp_path / "a2.jsonl"),
-                "--wait-timeout",
-                "120",
-            )
+            replay_summary(env, second, "--limit", "0", "--alerts-out", str(tmp_path / "a2.jsonl"))
         finally:
             worker.stop()
         got = [(r["id"], r["version"]) for r in rx.requests]
@@ -131,8 +76,7 @@ def test_restart_mid_stream(how: str, worker_env: dict[str, str], tmp_path: Path
                 "5000",
                 "--alerts-out",
                 str(tmp_path / "alerts.jsonl"),
-                "--wait-timeout",
-                "240",
+                *DRAIN_WAIT,
             ],
             env={**os.environ, **env},
             cwd=REPO,
@@ -142,14 +86,13 @@ def test_restart_mid_stream(how: str, worker_env: dict[str, str], tmp_path: Path
         )
         try:
             # stop the worker once it has delivered something, i.e. mid-stream
-            rx.wait_for(lambda a: True, 60)
+            rx.wait_for(lambda a: True, "a first alert")
             if how == "sigkill":
                 worker.kill()
             else:
                 assert worker.stop() == 0
-            time.sleep(1)
             worker = WorkerProcess(env, log).start()
-            out, err = replay.communicate(timeout=300)
+            out, err = replay.communicate(timeout=COMMAND_FINISHES)
             assert replay.returncode == 0, err[-3000:]
             summary = json.loads(out.strip().splitlines()[-1])
             assert summary["sent"] == len(rows)

@@ -22,11 +22,12 @@ from connectors.base import ConnectorRunner, CursorStore, FatalSourceError
 from connectors.rss import RssSource, entry_id, to_post
 from connectors.webutil import strip_html
 from seismo.config import load_settings
+from seismo.contracts import POSTS_RAW, Post, decode
 from seismo.metrics import Metrics
 from tests.fakes.feeds import T0, Feed, FeedServer
-from tests.fakes.kit import fast_runner, read_posts, run_then_stop
-from tests.helpers import REPO
-from tests.test_connector_base import MemorySink, run_until, value
+from tests.fakes.kit import MemorySink, fast_runner, read_posts, run_until, value
+from tests.helpers import REPO, finishes, read_to_end, wait_until_async
+from tests.timeouts import CONNECTOR_PROGRESS, PROCESS_STOPS
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 
@@ -139,7 +140,7 @@ async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
         def done() -> bool:
             return len(sink.acked) >= sc.want and len(feed.requests) >= 3 + len(feed.failures)
 
-        assert await run_then_stop(runner, done, timeout=15) < 2.0
+        await run_until(runner, done)  # then a clean stop
         assert len(sink.acked) == sc.want  # nothing repeated by later polls
         assert len({p.id for p in sink.acked}) == sc.want
         times = [p.created_at for p in sink.acked]
@@ -159,12 +160,11 @@ async def test_new_entries_appear_and_restart_resumes_without_gap_or_repeat(
         store = CursorStore(tmp_path / "c.json")
         sink = MemorySink()
         first, _ = make([server.url("a")], store, sink)
-        await run_until(first, lambda: len(sink.acked) == 3, timeout=10)
+        await run_until(first, lambda: len(sink.acked) == 3)
         feed.add(2, start=3)  # published while we were down
         second, _ = make([server.url("a")], store, sink)
         requests_before = len(feed.requests)
-        await run_until(second, lambda: len(sink.acked) >= 5, timeout=10)
-        await asyncio.sleep(0)
+        await run_until(second, lambda: len(sink.acked) >= 5)
         assert [p.id for p in sink.acked] == [f"urn:item:{i}" for i in range(5)]
         # the restarted poller sent the stored validators right away
         assert "If-Modified-Since" in feed.requests[requests_before]
@@ -181,7 +181,7 @@ async def test_one_failing_feed_does_not_hold_up_the_others(tmp_path: Path) -> N
         bad.failures = [503] * 1000
         sink = MemorySink()
         runner, _ = make([server.url("bad"), server.url("good")], CursorStore(tmp_path / "c"), sink)
-        await run_until(runner, lambda: len(sink.acked) == 2, timeout=10)
+        await run_until(runner, lambda: len(sink.acked) == 2)
         assert [p.metadata["feed"] for p in sink.acked] == [server.url("good")] * 2
     finally:
         await server.stop()
@@ -192,7 +192,7 @@ async def test_missing_feed_is_fatal_when_nothing_is_left(tmp_path: Path) -> Non
     try:
         runner, _ = make([server.url("nope")], CursorStore(tmp_path / "c"), MemorySink())
         with pytest.raises(FatalSourceError, match="no configured feed"):
-            await asyncio.wait_for(runner.run(asyncio.Event()), 10)
+            await finishes(runner.run(asyncio.Event()), "a connector with nothing left")
     finally:
         await server.stop()
 
@@ -216,12 +216,11 @@ async def test_stalled_server_times_out_and_stop_is_prompt(tmp_path: Path) -> No
         runner, _ = make([url], CursorStore(tmp_path / "c"), MemorySink())
         stop = asyncio.Event()
         task = asyncio.create_task(runner.run(stop))
-        deadline = asyncio.get_running_loop().time() + 10
-        while runner.stats.reconnects < 1 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        assert runner.stats.reconnects >= 1  # the 1 s timeout fired and counted a retry
-        stop.set()
-        await asyncio.wait_for(task, 3)
+        await wait_until_async(  # the 1 s timeout fired and counted a retry
+            lambda: runner.stats.reconnects >= 1, "a retry after the timeout", CONNECTOR_PROGRESS
+        )
+        stop.set()  # the server never answers (until the cleanup): the stop can't wait for it
+        await finishes(task, "a runner polling a hung feed")
     finally:
         release.set()
         await app_runner.cleanup()
@@ -253,13 +252,17 @@ async def test_seismo_connect_rss_into_kafka_and_resume(
                 text=True,
             )
             try:
-                await read_posts(settings, wait_for, timeout=60)
+                await read_posts(settings, wait_for)
                 polls = len(feed.requests)
-                while len(feed.requests) < polls + 2 and proc.poll() is None:
-                    await asyncio.sleep(0.1)  # a couple more polls: nothing may repeat
+                await wait_until_async(  # a couple more polls: nothing may repeat
+                    lambda: len(feed.requests) >= polls + 2 or proc.poll() is not None,
+                    "two more polls of the feed",
+                    CONNECTOR_PROGRESS,
+                    interval=0.1,
+                )
             finally:
                 proc.send_signal(signal.SIGTERM)
-                out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+                out, err = await asyncio.to_thread(proc.communicate, timeout=PROCESS_STOPS)
             assert proc.returncode == 0, err[-2000:]
             summary: dict[str, int] = json.loads(out.strip().splitlines()[-1])
             return summary
@@ -269,9 +272,10 @@ async def test_seismo_connect_rss_into_kafka_and_resume(
         feed.add(1, start=3)
         second = await connect_once(4)  # resumes from the saved cursor
         assert second["produced"] == 1
-        got = await read_posts(settings, 5, timeout=3)
-        assert [k for k, _ in got] == [f"rss:urn:item:{i}".encode() for i in range(4)]
-        assert got[0][1].created_at == T0
+        # both runs have ended: everything they wrote is in the topic, and nothing twice
+        got = sorted(await read_to_end(kafka, settings.topic(POSTS_RAW)), key=lambda r: r.timestamp)
+        assert [r.key for r in got] == [f"rss:urn:item:{i}".encode() for i in range(4)]
+        assert decode(Post, got[0].value).created_at == T0
     finally:
         await server.stop()
 
@@ -298,7 +302,7 @@ async def test_a_failed_poll_logs_one_line_with_the_true_next_try(
         sink = MemorySink()
         runner, _ = fast_runner(source, sink, CursorStore(tmp_path / "c"))
         caplog.set_level(logging.WARNING)
-        await run_until(runner, lambda: len(sink.acked) == 1, timeout=10)
+        await run_until(runner, lambda: len(sink.acked) == 1)
         lines = [r.getMessage() for r in caplog.records if "HTTP 500" in r.getMessage()]
         assert len(lines) == 1, lines
         waited = float(re.search(r"reconnecting in ([\d.]+)s", lines[0])[1])  # type: ignore[index]

@@ -4,22 +4,28 @@ alerts as the pipeline in one process, each delivered once (real broker)."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from seismo.broker import free_port
-from tests.helpers import WebhookReceiver, WorkerProcess, replay_summary, write_jsonl
-from tests.test_restart import expected_ids, multi_burst_rows
+from tests.helpers import (
+    WebhookReceiver,
+    WorkerProcess,
+    expected_ids,
+    multi_burst_rows,
+    replay_summary,
+    write_jsonl,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 
-def held_partitions(port: str, topic: str) -> set[int]:
-    """Partitions of ``topic`` the worker on ``port`` holds now (its /healthz)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
-        return set(json.loads(resp.read())["partitions"].get(topic, []))
+def held_partitions(worker: WorkerProcess, topic: str) -> set[int]:
+    """Partitions of ``topic`` the worker holds now (its /healthz)."""
+    health = worker.healthz()
+    assert health is not None, "the worker's /healthz does not answer"
+    return set(health["partitions"].get(topic, []))
 
 
 def test_two_workers_share_partitions_and_raise_the_same_alerts(
@@ -43,11 +49,9 @@ def test_two_workers_share_partitions_and_raise_the_same_alerts(
         try:
             for w in workers:
                 w.start()
-            summary = replay_summary(
-                env, stream, "--alerts-out", str(tmp_path / "alerts.jsonl"), timeout=600
-            )
+            summary = replay_summary(env, stream, "--alerts-out", str(tmp_path / "alerts.jsonl"))
             assert summary["sent"] == len(rows)
-            rx.wait_for(lambda a: (a["id"], a["version"]) in want, 60)
+            rx.wait_for(lambda a: (a["id"], a["version"]) in want, "an expected alert")
             got = [(a["id"], a["version"]) for a in rx.requests]
             assert set(got) == want
             assert len(got) == len(set(got)), "an alert version was delivered twice"
@@ -56,7 +60,7 @@ def test_two_workers_share_partitions_and_raise_the_same_alerts(
 
             # deliver runs on alerts.v1 (4 partitions): the two workers split them
             alerts = f"{env['SEISMO_NAMESPACE']}.alerts.v1"
-            parts = [held_partitions(w.env["SEISMO_WEB_PORT"], alerts) for w in workers]
+            parts = [held_partitions(w, alerts) for w in workers]
             assert all(parts), f"a worker holds no alerts partition: {parts}"
             assert not parts[0] & parts[1], f"a partition held by both: {parts}"
             assert parts[0] | parts[1] == {0, 1, 2, 3}

@@ -18,14 +18,17 @@ from seismo.config import load_settings
 from seismo.metrics import Metrics
 from seismo.watchlist import Claim, Dossier, Watchlist
 from tests.fakes.kit import (
+    MemorySink,
     SlowSink,
     connector_running,
     fast_runner,
     read_posts,
-    run_then_stop,
+    run_until,
+    value,
 )
 from tests.fakes.x import TOKEN, Conn, XServer, line, x_post
-from tests.test_connector_base import MemorySink, run_until, value
+from tests.helpers import finishes
+from tests.timeouts import CONNECTOR_PROGRESS
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 WATCH = Watchlist(
@@ -182,8 +185,7 @@ async def test_scenarios(sc: Scenario, tmp_path: Path) -> None:
         runner, metrics, _ = make(server, CursorStore(tmp_path / "c.json"), sink, stall=sc.stall)
         for i in sc.live:
             server.live.put_nowait(line(x_post(i)))
-        stopping = await run_then_stop(runner, lambda: len(sink.acked) >= len(sc.want))
-        assert stopping < 2.0  # clean shutdown within a few seconds
+        await run_until(runner, lambda: len(sink.acked) >= len(sc.want))  # then a clean stop
         assert [p.id for p in sink.acked] == [pid(i) for i in sc.want]
         assert runner.stats.skipped == sc.skipped == len(sink.dead_letters)
         assert runner.stats.reconnects >= sc.reconnects
@@ -202,7 +204,7 @@ async def test_bad_token_is_fatal_with_a_clear_message(tmp_path: Path) -> None:
     try:
         runner, _, _ = make(server, CursorStore(tmp_path / "c"), MemorySink(), token="wrong-tok")
         with pytest.raises(FatalSourceError, match="401 Unauthorized") as err:
-            await asyncio.wait_for(runner.run(asyncio.Event()), 10)
+            await finishes(runner.run(asyncio.Event()), "a connector with a bad token")
         assert "wrong-tok" not in str(err.value)
     finally:
         await server.stop()
@@ -270,7 +272,7 @@ async def test_x_stream_into_kafka(kafka: str, namespace: str, tmp_path: Path) -
         settings = load_settings(kafka_bootstrap=kafka, namespace=namespace, data_dir=tmp_path)
         source = XStreamSource(server.base, SecretStr(TOKEN), WATCH)
         async with connector_running(source, settings):
-            got = await read_posts(settings, 4, timeout=60)
+            got = await read_posts(settings, 4)
         assert [k for k, _ in got] == [f"x:{pid(i)}".encode() for i in range(4)]
         assert got[0][1].url == f"https://x.com/i/web/status/{pid(0)}"
     finally:
@@ -295,7 +297,7 @@ async def test_a_rule_x_refuses_is_fatal(tmp_path: Path) -> None:
         source = XStreamSource(base, SecretStr(TOKEN), WATCH)
         runner, _ = fast_runner(source, MemorySink(), CursorStore(tmp_path / "c"))
         with pytest.raises(FatalSourceError, match="Invalid Rule"):
-            await asyncio.wait_for(runner.run(asyncio.Event()), 10)
+            await finishes(runner.run(asyncio.Event()), "a connector with a bad token")
     finally:
         await app_runner.cleanup()
 
@@ -320,16 +322,16 @@ async def test_http_errors_on_rules_wait_5s_doubling_and_start_over_once_connect
         waits = []
         for _ in range(3):
             with pytest.raises(RetryableError, match="X rules") as err:
-                await asyncio.wait_for(anext(aiter(source.stream(None))), 5)
+                await asyncio.wait_for(anext(aiter(source.stream(None))), CONNECTOR_PROGRESS)
             waits.append(err.value.retry_after)
         assert waits == [5.0, 10.0, 20.0]  # X's guidance: 5 s, doubling, after HTTP errors
         server.conns = [Conn(end="close"), Conn(status=503)]
         with pytest.raises(RetryableError, match="closed by the server"):
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(CONNECTOR_PROGRESS):
                 async for _ in source.stream(None):  # connects, then is closed
                     pass
         with pytest.raises(RetryableError) as err:
-            await asyncio.wait_for(anext(aiter(source.stream(None))), 5)
+            await asyncio.wait_for(anext(aiter(source.stream(None))), CONNECTOR_PROGRESS)
         assert err.value.retry_after == 5.0  # a successful connect started it over
     finally:
         await server.stop()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,16 +30,20 @@ from connectors.xpush import PATH, XPushSource, parse_body
 from seismo.broker import free_port
 from seismo.config import load_settings
 from seismo.metrics import Metrics
-from tests.fakes.kit import connector_running, fast_runner, read_posts
-from tests.fakes.x import x_post
-from tests.test_connector_base import FakeSource, MemorySink, value
+from tests.fakes.kit import (
+    FakeSource,
+    MemorySink,
+    connector_running,
+    fast_runner,
+    read_posts,
+    value,
+)
+from tests.fakes.x import ndjson, x_post
+from tests.helpers import finishes, wait_until_async
+from tests.timeouts import CONNECTOR_PROGRESS, SERVICE_READY
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 AUTH = {"Authorization": "Bearer push-secret"}
-
-
-def ndjson(*objs: object) -> bytes:
-    return b"\n".join(json.dumps(o).encode() for o in objs) + b"\n"
 
 
 def test_parse_body_accepts_a_post_an_envelope_an_array_and_ndjson() -> None:
@@ -63,6 +67,38 @@ def test_parse_body_accepts_a_post_an_envelope_an_array_and_ndjson() -> None:
     assert [type(i) for i in items] == [Emit, Skip, Skip, Emit]
 
 
+async def listening(source: XPushSource) -> None:
+    """Until the endpoint has bound its port."""
+    await wait_until_async(lambda: source.bound_port, "the x-push endpoint bound", SERVICE_READY)
+
+
+async def post_when_listening(
+    http: aiohttp.ClientSession, url: str | Callable[[], str], body: bytes, headers: dict[str, str]
+) -> int:
+    """POST ``body`` once the endpoint accepts connections (it may be (re)starting; ``url``
+    is asked again for each try when a callable: a reconnect on port 0 takes a new port)."""
+    status = 0
+
+    def at() -> str:
+        return url if isinstance(url, str) else url()
+
+    async def attempt() -> bool:
+        nonlocal status
+        try:
+            async with http.post(at(), data=body, headers=headers) as resp:
+                status = resp.status
+                return True
+        except aiohttp.ClientConnectionError:
+            return False
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SERVICE_READY
+    while not await attempt():
+        assert loop.time() < deadline, f"{at()} not accepting in {SERVICE_READY:g}s"
+        await asyncio.sleep(0.02)
+    return status
+
+
 class Push:
     """An XPushSource driven by a runner, and an HTTP client for it."""
 
@@ -77,10 +113,7 @@ class Push:
 
     async def __aenter__(self) -> Push:
         self.task = asyncio.create_task(self.runner.run(self.stop))
-        for _ in range(200):
-            if self.source.bound_port:
-                break
-            await asyncio.sleep(0.01)
+        await listening(self.source)
         self.http = aiohttp.ClientSession()
         return self
 
@@ -88,13 +121,15 @@ class Push:
         await self.http.close()
         self.stop.set()
         assert self.task is not None
-        await asyncio.wait_for(self.task, 5)
+        await finishes(self.task, "the x-push runner")
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.source.bound_port}{PATH}"
 
     async def post(
         self, body: bytes, headers: dict[str, str] = AUTH
     ) -> tuple[int, dict[str, object]]:
-        url = f"http://127.0.0.1:{self.source.bound_port}{PATH}"
-        async with self.http.post(url, data=body, headers=headers) as resp:
+        async with self.http.post(self.url(), data=body, headers=headers) as resp:
             return resp.status, await resp.json()
 
 
@@ -129,13 +164,8 @@ async def test_failed_kafka_ack_answers_503_and_the_retry_stores_once(tmp_path: 
         status, answer = await push.post(ndjson(x_post(1)))
         assert status == 503 and "retry" in str(answer["error"])
         assert sink.acked == []
-        for _ in range(100):  # the runner reconnects: the endpoint comes back
-            await asyncio.sleep(0.02)
-            try:
-                status, _ = await push.post(ndjson(x_post(1)))
-                break
-            except aiohttp.ClientError:
-                continue
+        # the runner reconnects: the endpoint comes back (on a new port: it asked for port 0)
+        status = await post_when_listening(push.http, push.url, ndjson(x_post(1)), AUTH)
         assert status == 200
         assert [p.id for p in sink.acked] == [x_post(1)["data"]["id"]]
 
@@ -167,21 +197,23 @@ def test_push_needs_a_token() -> None:
 async def test_stop_fails_waiting_pushes_promptly(tmp_path: Path) -> None:
     source = XPushSource("127.0.0.1", 0, SecretStr("push-secret"), 4096)
 
+    taken = asyncio.Event()
+
     async def consume_one(gen: AsyncIterator[object]) -> None:
         async for _ in gen:
+            taken.set()
             await asyncio.Event().wait()  # a consumer that never flushes
 
     gen = source.stream(None)
     task = asyncio.create_task(consume_one(gen))
-    while not source.bound_port:
-        await asyncio.sleep(0.01)
+    await listening(source)
     async with aiohttp.ClientSession() as http:
         url = f"http://127.0.0.1:{source.bound_port}{PATH}"
         pending = asyncio.create_task(http.post(url, data=ndjson(x_post(1)), headers=AUTH))
-        await asyncio.sleep(0.2)
+        await finishes(taken.wait(), "the push taken by the consumer", CONNECTOR_PROGRESS)
         task.cancel()  # what the runner does on stop; dropping the generator closes it
         await gen.aclose()  # type: ignore[attr-defined]
-        resp = await asyncio.wait_for(pending, 5)
+        resp = await finishes(pending, "the waiting push's answer")
         assert resp.status == 503
 
 
@@ -193,16 +225,10 @@ async def test_push_answers_after_kafka_has_the_posts(
     source = XPushSource("127.0.0.1", free_port(), SecretStr("push-secret"), 100_000)
     async with connector_running(source, settings), aiohttp.ClientSession() as http:
         url = f"http://127.0.0.1:{source.port}{PATH}"
-        status = 0
-        for _ in range(300):  # until the endpoint listens (the sink starts first)
-            try:
-                async with http.post(url, data=ndjson(x_post(1), x_post(2)), headers=AUTH) as r:
-                    status = r.status
-                    break
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.1)
+        # once the endpoint listens (the sink starts first)
+        status = await post_when_listening(http, url, ndjson(x_post(1), x_post(2)), AUTH)
         assert status == 200
-        got = await read_posts(settings, 2, timeout=5)  # already there: no waiting needed
+        got = await read_posts(settings, 2)  # already there when the answer came
         assert [k for k, _ in got] == [f"x:{x_post(i)['data']['id']}".encode() for i in (1, 2)]
 
 
@@ -217,20 +243,24 @@ async def test_overloaded_endpoint_answers_503_at_once(tmp_path: Path) -> None:
             await asyncio.Event().wait()  # stuck on the first item
 
     task = asyncio.create_task(slow_consumer())
-    while not source.bound_port:
-        await asyncio.sleep(0.01)
+    await listening(source)
     url = f"http://127.0.0.1:{source.bound_port}{PATH}"
     async with aiohttp.ClientSession() as http:
         first = asyncio.create_task(http.post(url, data=ndjson(x_post(1)), headers=AUTH))
-        await asyncio.wait_for(stuck.wait(), 5)  # batch 1 taken, its answer pending
+        # batch 1 taken, its answer pending
+        await finishes(stuck.wait(), "the first push taken", CONNECTOR_PROGRESS)
         second = asyncio.create_task(http.post(url, data=ndjson(x_post(2)), headers=AUTH))
-        await asyncio.sleep(0.2)  # batch 2 fills the queue
+        await wait_until_async(  # batch 2 fills the queue
+            lambda: source._conn is not None and source._conn.queue.full(),
+            "the second push queued",
+            CONNECTOR_PROGRESS,
+        )
         async with http.post(url, data=ndjson(x_post(3)), headers=AUTH) as third:
             assert third.status == 503 and third.headers["Retry-After"] == "1"
         task.cancel()
         await gen.aclose()  # type: ignore[attr-defined]
         for pending in (first, second):
-            assert (await asyncio.wait_for(pending, 5)).status == 503
+            assert (await finishes(pending, "a waiting push's answer")).status == 503
 
 
 async def test_flush_item_acks_at_once_even_between_checkpoints(tmp_path: Path) -> None:
@@ -253,11 +283,11 @@ async def test_flush_item_acks_at_once_even_between_checkpoints(tmp_path: Path) 
     )
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
-    await asyncio.wait_for(asyncio.shield(ack), 5)
+    await finishes(asyncio.shield(ack), "the flush's ack", CONNECTOR_PROGRESS)
     assert [p.id for p in sink.acked] == [x_post(1)["data"]["id"]]
     assert store.load() is None  # no cursor was given: nothing to save
     stop.set()
-    await asyncio.wait_for(task, 5)
+    await finishes(task, "the runner")
 
 
 async def test_a_late_close_of_the_old_connection_leaves_the_new_one_serving() -> None:
@@ -265,11 +295,13 @@ async def test_a_late_close_of_the_old_connection_leaves_the_new_one_serving() -
     source = XPushSource("127.0.0.1", free_port(), SecretStr("push-secret"), 4096)
     old = source.stream(None)
     old_task = asyncio.create_task(anext(old))  # type: ignore[arg-type]
-    while not source.bound_port:
-        await asyncio.sleep(0.01)
+    await listening(source)
+    old_conn = source._conn
     new = source.stream(None)  # same port: the old server is closed first
     new_task = asyncio.create_task(anext(new))  # type: ignore[arg-type]
-    await asyncio.sleep(0.2)
+    await wait_until_async(
+        lambda: source._conn not in (None, old_conn), "the new server", SERVICE_READY
+    )
     old_task.cancel()  # the old generator ends now and runs its cleanup
     with contextlib.suppress(asyncio.CancelledError):
         await old_task
@@ -304,14 +336,9 @@ async def test_a_batch_kafka_refused_is_503_with_a_reason_and_not_counted(
             statuses = []
             # the scheme is case-insensitive (RFC 7235)
             for auth in ("Bearer push-secret", "bearer push-secret"):
-                for _ in range(100):  # until the (re)connected endpoint listens
-                    try:
-                        body = ndjson(x_post(len(statuses)))
-                        async with http.post(url, data=body, headers={"Authorization": auth}) as r:
-                            statuses.append(r.status)
-                            break
-                    except aiohttp.ClientConnectionError:
-                        await asyncio.sleep(0.05)
+                # once the (re)connected endpoint listens
+                body = ndjson(x_post(len(statuses)))
+                statuses.append(await post_when_listening(http, url, body, {"Authorization": auth}))
                 if len(statuses) == 1:
                     assert runner.stats.produced == 0  # answered 503: not produced
         assert statuses == [503, 200]
@@ -323,4 +350,4 @@ async def test_a_batch_kafka_refused_is_503_with_a_reason_and_not_counted(
         )
     finally:
         stop.set()
-        await asyncio.wait_for(task, 5)
+        await finishes(task, "the runner")

@@ -42,6 +42,11 @@ def line(obj: Any) -> bytes:
     return json.dumps(obj).encode() + b"\r\n"
 
 
+def ndjson(*objs: object) -> bytes:
+    """Newline-delimited JSON: the body of a push to the x-push endpoint."""
+    return b"\n".join(json.dumps(o).encode() for o in objs) + b"\n"
+
+
 @dataclass
 class Conn:
     lines: list[bytes] = field(default_factory=list)
