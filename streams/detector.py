@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import accumulate, chain, compress, islice, repeat
+from itertools import accumulate, chain, compress, islice, repeat, takewhile
 from typing import Any
 
 import numpy as np
@@ -133,6 +133,15 @@ def poisson_score(observed: int, expected: float) -> float:
     top = max(logs)
     log_tail = top + math.log(sum(math.exp(x - top) for x in logs))
     return max(0.0, -log_tail / math.log(10))
+
+
+def _score_bound(observed: int, expected: float) -> float:
+    """An upper bound of :func:`poisson_score`: P(X >= x) >= P(X = x), so
+    -log10 P(X >= x) <= -log10 P(X = x)."""
+    if observed <= 0:
+        return 0.0
+    lam = max(expected, 1e-9)
+    return (lam - observed * math.log(lam) + math.lgamma(observed + 1)) / math.log(10)
 
 
 def tracked_keys(cp: ClassifiedPost) -> list[tuple[str, SignalKind, str, str | None, str | None]]:
@@ -300,6 +309,8 @@ class BurstEngine:
             else:
                 fresh &= np.array([q.cluster is None for q in posts])[entry_post]
         split = sum(lengths)
+        start = self.start
+        assert start is not None
         flags = []
         for g, group, post, w in (
             (0, items, post_of, fresh[:split]),
@@ -312,14 +323,15 @@ class BurstEngine:
             ends = list(accumulate(map(len, group)))  # (a run ends after its last post's items)
             idx = self.scales[0].sketch.locate(flat) if g == 0 else None
             weights = w.astype(np.float32)
-            per_scale = []
+            per_scale, warm = [], []
             for sc, sc_runs in zip(self.scales, runs, strict=True):
                 sketch = sc.sketch if g == 0 else sc.keyed
                 cells = idx if idx is not None else sketch.locate(flat)
                 item_runs = [Run(ends[r.end - 1], *r[1:]) for r in sc_runs]
                 est = sketch.observe_runs(cells, weights, post if multi else None, item_runs)
                 per_scale.append(est)
-            flags.append(_Flags.of(per_scale, self.p))
+                warm.append(_warm(posts, post, start + sc.warmup))
+            flags.append(_Flags.of(per_scale, warm, self.p))
         return self._test(posts, flags)
 
     def _test(self, posts: list[_Prepared], flags: list[_Flags]) -> list[Alert]:
@@ -355,7 +367,7 @@ class BurstEngine:
                     while k < len(admit_at) and admit_at[k] < b:
                         k += 1
                     admits[g] = k
-                    self._candidates(group, f.admit[a:b].tolist(), ref)
+                    self._candidates(group, f.reach[a:b].tolist(), ref)
                 else:  # no admits: only the candidates among them can change
                     present = list(filter(has, group))
                     if fast and (g == 0 or len(set(present)) == len(present)):
@@ -364,7 +376,7 @@ class BurstEngine:
                         _consume(map(move, present))
                         _consume(map(_append, map(held_by, present), repeat(ref)))
                     else:
-                        self._candidates(present, [False] * len(present), ref)
+                        self._candidates(present, [0] * len(present), ref)
                 k = fires[g]
                 fire_at = f.fire_at
                 if k < len(fire_at) and fire_at[k] < b:
@@ -403,6 +415,8 @@ class BurstEngine:
                 if not may[i] or ts < self.start + sc.warmup:
                     continue
                 count, expected = float(est.count[i]), float(est.expected[i])
+                if _score_bound(int(count), expected) < sc.min_score:
+                    continue  # (cheap: most names that may fire are not rare enough)
                 score = poisson_score(int(count), expected)
                 margin = score - sc.min_score
                 if margin >= 0 and (best is None or margin > best[0]):
@@ -416,23 +430,24 @@ class BurstEngine:
             out.append(self._burst(key, ts, sc, count, expected, z, score))
         return out
 
-    def _candidates(self, group: list[str], admit: list[bool], ref: PostRef) -> None:
+    def _candidates(self, group: list[str], reach: list[int], ref: PostRef) -> None:
         """Each name of a post in order: a candidate gets the post as its newest evidence,
-        a name with enough count becomes a candidate."""
+        a name with enough count becomes a candidate (``reach``: the window, in seconds,
+        of the longest scale that admits it; 0 = none)."""
         cands = self.candidates
-        for name, enough in zip(group, admit, strict=True):
+        for name, window in zip(group, reach, strict=True):
             held = cands.get(name)
             if held is not None:
                 cands.move_to_end(name)
                 if not held or held[-1] is not ref:
                     held.append(ref)
-            elif enough:
-                self._admit(name)
+            elif window:
+                self._admit(name, ref.ts - window)
 
-    def _admit(self, name: str) -> None:
-        """A new candidate: its recent posts are recovered from the short post history."""
+    def _admit(self, name: str, since: float) -> None:
+        """A new candidate: its posts since ``since`` are recovered from the post history."""
         # the newest posts only: the scan stays cheap however busy the stream
-        recent = islice(reversed(self.recent), _ADMIT_SCAN)
+        recent = takewhile(lambda r: r.ts >= since, islice(reversed(self.recent), _ADMIT_SCAN))
         posts = deque(reversed([r for r in recent if name in r.items]), maxlen=64)
         self.candidates[name] = posts
         if len(self.candidates) > self.p.max_candidates:
@@ -521,12 +536,15 @@ class _Prepared:
         )
 
 
-def _items(q: _Prepared) -> list[str]:
-    return q.items
-
-
-def _key_names(q: _Prepared) -> list[str]:
-    return q.key_names
+def _warm(posts: list[_Prepared], post: I64 | None, since: float) -> bool | npt.NDArray[np.bool_]:
+    """Whether each counted name's post (``post``: its index, None = one post) is at or after
+    ``since``: True or False when all are alike."""
+    if posts[0].ts >= since:
+        return True
+    if posts[-1].ts < since or post is None:
+        return False
+    warm: npt.NDArray[np.bool_] = np.array([q.ts >= since for q in posts])[post]
+    return warm
 
 
 def _numbered(lengths: list[int]) -> I64:
@@ -544,25 +562,38 @@ class _Flags:
     est: list[Estimate]  # one per scale
     fires: list[npt.NDArray[np.bool_]]  # per scale: count and z high enough there
     hot: npt.NDArray[np.bool_]
-    admit: npt.NDArray[np.bool_]
+    reach: npt.NDArray[np.int64]  # where admitted: the window of the longest scale admitting
     admit_at: list[int]  # positions where ``admit`` is set, and where the name may fire
     fire_at: list[int]
 
     @staticmethod
-    def of(per_scale: list[Estimate], p: DetectorParams) -> _Flags:
-        """``hot`` (what keeps an alert open) looks at the scales whose window fits in
+    def of(
+        per_scale: list[Estimate], warm: list[bool | npt.NDArray[np.bool_]], p: DetectorParams
+    ) -> _Flags:
+        """``warm``: per scale, whether each name's post is past that scale's warm-up (a
+        scale still learning its baselines flags nothing beyond the finest one's rules).
+
+        ``hot`` (what keeps an alert open) looks at the scales whose window fits in
         ``quiet_seconds`` only: a day-long window stays high for a day after its posts
         stopped, which says nothing about whether the story is still moving."""
         hots = [e.z >= p.hot_z for e in per_scale]
         fires = [(e.count >= p.min_count) & (e.z >= p.min_z) for e in per_scale]
-        admits = [(e.count >= p.candidate_min) & h for e, h in zip(per_scale, hots, strict=True)]
-        hot, admit, fire = hots[0], admits[0], fires[0]
-        for m, h, ad, fi in zip(p.scales[1:], hots[1:], admits[1:], fires[1:], strict=True):
-            admit, fire = admit | ad, fire | fi
+        hot, fire = hots[0], fires[0]
+        admit = (per_scale[0].count >= p.candidate_min) & hot
+        reach = np.where(admit, 2 * p.bucket_seconds, 0)
+        for m, h, fi, ok in zip(p.scales[1:], hots[1:], fires[1:], warm[1:], strict=True):
+            if ok is False:
+                continue
+            if ok is not True:
+                fi, h = fi & ok, h & ok
+            # at a longer scale a name is a candidate when it may fire there: most words of
+            # a busy stream are mildly elevated over a day, and each candidate costs a scan
+            admit, fire = admit | fi, fire | fi
+            reach = np.where(fi, 2 * m * p.bucket_seconds, reach)
             if 2 * m * p.bucket_seconds <= p.quiet_seconds:
                 hot = hot | h
         return _Flags(
-            per_scale, fires, hot, admit, admit.nonzero()[0].tolist(), fire.nonzero()[0].tolist()
+            per_scale, fires, hot, reach, admit.nonzero()[0].tolist(), fire.nonzero()[0].tolist()
         )
 
     @staticmethod
@@ -619,4 +650,4 @@ class _Scale:
 
 _NONE = np.zeros(0, np.float32)
 _NONE.flags.writeable = False
-_NO_FLAGS = _Flags([], [], _NONE > 0, _NONE > 0, [], [])
+_NO_FLAGS = _Flags([], [], _NONE > 0, np.zeros(0, np.int64), [], [])

@@ -37,6 +37,8 @@ def quiet(pre_onset_alerts: int, days: float) -> bool:
     if days < 1:
         return pre_onset_alerts <= TARGET_PRE_ONSET_PER_DAY
     return pre_onset_alerts / days <= TARGET_PRE_ONSET_PER_DAY
+
+
 TARGET_POSTS = 8  # on-topic posts by the first on-topic alert
 
 

@@ -25,7 +25,13 @@ from streams import _textcore, core, features
 from streams.alertbook import alert_id
 from streams.authenticity import AuthorRepeats
 from streams.checkpoint import Checkpoints
-from streams.detector import BurstEngine, DetectorParams, IncompatibleCheckpoint, poisson_score
+from streams.detector import (
+    BurstEngine,
+    DetectorParams,
+    IncompatibleCheckpoint,
+    _score_bound,
+    poisson_score,
+)
 from streams.features import burst_items, entities
 from streams.seen import SeenPosts
 
@@ -105,6 +111,15 @@ def test_poisson_score_monotone_and_sane() -> None:
     scores = [poisson_score(k, 0.5) for k in range(1, 15)]
     assert scores == sorted(scores)
     assert poisson_score(200, 0.3) > 100  # deep tail stays finite
+
+
+@given(
+    observed=st.integers(min_value=0, max_value=500),
+    expected=st.floats(min_value=0, max_value=300, allow_nan=False),
+)
+def test_the_score_bound_is_never_below_the_score(observed: int, expected: float) -> None:
+    """The cheap pre-check skips a name only when its score cannot reach a threshold."""
+    assert _score_bound(observed, expected) >= poisson_score(observed, expected) - 1e-9
 
 
 def test_items_cover_unigrams_bigrams_hashtags_domains_entities() -> None:
