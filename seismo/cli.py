@@ -335,7 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    _config_after_subcommand(p)
     return p
+
+
+def _config_after_subcommand(parser: argparse.ArgumentParser) -> None:
+    """Let every (sub)subcommand take the global ``--config`` after its name too:
+    ``seismo --config F replay X`` and ``seismo replay X --config F`` are the same.
+    SUPPRESS: a subcommand given no --config must not overwrite the global one."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in action.choices.values():
+            if not any("--config" in a.option_strings for a in child._actions):
+                child.add_argument(
+                    "--config",
+                    type=Path,
+                    default=argparse.SUPPRESS,
+                    help="YAML settings file (same as the global --config)",
+                )
+            _config_after_subcommand(child)
 
 
 def main(argv: list[str] | None = None) -> int:
