@@ -184,6 +184,7 @@ def _field_map(items: list[tuple[str, str]]) -> dict[str, str]:
 def cmd_replay(args: argparse.Namespace) -> int:
     from connectors.replay import ReplayStats, check_readable, parse_speed, replay
     from seismo.collect import alert_end_offsets, pending_line, read_alerts, wait_drained
+    from seismo.kafka import ensure_topics
 
     settings = _settings(args)
     field_map = _field_map(args.map or [])
@@ -198,6 +199,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
 
     async def go() -> dict[str, Any]:
+        await ensure_topics(settings)  # before any other Kafka call: only seismo creates topics
         start = await alert_end_offsets(settings) if args.alerts_out else {}
         stats = await replay(
             settings,
