@@ -199,8 +199,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
 
     async def go() -> dict[str, Any]:
-        await ensure_topics(settings)  # before any other Kafka call: only seismo creates topics
-        start = await alert_end_offsets(settings) if args.alerts_out else {}
+        start: dict[int, int] = {}
+        if args.alerts_out:
+            # topics first: asking for alerts.v1's offsets must not meet a missing topic
+            await ensure_topics(settings)
+            start = await alert_end_offsets(settings)
         stats = await replay(
             settings,
             args.path,
