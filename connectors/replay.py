@@ -17,7 +17,6 @@ added beside its keys. See :func:`to_post` for what wins when names clash.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import json
 import logging
@@ -32,7 +31,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from seismo.config import Settings
-from seismo.contracts import DLQ, POSTS_RAW, DeadLetter, Post, dead_letter, decode
+from seismo.contracts import DLQ, POSTS_RAW, DeadLetter, Post, dead_letter, decode, json_problem
 from seismo.errors import ContractError, SeismoError
 from seismo.kafka import bootstrap_of, ensure_topics
 
@@ -80,11 +79,15 @@ class ReplayStats:
     read: int = 0
     sent: int = 0
     dead: int = 0
+    blank: int = 0  # whitespace-only lines, skipped
     first_event: datetime | None = None
     last_event: datetime | None = None
     seconds: float = 0.0
     # dead letters by RowError.kind (a few dozen kinds at most)
     reasons: dict[str, int] = field(default_factory=dict)
+
+    def count_blank(self, lineno: int) -> None:
+        self.blank += 1
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +95,7 @@ class ReplayStats:
             "sent": self.sent,
             "dead_lettered": self.dead,
             "dead_lettered_by_kind": dict(sorted(self.reasons.items(), key=lambda kv: -kv[1])),
+            "skipped_blank_lines": self.blank,
             "first_event": self.first_event.isoformat() if self.first_event else None,
             "last_event": self.last_event.isoformat() if self.last_event else None,
             "seconds": round(self.seconds, 2),
@@ -132,10 +136,13 @@ def read_rows(
     fmt: str | None = None,
     *,
     on_header: Callable[[list[str]], object] | None = None,
+    on_blank: Callable[[int], object] | None = None,
 ) -> Iterator[tuple[int, dict[str, Any] | str | Unreadable]]:
     """Yield (line number, row): a dict, the raw text of a line that isn't a JSON object, or
-    Unreadable for a line (CSV: a row) that isn't UTF-8. A UTF-8 byte-order mark is skipped.
-    For CSV, ``on_header`` gets the column names first; the line number is the row's last."""
+    Unreadable for a line (CSV: a row) that isn't UTF-8 or is JSON past the parser's limits
+    (nested too deep, an integer too long). A UTF-8 byte-order mark is skipped. For CSV,
+    ``on_header`` gets the column names first; the line number is the row's last. A JSONL
+    line holding only whitespace is skipped and its number given to ``on_blank``."""
     kind = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
     # bytes that are not UTF-8 become lone surrogates, found per line/row by _utf8_problem
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
@@ -144,6 +151,8 @@ def read_rows(
             return
         for i, line in enumerate(f, start=1):
             if not line.strip():
+                if on_blank is not None:
+                    on_blank(i)
                 continue
             problem = _utf8_problem(line)
             if problem is not None:
@@ -153,6 +162,10 @@ def read_rows(
                 obj = json.loads(line)
             except json.JSONDecodeError:
                 yield i, line.rstrip("\n")
+                continue
+            except (RecursionError, ValueError) as exc:  # past the parser's limits
+                kind, reason = json_problem(exc)
+                yield i, Unreadable(reason, line.rstrip("\r\n"), kind)
                 continue
             yield i, obj if isinstance(obj, dict) else line.rstrip("\n")
 
@@ -204,11 +217,21 @@ def missing_columns(
     return [fm.get(f, f) for f in needed if fm.get(f, f) not in header]
 
 
+# the Post contract's own limits (seismo/contracts.py), each its own kind in the summary
+_LIMIT_KINDS = {
+    "event_time_out_of_range": "created_at out of range",
+    "metadata_too_large": "metadata too large",
+    "metadata_too_deep": "metadata nested too deep",
+}
+
+
 def _failure_kind(exc: ContractError) -> str:
     """A short label for why decoding a Post failed: e.g. 'missing created_at'."""
     cause = exc.__cause__
     if isinstance(cause, ValidationError) and cause.errors():
         err = cause.errors()[0]
+        if err["type"] in _LIMIT_KINDS:
+            return _LIMIT_KINDS[err["type"]]
         name = str(err["loc"][0]) if err["loc"] else ""
         if name in Post.model_fields:
             return f"{'missing' if err['type'] == 'missing' else 'invalid'} {name}"
@@ -221,8 +244,13 @@ def _metadata_of(row: dict[str, Any], col: str) -> dict[str, Any]:
     if meta is None or meta == "":
         return {}
     if isinstance(meta, str):
-        with contextlib.suppress(json.JSONDecodeError):
+        try:
             meta = json.loads(meta)
+        except json.JSONDecodeError:
+            pass
+        except (RecursionError, ValueError) as exc:  # past the parser's limits
+            kind, reason = json_problem(exc)
+            raise RowError(f"invalid Post: metadata: {reason}", kind) from None
     if not isinstance(meta, dict):
         raise RowError(
             f"invalid Post: metadata must be a JSON object, not {type(meta).__name__}",
@@ -331,14 +359,25 @@ def map_row(
             raise RowError(row.problem, row.kind)
         if isinstance(row, str):
             raise RowError("not a JSON object", "not a JSON object")
-        return to_post(row, field_map=field_map, source=source)
+        try:
+            return to_post(row, field_map=field_map, source=source)
+        except RecursionError:  # e.g. an id nested ~1,000 deep, turned into a string
+            raise RowError("invalid Post: a field is nested too deep", "nested too deep") from None
     except RowError as exc:
         if isinstance(row, dict):
-            raw = json.dumps(row, default=str)
+            raw = _dumped(row)
         else:
             raw = row.raw if isinstance(row, Unreadable) else row
         reason = f"line {lineno}: {exc.reason}"
         return Rejected(exc.kind, dead_letter("replay", reason, str(path), raw, offset=lineno))
+
+
+def _dumped(row: dict[str, Any]) -> str:
+    """A rejected row as JSON for its dead letter (a placeholder if it can't be written)."""
+    try:
+        return json.dumps(row, default=str)
+    except (RecursionError, ValueError):
+        return "(the row is nested too deep to write back as JSON)"
 
 
 # dead letters logged per kind; the rest are counted in the summary only (a file without a
@@ -418,6 +457,7 @@ async def replay(
             path,
             fmt,
             on_header=lambda header: warn_missing_columns(path, header, field_map, source),
+            on_blank=stats.count_blank,
         ):
             if limit is not None and stats.read >= limit:
                 break

@@ -26,7 +26,7 @@ from pydantic import SecretStr, ValidationError
 from connectors.base import Cursor, Emit, FatalSourceError, Gap, Item, RetryableError, Skip
 from connectors.webutil import check_status
 from seismo.config import Settings
-from seismo.contracts import Post
+from seismo.contracts import Post, json_problem
 from seismo.watchlist import Watchlist, load_watchlist
 
 log = logging.getLogger(__name__)
@@ -42,16 +42,27 @@ STREAM_PARAMS = {
 
 # --- mapping ------------------------------------------------------------------------------
 
+# what to_post raises for an object that is not a usable post (RecursionError: a field
+# nested ~1,000 deep turned into a string)
+POST_ERRORS = (KeyError, TypeError, ValueError, RecursionError)
+
 
 def to_post(data: dict[str, Any], users: dict[str, str], now: datetime) -> Post:
     """Map an X v2 post object (``data``) to a Post; ``users`` maps author id -> username.
 
-    Raises KeyError/ValueError/ValidationError when the object is not a usable post.
+    Raises KeyError/TypeError/ValueError (ValidationError is one) when the object is not a
+    usable post.
     """
-    pid = str(data["id"])
-    if not pid.isdigit():
-        raise ValueError(f"post id {pid!r} is not numeric")
-    refs = {r.get("type"): str(r.get("id")) for r in data.get("referenced_tweets") or []}
+    pid = data["id"]
+    if not isinstance(pid, str | int) or not str(pid).isdigit():
+        raise ValueError("post id is not numeric")
+    pid = str(pid)
+    referenced = data.get("referenced_tweets") or []
+    if not isinstance(referenced, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("id"), str | int) for r in referenced
+    ):
+        raise TypeError("referenced_tweets must be a list of objects with an id")
+    refs = {str(r.get("type")): str(r.get("id")) for r in referenced}
     created = data.get("created_at")
     author_id = data.get("author_id")
     lang = data.get("lang")
@@ -78,7 +89,13 @@ def to_post(data: dict[str, Any], users: dict[str, str], now: datetime) -> Post:
 
 
 def users_of(envelope: dict[str, Any]) -> dict[str, str]:
-    users = (envelope.get("includes") or {}).get("users") or []
+    """author id -> username from ``includes.users``; TypeError if they are not objects."""
+    includes = envelope.get("includes") or {}
+    if not isinstance(includes, dict):
+        raise TypeError("includes must be an object")
+    users = includes.get("users") or []
+    if not isinstance(users, list) or not all(isinstance(u, dict) for u in users):
+        raise TypeError("includes.users must be a list of objects")
     return {str(u["id"]): str(u["username"]) for u in users if "id" in u and "username" in u}
 
 
@@ -257,8 +274,8 @@ class XStreamSource:
     def _item(self, line: bytes, state: Cursor) -> Item:
         try:
             obj = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return Skip(f"line is not JSON: {exc}", line[:2000])
+        except (ValueError, RecursionError) as exc:  # not JSON, or past the parser's limits
+            return Skip(f"line is {json_problem(exc)[1]}", line[:2000])
         if not isinstance(obj, dict):
             return Skip("line is not a JSON object", line[:2000])
         if "data" not in obj and obj.get("errors"):
@@ -267,7 +284,7 @@ class XStreamSource:
         now = self.now()
         try:
             post = to_post(obj["data"], users_of(obj), now)
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        except (*POST_ERRORS, ValidationError) as exc:
             return Skip(f"not a post: {type(exc).__name__}: {exc}", line[:2000])
         if int(post.id) > int(state.get("newest_id") or 0):
             state["newest_id"] = post.id

@@ -27,8 +27,10 @@ from aiohttp import web
 from pydantic import SecretStr, ValidationError
 
 from connectors.base import Cursor, Emit, FatalSourceError, Flush, Item, Skip, describe
-from connectors.x import to_post, users_of
+from connectors.x import POST_ERRORS, to_post, users_of
 from seismo.config import Settings
+from seismo.contracts import json_problem
+from seismo.errors import describe as describe_invalid
 from seismo.ports import port_error
 from seismo.verify import bearer_of
 
@@ -61,29 +63,43 @@ class Verdict:
 
 
 def parse_body(body: bytes, now: datetime) -> tuple[list[Item], list[Verdict]]:
-    """Items to produce and a verdict per post (NDJSON: per line) of a push body."""
+    """Items to produce and a verdict per post (NDJSON: per line) of a push body.
+
+    Never raises on what a client sent: a line that is not JSON (or past the parser's limits:
+    nesting, integer digits), an envelope of the wrong shape or an object that is not a post
+    gets its verdict and a Skip (dead letter), and the other lines of the body go on.
+    """
     try:
         docs: list[tuple[int, Any, bytes]] = [(1, json.loads(body), body)]
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not one JSON document: NDJSON, or bad
         lines = body.splitlines()
         docs = [(n, None, line) for n, line in enumerate(lines, 1) if line.strip()]
     items: list[Item] = []
     verdicts: list[Verdict] = []
+
+    def reject(line_no: int, obj_id: str | None, reason: str, raw: bytes) -> None:
+        items.append(Skip(f"push line {line_no}: {reason}", raw[:2000]))
+        verdicts.append(Verdict(line_no, obj_id, reason))
+
     for line_no, doc, raw in docs:
         if doc is None:
             try:
                 doc = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                items.append(Skip(f"push line {line_no} is not JSON: {exc}", raw[:2000]))
-                verdicts.append(Verdict(line_no, error=f"not JSON: {exc}"))
+            except (ValueError, RecursionError) as exc:
+                reject(line_no, None, json_problem(exc)[1], raw)
                 continue
-        for obj, users in _posts_in(doc):
+        try:
+            posts = _posts_in(doc)
+        except (*POST_ERRORS, ValidationError) as exc:  # e.g. includes of the wrong type
+            problem = "arrays nested too deep" if isinstance(exc, RecursionError) else _short(exc)
+            reject(line_no, None, f"not an X post envelope: {problem}", raw)
+            continue
+        for obj, users in posts:
             try:
                 post = to_post(obj, users, now)
-            except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            except (*POST_ERRORS, ValidationError) as exc:
                 reason = f"not an X post: {type(exc).__name__}: {_short(exc)}"
-                items.append(Skip(f"push line {line_no}: {reason}", json.dumps(obj)[:2000]))
-                verdicts.append(Verdict(line_no, _id_of(obj), reason))
+                reject(line_no, _id_of(obj), reason, _excerpt(obj, raw))
                 continue
             items.append(Emit(post))
             verdicts.append(Verdict(line_no, post.id))
@@ -102,11 +118,21 @@ def _posts_in(doc: Any) -> list[tuple[Any, dict[str, str]]]:
 
 
 def _id_of(obj: Any) -> str | None:
-    return str(obj.get("id")) if isinstance(obj, dict) and obj.get("id") is not None else None
+    pid = obj.get("id") if isinstance(obj, dict) else None
+    return str(pid)[:256] if isinstance(pid, str | int) else None
+
+
+def _excerpt(obj: Any, raw: bytes) -> bytes:
+    """A rejected post object as JSON for its dead letter (its body line if it can't be)."""
+    try:
+        return json.dumps(obj).encode()
+    except (ValueError, RecursionError):
+        return raw
 
 
 def _short(exc: Exception) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    text = describe_invalid(exc) if isinstance(exc, ValidationError) else str(exc)
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 class XPushSource:

@@ -56,9 +56,8 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     from streams.delivery import sinks_from_settings
     from streams.redeliver import redeliver, redeliver_group
 
-    settings = settings_from(args)
-    if args.to:
-        settings = settings.model_copy(update={"webhook_urls": [args.to]})
+    # --to is checked like the webhook_urls setting (a URL without a scheme is refused)
+    settings = settings_from(args, webhook_urls=[args.to] if args.to else None)
     sinks = sinks_from_settings(
         settings, Metrics(CollectorRegistry()), load_watchlist(settings.watchlist)
     )

@@ -686,7 +686,9 @@ class EmbeddedKafka:
             "num.partitions=1",
             "default.replication.factor=1",
             "min.insync.replicas=1",
-            "auto.create.topics.enable=true",
+            # only seismo creates topics (seismo/kafka.py ensure_topics), with its partition
+            # counts and configs: one made by a metadata request would have 1 partition
+            "auto.create.topics.enable=false",
             "offsets.topic.replication.factor=1",
             f"offsets.topic.num.partitions={_OFFSETS_PARTITIONS}",
             "transaction.state.log.replication.factor=1",

@@ -184,6 +184,7 @@ def _field_map(items: list[tuple[str, str]]) -> dict[str, str]:
 def cmd_replay(args: argparse.Namespace) -> int:
     from connectors.replay import ReplayStats, check_readable, parse_speed, replay
     from seismo.collect import alert_end_offsets, pending_line, read_alerts, wait_drained
+    from seismo.kafka import ensure_topics
 
     settings = _settings(args)
     field_map = _field_map(args.map or [])
@@ -198,7 +199,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
 
     async def go() -> dict[str, Any]:
-        start = await alert_end_offsets(settings) if args.alerts_out else {}
+        start: dict[int, int] = {}
+        if args.alerts_out:
+            # topics first: asking for alerts.v1's offsets must not meet a missing topic
+            await ensure_topics(settings)
+            start = await alert_end_offsets(settings)
         stats = await replay(
             settings,
             args.path,
@@ -335,7 +340,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    _config_after_subcommand(p)
     return p
+
+
+def _config_after_subcommand(parser: argparse.ArgumentParser) -> None:
+    """Let every (sub)subcommand take the global ``--config`` after its name too:
+    ``seismo --config F replay X`` and ``seismo replay X --config F`` are the same.
+    SUPPRESS: a subcommand given no --config must not overwrite the global one."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in action.choices.values():
+            if not any("--config" in a.option_strings for a in child._actions):
+                child.add_argument(
+                    "--config",
+                    type=Path,
+                    default=argparse.SUPPRESS,
+                    help="YAML settings file (same as the global --config)",
+                )
+            _config_after_subcommand(child)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,19 +75,26 @@ def env_name(field: str) -> str:
     return _ENV_PREFIX + field.upper()
 
 
-def _url_with_scheme(url: str, schemes: tuple[str, ...]) -> str:
-    """``url`` if it is an absolute URL with one of ``schemes`` and a host, else ValueError."""
+def _url_with_scheme(url: str, schemes: tuple[str, ...], secret: bool = False) -> str:
+    """``url`` if it is an absolute URL with one of ``schemes`` and a host, else ValueError
+    (naming the URL without its query, or not at all when the URL is a ``secret``)."""
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in schemes or not parts.hostname:
         want = " or ".join(f"{s}://" for s in schemes)
-        shown = url.split("?")[0]  # a query may hold a key
-        raise ValueError(f"needs a URL starting {want}, with a host; got {shown!r}")
+        shown = "" if secret else f"; got {url.split('?')[0]!r}"  # a query may hold a key
+        raise ValueError(f"needs a URL starting {want}, with a host{shown}")
     return url
+
+
+def _secret_http_url(v: SecretStr) -> SecretStr:
+    _url_with_scheme(v.get_secret_value(), ("http", "https"), secret=True)
+    return v
 
 
 # --- connector robustness: URL settings are checked at start, not retried forever ---
 HttpUrlText = Annotated[str, AfterValidator(lambda v: _url_with_scheme(v, ("http", "https")))]
 WsUrlText = Annotated[str, AfterValidator(lambda v: _url_with_scheme(v, ("ws", "wss")))]
+HttpUrlSecret = Annotated[SecretStr, AfterValidator(_secret_http_url)]
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -221,7 +228,7 @@ class Settings(BaseSettings):
     )
 
     # --- alerts out --------------------------------------------------------------------
-    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_urls: list[HttpUrlText] = Field(default_factory=list)
     webhook_token: SecretStr | None = None
     webhook_timeout_seconds: float = 5.0
     alerts_out: Path | None = None
@@ -311,7 +318,7 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="first retry delay; doubles per try, with jitter"
     )
     webhook_max_backoff_seconds: float = Field(default=30.0, gt=0)
-    chat_webhook_urls: list[SecretStr] = Field(
+    chat_webhook_urls: list[HttpUrlSecret] = Field(
         default_factory=list,
         description="Slack-compatible incoming webhooks (their URL is their secret)",
     )
@@ -438,6 +445,9 @@ def _invalid(exc: ValidationError, overrides: dict[str, Any]) -> ConfigError:
     for loc, msg in field_errors(exc):
         field, _, rest = loc.partition(".")
         item = f"item {rest}: " if rest else ""
+        if field not in Settings.model_fields:  # an unknown key: the closest setting
+            close = difflib.get_close_matches(field, sorted(Settings.model_fields), n=1)
+            msg += f"; did you mean {close[0]}?" if close else ""
         lines.append(f"{field} ({_origin(field, overrides)}): {item}{msg}")
     if len(lines) == 1:
         return ConfigError(f"invalid settings: {lines[0]}")

@@ -8,10 +8,12 @@ breaking change is a new topic (``posts.raw.v2``), never a silent reinterpretati
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError, to_json
 
 from seismo.errors import ContractError
 
@@ -30,6 +32,47 @@ SignalKind = Literal["term", "dossier", "claim", "stance"]
 # update is a new ``version`` of the same ``id``), resolved when it subsides.
 AlertStatus = Literal["open", "update", "resolved"]
 Severity = Literal["low", "medium", "high", "critical"]
+
+
+# --- what a post may carry: one rule for every edge (replay, x-push, the connectors) ---
+# A post's event time is its Kafka record timestamp. Kafka refuses a timestamp before 1970
+# (negative) and, from Kafka 4.0 on, one more than message.timestamp.after.max.ms (1 hour by
+# default) ahead of the broker's clock; such a record fails its whole batch. A post outside
+# [EARLIEST_EVENT_TIME, now + MAX_EVENT_TIME_SKEW] is refused where it enters, with a reason.
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_EVENT_TIME_SKEW = timedelta(minutes=10)
+# ``metadata`` serialized: with the 40,000-character text a post stays far below Kafka's
+# 1 MB record limit; nesting is bounded so every model that holds a post can serialize it
+METADATA_MAX_BYTES = 64_000
+METADATA_MAX_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON-like value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        items = v.values() if isinstance(v, dict) else v if isinstance(v, list | tuple) else None
+        if items is None:
+            continue
+        deepest = max(deepest, d + 1)
+        if deepest > METADATA_MAX_DEPTH:
+            break
+        stack.extend((x, d + 1) for x in items)
+    return deepest
+
+
+def json_problem(exc: BaseException) -> tuple[str, str]:
+    """(kind, reason) for a document ``json.loads`` refused: not JSON, or past one of the
+    interpreter's limits (nesting, integers over ``sys.get_int_max_str_digits()`` digits)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deep", "JSON nested too deep to read"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8", f"not UTF-8: {exc}"
+    if isinstance(exc, json.JSONDecodeError):
+        return "not JSON", f"not JSON: {exc}"
+    first = str(exc).split(":")[0]  # "Exceeds the limit (4300 digits) for integer ..."
+    return "number too long", f"JSON number too long to read ({first})"
 
 
 class Contract(BaseModel):
@@ -51,12 +94,43 @@ class Post(Contract):
     author: str | None = Field(default=None, max_length=256)
     url: str | None = Field(default=None, max_length=2048)
     lang: str | None = Field(default=None, max_length=16)
-    reply_to: str | None = None
-    quote_of: str | None = None
+    reply_to: str | None = Field(default=None, max_length=2048)
+    quote_of: str | None = Field(default=None, max_length=2048)
     metadata: dict[str, Any] = Field(default_factory=dict)
     ingested_at: AwareDatetime | None = Field(
         default=None, description="wall-clock time seismo first saw the post"
     )
+
+    @field_validator("created_at")
+    @classmethod
+    def _event_time_in_range(cls, v: datetime) -> datetime:
+        latest = datetime.now(UTC) + MAX_EVENT_TIME_SKEW
+        if not EARLIEST_EVENT_TIME <= v <= latest:
+            raise PydanticCustomError(
+                "event_time_out_of_range",
+                "event time {when} is outside what Kafka takes as a timestamp "
+                "(1970-01-01 to {skew} min from now)",
+                {"when": v.isoformat(), "skew": int(MAX_EVENT_TIME_SKEW.total_seconds() // 60)},
+            )
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_bounded(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if _depth(v) > METADATA_MAX_DEPTH:
+            raise PydanticCustomError(
+                "metadata_too_deep",
+                "metadata is nested more than {limit} levels deep",
+                {"limit": METADATA_MAX_DEPTH},
+            )
+        size = len(to_json(v))
+        if size > METADATA_MAX_BYTES:
+            raise PydanticCustomError(
+                "metadata_too_large",
+                "metadata is {size} bytes as JSON, over the {limit}-byte limit",
+                {"size": size, "limit": METADATA_MAX_BYTES},
+            )
+        return v
 
     @property
     def key(self) -> str:

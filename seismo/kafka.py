@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -37,8 +40,31 @@ def topic_configs(settings: Settings, name: str) -> dict[str, str]:
     return cfg
 
 
-async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the pipeline's topics if missing; returns the ones created."""
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic seismo creates: its full name, partition count and topic configs."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+def pipeline_topics(settings: Settings) -> list[TopicSpec]:
+    """The contract topics (``seismo/contracts.py``) as this deployment creates them."""
+    return [
+        TopicSpec(settings.topic(t), settings.partitions(t), topic_configs(settings, t))
+        for t in ALL_TOPICS
+    ]
+
+
+async def ensure_topics(
+    settings: Settings, timeout: float = 30.0, extra: Sequence[TopicSpec] = ()
+) -> list[str]:
+    """Create the pipeline's topics (and ``extra`` ones, e.g. the worker's changelogs) if
+    missing, and wait until Kafka shows each with its partitions led; returns the ones
+    created. Only seismo creates topics (the embedded broker does not auto-create them): a
+    topic that exists with another partition count was made by something else, and is a
+    SeismoError saying so, since the worker's tables can't work on it."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap_of(settings), request_timeout_ms=int(timeout * 1000)
     )
@@ -57,26 +83,56 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             await asyncio.wait_for(admin.close(), 2.0)
         raise
     created: list[str] = []
+    wanted = [*pipeline_topics(settings), *extra]
     try:
         existing = set(await admin.list_topics())
         new = [
             NewTopic(
-                settings.topic(t),
-                num_partitions=settings.partitions(t),
+                spec.name,
+                num_partitions=spec.partitions,
                 replication_factor=1,
-                topic_configs=topic_configs(settings, t),
+                topic_configs=spec.configs,
             )
-            for t in ALL_TOPICS
-            if settings.topic(t) not in existing
+            for spec in wanted
+            if spec.name not in existing
         ]
         if new:
             response = await admin.create_topics(new)
             created = created_topics(response.topic_errors)
             if created:
                 log.info("created topics %s", ", ".join(created))
+        await _wait_ready(admin, {spec.name: spec.partitions for spec in wanted}, timeout)
     finally:
         await admin.close()
     return created
+
+
+async def _wait_ready(admin: AIOKafkaAdminClient, want: dict[str, int], timeout: float) -> None:
+    """Until the metadata shows every topic of ``want`` with its partitions, each led.
+
+    A topic just created can be listed for a moment with no partitions yet; a consumer that
+    starts then reads it as 0 partitions (Faust: PartitionsMismatch on every record)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending: dict[str, str] = {}
+        for d in await admin.describe_topics(list(want)):
+            name, parts = d["topic"], d.get("partitions") or []
+            if d.get("error_code") or not parts:
+                pending[name] = "not visible yet"
+            elif len(parts) != want[name]:
+                raise SeismoError(
+                    f"topic {name!r} has {len(parts)} partition(s), seismo creates it with "
+                    f"{want[name]}: it was made by something else (e.g. a broker with "
+                    "auto.create.topics.enable). Delete it, or use a fresh SEISMO_NAMESPACE."
+                )
+            elif any(p.get("error_code") or p.get("leader", 0) < 0 for p in parts):
+                pending[name] = "partitions without a leader"
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            detail = ", ".join(f"{n} ({why})" for n, why in sorted(pending.items()))
+            raise SeismoError(f"Kafka did not make the topics ready within {timeout:g}s: {detail}")
+        await asyncio.sleep(0.1)
 
 
 def created_topics(topic_errors: list[tuple[Any, ...]]) -> list[str]:

@@ -11,7 +11,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from models.classifier import build_classifier
 from seismo.config import Settings
-from seismo.kafka import ensure_topics
+from seismo.kafka import TopicSpec, ensure_topics
 from seismo.metrics import Metrics
 from seismo.ports import require_free
 from seismo.watchlist import load_watchlist
@@ -63,14 +63,32 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
     return app, stages, sinks
 
 
+def faust_topics(app: faust.App) -> list[TopicSpec]:
+    """The topics Faust creates as it starts, as it would create them: each table's
+    changelog (the table's partition count, compacted) and its leader-election topic."""
+    specs = []
+    for table in app.tables.values():
+        changelog = table.changelog_topic
+        configs = {"cleanup.policy": "compact"} if changelog.compacting else {}
+        partitions = table.partitions or app.conf.topic_partitions
+        specs.append(TopicSpec(changelog.get_topic_name(), partitions, configs))
+    # faust.assignor.LeaderAssignor._leader_topic: one partition
+    specs.append(TopicSpec(f"{app.conf.id}-__assignor-__leader", 1))
+    return specs
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Create topics, then run the Faust worker in the foreground (Ctrl-C stops it)."""
     # Faust binds its web server deep in its startup and ends in a traceback if it can't
     require_free(settings.web_host, settings.web_port)
-    asyncio.run(ensure_topics(settings))
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
-    asyncio.set_event_loop(asyncio.new_event_loop())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     app, _, _ = build_worker(settings)
+    # Every topic the worker reads, the changelogs too, exists with its partitions before
+    # Faust starts: a changelog Faust created as it started could be seen by its consumer
+    # with 0 partitions, and every record then failed with PartitionsMismatch.
+    loop.run_until_complete(ensure_topics(settings, extra=faust_topics(app)))
     core.tune_gc()
     log.info(
         "worker %s starting; web on http://%s:%d (metrics at /metrics)",

@@ -10,7 +10,9 @@ import jsonschema
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from seismo.config import Settings
 from seismo.contracts import Alert, FailedDelivery
+from seismo.kafka import ensure_topics
 from seismo.verify import verify_signature
 from tests.helpers import (
     WRITER_SCHEMA,
@@ -103,8 +105,19 @@ def test_target_down_goes_to_dlq_then_redeliver_delivers_once(
         assert len(rx.requests) == 3
 
 
+def _topics_of(worker_env: dict[str, str], kafka: str) -> None:
+    """Create the namespace's topics, as any seismo command would (the broker does not)."""
+    settings = Settings(
+        kafka_bootstrap=kafka,
+        namespace=worker_env["SEISMO_NAMESPACE"],
+        topic_partitions=int(worker_env["SEISMO_TOPIC_PARTITIONS"]),
+    )
+    asyncio.run(ensure_topics(settings))
+
+
 def test_redeliver_parks_again_what_still_fails(worker_env: dict[str, str], kafka: str) -> None:
     ns = worker_env["SEISMO_NAMESPACE"]
+    _topics_of(worker_env, kafka)
     with WebhookReceiver(fail_first=10**6, fail_status=410) as rx:
         env = {**worker_env, "SEISMO_WEBHOOK_URLS": json.dumps([rx.url])}
         alert = make_alert(1)
@@ -149,6 +162,7 @@ def test_redeliver_parks_again_what_still_fails(worker_env: dict[str, str], kafk
 
 def test_a_dry_run_tells_what_a_real_run_would_do(worker_env: dict[str, str], kafka: str) -> None:
     ns = worker_env["SEISMO_NAMESPACE"]
+    _topics_of(worker_env, kafka)
     with WebhookReceiver() as rx:
         env = {**worker_env, "SEISMO_WEBHOOK_URLS": json.dumps([rx.url])}
         alert = make_alert(1)

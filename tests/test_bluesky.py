@@ -45,8 +45,8 @@ from tests.fakes.kit import (
 )
 from tests.helpers import finishes
 
-NOW = datetime(2027, 1, 15, 8, 0, tzinfo=UTC)
-SEEN = datetime(2027, 1, 15, 7, 59, 59, tzinfo=UTC)
+NOW = datetime(2026, 1, 15, 8, 0, tzinfo=UTC)
+SEEN = datetime(2026, 1, 15, 7, 59, 59, tzinfo=UTC)
 
 
 # --- mapping ------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ def test_post_record_maps_to_post_with_refs() -> None:
     record = {
         "$type": "app.bsky.feed.post",
         "text": "the bridge is closed",
-        "createdAt": "2027-01-15T07:59:58.123Z",
+        "createdAt": "2026-01-15T07:59:58.123Z",
         "langs": ["de", "en"],
         "reply": {
             "root": {"uri": "at://did:plc:r/app.bsky.feed.post/1", "cid": "x"},
@@ -72,7 +72,7 @@ def test_post_record_maps_to_post_with_refs() -> None:
     assert p.id == "at://did:plc:a/app.bsky.feed.post/3kabc"
     assert p.author == "did:plc:a"
     assert p.url == "https://bsky.app/profile/did:plc:a/post/3kabc"
-    assert p.created_at == datetime(2027, 1, 15, 7, 59, 58, 123000, tzinfo=UTC)
+    assert p.created_at == datetime(2026, 1, 15, 7, 59, 58, 123000, tzinfo=UTC)
     assert p.lang == "de" and p.metadata["langs"] == ["de", "en"]
     assert p.reply_to == "at://did:plc:p/app.bsky.feed.post/2"
     assert p.metadata["reply_root"] == "at://did:plc:r/app.bsky.feed.post/1"
@@ -90,7 +90,7 @@ def test_plain_quote_and_untrusted_created_at() -> None:
     assert p is not None and p.quote_of == "at://q" and p.created_at == SEEN
     assert p.lang is None and p.reply_to is None
     naive = post_from_record(
-        {"text": "x", "createdAt": "2027-01-15T07:00:00"}, did="d", rkey="k", seen_at=SEEN, now=NOW
+        {"text": "x", "createdAt": "2026-01-15T07:00:00"}, did="d", rkey="k", seen_at=SEEN, now=NOW
     )
     assert naive is not None and naive.created_at == SEEN
 

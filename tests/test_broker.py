@@ -25,7 +25,14 @@ needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="java is no
 
 async def _produce(bootstrap: str, value: bytes) -> None:
     from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)  # the broker creates no topic
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(TOPIC, 1, 1)])
+    finally:
+        await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:

@@ -334,3 +334,43 @@ def test_a_host_that_is_not_ours_is_one_line() -> None:
 
     with pytest.raises(PortError, match=r"^cannot listen on 192\.0\.2\.1:6066: "):
         require_free("192.0.2.1", 6066)  # TEST-NET-1: no address of this machine
+
+
+# the arguments each subcommand needs besides --config (a new subcommand must be added here)
+_ARGS = {
+    "broker": [],
+    "worker": [],
+    "run": [],
+    "replay": ["posts.jsonl"],
+    "config": [],
+    "connect": ["rss"],
+    "alerts serve": [],
+    "alerts redeliver": [],
+    "train": ["stance"],
+    "eval stance": ["f.jsonl"],
+    "eval topic": ["f.jsonl"],
+    "eval bursts": ["s.jsonl", "--events", "e.json"],
+}
+
+
+def _leaf_commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[str]:
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        yield " ".join(path)
+    for group in groups:
+        for name, child in group.choices.items():
+            yield from _leaf_commands(child, (*path, name))
+
+
+def test_every_subcommand_takes_the_global_config_before_and_after_its_name() -> None:
+    parser = build_parser()
+    assert sorted(_leaf_commands(parser)) == sorted(_ARGS)
+    for command, rest in _ARGS.items():
+        words = command.split()
+        for argv in (
+            ["--config", "c.yaml", *words, *rest],
+            [*words, *rest, "--config", "c.yaml"],
+            [*words, "--config", "c.yaml", *rest],
+        ):
+            assert parser.parse_args(argv).config == Path("c.yaml"), argv
+        assert parser.parse_args([*words, *rest]).config is None

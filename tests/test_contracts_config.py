@@ -125,3 +125,30 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
             documented |= set(re.findall(r"`([a-z0-9_]+)`", row.split("|")[1]))
     missing = [name for name in Settings.model_fields if name not in documented]
     assert not missing, f"settings missing from README's configuration table: {missing}"
+
+
+def test_webhook_and_chat_urls_without_a_scheme_are_one_config_error_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SEISMO_WEBHOOK_URLS", '["http://ok.example/hook", "127.0.0.1:9000/hook"]')
+    monkeypatch.setenv("SEISMO_CHAT_WEBHOOK_URLS", '["hooks.slack.com/services/T0/B0/sekrit"]')
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    lines = str(err.value).splitlines()
+    assert "webhook_urls (SEISMO_WEBHOOK_URLS): item 1: " in lines[1]
+    assert "'127.0.0.1:9000/hook'" in lines[1] and "http:// or https://" in lines[1]
+    assert "chat_webhook_urls (SEISMO_CHAT_WEBHOOK_URLS): item 0: " in lines[2]
+    assert "sekrit" not in str(err.value)  # a chat URL is a secret: never echoed
+    with pytest.raises(ConfigError, match=r"webhook_urls \(command-line flag\): item 0"):
+        load_settings(webhook_urls=["example.org/hook"])  # `--webhook`, `alerts redeliver --to`
+
+
+def test_a_yaml_key_typo_gets_a_did_you_mean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("min_zz: 3\nwebhook_url: ['http://x/hook']\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert "min_zz (" in str(err.value) and "unknown field; did you mean min_z?" in str(err.value)
+    assert "did you mean webhook_urls?" in str(err.value)

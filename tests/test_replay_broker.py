@@ -74,3 +74,50 @@ def test_replay_of_a_csv_without_a_text_column_warns_and_fails(
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert (summary["read"], summary["sent"]) == (2, 0)
     assert summary["dead_lettered_by_kind"] == {"missing text": 2}
+
+
+def test_10000_hostile_lines_among_1000_good_posts(
+    worker_env: dict[str, str], kafka: str, tmp_path: Path
+) -> None:
+    """Each kind once crashed the replay (traceback, exit 1, the good posts of its unsent
+    batches lost): now each hostile line is dead-lettered and counted by its kind."""
+    from tests.test_replay_unit import hostile_lines
+
+    kinds = hostile_lines()
+    big = kinds.pop("metadata too large")  # 5 MB: a few of these, and smaller ones
+    over = json.dumps(
+        {
+            "id": "m",
+            "source": "x",
+            "text": "t",
+            "created_at": "2013-05-20T00:00:35Z",
+            "metadata": {"m": "a" * 70_000},
+        }
+    ).encode()
+    kinds["created_at 1900"] = kinds["created_at out of range"].replace(
+        b"9999-12-31", b"1900-01-01"
+    )
+    cycle = [*kinds.items(), ("metadata too large", over), ("blank", b" \t  ")]
+    hostile: list[tuple[str, bytes]] = [("metadata too large", big)] * 3
+    hostile += [cycle[i % len(cycle)] for i in range(10_000 - len(hostile))]
+    p = tmp_path / "hostile.jsonl"
+    with p.open("wb") as f:
+        for i, (_, line) in enumerate(hostile):
+            if i % 10 == 0:
+                f.write(post_line(i // 10 % 60).replace(b"/post/", f"/post/{i}-".encode()))
+            f.write(line + b"\n")
+    want: dict[str, int] = {}
+    for kind, _ in hostile:
+        kind = "created_at out of range" if kind == "created_at 1900" else kind
+        want[kind] = want.get(kind, 0) + 1
+    blank = want.pop("blank")
+
+    res = run_seismo(worker_env, "replay", str(p), "--speed", "max", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["sent"] == 1000
+    assert summary["dead_lettered_by_kind"] == want
+    assert summary["skipped_blank_lines"] == blank
+    assert summary["dead_lettered"] + blank == 10_000
+    ns = worker_env["SEISMO_NAMESPACE"]
+    assert len(asyncio.run(read_topic(kafka, f"{ns}.posts.raw.v1", 1001, timeout=10))) == 1000

@@ -336,3 +336,49 @@ def test_dead_letters_are_logged_for_the_first_few_of_each_kind(
     for kind in counts:
         assert sum(f"further {kind!r} dead letters" in line for line in lines) == 1
     assert lines[0].startswith("line 1: not a JSON object")
+
+
+# --- hostile lines (issue 18): each one dead-lettered with a kind, none a crash -------------
+
+
+def hostile_lines() -> dict[str, bytes]:
+    """One line per kind of hostile row the replay once crashed on, keyed by its kind."""
+    good = {"id": "h", "source": "x", "text": "t", "created_at": "2013-05-20T00:00:35Z"}
+    return {
+        "nested too deep": b'{"a":' * 1000 + b"1" + b"}" * 1000,
+        "number too long": b'{"id": ' + b"7" * 5000 + b', "source": "x"}',
+        "metadata too large": json.dumps({**good, "metadata": {"m": "a" * 5_000_000}}).encode(),
+        "created_at out of range": json.dumps(
+            {**good, "created_at": "9999-12-31T23:59:59Z"}
+        ).encode(),
+        "metadata nested too deep": json.dumps(
+            {**good, "metadata": json.loads('{"a":' * 900 + "1" + "}" * 900)}
+        ).encode(),
+    }
+
+
+def test_hostile_lines_are_dead_lettered_by_kind_and_blank_lines_counted(
+    tmp_path: Path,
+) -> None:
+    p = tmp_path / "h.jsonl"
+    hostile = hostile_lines()
+    lines = [GOOD % 1, *hostile.values(), b"  \t ", GOOD % 2]
+    p.write_bytes(b"\n".join(line.rstrip(b"\n") for line in lines) + b"\n")
+    blank: list[int] = []
+    out = [(n, map_row(p, n, row)) for n, row in read_rows(p, on_blank=blank.append)]
+    assert [r.id for _, r in out if isinstance(r, Post)] == ["1", "2"]
+    assert [r.kind for _, r in out if isinstance(r, Rejected)] == list(hostile)
+    assert blank == [len(hostile) + 2]
+    for _, r in out:
+        if isinstance(r, Rejected):
+            assert len(r.letter.to_bytes()) < 100_000  # a dead letter Kafka takes
+
+
+def test_the_metadata_cap_is_in_the_post_contract() -> None:
+    from seismo.contracts import METADATA_MAX_BYTES
+
+    base = {"id": "1", "source": "x", "text": "t", "created_at": "2013-05-20T00:00:35Z"}
+    assert to_post({**base, "metadata": {"m": "a" * (METADATA_MAX_BYTES - 100)}}).metadata
+    with pytest.raises(RowError, match="over the 64000-byte limit") as err:
+        to_post({**base, "metadata": {"m": "a" * METADATA_MAX_BYTES}})
+    assert err.value.kind == "metadata too large"

@@ -4,14 +4,19 @@ per-stage lag a replay waits on."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from seismo.collect import pending_line
 from seismo.config import Settings
-from seismo.contracts import ALERTS, ALL_TOPICS, POSTS_CLASSIFIED, POSTS_RAW
+from seismo.contracts import ALERTS, ALL_TOPICS, DLQ, POSTS_CLASSIFIED, POSTS_RAW
 from seismo.errors import SeismoError
-from seismo.kafka import bootstrap_of, created_topics, ensure_topics, group_lag
+from seismo.kafka import bootstrap_of, created_topics, ensure_topics, group_lag, pipeline_topics
 
 
 def test_created_topics_counts_only_the_topics_this_call_made() -> None:
@@ -76,3 +81,117 @@ def test_group_lag_is_per_topic(kafka: str, namespace: str) -> None:
         return await group_lag(bootstrap_of(settings), settings.group_id, [raw, classified, alerts])
 
     assert asyncio.run(go()) == {raw: 3, classified: 1, alerts: 0}
+
+
+def test_the_worker_creates_faust_s_topics_as_faust_would() -> None:
+    from streams.worker import build_worker, faust_topics
+
+    settings = Settings(namespace="ns", topic_partitions=3, raw_partitions=2, classifier="keyword")
+    app, _, _ = build_worker(settings)
+    got = {t.name: (t.partitions, t.configs) for t in faust_topics(app)}
+    compact = {"cleanup.policy": "compact"}
+    assert got == {
+        "ns.seismo-detector-checkpoints-changelog": (2, compact),
+        "ns.seismo-delivered-changelog": (3, compact),
+        "ns.seismo-seen-posts-changelog": (2, compact),
+        "ns.seismo-__assignor-__leader": (1, {}),
+    }
+
+
+@pytest.mark.broker
+def test_a_topic_made_by_someone_else_with_other_partitions_stops_with_a_clear_error(
+    kafka: str, namespace: str
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    settings = Settings(kafka_bootstrap=kafka, namespace=namespace)
+
+    async def go() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(settings.topic(ALERTS), 1, 1)])
+        finally:
+            await admin.close()
+        await ensure_topics(settings)
+
+    with pytest.raises(
+        SeismoError, match=r"alerts\.v1' has 1 partition\(s\), seismo creates it with 4"
+    ):
+        asyncio.run(go())
+
+
+async def _partitions(kafka: str, prefix: str) -> dict[str, int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        return {d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(names)}
+    finally:
+        await admin.close()
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_fresh_namespaces_get_only_the_topics_and_partitions_seismo_chose(
+    kafka: str, tmp_path: Path
+) -> None:
+    """20 fresh namespaces, in half of them `replay --alerts-out` started before the worker.
+
+    Once the broker auto-created alerts.v1 with 1 partition for the replay's first metadata
+    request (then every alert was POSTed *and* dead-lettered, the dedupe table never
+    written), and a worker that started before its seen-posts changelog was visible
+    dead-lettered every post (PartitionsMismatch)."""
+    from seismo.broker import free_port
+    from streams.worker import build_worker, faust_topics
+    from tests.helpers import spawn_seismo, stop_process, synthetic_stream, write_jsonl
+
+    stream = write_jsonl(tmp_path / "s.jsonl", synthetic_stream())
+    n_posts = sum(1 for _ in stream.open())
+    base = {"SEISMO_KAFKA_BOOTSTRAP": kafka, "SEISMO_TOPIC_PARTITIONS": "2"}
+    base["SEISMO_CLASSIFIER"] = "keyword"
+
+    def want(ns: str) -> dict[str, int]:
+        settings = Settings(namespace=ns, topic_partitions=2, classifier="keyword")
+        app, _, _ = build_worker(settings)
+        specs = [*pipeline_topics(settings), *faust_topics(app)]
+        return {s.name: s.partitions for s in specs}
+
+    def start(i: int) -> tuple[str, Any, Any, Path]:
+        ns = f"fresh{uuid.uuid4().hex[:8]}"
+        d = tmp_path / ns
+        d.mkdir()
+        env = {**base, "SEISMO_NAMESPACE": ns, "SEISMO_DATA_DIR": str(d)}
+        env["SEISMO_WEB_PORT"] = str(free_port())
+        replay_args = ["replay", str(stream), "--alerts-out", str(d / "a.jsonl")]
+        replay_args += ["--wait-timeout", "240"]
+        if i % 2 == 0:  # the replay first: it asks for alerts.v1's offsets before any worker
+            replay = spawn_seismo(env, d / "replay.log", *replay_args)
+            while "waiting for the pipeline" not in (d / "replay.log").read_text():
+                assert replay.poll() is None, (d / "replay.log").read_text()[-3000:]
+                time.sleep(0.2)
+            worker = spawn_seismo(env, d / "worker.log", "worker")
+        else:
+            worker = spawn_seismo(env, d / "worker.log", "worker")
+            replay = spawn_seismo(env, d / "replay.log", *replay_args)
+        return ns, worker, replay, d
+
+    at_once = 4
+    for first in range(0, 20, at_once):
+        runs = [start(i) for i in range(first, first + at_once)]
+        try:
+            for _, _, replay, d in runs:
+                assert replay.wait(timeout=300) == 0, (d / "replay.log").read_text()[-3000:]
+                summary = json.loads((d / "replay.log").read_text().strip().splitlines()[-1])
+                assert summary["sent"] == n_posts and summary["alerts"] > 0, summary
+        finally:
+            for _, worker, _, _ in runs:
+                stop_process(worker)
+        for ns, _, _, d in runs:
+            log = (d / "worker.log").read_text()
+            assert "PartitionsMismatch" not in log and "to DLQ" not in log, log[-3000:]
+            dlq = asyncio.run(group_lag(kafka, "nobody", [f"{ns}.{DLQ}"]))
+            assert dlq == {f"{ns}.{DLQ}": 0}  # nothing dead-lettered, by any stage
+            assert asyncio.run(_partitions(kafka, f"{ns}.")) == want(ns)

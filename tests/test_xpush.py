@@ -40,7 +40,7 @@ from tests.fakes.kit import (
 )
 from tests.fakes.x import ndjson, x_post
 from tests.helpers import finishes, wait_until_async
-from tests.timeouts import CONNECTOR_PROGRESS, SERVICE_READY
+from tests.timeouts import CONNECTOR_PROGRESS, RECORD_ARRIVES, SERVICE_READY
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 AUTH = {"Authorization": "Bearer push-secret"}
@@ -351,3 +351,99 @@ async def test_a_batch_kafka_refused_is_503_with_a_reason_and_not_counted(
     finally:
         stop.set()
         await finishes(task, "the runner")
+
+
+# --- hostile bodies (issue 18): a 400 with a reason, never a 500; valid lines kept ---------
+
+
+def _hostile_bodies() -> dict[str, bytes]:
+    good = x_post(7)
+    data = good["data"]
+    return {
+        "nested-3000": b"[" * 3000 + b"]" * 3000,
+        "nested-object-3000": b'{"data":' * 3000 + b"1" + b"}" * 3000,
+        "digits-5000": b'{"data": {"id": ' + b"1" * 5000 + b', "text": "x"}}',
+        "includes-list": json.dumps({**good, "includes": ["x"]}).encode(),
+        "includes-string": json.dumps({**good, "includes": "users"}).encode(),
+        "users-string": json.dumps({**good, "includes": {"users": "newsdesk"}}).encode(),
+        "users-ints": json.dumps({**good, "includes": {"users": [1, 2]}}).encode(),
+        "refs-string": json.dumps({**data, "referenced_tweets": "quoted"}).encode(),
+        "refs-ints": json.dumps({**data, "referenced_tweets": [1, 2]}).encode(),
+        "year-9999": json.dumps({**data, "created_at": "9999-12-31T23:59:59.000Z"}).encode(),
+        "year-1900": json.dumps({**data, "created_at": "1900-01-01T00:00:00.000Z"}).encode(),
+        "nested-list-900": b"[" * 900 + b"]" * 900,
+        "deep-id": json.dumps({**data, "id": json.loads("[" * 900 + "]" * 900)}).encode(),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_hostile_bodies()))
+async def test_a_hostile_body_is_a_400_with_a_reason(tmp_path: Path, kind: str) -> None:
+    sink = MemorySink()
+    async with Push(tmp_path, sink, max_bytes=100_000) as push:
+        status, answer = await push.post(_hostile_bodies()[kind])
+        assert status == 400, answer
+        assert answer["accepted"] == 0 and answer["rejected"], answer
+        assert sink.acked == []
+
+
+def test_a_post_dated_1900_or_9999_is_refused_by_the_one_rule_replay_uses_too() -> None:
+    from connectors.replay import RowError
+    from connectors.replay import to_post as replay_post
+
+    for when in ("1900-01-01T00:00:00.000Z", "9999-12-31T23:59:59.000Z"):
+        items, verdicts = parse_body(json.dumps(x_post(1, created_at=when)).encode(), NOW)
+        assert [type(i) for i in items] == [Skip]
+        assert "created_at: event time" in str(verdicts[0].error)
+        row = {"id": "1", "source": "x", "text": "t", "created_at": when}
+        with pytest.raises(RowError, match="created_at: event time") as err:
+            replay_post(row)
+        assert err.value.kind == "created_at out of range"
+
+
+async def test_a_bad_line_keeps_the_valid_lines_of_its_body(tmp_path: Path) -> None:
+    sink = MemorySink()
+    async with Push(tmp_path, sink, max_bytes=100_000) as push:
+        bodies = _hostile_bodies()
+        body = ndjson(x_post(1)) + bodies["nested-3000"] + b"\n" + bodies["digits-5000"] + b"\n"
+        body += bodies["refs-ints"] + b"\n" + bodies["year-9999"] + b"\n" + ndjson(x_post(2))
+        status, answer = await push.post(body)
+        assert status == 200, answer
+        assert answer["accepted"] == 2
+        assert [r["line"] for r in answer["rejected"]] == [2, 3, 4, 5]  # type: ignore[index]
+        assert [p.id for p in sink.acked] == [x_post(i)["data"]["id"] for i in (1, 2)]
+
+
+@pytest.mark.broker
+async def test_2000_hostile_bodies_then_every_valid_post_is_stored(
+    kafka: str, namespace: str, tmp_path: Path
+) -> None:
+    """Year 9999 once took the connector down for every client (Kafka refused the
+    timestamp, the idempotent producer went out of sequence, later posts were lost)."""
+    settings = load_settings(kafka_bootstrap=kafka, namespace=namespace, data_dir=tmp_path)
+    source = XPushSource("127.0.0.1", free_port(), SecretStr("push-secret"), 100_000)
+    hostile = list(_hostile_bodies().values())
+    async with connector_running(source, settings), aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{source.port}{PATH}"
+
+        async def post(body: bytes) -> int:
+            async with http.post(url, data=body, headers=AUTH) as r:
+                await r.read()
+                return r.status
+
+        for _ in range(int(SERVICE_READY / 0.1)):  # until the endpoint listens (sink first)
+            try:
+                await post(b"{}")
+                break
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+        statuses: dict[int, int] = {}
+        for i in range(2000):
+            status = await post(hostile[i % len(hostile)])
+            statuses[status] = statuses.get(status, 0) + 1
+        assert set(statuses) == {400}, statuses
+        for i in range(20):  # NDJSON and single bodies, each after more hostile ones
+            body = ndjson(x_post(100 + i)) if i % 2 else json.dumps(x_post(100 + i)).encode()
+            assert await post(body) == 200
+            assert await post(hostile[i % len(hostile)]) == 400
+        got = await read_posts(settings, 20, timeout=RECORD_ARRIVES)
+        assert sorted(p.id for _, p in got) == [x_post(100 + i)["data"]["id"] for i in range(20)]
