@@ -11,6 +11,7 @@ import pytest
 from models.replies import reply_depth
 from seismo.contracts import Post, decode
 from tests.helpers import read_topic, run_seismo
+from tests.timeouts import COMMAND_FINISHES, RECORD_ARRIVES
 
 pytestmark = pytest.mark.broker
 
@@ -112,7 +113,7 @@ def test_10000_hostile_lines_among_1000_good_posts(
         want[kind] = want.get(kind, 0) + 1
     blank = want.pop("blank")
 
-    res = run_seismo(worker_env, "replay", str(p), "--speed", "max", timeout=600)
+    res = run_seismo(worker_env, "replay", str(p), "--speed", "max", timeout=COMMAND_FINISHES)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["sent"] == 1000
@@ -120,4 +121,7 @@ def test_10000_hostile_lines_among_1000_good_posts(
     assert summary["skipped_blank_lines"] == blank
     assert summary["dead_lettered"] + blank == 10_000
     ns = worker_env["SEISMO_NAMESPACE"]
-    assert len(asyncio.run(read_topic(kafka, f"{ns}.posts.raw.v1", 1001, timeout=10))) == 1000
+    assert (
+        len(asyncio.run(read_topic(kafka, f"{ns}.posts.raw.v1", 1001, timeout=RECORD_ARRIVES)))
+        == 1000
+    )

@@ -17,6 +17,7 @@ from seismo.config import Settings
 from seismo.contracts import ALERTS, ALL_TOPICS, DLQ, POSTS_CLASSIFIED, POSTS_RAW
 from seismo.errors import SeismoError
 from seismo.kafka import bootstrap_of, created_topics, ensure_topics, group_lag, pipeline_topics
+from tests.timeouts import COMMAND_FINISHES
 
 
 def test_created_topics_counts_only_the_topics_this_call_made() -> None:
@@ -183,7 +184,8 @@ def test_fresh_namespaces_get_only_the_topics_and_partitions_seismo_chose(
         runs = [start(i) for i in range(first, first + at_once)]
         try:
             for _, _, replay, d in runs:
-                assert replay.wait(timeout=300) == 0, (d / "replay.log").read_text()[-3000:]
+                log_tail = (d / "replay.log").read_text()[-3000:]
+                assert replay.wait(timeout=COMMAND_FINISHES) == 0, log_tail
                 summary = json.loads((d / "replay.log").read_text().strip().splitlines()[-1])
                 assert summary["sent"] == n_posts and summary["alerts"] > 0, summary
         finally:
