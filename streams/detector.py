@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import accumulate, chain, compress, islice, repeat, takewhile
+from itertools import accumulate, chain, compress, repeat, takewhile
 from typing import Any
 
 import numpy as np
@@ -46,8 +46,9 @@ from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.seen import SeenPosts
 from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run
 
-_ADMIT_SCAN = 2000  # posts searched for a new candidate's recent posts
-_RECENT_POSTS = 20_000  # posts kept for that search, at most (the longest window's)
+# the newest posts (of the longest window) kept to recover a new candidate's posts: the search
+# stays cheap and the memory bounded however busy the stream
+_RECENT_POSTS = 2000
 _SINK: deque[object] = deque(maxlen=0)
 _consume = _SINK.extend  # runs an iterator out (keeping nothing)
 _append = deque.append
@@ -446,8 +447,7 @@ class BurstEngine:
 
     def _admit(self, name: str, since: float) -> None:
         """A new candidate: its posts since ``since`` are recovered from the post history."""
-        # the newest posts only: the scan stays cheap however busy the stream
-        recent = takewhile(lambda r: r.ts >= since, islice(reversed(self.recent), _ADMIT_SCAN))
+        recent = takewhile(lambda r: r.ts >= since, reversed(self.recent))
         posts = deque(reversed([r for r in recent if name in r.items]), maxlen=64)
         self.candidates[name] = posts
         if len(self.candidates) > self.p.max_candidates:
