@@ -7,11 +7,7 @@ F32 = npt.NDArray[np.float32]
 
 def locate(items: list[str], depth: int, width: int) -> npt.NDArray[np.int64]: ...
 def observe_runs(
-    cur: F32,
-    prev: F32,
-    mean: F32,
-    var: F32,
-    cell_bucket: npt.NDArray[np.int32],
+    cells: npt.NDArray[np.void],
     idx: npt.NDArray[np.int64],
     weights: F32,
     post: npt.NDArray[np.int64] | None,
@@ -19,3 +15,4 @@ def observe_runs(
     alpha: float,
     beta: float,
 ) -> F32: ...
+def pow_f32_many(base: float, n: npt.NDArray[np.int64]) -> F32: ...

@@ -64,31 +64,33 @@ def pow_f32_many(float base, const int64_t[::1] n):
     return out
 
 
-cdef inline void _refresh(
-    float* cur, float* prev, float* mean, float* var, int64_t c, int64_t k, float a, float keep
-) noexcept nogil:
-    """``RateSketch._bring_up_to_date`` of cell c, ``k`` buckets behind (k - 1 of them
+cdef packed struct Cell:  # streams.sketch.CELL
+    float cur
+    float prev
+    float mean
+    float var
+    int32_t bucket
+
+
+cdef inline void _refresh(Cell* cell, int64_t k, float a, float keep) noexcept nogil:
+    """``RateSketch._bring_up_to_date`` of one cell, ``k`` buckets behind (k - 1 of them
     empty, folded in closed form). ``a`` is alpha and ``keep`` 1 - alpha, as float32."""
     cdef float one = 1.0  # (a float32 1: a bare 1.0 would make the arithmetic double)
-    cdef float x = cur[c], m = mean[c], diff, v, rk
+    cdef float x = cell.cur, m = cell.mean, diff, v, rk
     diff = x - m
     m = m + a * diff
-    v = keep * (var[c] + a * diff * diff)
+    v = keep * (cell.var + a * diff * diff)
     rk = pow_f32(keep, k - 1)
     v = rk * (v + m * m * (one - rk))
     m = m * rk
-    prev[c] = x if k == 1 else 0
-    cur[c] = 0
-    mean[c] = m
-    var[c] = v
+    cell.prev = x if k == 1 else 0
+    cell.cur = 0
+    cell.mean = m
+    cell.var = v
 
 
 def observe_runs(
-    float[::1] cur,
-    float[::1] prev,
-    float[::1] mean,
-    float[::1] var,
-    int32_t[::1] cell_bucket,
+    Cell[::1] cells,
     const int64_t[:, ::1] idx,
     const float[::1] weights,
     post,
@@ -96,7 +98,7 @@ def observe_runs(
     double alpha,
     double beta,
 ):
-    """``RateSketch.observe_runs`` on the sketch's arrays (changed in place): returns
+    """``RateSketch.observe_runs`` on the sketch's cells (changed in place): returns
     rows count, expected, var and z (float32, shape (4, items)).
 
     Walks the items post by post (``post``: each item's post, non-decreasing, or None for
@@ -107,18 +109,15 @@ def observe_runs(
     2**24).
     """
     cdef Py_ssize_t depth = idx.shape[0], n = idx.shape[1]
-    cdef Py_ssize_t r, j, j0, j1, cells = cur.shape[0], ri = 0, nruns = len(runs)
-    cdef int64_t c
+    cdef Py_ssize_t r, j, j0, j1, ncells = cells.shape[0], ri = 0, nruns = len(runs)
     cdef const int64_t[::1] post_of = _NO_POSTS
     cdef bint by_post = post is not None and n > 0
     # (no bounds checks below: the inputs are checked here)
-    if not (prev.shape[0] == mean.shape[0] == var.shape[0] == cell_bucket.shape[0] == cells):
-        raise ValueError("the sketch's arrays differ in size")
     if weights.shape[0] != n:
         raise ValueError("one weight per item")
     for r in range(depth):
         for j in range(n):
-            if not 0 <= idx[r, j] < cells:
+            if not 0 <= idx[r, j] < ncells:
                 raise IndexError("cell index out of range")
     if by_post:
         post_of = post
@@ -138,13 +137,10 @@ def observe_runs(
     cdef float b = <float> beta
     cdef int32_t bkt = 0
     cdef float scale = 0, fl = 0
-    cdef int64_t k
+
     cdef float x, e, vv, zz
     cdef float best_z = 0, best_x = 0, best_e = 0, best_v = 0
-    cdef float* cur_p = &cur[0]
-    cdef float* prev_p = &prev[0]
-    cdef float* mean_p = &mean[0]
-    cdef float* var_p = &var[0]
+    cdef Cell* cell
     try:
         if not (run_end and run_bucket and run_scale and run_floor):
             raise MemoryError()
@@ -175,20 +171,19 @@ def observe_runs(
                         j1 += 1
                 for r in range(depth):
                     for j in range(j0, j1):
-                        c = idx[r, j]
-                        if cell_bucket[c] < bkt:  # first touch: up to date (see _refresh)
-                            k = bkt - cell_bucket[c]
-                            _refresh(cur_p, prev_p, mean_p, var_p, c, k, a, keep)
-                            cell_bucket[c] = bkt
-                        cur[c] += weights[j]
+                        cell = &cells[idx[r, j]]
+                        if cell.bucket < bkt:  # first touch: up to date (see _refresh)
+                            _refresh(cell, bkt - cell.bucket, a, keep)
+                            cell.bucket = bkt
+                        cell.cur += weights[j]
                 for j in range(j0, j1):
                     for r in range(depth):
-                        c = idx[r, j]
-                        x = prev[c] + cur[c]
-                        e = mean[c] * scale
+                        cell = &cells[idx[r, j]]
+                        x = cell.prev + cell.cur
+                        e = cell.mean * scale
                         if e < fl:  # np.maximum (a NaN stays NaN)
                             e = fl
-                        vv = var[c] * scale
+                        vv = cell.var * scale
                         zz = (x - e) / (sqrtf(vv) + b)
                         if r == 0:
                             best_x, best_e, best_v, best_z = x, e, vv, zz

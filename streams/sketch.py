@@ -31,6 +31,17 @@ from streams import _sketchcore, core
 T = TypeVar("T", bound=np.generic)
 _MEMO_SIZE = 200_000  # items whose hashes are remembered (a memo, not state)
 F32 = npt.NDArray[np.float32]
+# a cell: the current and previous bucket's weighted count, the EWMA and EWM variance of its
+# past bucket counts, and the bucket it was last brought up to date to
+CELL = np.dtype(
+    [
+        ("cur", np.float32),
+        ("prev", np.float32),
+        ("mean", np.float32),
+        ("var", np.float32),
+        ("bucket", np.int32),
+    ]
+)
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 
@@ -56,7 +67,8 @@ class Estimate:
 
 
 class RateSketch:
-    """``depth`` x ``width`` cells of (current, previous, EWMA, EWM variance, bucket)."""
+    """``depth`` x ``width`` cells of (current, previous, EWMA, EWM variance, bucket): one
+    :data:`CELL` record each."""
 
     def __init__(self, width: int, depth: int, alpha: float, beta: float) -> None:
         self.width = width
@@ -64,11 +76,8 @@ class RateSketch:
         self.alpha = alpha
         self.beta = beta
         n = width * depth
-        self.cur = np.zeros(n, np.float32)
-        self.prev = np.zeros(n, np.float32)
-        self.mean = np.zeros(n, np.float32)
-        self.var = np.zeros(n, np.float32)
-        self.bucket = np.zeros(n, np.int32)
+        # one 20-byte record per cell: a touch reads one cache line, not five arrays
+        self.cells = np.zeros(n, CELL)
         self._rows = (np.arange(depth, dtype=np.int64) * width)[:, None]
         self._cache: dict[str, int] = {}
         self._r = np.arange(depth, dtype=np.int64)[:, None]
@@ -84,13 +93,28 @@ class RateSketch:
 
     @property
     def nbytes(self) -> int:
-        return int(
-            self.cur.nbytes
-            + self.prev.nbytes
-            + self.mean.nbytes
-            + self.var.nbytes
-            + self.bucket.nbytes
-        )
+        return int(self.cells.nbytes)
+
+    # each field of the cells, as a (strided) view that reads and writes them
+    @property
+    def cur(self) -> F32:
+        return self.cells["cur"]  # type: ignore[no-any-return]
+
+    @property
+    def prev(self) -> F32:
+        return self.cells["prev"]  # type: ignore[no-any-return]
+
+    @property
+    def mean(self) -> F32:
+        return self.cells["mean"]  # type: ignore[no-any-return]
+
+    @property
+    def var(self) -> F32:
+        return self.cells["var"]  # type: ignore[no-any-return]
+
+    @property
+    def bucket(self) -> I32:
+        return self.cells["bucket"]  # type: ignore[no-any-return]
 
     @staticmethod
     def _hashes(item: str) -> int:
@@ -196,8 +220,9 @@ class RateSketch:
         order (their ends non-decreasing, the last at the number of items, a run's end at a
         post boundary; more than one run needs ``post``)."""
         if not core.PURE_PYTHON:  # the same, in one compiled pass over the items
-            arrays = (self.cur, self.prev, self.mean, self.var, self.bucket)
-            out = _sketchcore.observe_runs(*arrays, idx, weights, post, runs, self.alpha, self.beta)
+            out = _sketchcore.observe_runs(
+                self.cells, idx, weights, post, runs, self.alpha, self.beta
+            )
             return Estimate(count=out[0], expected=out[1], var=out[2], z=out[3])
         parts, start = [], 0
         for end, bucket, correction, floor in runs:  # (the reference: one call per bucket)

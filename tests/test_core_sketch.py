@@ -16,10 +16,10 @@ from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Alert, ClassifiedPost, Post
 from seismo.watchlist import load_watchlist
-from streams import _sketchcore
+from streams import _hashcore, _sketchcore
 from streams.detector import BurstEngine
 from streams.pipeline import detector_params
-from streams.sketch import Estimate, KeyedRates, RateSketch, Run, pow_f32
+from streams.sketch import Estimate, KeyedRates, RateSketch, Run, fnv1a64, pow_f32
 from tests.helpers import pure_python, synthetic_stream
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf/NaN states on purpose
@@ -275,3 +275,15 @@ def test_engine_on_the_compiled_core_is_the_reference(batch: int) -> None:
         want += observe(slow, posts[cut:], batch)
     assert got == want and any(a.kind == "claim" for a in want)
     assert same_engines(restored, slow)
+
+
+@given(st.binary(max_size=200))
+def test_fnv1a64_compiled_is_the_reference(data: bytes) -> None:
+    assert _hashcore.fnv1a64_of(data) == fnv1a64(data)
+
+
+def test_fnv1a64_known_values() -> None:
+    """The published FNV-1a 64 test vectors (empty string, "a", "foobar")."""
+    assert fnv1a64(b"") == 0xCBF29CE484222325
+    assert fnv1a64(b"a") == 0xAF63DC4C8601EC8C
+    assert fnv1a64(b"foobar") == 0x85944171F73967E8
