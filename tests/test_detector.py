@@ -668,3 +668,52 @@ def test_candidates_glue_is_the_name_by_name_reference(seed: int, batch: int, ca
         states.append((alerts, evidence, [r.post_id for r in eng.recent]))
     assert states[0] == states[1]
     assert states[0][1]  # (there were candidates to compare)
+
+
+def slow_story(onset: datetime, n: int, every: timedelta) -> list[ClassifiedPost]:
+    """A new subject, one post every ``every``: never two in ten minutes."""
+    rng = random.Random(11)
+    return [
+        cp(
+            onset + k * every,
+            f"Zephyr {rng.choice(VOCAB)} {rng.choice(VOCAB)} {rng.choice(VOCAB)} {k}",
+            70_000 + k,
+            source="hackernews",
+        )
+        for k in range(n)
+    ]
+
+
+def test_a_slow_story_is_caught_at_a_long_scale_and_one_scale_misses_it() -> None:
+    """Five posts, 70 minutes apart, on a stream of 5 posts an hour: the 10-minute window
+    never holds two of them, the 6 h or 24 h window does. The alert names the scale's window
+    and its evidence covers it."""
+    base = flat_stream(24 * 8, 5, 5, 3)
+    onset = T0 + timedelta(days=7, hours=3)
+    story = slow_story(onset, 5, timedelta(minutes=70))
+    posts = sorted(base + story, key=lambda c: c.post.created_at)
+    alerts = run(engine(), posts)
+    about = [a for a in opened(alerts) if "zephyr" in a.terms]
+    assert len(about) == 1, [(a.label, a.window_seconds) for a in opened(alerts)]
+    alert = about[0]
+    assert alert.raised_at <= story[-1].post.created_at
+    assert alert.window_seconds >= 6 * 3600
+    assert alert.window_start + timedelta(seconds=alert.window_seconds) > alert.raised_at
+    assert "h vs" in (alert.reason or "")  # "... in the last 6 h vs ..."
+    story_ids = {c.post.key for c in story}
+    assert {e.post_id for e in alert.evidence} & story_ids
+    assert all(e.created_at >= alert.window_start for e in alert.evidence)
+    one_scale = run(engine(scales=(1,)), posts)
+    assert not [a for a in one_scale if "zephyr" in a.terms]
+
+
+def test_a_fast_burst_fires_at_the_shortest_scale_once() -> None:
+    """Three posts in four minutes fire at the 10-minute scale; the longer scales, which see
+    the same posts, add no second alert."""
+    base = flat_stream(24 * 8, 5, 5, 4)
+    onset = T0 + timedelta(days=7, hours=3)
+    story = slow_story(onset, 3, timedelta(minutes=2))
+    alerts = run(engine(), sorted(base + story, key=lambda c: c.post.created_at))
+    about = [a for a in opened(alerts) if "zephyr" in a.terms]
+    assert len(about) == 1
+    assert about[0].window_seconds == 600
