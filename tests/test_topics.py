@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from seismo.config import Settings
 from seismo.contracts import ALERTS, ALL_TOPICS, DLQ, POSTS_CLASSIFIED, POSTS_RAW
 from seismo.errors import SeismoError
 from seismo.kafka import bootstrap_of, created_topics, ensure_topics, group_lag, pipeline_topics
-from tests.timeouts import COMMAND_FINISHES
+from tests.timeouts import COMMAND_FINISHES, PIPELINE_DRAINS
 
 
 def test_created_topics_counts_only_the_topics_this_call_made() -> None:
@@ -147,7 +146,13 @@ def test_fresh_namespaces_get_only_the_topics_and_partitions_seismo_chose(
     dead-lettered every post (PartitionsMismatch)."""
     from seismo.broker import free_port
     from streams.worker import build_worker, faust_topics
-    from tests.helpers import spawn_seismo, stop_process, synthetic_stream, write_jsonl
+    from tests.helpers import (
+        spawn_seismo,
+        stop_process,
+        synthetic_stream,
+        wait_until,
+        write_jsonl,
+    )
 
     stream = write_jsonl(tmp_path / "s.jsonl", synthetic_stream())
     n_posts = sum(1 for _ in stream.open())
@@ -167,12 +172,16 @@ def test_fresh_namespaces_get_only_the_topics_and_partitions_seismo_chose(
         env = {**base, "SEISMO_NAMESPACE": ns, "SEISMO_DATA_DIR": str(d)}
         env["SEISMO_WEB_PORT"] = str(free_port())
         replay_args = ["replay", str(stream), "--alerts-out", str(d / "a.jsonl")]
-        replay_args += ["--wait-timeout", "240"]
+        replay_args += ["--wait-timeout", f"{PIPELINE_DRAINS:g}"]
         if i % 2 == 0:  # the replay first: it asks for alerts.v1's offsets before any worker
             replay = spawn_seismo(env, d / "replay.log", *replay_args)
-            while "waiting for the pipeline" not in (d / "replay.log").read_text():
-                assert replay.poll() is None, (d / "replay.log").read_text()[-3000:]
-                time.sleep(0.2)
+            log = d / "replay.log"
+
+            def waiting() -> bool:
+                assert replay.poll() is None, log.read_text()[-3000:]
+                return "waiting for the pipeline" in log.read_text()
+
+            wait_until(waiting, "the replay waiting for the pipeline", COMMAND_FINISHES)
             worker = spawn_seismo(env, d / "worker.log", "worker")
         else:
             worker = spawn_seismo(env, d / "worker.log", "worker")
