@@ -213,6 +213,13 @@ class Settings(BaseSettings):
     warmup_seconds: int = Field(
         default=2 * 3600, ge=0, description="event time watched before anything is raised"
     )
+    story_update_seconds: int = Field(
+        default=1800,
+        ge=0,
+        description="at most one version per story is delivered to the sinks this long "
+        "(event time); openings, severity rises, new claims, stance shifts and resolutions "
+        "go out at once",
+    )
     evidence_size: int = Field(default=12, ge=1)
     max_terms_per_post: int = Field(default=16, ge=1)
     sketch_width_bits: int = Field(default=16, ge=8, le=24, description="2^bits cells per row")

@@ -196,6 +196,35 @@ class CountPoint(Contract):
     count: int
 
 
+class Link(Contract):
+    """A URL the posts of a story share (not a post's own address), with how many carry it."""
+
+    url: str
+    domain: str
+    count: int
+
+
+class StanceShift(Contract):
+    """One stance's share of the stanced posts, at the previous delivered version and now."""
+
+    stance: Stance
+    before: float
+    after: float
+
+
+class Changes(Contract):
+    """What changed since the story's previous delivered version (``since_version``)."""
+
+    since_version: int
+    new_posts: int = 0
+    new_independent_posts: int = 0
+    new_sources: list[str] = Field(default_factory=list)
+    new_links: list[str] = Field(default_factory=list)
+    new_claims: list[str] = Field(default_factory=list)
+    stance_shift: list[StanceShift] = Field(default_factory=list)
+    severity_from: Severity | None = None
+
+
 class Alert(Contract):
     """A burst worth acting on (``alerts.v1``, Kafka key = ``id``).
 
@@ -248,6 +277,29 @@ class Alert(Contract):
         default_factory=dict, description="posts not counted as independent voices, by reason"
     )
     reason: str | None = Field(default=None, description="why it fired, in words")
+    # --- stories (issue 17) ---
+    headline: str | None = Field(
+        default=None, description="what the story is about, readable (also its ``label``)"
+    )
+    links: list[Link] = Field(
+        default_factory=list, description="URLs its posts share, most shared first"
+    )
+    changes: Changes | None = Field(
+        default=None, description="what changed since the previous delivered version"
+    )
+    deliver: bool | None = Field(
+        default=None,
+        description="whether the sinks get this version (None: an older producer, yes); "
+        "versions coalesced by the story throttle are on alerts.v1 only",
+    )
+    merged_into: str | None = Field(
+        default=None, description="a resolved story that joined another: that story's id"
+    )
+    delivered_reason: str | None = Field(
+        default=None,
+        description="why a delivered version goes out: open, reopened, severity, claim, "
+        "stance, update, resolved",
+    )
 
 
 class DeadLetter(Contract):

@@ -280,7 +280,7 @@ class Metrics:
         # --- delivery (issue 6) ----------------------------------------------------------
         self.deliveries = counter(
             "seismo_alert_deliveries_total",
-            "Alert deliveries, by sink and outcome (ok, failed)",
+            "Alert deliveries, by sink and outcome (ok, failed, coalesced)",
             ["sink", "outcome"],
         )
         self.delivery_attempts = counter(

@@ -1,13 +1,21 @@
-"""Alert lifecycle: one evolving alert per event, with its evidence packet. Pure logic.
+"""Alert lifecycle: one evolving alert per story (real-world event), with its evidence
+packet. Pure logic.
 
 A burst of any key (an emerging term, a tracked claim, a dossier, a stance class) either
-joins an open alert -- the one already holding that key, the one about the same claim,
-or the one whose posts it mostly shares (a claim and its terms are one event) -- or
-opens a new alert. An open alert is updated (a new ``version`` of the same ``id``) when
-it gains a key or a source, its severity rises, or it doubles in size; it is resolved
-when none of its keys has been elevated for ``quiet_seconds`` of event time, after which
-its keys cool down. The id is derived from the opening key and bucket, so replaying the
-same posts gives the same ids and versions.
+joins a story -- the one already holding that key, the one about the same claim, the one
+whose posts it mostly shares or whose links its posts carry, or the one whose words it
+uses (cosine of term counts, a little more when it shares authors), among the open
+stories and those resolved less than ``story_horizon_seconds`` ago (which reopen) -- or
+opens a new story. A story is updated (a new ``version`` of the same ``id``) when it gains
+a key (at once: a burst is never hidden), a source, a stance shift, its severity rises, or
+it doubles in size; it is resolved when none of its keys has been elevated for
+``quiet_seconds`` of event time, after which its keys cool down. The id is derived from
+the opening key and bucket, so replaying the same posts gives the same ids and versions.
+
+Every version goes to ``alerts.v1``; the sinks get at most one per ``story_update_seconds``
+of event time, except an opening, a reopening, a severity rise, a new tracked claim, a
+stance shift and the resolution (:class:`streams.stories.Throttle`). The decision is a
+field of the version itself (``deliver``), so a replay after a crash decides the same.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
-from seismo.contracts import Alert, CountPoint, Evidence, Severity, SignalKind, Stance
+from seismo.contracts import Alert, CountPoint, Evidence, Link, Severity, SignalKind, Stance
 from streams.features import label_words
+from streams.stories import Candidate, Sent, Throttle, cosine, domain_of, headline, links_in, prune
 
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 _KIND_RANK = {"claim": 0, "stance": 1, "dossier": 2, "term": 3}
@@ -117,6 +126,18 @@ class BookParams:
     evidence_size: int = 12
     top_terms: int = 8
     curve_points: int = 48
+    story_update_seconds: int = 1800  # at most one delivered version per story this long
+    story_horizon_seconds: int = 12 * 3600  # a resolved story may reopen this long
+    merge_similarity: float = 0.15  # cosine of term counts that joins a burst to a story
+    key_share: float = 0.1  # a burst word in this share of a story's posts joins it...
+    min_key_posts: int = 3  # ...when in at least this many
+    author_bonus: float = 0.1  # added to it when all of the burst's posts' authors are known
+    merge_stories: float = 0.4  # cosine at which two open stories become one
+    merge_scan: int = 32  # the most recently active open stories compared
+    max_dormant: int = 256  # resolved stories kept for reopening, at most
+    story_terms: int = 300  # term counts kept per story (twice as many before pruning)
+    story_links: int = 64
+    max_links: int = 10  # links an alert lists
 
 
 @dataclass
@@ -137,6 +158,10 @@ class _Open:
     # at the last emission: severity, keys, tracked keys, sources, size, event time
     emitted: tuple[int, int, int, int, int, float] = (0, 0, 0, 0, 0, 0.0)
     last: Alert | None = None  # the version last emitted, as it was sent
+    terms: Counter[str] = field(default_factory=Counter)  # its posts' items (the centroid)
+    links: Counter[str] = field(default_factory=Counter)  # URLs its posts share
+    sent: Sent | None = None  # the version last delivered to the sinks
+    reopened: bool = False  # resolved, then joined again: the next version says so
 
 
 def _span(seconds: int) -> str:
@@ -161,6 +186,8 @@ class AlertBook:
         self.open: dict[str, _Open] = {}
         self.key_alert: dict[str, str] = {}
         self.cooldown: dict[str, float] = {}
+        self.dormant: OrderedDict[str, _Open] = OrderedDict()  # resolved, may reopen
+        self.throttle = Throttle(update_seconds=params.story_update_seconds)
 
     # -- events ------------------------------------------------------------------------
     def on_post(self, ref: PostRef, hot: set[str], bursts: Sequence[Burst] = ()) -> list[Alert]:
@@ -189,6 +216,8 @@ class AlertBook:
     def _join(self, b: Burst, out: list[Alert]) -> str | None:
         """Put a burst into its alert (opening one if need be); evictions go to ``out``."""
         aid = self.key_alert.get(b.key) or self._merge_target(b)
+        if aid is not None and aid in self.dormant:
+            self._reopen(self.dormant.pop(aid))
         if aid is None:
             if self.cooldown.get(b.key, -math.inf) > b.ts:
                 return None
@@ -206,27 +235,88 @@ class AlertBook:
             self._add_post(al, ref)
         return aid
 
+    def _reopen(self, al: _Open) -> None:
+        self.open[al.id] = al
+        for key in al.keys:
+            self.key_alert[key] = al.id
+        al.reopened = True
+
     def tick(self, ts: float) -> list[Alert]:
-        """Resolve the alerts that have been quiet for ``quiet_seconds`` before ``ts``."""
+        """Resolve the alerts that have been quiet for ``quiet_seconds`` before ``ts``;
+        forget the resolved ones past the horizon."""
         quiet = [al for al in self.open.values() if ts - al.last_hot >= self.p.quiet_seconds]
-        return [self._resolve(al, al.last_hot + self.p.quiet_seconds) for al in quiet]
+        out = [self._resolve(al, al.last_hot + self.p.quiet_seconds) for al in quiet]
+        out += self._merge_stories(ts)
+        horizon = ts - self.p.story_horizon_seconds
+        while self.dormant and next(iter(self.dormant.values())).last_hot < horizon:
+            self.dormant.popitem(last=False)
+        return out
 
     # -- internals ---------------------------------------------------------------------
     def _merge_target(self, b: Burst) -> str | None:
+        """The story this burst is about: open, or resolved within the horizon."""
+        horizon = b.ts - self.p.story_horizon_seconds
+        pool = [*self.open.values(), *(d for d in self.dormant.values() if d.last_hot >= horizon)]
         if b.claim:
-            for al in self.open.values():
+            for al in pool:
                 if any(k.claim == b.claim for k in al.keys.values()):
                     return al.id
-        # the open alert whose keys most of this burst's posts carry, or whose posts
-        # they mostly are (co-occurrence: a claim and its terms, a term and its bigram)
-        best, best_share = None, 0.0
+        for al in pool:
+            if b.key in al.keys:  # (a resolved story's own key)
+                return al.id
+        # the story whose keys most of this burst's posts carry, or whose posts they mostly
+        # are (co-occurrence: a claim and its terms, a term and its bigram), or whose links
+        # they share; else the one whose words they use
         n = max(len(b.posts), 1)
-        for al in self.open.values():
+        words: Counter[str] = Counter()
+        for r in b.posts:
+            words.update(i for i in r.ordered if not i.startswith(_TRACKED))
+        urls = [set(links_in(r.text, r.url)) for r in b.posts]
+        authors = {r.author for r in b.posts}
+        best, best_rank = None, (0.0, 0.0)
+        for al in pool:
             keys = al.keys.keys()
             share = sum(1 for r in b.posts if r.post_id in al.posts or r.items & keys) / n
-            if share > best_share:
-                best, best_share = al.id, share
-        return best if best_share >= self.p.merge_overlap else None
+            linked = sum(1 for u in urls if u and not u.isdisjoint(al.links)) / n
+            # or the burst's word is one of the story's own words (``moore`` in a tornado's)
+            own = al.terms.get(b.key, 0)
+            word = own / al.total if b.kind == "term" and own >= self.p.min_key_posts else 0.0
+            overlap = max(share, linked, word / self.p.key_share * self.p.merge_overlap)
+            sim = cosine(words, al.terms) if words else 0.0
+            if None not in authors and authors <= al.authors:
+                sim += self.p.author_bonus
+            if overlap < self.p.merge_overlap and sim < self.p.merge_similarity:
+                continue
+            rank = (overlap if overlap >= self.p.merge_overlap else 0.0, sim)
+            if rank > best_rank:
+                best, best_rank = al.id, rank
+        return best
+
+    def _merge_stories(self, ts: float) -> list[Alert]:
+        """Two open stories that grew into one (their words alike: cosine at least
+        ``merge_stories``): the younger's keys and posts join the older, and the younger
+        resolves saying where it went (``merged_into``)."""
+        out: list[Alert] = []
+        stories = sorted(self.open.values(), key=lambda a: -a.last_hot)[: self.p.merge_scan]
+        stories.sort(key=lambda a: (a.opened.ts, a.id))  # oldest first
+        gone: set[str] = set()
+        for i, young in enumerate(stories):
+            for old in stories[:i]:
+                if old.id in gone or cosine(young.terms, old.terms) < self.p.merge_stories:
+                    continue
+                for key, b in young.keys.items():
+                    if key not in old.keys or b.score > old.keys[key].score:
+                        old.keys[key] = b
+                    self.key_alert[key] = old.id
+                for ref in young.posts.values():
+                    self._add_post(old, ref)
+                old.last_hot = max(old.last_hot, young.last_hot)
+                del self.open[young.id]
+                gone.add(young.id)
+                out.append(self._emit(young, ts, "resolved", merged_into=old.id))
+                out += self._maybe_emit(old, ts)
+                break
+        return out
 
     def _add_post(self, al: _Open, ref: PostRef) -> None:
         if ref.post_id in al.posts:
@@ -240,6 +330,10 @@ class AlertBook:
             al.independent += 1
         al.clusters.add(ref.cluster)
         al.authors.add(author)
+        al.terms.update(i for i in ref.ordered if not i.startswith(_TRACKED))
+        prune(al.terms, self.p.story_terms)
+        al.links.update(links_in(ref.text, ref.url))
+        prune(al.links, self.p.story_links)
         al.curve[int(ref.ts // self.p.bucket_seconds)] += 1
         if len(al.curve) > self.p.curve_points:
             del al.curve[min(al.curve)]
@@ -256,6 +350,9 @@ class AlertBook:
 
     def _resolve(self, al: _Open, ts: float) -> Alert:
         del self.open[al.id]
+        self.dormant[al.id] = al
+        if len(self.dormant) > self.p.max_dormant:
+            self.dormant.popitem(last=False)
         for key in al.keys:
             self.key_alert.pop(key, None)
             self.cooldown[key] = ts + self.p.cooldown_seconds
@@ -269,6 +366,11 @@ class AlertBook:
         old_sev, old_keys, old_tracked, old_srcs, old_size, old_ts = al.emitted
         if al.version == 0:
             return [self._emit(al, ts, "open")]
+        last = al.last.stance_mix if al.last is not None else {}
+        shift = self.throttle.shifts(last, _stances(al))
+        if al.reopened or len(al.keys) > old_keys or shift:
+            # a reopening, a new burst key (never hidden nor delayed) or a stance shift
+            return [self._emit(al, ts, "update")]
         grown = (
             sev > old_sev
             or len(al.keys) > old_keys
@@ -298,9 +400,32 @@ class AlertBook:
             points -= 1  # mostly copies or repeat authors
         return SEVERITIES[max(0, min(3, (points + 1) // 2))]
 
-    def _emit(self, al: _Open, ts: float, status: str) -> Alert:
+    def _emit(self, al: _Open, ts: float, status: str, merged_into: str | None = None) -> Alert:
         al.version += 1
         alert = al.last = self._build(al, ts, status)
+        now = Sent(
+            version=al.version,
+            ts=ts,
+            severity=SEVERITIES.index(alert.severity),
+            posts=al.total,
+            independent=self._size(al),
+            sources=frozenset(al.source_first),
+            links=frozenset(al.links),
+            claims=frozenset(alert.claims),
+            stances=tuple(sorted(alert.stance_mix.items())),
+        )
+        deliver, why, changes = self.throttle.decide(al.sent, now, status, al.reopened)
+        al.reopened = False
+        if deliver:
+            al.sent = now
+        alert = al.last = alert.model_copy(
+            update={
+                "deliver": deliver,
+                "delivered_reason": why,
+                "changes": changes,
+                "merged_into": merged_into,
+            }
+        )
         al.emitted = (
             SEVERITIES.index(alert.severity),
             len(al.keys),
@@ -340,6 +465,7 @@ class AlertBook:
         claims = sorted({c for r in posts for c in r.claims} | {k.claim for k in keys if k.claim})
         lead = min(al.source_first, key=lambda s: al.source_first[s])
         sev = self._severity(al)
+        head = self._headline(al, posts, terms, op)
         bs = p.bucket_seconds
         curve_from = min(al.curve)
         return Alert(
@@ -349,7 +475,8 @@ class AlertBook:
             severity=sev,
             kind=op.kind,
             key=public_key(op.key),
-            label=op.label,
+            label=head,
+            headline=head,
             terms=terms[: p.top_terms],
             dossier=op.dossier or (dossiers.most_common(1)[0][0] if dossiers else None),
             claim=op.claim or (claims[0] if claims else None),
@@ -361,7 +488,7 @@ class AlertBook:
             expected=round(best.expected, 4),
             score=round(best.score, 3),
             sources=dict(Counter(r.source for r in posts)),
-            stance_mix=dict(Counter(r.stance for r in posts if r.stance)),
+            stance_mix=_stances(al),
             evidence=self._evidence(posts, {k.key for k in keys}),
             detected_at=self.clock(),
             related_keys=[public_key(k.key) for k in keys],
@@ -380,13 +507,32 @@ class AlertBook:
                 "near_duplicate": al.total - len(al.clusters),
                 "repeat_author_or_copy": al.total - size,
             },
+            links=[
+                Link(url=u, domain=domain_of(u), count=c)
+                for u, c in sorted(al.links.items(), key=lambda kv: (-kv[1], kv[0]))[: p.max_links]
+            ],
             reason=(
-                f"{best.label!r}: {best.count:g} independent posts in the last "
-                f"{_span(best.window_seconds)} vs {best.expected:.2f} expected "
+                f"{head}: {best.count:g} independent posts on {label_words(best.label)!r} in "
+                f"the last {_span(best.window_seconds)} vs {best.expected:.2f} expected "
                 f"(z={best.z:.1f}, -log10 p={best.score:.1f}); {len(keys)} key(s), "
                 f"{len(al.source_first)} source(s), first seen on {lead}"
             ),
         )
+
+    @staticmethod
+    def _headline(al: _Open, posts: list[PostRef], terms: list[str], op: Burst) -> str:
+        """A readable name: its most central post (weighted by the story's term counts),
+        else a phrase of its terms, else its opening key's label."""
+        weights = al.terms
+
+        def weight(r: PostRef) -> float:
+            items = [i for i in r.ordered if not i.startswith(_TRACKED)]
+            if not items:
+                return 0.0
+            return sum(math.log1p(weights.get(i, 0)) for i in items) / math.sqrt(len(items))
+
+        cands = (Candidate(r.text, weight(r), r.cluster == r.post_id, r.ts) for r in posts)
+        return headline(cands, terms, label_words(op.label))
 
     @staticmethod
     def _primary(al: _Open) -> Burst:
@@ -396,8 +542,8 @@ class AlertBook:
         return min(ranked, key=lambda ib: (_KIND_RANK[ib[1].kind], ib[0]))[1]
 
     def _evidence(self, posts: list[PostRef], keys: set[str]) -> list[Evidence]:
-        """Representative and diverse: posts holding the most burst keys first, at most
-        one per near-duplicate cluster and (first pass) one per author, sources alternated."""
+        """Representative and diverse: chosen by the most burst keys held, at most one per
+        near-duplicate cluster and (first pass) one per author; listed newest first."""
         ranked = sorted(posts, key=lambda r: (-len(r.items & keys), r.ts))
         picked: list[PostRef] = []
         clusters: set[str] = set()
@@ -412,14 +558,7 @@ class AlertBook:
                 picked.append(r)
                 clusters.add(r.cluster)
                 authors.add(author)
-        by_source: dict[str, list[PostRef]] = {}
-        for r in picked:
-            by_source.setdefault(r.source, []).append(r)
-        mixed: list[PostRef] = []
-        while any(by_source.values()):
-            for lst in by_source.values():
-                if lst:
-                    mixed.append(lst.pop(0))
+        mixed = sorted(picked, key=lambda r: (-r.ts, r.post_id))  # newest first
         return [
             Evidence(
                 post_id=r.post_id,
@@ -432,6 +571,13 @@ class AlertBook:
             )
             for r in mixed
         ]
+
+
+_TRACKED = ("dossier:", "claim:")
+
+
+def _stances(al: _Open) -> dict[str, int]:
+    return dict(Counter(r.stance for r in al.posts.values() if r.stance))
 
 
 def _tracked(al: _Open) -> int:

@@ -1,5 +1,7 @@
 """Alert sinks: signed writer webhooks, Slack-compatible chat webhooks, a JSONL file.
 
+Every version goes to the file sink; the HTTP sinks get the versions the story throttle
+lets through (``Alert.deliver``, decided by the detector, so a replay decides the same).
 Delivery is at-least-once with one idempotency key per alert version (``<id>.v<version>``),
 so a receiver can drop a repeat; the worker also remembers what it delivered (a changelogged
 table) and skips redeliveries of the same alert version. HTTP sinks retry timeouts, 5xx and
@@ -244,10 +246,18 @@ class AlertSinks:
     async def deliver(
         self, alert: Alert, raw: dict[str, Any] | None = None
     ) -> list[DeliveryFailure]:
-        """Deliver to every sink (HTTP sinks concurrently); returns those that failed."""
+        """Deliver to every sink (HTTP sinks concurrently); returns those that failed.
+
+        A version the story throttle coalesced (``deliver`` false) goes to the file sink
+        only: the writer and chat webhooks get the next delivered version, which says what
+        changed since the previous one they got."""
         raw = raw if raw is not None else alert.model_dump(mode="json", exclude_none=True)
         sinks: list[HttpSink | FileSink] = [self.file] if self.file else []
-        sinks += self.http
+        if alert.deliver is False:
+            for h in self.http:
+                self.metrics.deliveries.labels(h.kind, "coalesced").inc()
+        else:
+            sinks += self.http
         results = await asyncio.gather(*(self.deliver_to(s, alert, raw) for s in sinks))
         return [r for r in results if r is not None]
 

@@ -54,7 +54,7 @@ _consume = _SINK.extend  # runs an iterator out (keeping nothing)
 _append = deque.append
 
 
-STATE_VERSION = 2  # of a checkpoint's layout: 2 = one rate sketch per time scale
+STATE_VERSION = 3  # of a checkpoint's layout: 2 = one rate sketch per time scale, 3 = stories
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -80,6 +80,7 @@ class DetectorParams:
     )
     cooldown_seconds: int = 6 * 3600
     quiet_seconds: int = 2 * 3600
+    story_update_seconds: int = 1800
     evidence_size: int = 12
     sketch_width: int = 1 << 16
     sketch_depth: int = 4
@@ -114,6 +115,7 @@ class DetectorParams:
             quiet_seconds=self.quiet_seconds,
             cooldown_seconds=self.cooldown_seconds,
             evidence_size=self.evidence_size,
+            story_update_seconds=self.story_update_seconds,
         )
 
 

@@ -24,6 +24,7 @@ from streams.evaluate import (
     EventSpec,
     evaluate_event,
     pre_onset_report,
+    story_report,
     summary,
 )
 from streams.pipeline import OfflinePipeline, detector_params
@@ -130,14 +131,15 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
     try:
         for path in args.replays:
             mine = [s for s in specs if s.replay == path.name]
-            if not mine:
-                names = ", ".join(str(e) for e in args.events)
-                progress(f"{path.name}: no event in {names} names this file; skipped")
-                continue
             posts, alerts = run_stream(path, OfflinePipeline(classifier, detector_params(settings)))
             if out is not None:
                 for a in alerts:
                     out.write(a.model_dump_json(exclude_none=True) + "\n")
+            if not mine:  # no event to score: its stories only
+                names = ", ".join(str(e) for e in args.events)
+                progress(f"{path.name}: no event in {names} names this file; stories only")
+                print(json.dumps({"stream": path.name, **story_report(posts, alerts)}), flush=True)
+                continue
             for spec in mine:
                 r = evaluate_event(spec, posts, alerts)
                 results.append(r)
@@ -145,7 +147,9 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
                 if report is not None:
                     report.plot_event(spec, r, posts, alerts)
             onset = min(s.onset for s in mine)
-            print(json.dumps(pre_onset_report(path.name, onset, posts, alerts)), flush=True)
+            line = pre_onset_report(path.name, onset, posts, alerts)
+            line.update(story_report(posts, alerts))
+            print(json.dumps(line), flush=True)
     finally:
         if out is not None:
             out.close()

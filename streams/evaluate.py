@@ -14,21 +14,28 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, ValidationError
 
-from models.text import normalize_phrase
+from models.text import STOP_WORDS, normalize_phrase
 from seismo.contracts import Alert, Post
 from seismo.errors import SeismoError, describe
 from streams.features import label_words, words
 
 TARGET_DELAY_MIN = 15.0
 TARGET_PRE_ONSET_PER_DAY = 2.0
+
+
+STORY_HOURS = 24  # a labelled event's stories and delivered versions are counted this long
+TARGET_STORIES = 2  # on-topic stories in the first day after the onset, at most
+TARGET_DELIVERED = 24  # versions of them delivered to the sinks in that day, at most
+TARGET_STORIES_PER_DAY = 10.0
 
 
 def quiet(pre_onset_alerts: int, days: float) -> bool:
@@ -107,6 +114,8 @@ class EventResult:
     pre_onset_per_day: float
     quiet_in_target: bool
     alerts_total: int
+    stories_24h: int = 0  # on-topic stories with a version in the day after the onset
+    delivered_24h: int = 0  # their versions delivered to the sinks in that day
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,7 +194,58 @@ def evaluate_event(spec: EventSpec, posts: list[Post], alerts: list[Alert]) -> E
         pre_onset_per_day=round(per_day, 2),
         quiet_in_target=quiet(len(pre), days),
         alerts_total=len({a.id for a in alerts}),
+        **story_counts(spec, alerts),
     )
+
+
+def delivered(alert: Alert) -> bool:
+    """The sinks get this version (an alert from before the throttle says nothing: yes)."""
+    return alert.deliver is not False
+
+
+def story_counts(spec: EventSpec, alerts: Iterable[Alert]) -> dict[str, int]:
+    """The on-topic stories (alert ids with an on-topic version raised in the first
+    ``STORY_HOURS`` after the onset) and their versions delivered in that time."""
+    end = spec.onset + timedelta(hours=STORY_HOURS)
+    window = [a for a in alerts if spec.onset <= a.raised_at < end]
+    ids = {a.id for a in window if alert_on_topic(a, spec.keywords)}
+    return {
+        "stories_24h": len(ids),
+        "delivered_24h": sum(1 for a in window if a.id in ids and delivered(a)),
+    }
+
+
+def stream_days(posts: list[Post]) -> float:
+    """The days from a stream's first post to its last."""
+    if len(posts) < 2:
+        return 0.0
+    return (posts[-1].created_at - posts[0].created_at).total_seconds() / 86400
+
+
+def story_report(posts: list[Post], alerts: list[Alert]) -> dict[str, Any]:
+    """Stories opened over a whole stream, per day, and the headlines no reader can use:
+    a single stop word, contraction or filler word."""
+    opened = opened_alerts(alerts)
+    days = stream_days(posts)
+    heads = [a.headline or a.label for a in opened]
+    per_day = Counter(a.raised_at.date() for a in opened)
+    return {
+        "stories_opened": len(opened),
+        "stream_days": round(days, 2),
+        "stories_per_day": round(len(opened) / days, 2) if days > 0 else None,
+        "max_stories_in_a_day": max(per_day.values(), default=0),  # (a UTC calendar day)
+        "delivered_versions": sum(1 for a in alerts if delivered(a)),
+        "unreadable_headlines": sorted({h for h in heads if unreadable(h)}),
+    }
+
+
+def unreadable(headline: str) -> bool:
+    """One word that names nothing: a stop word, a contraction ("don't") or a filler."""
+    ws = headline.split()
+    if len(ws) != 1:
+        return False
+    w = ws[0].lower().strip("#'\".,!?")
+    return "'" in w or "\u2019" in w or w in STOP_WORDS or len(w) < 3
 
 
 def opened_alerts(alerts: Iterable[Alert]) -> list[Alert]:
@@ -243,6 +303,10 @@ def summary(results: Iterable[EventResult]) -> dict[str, Any]:
     median = median_posts(r.posts_to_detection for r in rs)
     return {
         "events": [r.as_dict() for r in rs],
+        f"at_most_{TARGET_STORIES}_stories": sum(1 <= r.stories_24h <= TARGET_STORIES for r in rs),
+        f"at_most_{TARGET_DELIVERED}_delivered": sum(
+            r.delivered_24h <= TARGET_DELIVERED for r in rs
+        ),
         "detected_in_target": sum(r.detected_in_target for r in rs),
         "quiet_in_target": sum(r.quiet_in_target for r in rs),
         f"detected_within_{TARGET_POSTS}_posts": sum(r.detected_within_posts for r in rs),

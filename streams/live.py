@@ -7,10 +7,10 @@ opened page shows recent alerts at once, then follows the topic. Browsers get th
 over Server-Sent Events: a ``snapshot`` event, then one ``alert`` event per new version.
 
 Routes: ``/`` the page, ``/events`` the SSE stream, ``/api/alerts`` the board as JSON (both
-take ``dossier=`` (repeatable) and ``severity=`` (minimum) filters), ``/healthz``, and
-``/metrics`` (Prometheus text of this process: ``seismo_live_clients``). All but ``/healthz``
-and ``/metrics`` need the token: ``?token=``, ``Authorization: Bearer``, or the cookie the
-page sets after a token in its URL was accepted.
+take ``dossier=`` (repeatable; ``-`` = no dossier) and ``severity=`` (minimum) filters),
+``/healthz``, and ``/metrics`` (Prometheus text of this process: ``seismo_live_clients``).
+All but ``/healthz`` and ``/metrics`` need the token: ``?token=``, ``Authorization: Bearer``,
+or the cookie the page sets after a token in its URL was accepted.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ PAGE = Path(__file__).with_name("static") / "live.html"
 COOKIE = "seismo_live"
 PUBLIC = frozenset({"/healthz", "/metrics"})  # no token: probes and Prometheus scrapes
 MAX_EVIDENCE = 3
+NO_DOSSIER = "-"  # the dossier filter's value for alerts outside every dossier
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Filter:
         return cls(dossiers, sev)
 
     def matches(self, entry: dict[str, Any]) -> bool:
-        if self.dossiers and entry.get("dossier") not in self.dossiers:
+        if self.dossiers and (entry.get("dossier") or NO_DOSSIER) not in self.dossiers:
             return False
         if self.min_severity is None:
             return True

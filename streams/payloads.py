@@ -15,6 +15,7 @@ from typing import Any
 
 from seismo.contracts import Alert
 from seismo.watchlist import Watchlist
+from streams.stories import domain_of, links_in
 
 CONTRACT = "dossier-update-requested.v1"
 EVENT_TYPE = "dossier.update_requested"
@@ -89,11 +90,30 @@ def _voices(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(voices, key=lambda v: (-v["posts"], v["author"]))
 
 
+def _links(alert: Alert, evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """URLs the posts share, with counts, most shared first: the story's own count when the
+    alert carries it, else counted in the evidence texts (a post's own ``url`` is no link
+    it shares)."""
+    if alert.links:
+        return [link.model_dump() for link in alert.links]
+    counts: Counter[str] = Counter()
+    for e in evidence:
+        counts.update(links_in(str(e.get("text", "")), e.get("url")))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [{"url": u, "domain": domain_of(u), "count": c} for u, c in ranked]
+
+
+def _newest_first(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Evidence newest first (ties by post id), as the contract says."""
+    by_id = sorted(evidence, key=lambda e: str(e.get("post_id", "")))
+    return sorted(by_id, key=lambda e: str(e.get("created_at", "")), reverse=True)
+
+
 def dossier_update(
     alert: Alert, raw: dict[str, Any], watchlist: Watchlist | None = None
 ) -> dict[str, Any]:
     """The writer webhook body for one alert version (``raw`` = the alert record as JSON)."""
-    evidence = [e for e in raw.get("evidence", []) if isinstance(e, dict)]
+    evidence = _newest_first([e for e in raw.get("evidence", []) if isinstance(e, dict)])
     dossier: dict[str, Any] | None = None
     if alert.dossier:
         d = watchlist.dossier(alert.dossier) if watchlist else None
@@ -129,7 +149,11 @@ def dossier_update(
         "raised_at": alert.raised_at.isoformat(),
     }
     why.update({k: raw[k] for k in WHY_EXTRAS if raw.get(k) is not None})
-    return {
+    links = _links(alert, evidence)
+    domains: Counter[str] = Counter()
+    for link in links:
+        domains[link["domain"]] += link["count"]
+    body = {
         "type": EVENT_TYPE,
         "contract": CONTRACT,
         "request_id": idempotency_key(alert),
@@ -145,7 +169,13 @@ def dossier_update(
         "claims": claims,
         "voices": _voices(evidence),
         "evidence": evidence,
+        "headline": alert.headline or alert.label,
+        "links": links,
+        "domains": dict(domains.most_common()),
     }
+    if alert.changes is not None:
+        body["changes"] = alert.changes.model_dump(mode="json")
+    return body
 
 
 def slack_message(
@@ -153,7 +183,7 @@ def slack_message(
 ) -> dict[str, Any]:
     """A Slack incoming-webhook message (``text`` fallback + Block Kit ``blocks``)."""
     where = f" · {alert.dossier}" if alert.dossier else ""
-    title = f"[{alert.severity.upper()}] {alert.status}: {alert.label}{where}"
+    title = f"[{alert.severity.upper()}] {alert.status}: {alert.headline or alert.label}{where}"
     text = f"{title} — {alert.observed} posts vs {alert.expected:.1f} expected"
     lines = []
     for e in alert.evidence[:max_evidence]:

@@ -29,6 +29,7 @@ def detector_params(settings: Settings) -> DetectorParams:
         warmup_seconds=settings.warmup_seconds,
         cooldown_seconds=settings.cooldown_seconds,
         quiet_seconds=settings.quiet_seconds,
+        story_update_seconds=settings.story_update_seconds,
         evidence_size=settings.evidence_size,
         sketch_width=1 << settings.sketch_width_bits,
         sketch_depth=settings.sketch_depth,

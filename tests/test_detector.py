@@ -454,7 +454,7 @@ def test_sparse_stream_fires_on_a_few_posts() -> None:
         for m, t in ((0, "Zephyr down?"), (2, "Zephyr network outage"), (4, "Is Zephyr down"))
     ]
     alerts = run(engine(), sorted(posts + news, key=lambda c: c.post.created_at))
-    assert [a.label for a in opened(alerts)] == ["zephyr"]
+    assert [(a.key, a.label) for a in opened(alerts)] == [("term:zephyr", "Zephyr network outage")]
     assert onset + timedelta(minutes=2) <= alerts[0].raised_at <= onset + timedelta(minutes=4)
 
 

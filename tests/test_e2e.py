@@ -64,12 +64,14 @@ def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> 
             # no alert for the background chatter
             assert all("burst" in e["post_id"] for al in rx.requests for e in al["evidence"][:3])
 
+            # every version is on alerts.v1 and in the worker's file; the webhook gets those
+            # the story throttle lets through (issue 17)
             written = [json.loads(x) for x in out.read_text().splitlines()]
-            assert {(w["id"], w["version"]) for w in written} == {
+            assert {(w["id"], w["version"]) for w in written if w.get("deliver", True)} == {
                 (r["id"], r["version"]) for r in rx.requests
             }
             worker_file = (tmp_path / "worker-alerts.jsonl").read_text().splitlines()
-            assert len(worker_file) == len(rx.requests)
+            assert len(worker_file) == len(written)
             # each alert version delivered exactly once
             assert len({(r["id"], r["version"]) for r in rx.requests}) == len(rx.requests)
 

@@ -170,10 +170,18 @@ def test_eval_bursts_takes_several_events_files(
         "pre_onset_days": hit["pre_onset_days"],
         "pre_onset_per_day": 0.0,
         "pre_onset": [],
+        # issue 17: the stream's stories
+        "stories_opened": 1,
+        "stream_days": s_line["stream_days"],
+        "stories_per_day": s_line["stories_per_day"],
+        "max_stories_in_a_day": 1,
+        "delivered_versions": s_line["delivered_versions"],
+        "unreadable_headlines": [],
     }
+    assert hit["stories_24h"] == 1 and 1 <= hit["delivered_24h"] <= s_line["delivered_versions"]
     assert miss["event"] == "never happens" and miss["posts_to_detection"] is None
     assert t_line["stream"] == "t.jsonl" and len(t_line["pre_onset"]) == miss["pre_onset_alerts"]
-    assert any("glm-5" in a["label"] or "glm-5" in a["terms"] for a in t_line["pre_onset"])
+    assert any("glm-5" in a["label"].lower() or "glm-5" in a["terms"] for a in t_line["pre_onset"])
     assert total["total"] == 2 and total["detected_within_8_posts"] == 1
     assert total["median_posts_to_detection"] is None  # one of two missed: infinite
 

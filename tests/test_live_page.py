@@ -76,6 +76,26 @@ def test_live_page_shows_a_new_alert(
     asyncio.run(ensure_topics(settings))
     earlier = make_alert(1, id="earlier", dossier="ai-chips", severity="medium")
     fresh = make_alert(1, id="fresh", severity="critical")
+    curve = [
+        {"start": f"2026-05-01T10:{5 * i:02d}:00Z", "count": c} for i, c in enumerate([1, 4, 2])
+    ]
+    loose = make_alert(
+        1,
+        id="loose",
+        dossier=None,
+        severity="low",
+        headline="Tornado emergency for Moore, Oklahoma",
+        counts_curve=curve,
+        links=[{"url": "https://news.example.com/moore", "domain": "news.example.com", "count": 3}],
+        evidence=[
+            {
+                "post_id": "x:9",
+                "source": "x",
+                "created_at": "2026-05-01T10:05:00Z",
+                "text": "Tornado on the ground",
+            }
+        ],
+    )
 
     async def produce(p: AIOKafkaProducer, a: Alert) -> None:
         await p.send_and_wait(topic, a.to_bytes(), key=a.id.encode())
@@ -131,6 +151,26 @@ def test_live_page_shows_a_new_alert(
                 await page.wait_for_selector('[data-alert-id="fresh"]', state="detached")
                 await page.wait_for_selector('[data-alert-id="earlier"]')
                 assert "dossier=ai-chips" in page.url
+                # issue 17: a story card without a dossier, its headline, curve, stance,
+                # links; authorless evidence is not "? on x"; the "no dossier" filter
+                await produce(producer, loose)
+                await page.select_option("#dossier", "-")
+                card = page.locator('[data-alert-id="loose"]')
+                await card.wait_for(timeout=10_000)
+                assert await page.locator("article.alert").count() == 1
+                text = await card.inner_text()
+                assert "Tornado emergency for Moore, Oklahoma" in text
+                assert await card.get_attribute("data-contested") == "1"  # support and deny
+                assert "stance: support 1 · deny 1" in text and "sources: bluesky 2" in text
+                assert "https://news.example.com/moore (3)" in text
+                assert "? on" not in text and "x: Tornado" in text
+                assert await card.locator("svg.spark polyline").count() == 1
+                await page.select_option("#severity", "critical")  # none left: says so
+                await page.wait_for_selector('[data-alert-id="loose"]', state="detached")
+                await page.wait_for_function(
+                    "document.getElementById('empty').textContent.includes('match this filter')"
+                )
+                assert await page.locator("#empty").is_visible()
                 await browser.close()
             return took
         finally:

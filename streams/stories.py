@@ -1,0 +1,202 @@
+"""What makes a run of bursts one story, and what a reader is told about it. Pure logic.
+
+The :class:`~streams.alertbook.AlertBook` keeps one story per real-world event: a burst
+joins a story (open, or resolved not longer than a horizon ago) that holds its key, whose
+posts it shares, whose links or authors its posts carry, or whose words it uses (a cosine
+over term counts: the story's running centroid against the burst's posts). This module
+holds the pieces that need no book: the similarity, the links in a post, the story's
+headline, and the throttle that decides which versions go to the sinks and says what
+changed since the previous delivered one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from models.text import STOP_WORDS
+from seismo.contracts import Changes, Severity, Stance, StanceShift
+
+_URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+_LEAD = re.compile(r"^(?:(?:rt|via)\b:?\s*)?(?:@\w+:?\s*)+", re.IGNORECASE)
+_MENTION_RT = re.compile(r"\bRT\s+@\w+:?\s*")
+_SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"[A-Za-z][\w'\u2019-]*")
+HEADLINE_CHARS = 110
+SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
+
+
+def links_in(text: str, own: str | None = None) -> list[str]:
+    """The URLs a post's text shares, in order, without trailing punctuation and without
+    the post's own address ``own``."""
+    out: list[str] = []
+    for m in _URL.findall(text):
+        url = m.rstrip(").,;:!?…]")
+        if url != own and url not in out and urlsplit(url).hostname:
+            out.append(url)
+    return out
+
+
+def domain_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower().removeprefix("www.")
+
+
+def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """Cosine of two sparse term-count vectors (sublinear: log1p of each count)."""
+    if len(a) > len(b):
+        a, b = b, a
+    dot = sum(math.log1p(x) * math.log1p(b[k]) for k, x in a.items() if k in b)
+    if dot == 0.0:
+        return 0.0
+    na = math.sqrt(sum(math.log1p(x) ** 2 for x in a.values()))
+    nb = math.sqrt(sum(math.log1p(x) ** 2 for x in b.values()))
+    return dot / (na * nb)
+
+
+def prune(counts: Counter[str], keep: int) -> None:
+    """Bound a term counter: past twice ``keep`` entries, keep the ``keep`` largest (ties
+    by name, so the result never depends on insertion order)."""
+    if len(counts) > 2 * keep:
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:keep]
+        counts.clear()
+        counts.update(dict(top))
+
+
+def clean_text(text: str) -> str:
+    """A post's text as a headline: no retweet prefix, leading mentions or links, one line,
+    at most ``HEADLINE_CHARS`` characters (cut at a word, with an ellipsis)."""
+    t = _URL.sub(" ", text)
+    t = _MENTION_RT.sub(" ", t)
+    t = _SPACE.sub(" ", t).strip()
+    t = _LEAD.sub("", t).strip(" :-|")
+    if len(t) > HEADLINE_CHARS:
+        cut = t[: HEADLINE_CHARS - 1]
+        t = (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:-") + "…"
+    return t
+
+
+def readable(text: str) -> bool:
+    """At least three words, two of them content words (not stop words or contractions)."""
+    ws = _WORD.findall(text)
+    content = [w for w in ws if len(w) >= 3 and w.lower() not in STOP_WORDS and "'" not in w]
+    return len(ws) >= 3 and len(content) >= 2
+
+
+def phrase(terms: Sequence[str]) -> str | None:
+    """A multi-word name from leading terms: the first phrase of content words, else the
+    first three content terms joined."""
+
+    def ok(w: str) -> bool:
+        return len(w) >= 3 and w not in STOP_WORDS and "'" not in w and "\u2019" not in w
+
+    for t in terms:
+        parts = t.split()
+        if len(parts) >= 2 and all(ok(p) for p in parts):
+            return t
+    words = [t for t in terms if ok(t)]
+    return " · ".join(words[:3]) if len(words) >= 2 else None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One post the headline may come from."""
+
+    text: str
+    weight: float  # how central: its terms' weight in the story
+    original: bool  # the first of its near-duplicate cluster
+    ts: float
+
+
+def headline(candidates: Iterable[Candidate], terms: Sequence[str], fallback: str) -> str:
+    """The most central readable original post (cleaned), else a phrase of the story's
+    leading terms, else ``fallback`` (its opening key's label)."""
+    best: tuple[float, float, str] | None = None
+    for c in candidates:
+        text = clean_text(c.text)
+        if not readable(text):
+            continue
+        rank = (c.weight * (1.0 if c.original else 0.8), -c.ts, text)
+        if best is None or rank > best:
+            best = rank
+    if best is not None:
+        return best[2]
+    return phrase(terms) or fallback
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A story as its previous delivered version told it."""
+
+    version: int
+    ts: float
+    severity: int
+    posts: int
+    independent: int
+    sources: frozenset[str]
+    links: frozenset[str]
+    claims: frozenset[str]
+    stances: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Throttle:
+    update_seconds: float = 1800.0
+    stance_share: float = 0.2  # a stance's share moving this much is a shift...
+    stance_posts: int = 5  # ...among at least this many posts with a stance
+    growth: float = 0.25  # a plain update needs this many more independent posts (share)
+    min_growth: int = 3  # (and at least this many)
+
+    def shifts(self, before: Mapping[str, int], after: Mapping[str, int]) -> list[StanceShift]:
+        n0, n1 = sum(before.values()), sum(after.values())
+        if n1 < self.stance_posts:
+            return []
+        out = []
+        for s in ("support", "deny", "query", "comment"):
+            b = before.get(s, 0) / n0 if n0 else 0.0
+            a = after.get(s, 0) / n1
+            if abs(a - b) >= self.stance_share:
+                out.append(StanceShift(stance=_stance(s), before=round(b, 3), after=round(a, 3)))
+        return out
+
+    def decide(
+        self, prev: Sent | None, now: Sent, status: str, reopened: bool
+    ) -> tuple[bool, str | None, Changes | None]:
+        """Whether the version ``now`` goes to the sinks, why, and what changed since
+        ``prev`` (the previous delivered version; None before the first)."""
+        if prev is None:
+            return True, "open", None
+        changes = Changes(
+            since_version=prev.version,
+            new_posts=max(0, now.posts - prev.posts),
+            new_independent_posts=max(0, now.independent - prev.independent),
+            new_sources=sorted(now.sources - prev.sources),
+            new_links=sorted(now.links - prev.links)[:10],
+            new_claims=sorted(now.claims - prev.claims),
+            stance_shift=self.shifts(dict(prev.stances), dict(now.stances)),
+            severity_from=SEVERITIES[prev.severity] if now.severity != prev.severity else None,
+        )
+        if status == "resolved":
+            return True, "resolved", changes
+        if reopened:
+            return True, "reopened", changes
+        if now.severity > prev.severity:
+            return True, "severity", changes
+        if changes.new_claims:
+            return True, "claim", changes
+        if changes.stance_shift:
+            return True, "stance", changes
+        grown = changes.new_independent_posts >= max(
+            self.min_growth, math.ceil(self.growth * prev.independent)
+        )
+        if now.ts - prev.ts >= self.update_seconds and (grown or changes.new_sources):
+            return True, "update", changes
+        return False, None, changes
+
+
+def _stance(s: str) -> Stance:
+    assert s in ("support", "deny", "query", "comment")
+    return s  # type: ignore[return-value]
