@@ -30,7 +30,17 @@ from functools import cached_property
 
 from seismo.contracts import Alert, CountPoint, Evidence, Link, Severity, SignalKind, Stance
 from streams.features import label_words
-from streams.stories import Candidate, Sent, Throttle, cosine, domain_of, headline, links_in, prune
+from streams.stories import (
+    Candidate,
+    Sent,
+    Throttle,
+    cosine,
+    domain_of,
+    headline,
+    headline_text,
+    links_in,
+    prune,
+)
 
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 _KIND_RANK = {"claim": 0, "stance": 1, "dossier": 2, "term": 3}
@@ -57,6 +67,11 @@ class PostRef:
     def items(self) -> frozenset[str]:
         """The same items as a set (made when first asked: most posts never are)."""
         return frozenset(self.ordered)
+
+    @cached_property
+    def terms(self) -> tuple[str, ...]:
+        """Its items without the tracked keys (dossiers, claims), in order."""
+        return tuple(i for i in self.ordered if not i.startswith(_TRACKED))
 
     @classmethod
     def of(
@@ -523,15 +538,19 @@ class AlertBook:
     def _headline(al: _Open, posts: list[PostRef], terms: list[str], op: Burst) -> str:
         """A readable name: its most central post (weighted by the story's term counts),
         else a phrase of its terms, else its opening key's label."""
-        weights = al.terms
+        logs = {t: math.log1p(n) for t, n in al.terms.items()}  # (bounded: the top terms)
 
         def weight(r: PostRef) -> float:
-            items = [i for i in r.ordered if not i.startswith(_TRACKED)]
+            items = r.terms
             if not items:
                 return 0.0
-            return sum(math.log1p(weights.get(i, 0)) for i in items) / math.sqrt(len(items))
+            return sum(logs.get(i, 0.0) for i in items) / math.sqrt(len(items))
 
-        cands = (Candidate(r.text, weight(r), r.cluster == r.post_id, r.ts) for r in posts)
+        cands = (
+            Candidate(r.text, weight(r), r.cluster == r.post_id, r.ts)
+            for r in posts
+            if headline_text(r.text) is not None  # (the weight only where it may count)
+        )
         return headline(cands, terms, label_words(op.label))
 
     @staticmethod

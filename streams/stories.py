@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from models.text import STOP_WORDS
@@ -79,6 +80,14 @@ def clean_text(text: str) -> str:
     return t
 
 
+@lru_cache(maxsize=8192)
+def headline_text(text: str) -> str | None:
+    """A post's text cleaned for a headline, or None when it is not :func:`readable`
+    (a pure function of the text, remembered: a story asks again at every version)."""
+    cleaned = clean_text(text)
+    return cleaned if readable(cleaned) else None
+
+
 def readable(text: str) -> bool:
     """At least three words, two of them content words (not stop words or contractions)."""
     ws = _WORD.findall(text)
@@ -116,8 +125,8 @@ def headline(candidates: Iterable[Candidate], terms: Sequence[str], fallback: st
     leading terms, else ``fallback`` (its opening key's label)."""
     best: tuple[float, float, str] | None = None
     for c in candidates:
-        text = clean_text(c.text)
-        if not readable(text):
+        text = headline_text(c.text)
+        if text is None:
             continue
         rank = (c.weight * (1.0 if c.original else 0.8), -c.ts, text)
         if best is None or rank > best:
