@@ -7,10 +7,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from seismo.broker import free_port
 from tests.helpers import SHARED_DATA
 from tests.timeouts import BROKER_START
+
+# Property tests judge results, never speed: no per-example deadline and no "too slow"
+# health check (on a loaded CI machine an example can take seconds). Example counts stay
+# as each test sets them.
+settings.register_profile(
+    "seismo", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("seismo")
 
 
 @pytest.fixture(scope="session")
