@@ -174,6 +174,8 @@ class _Open:
     emitted: tuple[int, int, int, int, int, float] = (0, 0, 0, 0, 0, 0.0)
     last: Alert | None = None  # the version last emitted, as it was sent
     terms: Counter[str] = field(default_factory=Counter)  # its posts' items (the centroid)
+    stances: Counter[str] = field(default_factory=Counter)  # of the posts it keeps
+    best: Burst | None = None  # its strongest key's burst (the first of equals), kept up to date
     links: Counter[str] = field(default_factory=Counter)  # URLs its posts share
     sent: Sent | None = None  # the version last delivered to the sinks
     reopened: bool = False  # resolved, then joined again: the next version says so
@@ -241,9 +243,9 @@ class AlertBook:
             self.open[aid] = _Open(id=aid, opened=b, bucket=bucket, last_hot=b.ts)
             out += self._evict(b.ts, keep=aid)
         al = self.open[aid]
-        best = al.keys.get(b.key)
-        if best is None or b.score > best.score:
-            al.keys[b.key] = b
+        held = al.keys.get(b.key)
+        if held is None or b.score > held.score:
+            _set_key(al, b.key, b)
         self.key_alert[b.key] = aid
         al.last_hot = max(al.last_hot, b.ts)
         for ref in b.posts:
@@ -321,7 +323,7 @@ class AlertBook:
                     continue
                 for key, b in young.keys.items():
                     if key not in old.keys or b.score > old.keys[key].score:
-                        old.keys[key] = b
+                        _set_key(old, key, b)
                     self.key_alert[key] = old.id
                 for ref in young.posts.values():
                     self._add_post(old, ref)
@@ -337,15 +339,19 @@ class AlertBook:
         if ref.post_id in al.posts:
             return
         al.posts[ref.post_id] = ref
+        if ref.stance:
+            al.stances[ref.stance] += 1
         if len(al.posts) > self.p.max_alert_posts:
-            al.posts.popitem(last=False)
+            _, gone = al.posts.popitem(last=False)
+            if gone.stance:
+                al.stances[gone.stance] -= 1
         al.total += 1
         author = ref.author or ref.post_id
         if ref.cluster not in al.clusters and author not in al.authors:
             al.independent += 1
         al.clusters.add(ref.cluster)
         al.authors.add(author)
-        al.terms.update(i for i in ref.ordered if not i.startswith(_TRACKED))
+        al.terms.update(ref.terms)
         prune(al.terms, self.p.story_terms)
         al.links.update(links_in(ref.text, ref.url))
         prune(al.links, self.p.story_links)
@@ -404,7 +410,8 @@ class AlertBook:
         return al.independent
 
     def _severity(self, al: _Open) -> Severity:
-        best = max(al.keys.values(), key=lambda k: k.score)
+        best = al.best
+        assert best is not None
         size = self._size(al)
         points = 0
         points += (best.score >= 8) + (best.score >= 16)
@@ -596,7 +603,19 @@ _TRACKED = ("dossier:", "claim:")
 
 
 def _stances(al: _Open) -> dict[str, int]:
-    return dict(Counter(r.stance for r in al.posts.values() if r.stance))
+    """The stance mix of the posts the story keeps, by stance name."""
+    return {s: n for s, n in sorted(al.stances.items()) if n}
+
+
+def _set_key(al: _Open, key: str, b: Burst) -> None:
+    """Hold ``b`` as ``key``'s burst in ``al`` and keep ``al.best`` what
+    ``max(al.keys.values(), key=score)`` gives: the first of the highest scores."""
+    al.keys[key] = b
+    best = al.best
+    if best is None or b.score > best.score:
+        al.best = b
+    elif b.score == best.score:  # (ties: the first in the keys' order wins)
+        al.best = max(al.keys.values(), key=lambda k: k.score)
 
 
 def _tracked(al: _Open) -> int:
