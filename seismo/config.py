@@ -213,6 +213,12 @@ class Settings(BaseSettings):
     warmup_seconds: int = Field(
         default=2 * 3600, ge=0, description="event time watched before anything is raised"
     )
+    detector_max_lateness_seconds: int = Field(
+        default=1800,
+        ge=0,
+        description="a post further behind the detector's current bucket than this is not "
+        "counted (counted as too late instead); a later one counts in the current bucket",
+    )
     evidence_size: int = Field(default=12, ge=1)
     max_terms_per_post: int = Field(default=16, ge=1)
     sketch_width_bits: int = Field(default=16, ge=8, le=24, description="2^bits cells per row")

@@ -343,7 +343,7 @@ def register(
     ) -> None:
         """Run the posts of one partition through its engine, send the alerts, checkpoint."""
         partition = last.message.partition
-        repeats = engine.repeats
+        repeats, too_late = engine.repeats, engine.too_late
         alerts: list[Alert] = []
         try:
             alerts = engine.observe_many(cp for _, cp in posts)
@@ -355,6 +355,8 @@ def register(
             engine.offset = max(engine.offset, last.message.offset)
         if engine.repeats > repeats:  # re-emitted by ingest after a crash: counted once
             metrics.duplicates.labels("detect").inc(engine.repeats - repeats)
+        if engine.too_late > too_late:  # too far behind the detector's clock: not counted
+            metrics.too_late.inc(engine.too_late - too_late)
         await send_alerts(alerts)
         if time.monotonic() - saved_at[partition] >= settings.detector_checkpoint_seconds:
             # the alerts raised so far must be on the broker before a checkpoint says their
