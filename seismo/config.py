@@ -18,7 +18,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -158,6 +165,18 @@ class Settings(BaseSettings):
     topic_retention_bytes: int = Field(
         default=1 << 30,
         description="per-partition size cap; time retention is off since records carry event time",
+    )
+    topic_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="replicas of each topic seismo creates (Faust's changelogs too); 3 on a "
+        "cluster of 3 or more brokers",
+    )
+    topic_min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="min.insync.replicas of each topic seismo creates: with acks=all a write "
+        "succeeds only once this many replicas have it (2 with 3 replicas)",
     )
 
     # --- embedded broker ---------------------------------------------------------------
@@ -381,6 +400,16 @@ class Settings(BaseSettings):
         if v and not all(c.isalnum() or c in "-_." for c in v):
             raise ValueError("namespace may hold letters, digits, '-', '_' and '.' only")
         return v
+
+    @model_validator(mode="after")
+    def _replicas_ok(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"topic_min_insync_replicas ({self.topic_min_insync_replicas}) cannot exceed "
+                f"topic_replication_factor ({self.topic_replication_factor}): no write would "
+                "ever succeed"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

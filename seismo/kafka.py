@@ -90,8 +90,11 @@ async def ensure_topics(
             NewTopic(
                 spec.name,
                 num_partitions=spec.partitions,
-                replication_factor=1,
-                topic_configs=spec.configs,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs={
+                    **spec.configs,
+                    "min.insync.replicas": str(settings.topic_min_insync_replicas),
+                },
             )
             for spec in wanted
             if spec.name not in existing
