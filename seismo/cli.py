@@ -41,6 +41,9 @@ def _setup_logging(verbose: int) -> None:
     )
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from seismo.kafka import quiet_kafka
+
+    quiet_kafka()  # a broker outage: one line saying so, not ten aiokafka errors a second
 
 
 # --- broker ---------------------------------------------------------------------------
