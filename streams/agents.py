@@ -356,7 +356,7 @@ def register(
         if engine.repeats > repeats:  # re-emitted by ingest after a crash: counted once
             metrics.duplicates.labels("detect").inc(engine.repeats - repeats)
         if engine.too_late > too_late:  # too far behind the detector's clock: not counted
-            metrics.too_late.inc(engine.too_late - too_late)
+            metrics.too_late.labels(str(partition)).inc(engine.too_late - too_late)
         await send_alerts(alerts)
         if time.monotonic() - saved_at[partition] >= settings.detector_checkpoint_seconds:
             # the alerts raised so far must be on the broker before a checkpoint says their

@@ -254,12 +254,15 @@ class BurstEngine:
         new_key = self.seen.add
         for cp in cps:
             post = cp.post
+            key = post.key
             ts = post.created_at.timestamp()
             bucket = int(ts // size)
             if self.start is not None and bucket < self.bucket - late_buckets:
-                self.too_late += 1
+                if key in self.seen:  # re-sent after a crash: a repeat, not a late post
+                    self.repeats += 1
+                else:
+                    self.too_late += 1
                 continue
-            key = post.key
             if not new_key(key):
                 self.repeats += 1
                 continue
