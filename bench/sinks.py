@@ -154,7 +154,11 @@ async def _run(alerts: list[Alert], rate: float, faulty: bool, serial: bool) -> 
                     parked += await sinks.deliver(alert)
                 else:
                     sinks.hand_off(_handoff(alert, table, parked))
+            deadline = time.perf_counter() + 120.0
             while len(rx.arrived) < len(alerts):
+                if time.perf_counter() > deadline:
+                    missing = sorted(set(sent_at) - set(rx.arrived))
+                    raise SystemExit(f"{len(missing)} versions never arrived: {missing[:5]}")
                 await asyncio.sleep(0.01)
             wall = time.perf_counter() - t0
             await sinks.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from seismo.broker import EmbeddedKafka, KafkaCluster, free_port
+from seismo.broker import EmbeddedKafka, KafkaCluster
 from seismo.contracts import ALERTS, ALERTS_DLQ, DLQ, POSTS_RAW
 from tests.helpers import (
     DRAIN_WAIT,
@@ -27,6 +27,7 @@ from tests.helpers import (
     read_to_end,
     spawn_seismo,
     wait_until,
+    worker_env_for,
     write_jsonl,
 )
 from tests.timeouts import BROKER_START, COMMAND_FINISHES, RECORD_ARRIVES
@@ -77,12 +78,7 @@ def test_three_brokers_lose_two_leaders_and_nothing_is_lost_or_doubled(tmp_path:
     with KafkaCluster(tmp_path / "kafka", 3, heap="256m") as cluster:
         boot = cluster.bootstrap
         env = {
-            "SEISMO_KAFKA_BOOTSTRAP": boot,
-            "SEISMO_NAMESPACE": ns,
-            "SEISMO_DATA_DIR": str(tmp_path / "seismo"),
-            "SEISMO_WEB_PORT": str(free_port()),
-            "SEISMO_TOPIC_PARTITIONS": "2",
-            "SEISMO_CLASSIFIER": "keyword",
+            **worker_env_for(boot, ns, tmp_path),
             "SEISMO_TOPIC_REPLICATION_FACTOR": "3",
             "SEISMO_TOPIC_MIN_INSYNC_REPLICAS": "2",
         }
