@@ -167,7 +167,7 @@ async def _run(alerts: list[Alert], rate: float, faulty: bool, serial: bool) -> 
     if serial:
         delays = [rx.arrived[k] - (t0 + i / rate) for i, k in enumerate(sent_at)]
     name = ("serial" if serial else "lanes") + (": refusing + hanging + healthy" if faulty else "")
-    return _summary(name or "lanes", delays, parked_so_far=len(parked), seconds=round(wall, 1))
+    return _summary(name, delays, parked_so_far=len(parked), seconds=round(wall, 1))
 
 
 def bench_sink_isolation(args: argparse.Namespace) -> None:
