@@ -5,6 +5,7 @@
     python -m bench memory [--terms N]                detector memory at N distinct terms
     python -m bench e2e [--posts N] [--classifier C] [--batch B]  replay -> Kafka -> worker
     python -m bench delivery [--alerts N]             signed writer webhooks to a verifying receiver
+    python -m bench sink-isolation [--rate R]         a webhook beside a refusing and a hanging one
     python -m bench connect [--source S] [--posts N]  connector clients vs loopback fakes
     python -m bench xpush [--posts N] [--batch B]     x-push endpoint -> embedded Kafka, acked
     python -m bench classify [--file F] [--posts N]   the classify step: keyword, cascade, full
@@ -31,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from random import Random
 
-from bench import connectors, heldout, xpush
+from bench import connectors, heldout, sinks, xpush
 from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Alert, Post
@@ -370,39 +371,11 @@ def bench_delivery(args: argparse.Namespace) -> None:
     from aiohttp import web
     from prometheus_client import CollectorRegistry
 
-    from seismo.contracts import Alert
     from seismo.metrics import Metrics
     from seismo.verify import verify_signature
     from streams.delivery import AlertSinks, RetryPolicy, WebhookSink
 
-    t0 = datetime(2026, 5, 1, tzinfo=UTC)
-    evidence = [
-        {"post_id": f"x:{i}", "source": "x", "created_at": t0.isoformat(), "text": " ".join(WORDS)}
-        for i in range(12)
-    ]
-    alerts = [
-        Alert.model_validate(
-            {
-                "id": f"a{i}",
-                "kind": "claim",
-                "key": "claim:c",
-                "label": "c",
-                "terms": WORDS[:5],
-                "dossier": "china-ai-rising",
-                "claim": "glm5-trained-on-ascend",
-                "window_start": t0,
-                "window_seconds": 3600,
-                "raised_at": t0,
-                "first_seen": t0,
-                "observed": 12,
-                "expected": 0.5,
-                "score": 9.0,
-                "evidence": evidence,
-                "detected_at": t0,
-            }
-        )
-        for i in range(args.alerts)
-    ]
+    alerts = sinks.bench_alerts(args.alerts, words=WORDS)
 
     async def go() -> float:
         got = 0
@@ -443,7 +416,7 @@ def bench_delivery(args: argparse.Namespace) -> None:
             {
                 "bench": "delivery",
                 "alerts": args.alerts,
-                "evidence_posts": len(evidence),
+                "evidence_posts": len(alerts[0].evidence),
                 "seconds": round(dt, 3),
                 "alerts_per_s": round(args.alerts / dt),
                 "ms_per_alert": round(1000 * dt / args.alerts, 2),
@@ -494,6 +467,7 @@ def main() -> None:
     dl.set_defaults(func=bench_delivery)
     connectors.register(sub)
     xpush.register(sub)
+    sinks.register(sub)
     heldout.register(sub)
     c = sub.add_parser("classify", help="the classify step: keyword vs cascade vs full model")
     c.add_argument("--file", help="JSONL posts (default: the Oklahoma replay, else synthetic)")

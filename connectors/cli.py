@@ -8,8 +8,6 @@ import importlib
 import json
 import logging
 import signal
-import time
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -26,6 +24,7 @@ from connectors.base import (
 from seismo.cliutil import progress, settings_from
 from seismo.config import Settings
 from seismo.errors import SeismoError
+from seismo.kafka import quiet_kafka
 from seismo.metrics import Metrics, serve_metrics
 
 log = logging.getLogger(__name__)
@@ -46,44 +45,13 @@ SOURCES: dict[str, str] = {
 # atproto SDK fetches a zstd dictionary on every Jetstream connect); prawcore warns about
 # each retry in a 370-character line before the error we log ourselves anyway
 LIBRARY_LOG_LEVELS = {"httpx": logging.WARNING, "prawcore": logging.ERROR}
-# aiokafka logs an ERROR per connection attempt (tens a second with the broker down): the
-# first of each kind is kept, repeats within a minute are counted into the next one shown
-KAFKA_LOGGERS = ("aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.producer.sender")
-
-
-class FirstOfRepeats(logging.Filter):
-    """Pass a message (by logger and format string) at most once per ``window`` seconds;
-    the next one shown says how many were held back."""
-
-    def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        super().__init__()
-        self.window, self.clock = window, clock
-        self._shown: dict[tuple[str, str], float] = {}
-        self._held: dict[tuple[str, str], int] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, str(record.msg))
-        now = self.clock()
-        last = self._shown.get(key)
-        if last is not None and now - last < self.window:
-            self._held[key] = self._held.get(key, 0) + 1
-            return False
-        self._shown[key] = now
-        held = self._held.pop(key, 0)
-        if held:
-            record.msg = f"{record.msg} ({held} more like it in the last {self.window:.0f}s)"
-        return True
 
 
 def quiet_libraries() -> None:
     """Set the library log levels a connector process runs with (see above)."""
     for name, level in LIBRARY_LOG_LEVELS.items():
         logging.getLogger(name).setLevel(level)
-    repeats = FirstOfRepeats()
-    for name in KAFKA_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, FirstOfRepeats) for f in logger.filters):
-            logger.addFilter(repeats)
+    quiet_kafka()
 
 
 def build_source(name: str, settings: Settings) -> Source:

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 WWW = "https://www.reddit.com"
 PAGE = 100  # items in the first page praw's stream reads
+BAD_IDS = 100  # ids of items without a usable created_utc the cursor remembers, per stream
 KINDS = ("submissions", "comments")
 LISTINGS = {"submissions": "new", "comments": "comments"}  # the listing each stream reads
 
@@ -100,11 +101,13 @@ def fatal_or_retry(exc: Exception) -> Exception:
             f"Reddit sign-in refused: {exc.error} (check reddit_username / reddit_password)"
         )
     if isinstance(exc, prawcore.TooManyRequests):
-        after = exc.response.headers.get("retry-after")
-        return RetryableError(
-            "Reddit: HTTP 429 Too Many Requests",
-            retry_after=float(after) if after and after.replace(".", "").isdigit() else None,
-        )
+        # Retry-After if given, else when the rate-limit window resets (X-Ratelimit-Reset:
+        # seconds from now; Reddit often sends only that)
+        headers = exc.response.headers
+        after = _seconds(headers.get("retry-after"))
+        if after is None:
+            after = _seconds(headers.get("x-ratelimit-reset"))
+        return RetryableError("Reddit: HTTP 429 Too Many Requests", retry_after=after)
     if isinstance(exc, prawcore.BadJSON):
         url = exc.response.url.split("?")[0]
         return RetryableError(
@@ -169,12 +172,20 @@ class RedditSource:
         self.poll_seconds, self.timeout = poll_seconds, timeout
         self.queue_size = queue_size  # items the worker thread may run ahead of the consumer
         self.now = now
+        self._reddit: praw.Reddit | None = None  # one client: its token and rate-limit state
 
     def position(self, cursor: Cursor) -> float | None:
         marks = [cursor[k]["utc"] for k in KINDS if isinstance(cursor.get(k), dict)]
         return max(marks) if marks else None
 
     def _client(self) -> praw.Reddit:
+        """The one praw client of this source: a reconnect keeps its access token and what
+        prawcore knows of the rate limit (a new client would sign in again, from zero)."""
+        if self._reddit is None:
+            self._reddit = self._new_client()
+        return self._reddit
+
+    def _new_client(self) -> praw.Reddit:
         return praw.Reddit(
             client_id=self._client_id,
             client_secret=self._secret.get_secret_value(),
@@ -276,15 +287,20 @@ class RedditSource:
             data = vars(thing)
             fullname = str(thing.fullname)
             when = _utc(data)
-            if when is None:
-                yield Skip(f"{kind[:-1]} {fullname} has no usable created_utc", repr(data))
+            if when is None:  # unplaceable in time: remembered by id, so never again
+                if fullname in mark.get("bad", []):
+                    continue
+                mark["bad"] = [*mark.get("bad", []), fullname][-BAD_IDS:]
+                reason = f"{kind[:-1]} {fullname} has no usable created_utc"
+                yield Skip(reason, repr(data), copy.deepcopy(state))
                 continue
             utc = when
             if utc < mark["utc"] or (utc == mark["utc"] and fullname in mark["ids"]):
                 older += 1
                 continue
             ids = [*mark["ids"], fullname] if utc == mark["utc"] else [fullname]
-            state[kind] = mark = {"utc": utc, "ids": ids}
+            bad = {"bad": mark["bad"]} if mark.get("bad") else {}
+            state[kind] = mark = {"utc": utc, "ids": ids, **bad}
             try:
                 post = to_post(kind, data, now)
             except (KeyError, TypeError, ValueError, ValidationError) as exc:
@@ -297,6 +313,13 @@ class RedditSource:
                 f"more than {PAGE} {kind} since the cursor: the oldest of them may be missing",
                 copy.deepcopy(state),
             )
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _utc(data: dict[str, Any]) -> float | None:

@@ -17,6 +17,7 @@ added beside its keys. See :func:`to_post` for what wins when names clash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import logging
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from seismo.config import Settings
@@ -448,6 +450,21 @@ async def replay(
     )
     await producer.start()
     stats = ReplayStats()
+    failed: list[BaseException] = []  # sends Kafka did not take (a batch that expired)
+
+    def check(fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            failed.append(cast(BaseException, fut.exception()))
+
+    async def send(topic: str, value: bytes, **kw: Any) -> None:
+        fut = await producer.send(topic, value, **kw)
+        if fut.done():
+            check(fut)
+        else:
+            fut.add_done_callback(check)
+        if failed:
+            raise failed[0]
+
     raw_topic, dlq_topic = settings.topic(POSTS_RAW), settings.topic(DLQ)
     t0 = time.monotonic()
     last_report = t0
@@ -464,7 +481,7 @@ async def replay(
             stats.read += 1
             post = map_row(path, lineno, row, field_map=field_map, source=source)
             if isinstance(post, Rejected):
-                await producer.send(dlq_topic, post.letter.to_bytes())
+                await send(dlq_topic, post.letter.to_bytes())
                 stats.dead += 1
                 stats.reasons[post.kind] = stats.reasons.get(post.kind, 0) + 1
                 log_rejected(post, stats.reasons[post.kind])
@@ -480,7 +497,7 @@ async def replay(
                         await asyncio.sleep(delay)
             stats.first_event = stats.first_event or ev
             stats.last_event = ev
-            await producer.send(
+            await send(
                 raw_topic,
                 post.to_bytes(),
                 key=post.key.encode(),
@@ -493,7 +510,21 @@ async def replay(
                 progress(stats)
                 last_report = now
         await producer.flush()
+        await asyncio.sleep(0)  # the done callbacks of the last sends
+        if failed:
+            raise failed[0]
+    except KafkaError as exc:
+        failed.append(exc)
+        raise SeismoError(
+            f"Kafka did not take the posts ({type(exc).__name__}: {exc}) after {stats.read:,} "
+            f"rows read; stopped. Some posts may be missing from {raw_topic}: a rerun of the "
+            "same replay is safe (the worker skips a post it already has, by its key)"
+        ) from exc
     finally:
-        await producer.stop()
+        if failed:  # Kafka is gone: stop() would wait for the buffered batches to expire
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 10.0)
+        else:
+            await producer.stop()
     stats.seconds = time.monotonic() - t0
     return stats

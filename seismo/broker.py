@@ -433,8 +433,19 @@ class EmbeddedKafka:
         cache_dir: Path | None = None,
         log_to_console: bool = False,
         progress: Progress | None = None,
+        node_id: int = 1,
+        quorum: str | None = None,
+        cluster_id: str | None = None,
+        replication: int = 1,
     ) -> None:
+        """One node alone, or (``node_id``, ``quorum``: the controller.quorum.voters of every
+        node, ``cluster_id`` shared, ``replication`` of the internal topics) one node of a
+        cluster: see :class:`KafkaCluster`."""
         self.data_dir = Path(data_dir).expanduser().resolve()
+        self.node_id = node_id
+        self.quorum = quorum
+        self.given_cluster_id = cluster_id
+        self.replication = replication
         self.host = host
         self.port = port if port else free_port(host)
         self.controller_port = controller_port if controller_port else free_port(host)
@@ -654,6 +665,9 @@ class EmbeddedKafka:
 
     def _cluster_id(self) -> str:
         path = self.data_dir / _CLUSTER_ID_NAME
+        if self.given_cluster_id:
+            path.write_text(self.given_cluster_id + "\n", encoding="utf-8")
+            return self.given_cluster_id
         with contextlib.suppress(OSError):
             existing = path.read_text(encoding="utf-8").strip()
             if existing:
@@ -672,11 +686,12 @@ class EmbeddedKafka:
 
     def _write_properties(self) -> Path:
         h, p, c = self.host, self.port, self.controller_port
+        rf, isr = self.replication, min(self.replication, 2)
         lines = [
             "# Written by seismo.broker on every start; edits are overwritten.",
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{h}:{c}",
+            f"node.id={self.node_id}",
+            f"controller.quorum.voters={self.quorum or f'{self.node_id}@{h}:{c}'}",
             f"listeners=PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
             f"advertised.listeners=PLAINTEXT://{h}:{p}",
             "controller.listener.names=CONTROLLER",
@@ -689,12 +704,12 @@ class EmbeddedKafka:
             # only seismo creates topics (seismo/kafka.py ensure_topics), with its partition
             # counts and configs: one made by a metadata request would have 1 partition
             "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
+            f"offsets.topic.replication.factor={rf}",
             f"offsets.topic.num.partitions={_OFFSETS_PARTITIONS}",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={isr}",
+            f"share.coordinator.state.topic.replication.factor={rf}",
+            f"share.coordinator.state.topic.min.isr={isr}",
             "group.initial.rebalance.delay.ms=0",
             "",
         ]
@@ -835,3 +850,83 @@ class EmbeddedKafka:
             log.exception("cleanup after failed start failed")
             self._close_jvm_out()
             self._release_lock()
+
+
+class KafkaCluster:
+    """``size`` KRaft nodes on one host from the same cached jars: each a broker and a
+    controller (a controller quorum of ``size``), with its own ports and data dir
+    (``data_dir/node<i>``). Internal topics are replicated ``size`` times (min ISR 2), so
+    a cluster of 3 survives the loss of any one node. For tests and trials of seismo on a
+    real cluster; give ``bootstrap`` to seismo as ``kafka_bootstrap``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        size: int = 3,
+        *,
+        host: str = "127.0.0.1",
+        heap: str = "256m",
+        cache_dir: Path | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        ports: list[int] = []
+        while len(ports) < 2 * size:  # a port and a controller port per node, all different
+            port = free_port(host)
+            if port not in ports:
+                ports.append(port)
+        quorum = ",".join(f"{i + 1}@{host}:{ports[2 * i + 1]}" for i in range(size))
+        cluster_id = _new_cluster_id()
+        self.nodes = [
+            EmbeddedKafka(
+                Path(data_dir) / f"node{i + 1}",
+                host=host,
+                port=ports[2 * i],
+                controller_port=ports[2 * i + 1],
+                heap=heap,
+                cache_dir=cache_dir,
+                progress=progress,
+                node_id=i + 1,
+                quorum=quorum,
+                cluster_id=cluster_id,
+                replication=size,
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def node(self, node_id: int) -> EmbeddedKafka:
+        return self.nodes[node_id - 1]
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Start every node at once (a node is ready only when a quorum of controllers
+        is up) and block until each serves Kafka requests; on failure stop them all."""
+        errors: list[BaseException] = []
+
+        def start(node: EmbeddedKafka) -> None:
+            try:
+                node.start(timeout)
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(n,), daemon=True) for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise errors[0]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for node in self.nodes:
+            node.stop(timeout)
+
+    def __enter__(self) -> KafkaCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -41,6 +41,9 @@ def _setup_logging(verbose: int) -> None:
     )
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from seismo.kafka import quiet_kafka
+
+    quiet_kafka()  # a broker outage: one line saying so, not ten aiokafka errors a second
 
 
 # --- broker ---------------------------------------------------------------------------
@@ -183,7 +186,14 @@ def _field_map(items: list[tuple[str, str]]) -> dict[str, str]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from connectors.replay import ReplayStats, check_readable, parse_speed, replay
-    from seismo.collect import alert_end_offsets, pending_line, read_alerts, wait_drained
+    from seismo.collect import (
+        alert_end_offsets,
+        pending_line,
+        read_alerts,
+        wait_drained,
+        worker_counts,
+        worker_report,
+    )
     from seismo.kafka import ensure_topics
 
     settings = _settings(args)
@@ -200,10 +210,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     async def go() -> dict[str, Any]:
         start: dict[int, int] = {}
+        counts: dict[str, int] | str = "not asked"
         if args.alerts_out:
             # topics first: asking for alerts.v1's offsets must not meet a missing topic
             await ensure_topics(settings)
             start = await alert_end_offsets(settings)
+            counts = await worker_counts(settings)
         stats = await replay(
             settings,
             args.path,
@@ -231,6 +243,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     f.write(a.model_dump_json(exclude_none=True) + "\n")
             summary["alerts"] = len(alerts)
             summary["alerts_out"] = str(args.alerts_out)
+            lateness = settings.detector_max_lateness_seconds
+            summary["worker"] = worker_report(counts, await worker_counts(settings), lateness)
+            for note in summary["worker"].get("notes", []):
+                _progress(f"worker: {note}")
         return summary
 
     summary = asyncio.run(go())

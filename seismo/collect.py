@@ -6,9 +6,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from seismo.config import Settings
 from seismo.contracts import ALERTS, POSTS_CLASSIFIED, POSTS_RAW, Alert, decode
@@ -94,3 +97,63 @@ async def read_alerts(settings: Settings, start: dict[int, int]) -> list[Alert]:
     finally:
         await consumer.stop()
     return sorted(alerts.values(), key=lambda a: (a.raised_at, a.key, a.version))
+
+
+# what the worker did with the posts, from its counters: (sample, stages summed; () = all)
+_WORKER_COUNTS = {
+    "processed": ("seismo_posts_out_total", ("ingest",)),
+    "dead_lettered": ("seismo_dlq_total", ("ingest", "detect")),
+    "duplicates": ("seismo_duplicates_skipped_total", ("ingest",)),
+    "too_late": ("seismo_detector_too_late_total", ()),
+}
+
+
+def worker_metrics_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.web_host in ("", "0.0.0.0", "::") else settings.web_host
+    return f"http://{host}:{settings.web_port}/metrics"
+
+
+def worker_counts_of(text: str) -> dict[str, int]:
+    """The counts of :data:`_WORKER_COUNTS` in a Prometheus text exposition."""
+    out = dict.fromkeys(_WORKER_COUNTS, 0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for what, (name, stages) in _WORKER_COUNTS.items():
+                if sample.name == name and (not stages or sample.labels.get("stage") in stages):
+                    out[what] += int(sample.value)
+    return out
+
+
+async def worker_counts(settings: Settings) -> dict[str, int] | str:
+    """The worker's counts now (its ``/metrics`` at ``web_port``), or why there are none."""
+    url = worker_metrics_url(settings)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.get(url) as resp,
+        ):
+            resp.raise_for_status()
+            return worker_counts_of(await resp.text())
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return f"no worker metrics at {url} ({type(exc).__name__}: {exc})".replace(": )", ")")
+
+
+def worker_report(
+    before: dict[str, int] | str, after: dict[str, int] | str, lateness: int
+) -> dict[str, Any]:
+    """What the worker did during the replay: its counts' growth, and a note per kind of
+    post that raised no alert. Counts cover all the worker's traffic in that time."""
+    if isinstance(before, str) or isinstance(after, str):
+        return {"unknown": before if isinstance(before, str) else after}
+    counts = {k: after[k] - before[k] for k in after}
+    if any(n < 0 for n in counts.values()):
+        return {"unknown": "the worker restarted during the replay (its counters began again)"}
+    notes = {
+        "dead_lettered": "posts the worker put on dlq.v1 (see the reason of each record there)",
+        "duplicates": "posts skipped as already seen: the same post key was ingested before "
+        "(a replay of the same file, or overlapping files, in this namespace)",
+        "too_late": f"posts not counted: more than {lateness}s (detector_max_lateness_seconds) "
+        "behind the detector's event time (a file older than one replayed before in this "
+        "namespace; use a fresh --namespace to replay it)",
+    }
+    return {**counts, "notes": [f"{counts[k]:,} {why}" for k, why in notes.items() if counts[k]]}

@@ -18,7 +18,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -159,6 +166,18 @@ class Settings(BaseSettings):
         default=1 << 30,
         description="per-partition size cap; time retention is off since records carry event time",
     )
+    topic_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="replicas of each topic seismo creates (Faust's changelogs too); 3 on a "
+        "cluster of 3 or more brokers",
+    )
+    topic_min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="min.insync.replicas of each topic seismo creates: with acks=all a write "
+        "succeeds only once this many replicas have it (2 with 3 replicas)",
+    )
 
     # --- embedded broker ---------------------------------------------------------------
     data_dir: Path = Field(default=Path(".seismo"), description="broker data, caches, state")
@@ -219,6 +238,12 @@ class Settings(BaseSettings):
         description="at most one version per story is delivered to the sinks this long "
         "(event time); openings, severity rises, new claims, stance shifts and resolutions "
         "go out at once",
+    )
+    detector_max_lateness_seconds: int = Field(
+        default=1800,
+        ge=0,
+        description="a post further behind the detector's current bucket than this is not "
+        "counted (counted as too late instead); a later one counts in the current bucket",
     )
     evidence_size: int = Field(default=12, ge=1)
     max_terms_per_post: int = Field(default=16, ge=1)
@@ -382,6 +407,16 @@ class Settings(BaseSettings):
         if v and not all(c.isalnum() or c in "-_." for c in v):
             raise ValueError("namespace may hold letters, digits, '-', '_' and '.' only")
         return v
+
+    @model_validator(mode="after")
+    def _replicas_ok(self) -> Settings:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"topic_min_insync_replicas ({self.topic_min_insync_replicas}) cannot exceed "
+                f"topic_replication_factor ({self.topic_replication_factor}): no write would "
+                "ever succeed"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

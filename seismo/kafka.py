@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,8 +90,11 @@ async def ensure_topics(
             NewTopic(
                 spec.name,
                 num_partitions=spec.partitions,
-                replication_factor=1,
-                topic_configs=spec.configs,
+                replication_factor=settings.topic_replication_factor,
+                topic_configs={
+                    **spec.configs,
+                    "min.insync.replicas": str(settings.topic_min_insync_replicas),
+                },
             )
             for spec in wanted
             if spec.name not in existing
@@ -216,3 +219,65 @@ async def read_range(
         return out
     finally:
         await consumer.stop()
+
+
+# aiokafka logs an ERROR per connection attempt (tens a second with the broker down): the
+# first of each kind is kept, repeats within a minute are counted into the next one shown
+KAFKA_LOGGERS = ("aiokafka", "aiokafka.conn", "aiokafka.cluster", "aiokafka.producer.sender")
+
+
+class FirstOfRepeats(logging.Filter):
+    """Pass a message (by logger and format string) at most once per ``window`` seconds;
+    the next one shown says how many were held back."""
+
+    def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.window, self.clock = window, clock
+        self._shown: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))
+        now = self.clock()
+        last = self._shown.get(key)
+        if last is not None and now - last < self.window:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False
+        self._shown[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like it in the last {self.window:.0f}s)"
+        return True
+
+
+class SayKafkaUnreachable(logging.Filter):
+    """On aiokafka's first connection error (then at most once per ``window``), one line of
+    our own saying what it means: Kafka is unreachable and the client keeps retrying."""
+
+    def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.window, self.clock = window, clock
+        self._said: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg).lower()
+        if record.levelno >= logging.WARNING and ("connect" in text or "metadata" in text):
+            now = self.clock()
+            if self._said is None or now - self._said >= self.window:
+                self._said = now
+                log.warning(
+                    "Kafka unreachable, retrying (%s); its client's repeated errors are shown "
+                    "once a minute",
+                    record.getMessage()[:200],
+                )
+        return True
+
+
+def quiet_kafka() -> None:
+    """Install both filters on aiokafka's loggers (once per process)."""
+    unreachable, repeats = SayKafkaUnreachable(), FirstOfRepeats()
+    for name in KAFKA_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, FirstOfRepeats) for f in logger.filters):
+            logger.addFilter(unreachable)  # first: it sees every record
+            logger.addFilter(repeats)

@@ -212,6 +212,12 @@ class Metrics:
             "Wall-clock unix time a stage last finished a record (stall detection)",
             ["stage"],
         )
+        self.too_late = counter(
+            "seismo_detector_too_late_total",
+            "Posts not counted by the detector: further behind its current bucket than "
+            "detector_max_lateness_seconds, by posts.classified.v1 partition",
+            ["partition"],
+        )
         self.signals = counter(
             "seismo_signals_total", "Burst-key observations emitted, by kind", ["kind"]
         )

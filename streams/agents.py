@@ -3,7 +3,8 @@
 posts.raw.v1        --ingest--> posts.classified.v1 (same partitioning: order kept)
 posts.classified.v1 --detect--> alerts.v1 (keyed by alert id, one record per version)
                                 [table: detector checkpoints per partition]
-alerts.v1           --deliver-> webhooks / JSONL file  [table: delivered alert versions]
+alerts.v1           --deliver-> one lane per sink: webhooks, chat, JSONL file
+                                [table: alert versions delivered per sink]
 any failure         ----------> dlq.v1 with the reason, counted; the stream goes on
 """
 
@@ -42,7 +43,7 @@ from seismo.errors import ContractError
 from seismo.kafka import bootstrap_of, read_range
 from seismo.metrics import Metrics
 from streams.checkpoint import Checkpoints
-from streams.delivery import AlertSinks, failed_delivery
+from streams.delivery import AlertSinks, DeliveryFailure, Handoff, failed_delivery
 from streams.detector import BurstEngine, DetectorParams, tracked_keys
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,7 @@ def register(
     ) -> None:
         """Run the posts of one partition through its engine, send the alerts, checkpoint."""
         partition = last.message.partition
-        repeats = engine.repeats
+        repeats, too_late = engine.repeats, engine.too_late
         alerts: list[Alert] = []
         try:
             alerts = engine.observe_many(cp for _, cp in posts)
@@ -354,6 +355,8 @@ def register(
             engine.offset = max(engine.offset, last.message.offset)
         if engine.repeats > repeats:  # re-emitted by ingest after a crash: counted once
             metrics.duplicates.labels("detect").inc(engine.repeats - repeats)
+        if engine.too_late > too_late:  # too far behind the detector's clock: not counted
+            metrics.too_late.labels(str(partition)).inc(engine.too_late - too_late)
         await send_alerts(alerts)
         if time.monotonic() - saved_at[partition] >= settings.detector_checkpoint_seconds:
             # the alerts raised so far must be on the broker before a checkpoint says their
@@ -369,18 +372,48 @@ def register(
             metrics.stage_done("detect", post.created_at.timestamp(), _since(post.ingested_at))
 
     async def deliver_one(event: EventT[Any]) -> None:
+        """Hand an alert version to the sinks' lanes; the record is acked when every lane is
+        done with it (delivered, or parked on alerts.dlq.v1), so a crash before that
+        delivers it again, to the sinks that have not recorded it."""
         alert = decode(Alert, event.value)
-        done = delivered.get(alert.id)
-        if done is not None and done >= alert.version:
-            metrics.duplicates.labels("deliver").inc()
-            return
         raw = json.loads(event.value)  # all fields, also those this version does not know
-        for failure in await sinks.deliver(alert, raw):
+
+        def record(key: str) -> None:
+            _enter_event(event)  # the table write goes to this record's changelog partition
+            delivered[key] = alert.version
+
+        async def park(failure: DeliveryFailure) -> None:
             dead = failed_delivery(alert, raw, failure)
             await alerts_dlq_t.send(key=alert.id.encode(), value=dead.to_bytes())
             metrics.dlq.labels("deliver").inc()
-        delivered[alert.id] = alert.version
-        metrics.stage_done("deliver", alert.raised_at.timestamp(), None)
+
+        async def finished() -> None:
+            held.discard(event.message)
+            if event.ack():  # the last reference: the offset may now be committed
+                msg = event.message
+                app.sensors.on_message_out(msg.tp, msg.offset, msg)
+            metrics.stage_done("deliver", alert.raised_at.timestamp(), None)
+
+        if sinks.hand_off(Handoff(alert, raw, delivered.get, record, park, finished)):
+            event.message.incref()  # not acked by the loop: finished() acks it
+            held.add(event.message)
+        else:
+            metrics.duplicates.labels("deliver").inc()
+
+    held: weakref.WeakSet[Any] = weakref.WeakSet()  # records the sink lanes still hold
+    wait_empty = app._consumer_wait_empty
+
+    async def let_go_then_wait_empty(consumer: Any, logger: Any) -> None:
+        """A stop or a rebalance waits for every record in hand to be acked: first stop the
+        sink lanes and let go of the records they hold, unacked. Not committed, they are read
+        again (after the restart, or the rebalance's seek to the committed offsets) and go to
+        the sinks that did not record them."""
+        await sinks.close()
+        consumer._unacked_messages.difference_update(held)
+        held.clear()
+        await wait_empty(consumer, logger)
+
+    app._consumer_wait_empty = let_go_then_wait_empty  # type: ignore[method-assign]
 
     @app.agent(raw_t, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:

@@ -3,22 +3,28 @@
 Every version goes to the file sink; the HTTP sinks get the versions the story throttle
 lets through (``Alert.deliver``, decided by the detector, so a replay decides the same).
 Delivery is at-least-once with one idempotency key per alert version (``<id>.v<version>``),
-so a receiver can drop a repeat; the worker also remembers what it delivered (a changelogged
-table) and skips redeliveries of the same alert version. HTTP sinks retry timeouts, 5xx and
-429 (honouring ``Retry-After``) with capped exponential backoff and full jitter, and never
-retry another 4xx. What still fails becomes a :class:`FailedDelivery` on ``alerts.dlq.v1``,
-which ``seismo alerts redeliver`` sends again.
+so a receiver can drop a repeat; the worker also remembers what it delivered to each sink (a
+changelogged table) and skips redeliveries of the same alert version. HTTP sinks retry
+timeouts, 5xx and 429 (honouring ``Retry-After``) with capped exponential backoff and full
+jitter, and never retry another 4xx. What still fails becomes a :class:`FailedDelivery` on
+``alerts.dlq.v1``, which ``seismo alerts redeliver`` sends again.
+
+In the worker each sink has its own lane (:class:`SinkLane`: a queue and a task), so a sink
+that refuses or hangs holds up only its own alert versions. A sink that failed every try of
+one version is *down*: the versions that reach it then are parked at once, and one of them
+is tried (once) every ``max_backoff`` seconds until one goes through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,11 +86,13 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class SinkFailed(DeliveryError):
-    """A sink did not take an alert; ``attempts`` = the tries made."""
+    """A sink did not take an alert; ``attempts`` = the tries made; ``down``: every try
+    failed the way a sink that is down fails (no answer, 5xx, 429), not a refusal."""
 
-    def __init__(self, reason: str, attempts: int) -> None:
+    def __init__(self, reason: str, attempts: int, down: bool = True) -> None:
         super().__init__(reason)
         self.attempts = attempts
+        self.down = down
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ class DeliveryFailure:
     target: str
     reason: str
     attempts: int
+    down: bool = False
 
 
 class HttpSink:
@@ -121,15 +130,18 @@ class HttpSink:
         alert: Alert,
         raw: dict[str, Any],
         tried: Callable[[str], None] = _ignore,
+        attempts: int | None = None,
     ) -> int:
         """Deliver one alert version; returns the tries it took, raises DeliveryError.
 
-        ``tried`` gets the result of every try: 2xx, 4xx, 5xx, timeout or error.
+        ``tried`` gets the result of every try: 2xx, 4xx, 5xx, timeout or error;
+        ``attempts`` overrides the policy's number of tries.
         """
         body = self.body(alert, raw)
         timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
+        attempts = attempts or self.policy.attempts
         last = ""
-        for attempt in range(1, self.policy.attempts + 1):
+        for attempt in range(1, attempts + 1):
             retry_after = None
             try:
                 async with session.post(
@@ -140,16 +152,16 @@ class HttpSink:
                         return attempt
                     last = f"HTTP {resp.status}"
                     if not retryable(resp.status):
-                        raise SinkFailed(f"{self.target} refused alert {alert.id}: {last}", attempt)
+                        raise SinkFailed(
+                            f"{self.target} refused alert {alert.id}: {last}", attempt, down=False
+                        )
                     retry_after = _retry_after(resp.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError) as exc:
                 tried("timeout" if isinstance(exc, TimeoutError) else "error")
                 last = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            if attempt < self.policy.attempts:
+            if attempt < attempts:
                 await asyncio.sleep(self.policy.delay(attempt, retry_after))
-        raise SinkFailed(
-            f"{self.target} failed after {self.policy.attempts} tries: {last}", self.policy.attempts
-        )
+        raise SinkFailed(f"{self.target} failed after {attempts} tries: {last}", attempts)
 
 
 class WebhookSink(HttpSink):
@@ -232,11 +244,18 @@ class AlertSinks:
         webhooks: list[WebhookSink] | None = None,
         file: FileSink | None = None,
         chats: list[ChatSink] | None = None,
+        probe_seconds: float = 30.0,
     ) -> None:
         self.metrics = metrics
         self.http: list[HttpSink] = [*(webhooks or []), *(chats or [])]
         self.file = file
+        self.probe_seconds = probe_seconds
         self._session: aiohttp.ClientSession | None = None
+        self._lanes: list[SinkLane] | None = None
+
+    @property
+    def all(self) -> list[HttpSink | FileSink]:
+        return [*([self.file] if self.file else []), *self.http]
 
     def find(self, sink: SinkKind, target: str) -> HttpSink | FileSink | None:
         if self.file is not None and sink == "file" and self.file.target == target:
@@ -252,17 +271,45 @@ class AlertSinks:
         only: the writer and chat webhooks get the next delivered version, which says what
         changed since the previous one they got."""
         raw = raw if raw is not None else alert.model_dump(mode="json", exclude_none=True)
-        sinks: list[HttpSink | FileSink] = [self.file] if self.file else []
-        if alert.deliver is False:
-            for h in self.http:
-                self.metrics.deliveries.labels(h.kind, "coalesced").inc()
-        else:
-            sinks += self.http
+        sinks = self.sinks_for(alert)
         results = await asyncio.gather(*(self.deliver_to(s, alert, raw) for s in sinks))
         return [r for r in results if r is not None]
 
+    def sinks_for(self, alert: Alert) -> list[HttpSink | FileSink]:
+        """The one place that decides which sinks a version goes to: every sink, or the
+        file sink only when the story throttle coalesced it (``deliver`` false; counted as
+        ``coalesced`` for each webhook)."""
+        if alert.deliver is not False:
+            return self.all
+        for h in self.http:
+            self.metrics.deliveries.labels(h.kind, "coalesced").inc()
+        return [self.file] if self.file else []
+
+    def hand_off(self, handoff: Handoff) -> int:
+        """Queue an alert version on the lane of every sink it goes to (:meth:`sinks_for`)
+        that has not had it yet; returns how many lanes took it (0: none is left)."""
+        alert = handoff.alert
+        if (handoff.recorded(alert.id) or 0) >= alert.version:
+            return 0  # recorded by a worker before sink lanes: every sink had it
+        if self._lanes is None:
+            self._lanes = [SinkLane(self, sink) for sink in self.all]
+        targets = self.sinks_for(alert)
+        lanes = [
+            x
+            for x in self._lanes
+            if x.sink in targets and (handoff.recorded(x.key(alert)) or 0) < alert.version
+        ]
+        handoff.left = len(lanes)
+        for lane in lanes:
+            lane.queue.put_nowait(handoff)
+        return len(lanes)
+
     async def deliver_to(
-        self, sink: HttpSink | FileSink, alert: Alert, raw: dict[str, Any]
+        self,
+        sink: HttpSink | FileSink,
+        alert: Alert,
+        raw: dict[str, Any],
+        attempts: int | None = None,
     ) -> DeliveryFailure | None:
         """One sink; the failure (after every try) or None when delivered."""
         tries = 1
@@ -276,12 +323,13 @@ class AlertSinks:
                 if self._session is None:
                     self._session = aiohttp.ClientSession()
                 t0 = time.perf_counter()
-                tries = await sink.send(self._session, alert, raw, self._tried(sink.kind))
+                tried = self._tried(sink.kind)
+                tries = await sink.send(self._session, alert, raw, tried, attempts)
                 self.metrics.delivery_latency.labels(sink.kind).observe(time.perf_counter() - t0)
         except SinkFailed as exc:
             self.metrics.deliveries.labels(sink.kind, "failed").inc()
             log.warning("alert %s v%d not delivered: %s", alert.id, alert.version, exc)
-            return DeliveryFailure(sink.kind, sink.target, str(exc), exc.attempts)
+            return DeliveryFailure(sink.kind, sink.target, str(exc), exc.attempts, exc.down)
         self.metrics.deliveries.labels(sink.kind, "ok").inc()
         if tries > 1:
             log.info("alert %s v%d delivered on try %d", alert.id, alert.version, tries)
@@ -292,9 +340,97 @@ class AlertSinks:
         return lambda result: counter.labels(sink, result).inc()
 
     async def close(self) -> None:
+        """Stop the lanes (what they still hold is not acked: a restart delivers it) and
+        close the HTTP session."""
+        for lane in self._lanes or []:
+            await lane.stop()
+        self._lanes = None
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+@dataclass(eq=False)
+class Handoff:
+    """One alert version handed to the sink lanes, with the worker's side of it."""
+
+    alert: Alert
+    raw: dict[str, Any]
+    recorded: Callable[[str], int | None]
+    """The version recorded as delivered under a dedupe key (None: nothing yet)."""
+    record: Callable[[str], None]
+    """Record this version as delivered under a dedupe key."""
+    park: Callable[[DeliveryFailure], Awaitable[None]]
+    """Put a failed delivery on alerts.dlq.v1."""
+    finished: Callable[[], Awaitable[None]]
+    """Every lane is done with it (delivered or parked): ack the record."""
+    left: int = 0
+
+
+class SinkLane:
+    """One sink's queue and task. Its tries, backoff and down state are its own, so a sink
+    that refuses or hangs holds up only the versions that wait for it."""
+
+    def __init__(self, sinks: AlertSinks, sink: HttpSink | FileSink) -> None:
+        self.sinks = sinks
+        self.sink = sink
+        self.queue: asyncio.Queue[Handoff] = asyncio.Queue()
+        self.down: str | None = None  # the last failure, while the sink is down
+        self.probe_at = 0.0
+        self.task = asyncio.create_task(self.run(), name=f"deliver to {sink.kind} {sink.target}")
+
+    def key(self, alert: Alert) -> str:
+        """The dedupe key of ``alert`` at this sink."""
+        return f"{alert.id}@{self.sink.kind}:{self.sink.target}"
+
+    async def run(self) -> None:
+        while True:
+            handoff = await self.queue.get()
+            try:
+                await self.one(handoff)
+            except Exception:  # not recorded, not acked: a restart delivers it again
+                log.exception("deliver to %s %s failed", self.sink.kind, self.sink.target)
+
+    async def one(self, handoff: Handoff) -> None:
+        alert = handoff.alert
+        failure = await self.attempt(alert, handoff.raw)
+        if failure is not None:
+            await handoff.park(failure)
+        handoff.record(self.key(alert))
+        handoff.left -= 1
+        if handoff.left == 0:
+            await handoff.finished()
+
+    async def attempt(self, alert: Alert, raw: dict[str, Any]) -> DeliveryFailure | None:
+        """Deliver with every try, or once when the sink is down and a probe is due, or
+        not at all (a failure with 0 tries) while it is down."""
+        sink, probe = self.sink, self.down is not None
+        if self.down is not None and time.monotonic() < self.probe_at:
+            self.sinks.metrics.deliveries.labels(sink.kind, "failed").inc()
+            reason = f"{sink.target} is down, not tried (last failure: {self.down})"
+            return DeliveryFailure(sink.kind, sink.target, reason, 0, True)
+        failure = await self.sinks.deliver_to(sink, alert, raw, 1 if probe else None)
+        if failure is None or not failure.down:  # it answered
+            if probe:
+                log.info("%s %s is up again", sink.kind, sink.target)
+            self.down = None
+        else:
+            if not probe:
+                log.warning(
+                    "%s %s is down: alert versions that reach it are parked on the DLQ, one "
+                    "tried every %.0f s",
+                    sink.kind,
+                    sink.target,
+                    self.sinks.probe_seconds,
+                )
+            self.down = failure.reason
+            self.probe_at = time.monotonic() + self.sinks.probe_seconds
+        return failure
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
 
 
 def failed_delivery(
@@ -337,4 +473,5 @@ def sinks_from_settings(
         ],
         chats=[ChatSink(u.get_secret_value(), policy) for u in settings.chat_webhook_urls],
         file=FileSink(settings.alerts_out) if settings.alerts_out else None,
+        probe_seconds=settings.webhook_max_backoff_seconds,
     )

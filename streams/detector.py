@@ -90,6 +90,8 @@ class DetectorParams:
     max_items_per_post: int = 48
     hot_z: float = 2.0
     seen_posts: int = 20_000  # post keys remembered to count a re-sent post once
+    # a post further behind the current bucket than this is not counted (``too_late``)
+    max_lateness_seconds: int = 1800
 
     @property
     def alpha(self) -> float:
@@ -183,6 +185,7 @@ class BurstEngine:
         self.book = AlertBook(p.book(), clock)
         self.seen = SeenPosts(p.seen_posts)
         self.repeats = 0  # posts skipped as already counted
+        self.too_late = 0  # posts not counted: older than max_lateness_seconds behind
         self.candidates: OrderedDict[str, deque[PostRef]] = OrderedDict()
         self.recent: deque[PostRef] = deque()
         self.start: float | None = None
@@ -201,6 +204,7 @@ class BurstEngine:
         if state.pop("state_version", None) != STATE_VERSION:
             raise IncompatibleCheckpoint("written by another version of the detector")
         book_state = state.pop("book")
+        state.setdefault("too_late", 0)  # a checkpoint from before bounded lateness
         self.__dict__.update(state)
         self.book = AlertBook.__new__(AlertBook)
         self.book.__dict__.update(book_state)
@@ -241,21 +245,30 @@ class BurstEngine:
         many buckets it spans, instead of a few per post).
 
         A post whose key is among the last ``seen_posts`` counted is skipped (``repeats``):
-        after a crash the ingest stage may emit a post again.
+        after a crash the ingest stage may emit a post again. A post more than
+        ``max_lateness_seconds`` behind the current bucket is not counted (``too_late``);
+        a later one counts in the current bucket.
         """
         posts: list[_Prepared] = []
         runs: list[list[Run]] = [[] for _ in self.scales]  # per scale, per bucket of it
         size = self.p.bucket_seconds
         limit = self.p.max_items_per_post
+        late_buckets = self.p.max_lateness_seconds // size
         new_key = self.seen.add
         for cp in cps:
             post = cp.post
             key = post.key
+            ts = post.created_at.timestamp()
+            bucket = int(ts // size)
+            if self.start is not None and bucket < self.bucket - late_buckets:
+                if key in self.seen:  # re-sent after a crash: a repeat, not a late post
+                    self.repeats += 1
+                else:
+                    self.too_late += 1
+                continue
             if not new_key(key):
                 self.repeats += 1
                 continue
-            ts = post.created_at.timestamp()
-            bucket = int(ts // size)
             if self.start is None:
                 self.start = ts
                 self.bucket = bucket

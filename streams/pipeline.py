@@ -33,6 +33,7 @@ def detector_params(settings: Settings) -> DetectorParams:
         evidence_size=settings.evidence_size,
         sketch_width=1 << settings.sketch_width_bits,
         sketch_depth=settings.sketch_depth,
+        max_lateness_seconds=settings.detector_max_lateness_seconds,
     )
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from seismo.broker import free_port
-from tests.helpers import SHARED_DATA
+from tests.helpers import SHARED_DATA, worker_env_for
 from tests.timeouts import BROKER_START
 
 # Property tests judge results, never speed: no per-example deadline and no "too slow"
@@ -43,15 +42,7 @@ def namespace() -> str:
 
 @pytest.fixture
 def worker_env(kafka: str, namespace: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "SEISMO_KAFKA_BOOTSTRAP": kafka,
-        "SEISMO_NAMESPACE": namespace,
-        "SEISMO_DATA_DIR": str(tmp_path / "seismo"),
-        "SEISMO_WEB_PORT": str(free_port()),
-        "SEISMO_TOPIC_PARTITIONS": "2",
-        # the in-process reference pipeline of these tests classifies by keywords
-        "SEISMO_CLASSIFIER": "keyword",
-    }
+    return worker_env_for(kafka, namespace, tmp_path)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from models.keyword import KeywordClassifier
+from seismo.broker import free_port
 from seismo.config import load_settings
 from seismo.contracts import Alert, Post
 from seismo.watchlist import load_watchlist
@@ -175,6 +176,19 @@ async def read_to_end(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, 
     finally:
         await consumer.stop()
     return sorted(got, key=lambda r: (r.partition, r.offset))
+
+
+def worker_env_for(bootstrap: str, namespace: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a test's seismo processes: its Kafka, namespace, data dir, port."""
+    return {
+        "SEISMO_KAFKA_BOOTSTRAP": bootstrap,
+        "SEISMO_NAMESPACE": namespace,
+        "SEISMO_DATA_DIR": str(tmp_path / "seismo"),
+        "SEISMO_WEB_PORT": str(free_port()),
+        "SEISMO_TOPIC_PARTITIONS": "2",
+        # the in-process reference pipeline of these tests classifies by keywords
+        "SEISMO_CLASSIFIER": "keyword",
+    }
 
 
 def run_seismo(

@@ -24,11 +24,11 @@ from connectors.base import (
     RetryableError,
     Skip,
 )
-from connectors.cli import KAFKA_LOGGERS, FirstOfRepeats, quiet_libraries, run_connector
+from connectors.cli import quiet_libraries, run_connector
 from seismo.config import load_settings
 from seismo.contracts import POSTS_RAW, Post, decode
 from seismo.errors import SeismoError
-from seismo.kafka import ensure_topics
+from seismo.kafka import KAFKA_LOGGERS, FirstOfRepeats, SayKafkaUnreachable, ensure_topics
 from seismo.metrics import Metrics
 from tests.fakes.kit import (
     FakeSource,
@@ -356,3 +356,26 @@ def test_connector_processes_quiet_chatty_libraries() -> None:
         for lg, (level, filters) in zip(loggers, before, strict=True):
             lg.setLevel(level)
             lg.filters[:] = filters
+
+
+def test_kafka_unreachable_is_said_once_a_minute_in_our_own_words(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    say = SayKafkaUnreachable(window=60.0, clock=lambda: now[0])
+    # a logger of its own: aiokafka's may carry the filters of an earlier test's process setup
+    aiokafka_log = logging.getLogger("tests.aiokafka.conn")
+    aiokafka_log.addFilter(say)
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(10):  # ten a second during an outage
+                aiokafka_log.error("Unable connect to node with id %s: %s", 1, "refused")
+                now[0] += 0.1
+            now[0] += 60.0
+            aiokafka_log.error("Unable connect to node with id %s: %s", 1, "refused")
+    finally:
+        aiokafka_log.removeFilter(say)
+    ours = [r.getMessage() for r in caplog.records if r.name == "seismo.kafka"]
+    assert len([r for r in caplog.records if r.name == "tests.aiokafka.conn"]) == 11  # kept
+    assert len(ours) == 2
+    assert ours[0].startswith("Kafka unreachable, retrying (Unable connect to node with id 1")

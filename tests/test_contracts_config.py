@@ -152,3 +152,11 @@ def test_a_yaml_key_typo_gets_a_did_you_mean(
         load_settings(cfg)
     assert "min_zz (" in str(err.value) and "unknown field; did you mean min_z?" in str(err.value)
     assert "did you mean webhook_urls?" in str(err.value)
+
+
+def test_topic_replication_settings() -> None:
+    s = load_settings(topic_replication_factor=3, topic_min_insync_replicas=2)
+    assert (s.topic_replication_factor, s.topic_min_insync_replicas) == (3, 2)
+    assert (Settings().topic_replication_factor, Settings().topic_min_insync_replicas) == (1, 1)
+    with pytest.raises(ConfigError, match="cannot exceed topic_replication_factor"):
+        load_settings(topic_replication_factor=1, topic_min_insync_replicas=2)

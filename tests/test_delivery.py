@@ -26,14 +26,23 @@ from streams.delivery import (
     ChatSink,
     DeliveryFailure,
     FileSink,
+    Handoff,
     RetryPolicy,
     WebhookSink,
     chat_target,
     retryable,
 )
 from streams.payloads import dossier_update, slack_message
-from tests.helpers import REPO, WRITER_SCHEMA, WebhookReceiver, make_alert, wait_until
-from tests.timeouts import HTTP_REQUEST, PROCESS_STOPS, SERVICE_READY
+from tests.helpers import (
+    REPO,
+    WRITER_SCHEMA,
+    WebhookReceiver,
+    finishes,
+    make_alert,
+    wait_until,
+    wait_until_async,
+)
+from tests.timeouts import HTTP_REQUEST, PROCESS_STOPS, RECORD_ARRIVES, SERVICE_READY
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05, timeout=2.0)
 
@@ -350,3 +359,152 @@ def test_a_hanging_target_times_out_and_is_retried() -> None:
     assert "failed after 2 tries: TimeoutError" in failure.reason, failure.reason
     assert tries(sinks.metrics, "webhook") == {"timeout": 2}
     assert time.monotonic() - t >= 0.6  # both tries waited their 0.3 s: a timeout, not a refusal
+
+
+# --- one lane per sink --------------------------------------------------------------------
+
+
+class Ledger:
+    """The worker's side of the hand-offs: a dict for the ``delivered`` table, the parked
+    failures and the finished (acked) versions."""
+
+    def __init__(self) -> None:
+        self.table: dict[str, int] = {}
+        self.parked: list[DeliveryFailure] = []
+        self.finished: list[str] = []
+
+    def handoff(self, alert: Alert) -> Handoff:
+        def record(key: str) -> None:
+            self.table[key] = alert.version
+
+        async def park(failure: DeliveryFailure) -> None:
+            self.parked.append(failure)
+
+        async def finished() -> None:
+            self.finished.append(f"{alert.id}.v{alert.version}")
+
+        raw = alert.model_dump(mode="json", exclude_none=True)
+        return Handoff(alert, raw, self.table.get, record, park, finished)
+
+
+def test_a_dead_sink_does_not_hold_up_the_others() -> None:
+    """One webhook refuses connections (and waits long between tries), one accepts and
+    never answers: the healthy webhook and the chat channel get every version meanwhile."""
+    with WebhookReceiver() as gone:
+        refused_url = gone.url  # closed after this block: the port refuses
+    versions = [make_alert(v, "open" if v == 1 else "update") for v in range(1, 6)]
+    ledger = Ledger()
+
+    async def go() -> None:
+        with (
+            WebhookReceiver() as rx,
+            WebhookReceiver() as chat_rx,
+            socket.socket() as hanging,
+        ):
+            hanging.bind(("127.0.0.1", 0))
+            hanging.listen(8)  # accepts connections, never answers
+            hanging_url = f"http://127.0.0.1:{hanging.getsockname()[1]}/hook"
+            forever = RetryPolicy(attempts=3, backoff=3600.0, max_backoff=3600.0, timeout=3600.0)
+            sinks = AlertSinks(
+                Metrics(CollectorRegistry()),
+                webhooks=[
+                    WebhookSink(refused_url, forever),
+                    WebhookSink(hanging_url, forever),
+                    WebhookSink(rx.url, FAST),
+                ],
+                chats=[ChatSink(chat_rx.url, FAST)],
+            )
+            try:
+                for alert in versions:
+                    assert sinks.hand_off(ledger.handoff(alert)) == 4
+                await wait_until_async(
+                    lambda: len(rx.requests) == len(chat_rx.requests) == len(versions),
+                    lambda: f"5 versions at the healthy sinks ({rx.requests}, {chat_rx.requests})",
+                    RECORD_ARRIVES,
+                )
+                keys = [h["Idempotency-Key"] for h in rx.headers]
+                assert keys == [f"abc123.v{v}" for v in range(1, 6)]  # in order, once each
+                # the dead sinks are still on their first version: nothing parked, and no
+                # version is finished (acked) while a sink still owes it
+                assert ledger.parked == [] and ledger.finished == []
+                recorded = {k.split("@")[1] for k in ledger.table}
+                assert recorded == {f"webhook:{rx.url}", f"chat:{chat_target(chat_rx.url)}"}
+                # after a restart, the same versions go only to the sinks that did not have them
+                assert [sinks.hand_off(ledger.handoff(a)) for a in versions] == [2] * 5
+            finally:
+                await finishes(sinks.close(), "the sinks to close")
+
+    asyncio.run(go())
+
+
+def test_a_sink_that_failed_every_try_is_down_until_a_probe_goes_through() -> None:
+    ledger = Ledger()
+    policy = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05, timeout=2.0)
+
+    async def go() -> None:
+        with WebhookReceiver(fail_first=10**6) as rx:
+            sinks = AlertSinks(
+                Metrics(CollectorRegistry()),
+                webhooks=[WebhookSink(rx.url, policy)],
+                probe_seconds=3600.0,
+            )
+            try:
+                for v in (1, 2, 3):
+                    sinks.hand_off(ledger.handoff(make_alert(v)))
+                await wait_until_async(
+                    lambda: len(ledger.finished) == 3, "3 versions done", RECORD_ARRIVES
+                )
+                # the first spent every try; the others were parked at once, untried
+                assert [p.attempts for p in ledger.parked] == [3, 0, 0]
+                assert "is down, not tried (last failure:" in ledger.parked[1].reason
+                assert rx.attempts == 3
+                assert ledger.table == {f"abc123@webhook:{rx.url}": 3}
+                # the sink is back and a probe is due: one try, and the sink is up again
+                rx.fail_first = 0
+                sinks.probe_seconds = 0.0
+                for lane in sinks._lanes or []:
+                    lane.probe_at = 0.0
+                for v in (4, 5):
+                    sinks.hand_off(ledger.handoff(make_alert(v)))
+                await wait_until_async(
+                    lambda: len(ledger.finished) == 5, "5 versions done", RECORD_ARRIVES
+                )
+                assert len(ledger.parked) == 3
+                assert [h["Idempotency-Key"] for h in rx.headers] == ["abc123.v4", "abc123.v5"]
+            finally:
+                await finishes(sinks.close(), "the sinks to close")
+
+    asyncio.run(go())
+
+
+def test_a_refusal_does_not_mark_the_sink_down() -> None:
+    """A 4xx refuses one version; the sink answered, so the next one is tried as usual."""
+    ledger = Ledger()
+
+    async def go() -> None:
+        with WebhookReceiver(fail_first=1, fail_status=400) as rx:
+            sinks = AlertSinks(Metrics(CollectorRegistry()), webhooks=[WebhookSink(rx.url, FAST)])
+            try:
+                for v in (1, 2):
+                    sinks.hand_off(ledger.handoff(make_alert(v)))
+                await wait_until_async(
+                    lambda: len(ledger.finished) == 2, "2 versions done", RECORD_ARRIVES
+                )
+            finally:
+                await finishes(sinks.close(), "the sinks to close")
+        assert [p.attempts for p in ledger.parked] == [1]
+        assert [h["Idempotency-Key"] for h in rx.headers] == ["abc123.v2"]
+
+    asyncio.run(go())
+
+
+def test_a_version_recorded_by_a_worker_before_sink_lanes_is_not_sent_again() -> None:
+    ledger = Ledger()
+    ledger.table["abc123"] = 2  # the per-alert entry of the single-lane worker
+
+    async def go() -> None:
+        sinks = AlertSinks(Metrics(CollectorRegistry()), webhooks=[WebhookSink("http://x/", FAST)])
+        assert sinks.hand_off(ledger.handoff(make_alert(2))) == 0
+        await sinks.close()
+
+    asyncio.run(go())

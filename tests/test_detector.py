@@ -717,3 +717,27 @@ def test_a_fast_burst_fires_at_the_shortest_scale_once() -> None:
     about = [a for a in opened(alerts) if "zephyr" in a.terms]
     assert len(about) == 1
     assert about[0].window_seconds == 600
+
+
+def test_a_post_far_behind_the_detectors_clock_is_too_late_not_counted() -> None:
+    eng = engine(max_lateness_seconds=1800)  # 6 buckets of 5 min
+    run(eng, flat_stream(3, 120, 4, 7))
+    now = eng.bucket * 300  # the start of the current bucket
+    at = datetime.fromtimestamp(now - 6 * 300, UTC)  # 6 buckets behind: still counted
+    too_old = datetime.fromtimestamp(now - 6 * 300 - 1, UTC)  # in the 7th
+    cells = [sc.sketch.cur.copy() for sc in eng.scales]
+    assert eng.observe_many([cp(too_old, "zephyr outage", 90_000)]) == []
+    assert eng.too_late == 1 and eng.repeats == 0
+    assert all((sc.sketch.cur == c).all() for sc, c in zip(eng.scales, cells, strict=True))
+    eng.observe_many([cp(at, "zephyr outage", 90_001)])
+    assert eng.too_late == 1  # counted, in the current bucket
+    assert any((sc.sketch.cur != c).any() for sc, c in zip(eng.scales, cells, strict=True))
+    # an older file replayed after a newer one: every post too late, none silently merged
+    older = flat_stream(1, 120, 4, 8, start=50_000)
+    assert eng.observe_many(older) == [] and eng.too_late == 1 + len(older)
+    # a checkpoint from before bounded lateness has no count yet
+    state = eng.__getstate__()
+    del state["too_late"]
+    restored = BurstEngine.__new__(BurstEngine)
+    restored.__setstate__(state)
+    assert restored.too_late == 0

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import prawcore
 import pytest
 from pydantic import SecretStr
 
@@ -343,5 +344,72 @@ async def test_unknown_subreddit_is_fatal(tmp_path: Path) -> None:
         runner, _ = make(server, CursorStore(tmp_path / "c"), MemorySink())
         with pytest.raises(FatalSourceError, match="subreddit not found"):
             await finishes(runner.run(asyncio.Event()), "a connector with bad credentials")
+    finally:
+        await server.stop()
+
+
+def test_a_429_without_retry_after_waits_for_the_rate_limit_reset() -> None:
+    import requests
+
+    from connectors.base import RetryableError
+    from connectors.reddit import fatal_or_retry
+
+    def too_many(**headers: str) -> RetryableError:
+        response = requests.Response()
+        response.status_code = 429
+        response.headers.update(headers)
+        response._content = b"{}"
+        err = fatal_or_retry(prawcore.TooManyRequests(response))
+        assert isinstance(err, RetryableError)
+        return err
+
+    assert too_many(**{"X-Ratelimit-Reset": "2"}).retry_after == 2.0
+    assert too_many(**{"Retry-After": "5", "X-Ratelimit-Reset": "2"}).retry_after == 5.0
+    assert too_many().retry_after is None  # our own backoff then
+
+
+async def test_a_reconnect_keeps_the_client_and_its_token(tmp_path: Path) -> None:
+    server = await RedditServer().start()
+    try:
+        subs = server.listings["new"]
+        sink = MemorySink()
+        runner, _ = make(server, CursorStore(tmp_path / "c.json"), sink)
+
+        async def fail_once() -> None:
+            await wait_polled(server)
+            subs.failures = [Failure(429, {"Retry-After": "0"})]
+            subs.items += [submission(2)]
+
+        driver = asyncio.create_task(fail_once())
+        await run_until(runner, lambda: runner.stats.reconnects >= 1 and len(sink.acked) >= 1)
+        await driver
+        assert len(server.token_requests) == 1  # signed in once, not again per reconnect
+    finally:
+        await server.stop()
+
+
+async def test_a_malformed_item_is_dead_lettered_once_across_restarts(tmp_path: Path) -> None:
+    server = await RedditServer().start()
+    try:
+        coms = server.listings["comments"]
+        store = CursorStore(tmp_path / "c.json")
+        sink = MemorySink()
+        first, _ = make(server, store, sink)
+
+        async def publish() -> None:
+            await wait_polled(server)
+            coms.items += [comment(10, created_utc="yesterday"), comment(2)]
+
+        pub = asyncio.create_task(publish())
+        await run_until(first, lambda: first.stats.skipped >= 1 and len(sink.acked) >= 1)
+        await pub
+        assert len(sink.dead_letters) == 1
+        second, _ = make(server, store, sink)
+        before = polled(server)
+        await run_until(
+            second, lambda: min(n - b for n, b in zip(polled(server), before, strict=True)) >= 3
+        )
+        assert second.stats.skipped == 0 and len(sink.dead_letters) == 1
+        assert [p.id for p in sink.acked] == [cid(2)]
     finally:
         await server.stop()

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from models.replies import reply_depth
 from seismo.contracts import Post, decode
-from tests.helpers import read_to_end, read_topic, run_seismo
+from tests.helpers import (
+    DRAIN_WAIT,
+    WorkerProcess,
+    read_to_end,
+    read_topic,
+    replay_summary,
+    run_seismo,
+    synthetic_stream,
+    write_jsonl,
+)
 from tests.timeouts import COMMAND_FINISHES
 
 pytestmark = pytest.mark.broker
@@ -124,3 +134,49 @@ def test_10000_hostile_lines_among_1000_good_posts(
     # the replay has finished: the topic holds exactly the good posts
     raw = asyncio.run(read_to_end(kafka, f"{ns}.posts.raw.v1"))
     assert len(raw) == 1000
+
+
+def test_the_summary_says_what_the_worker_did_with_the_posts(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A second replay of a file, and an older file after a newer one: `"alerts": 0`, and
+    the summary says why (skipped as already seen; too late for the detector's clock)."""
+    rows = synthetic_stream()
+    newer = write_jsonl(tmp_path / "newer.jsonl", rows)
+    older_rows = synthetic_stream(start=datetime(2026, 4, 20, tzinfo=UTC))
+    older = write_jsonl(
+        tmp_path / "older.jsonl", [{**r, "id": f"old-{r['id']}"} for r in older_rows]
+    )
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
+    try:
+        out = tmp_path / "alerts.jsonl"
+        first = replay_summary(worker_env, newer, "--alerts-out", str(out))
+        assert first["alerts"] > 0, first
+        assert first["worker"] == {
+            "processed": len(rows),
+            "dead_lettered": 0,
+            "duplicates": 0,
+            "too_late": 0,
+            "notes": [],
+        }
+        res = run_seismo(
+            worker_env,
+            "replay",
+            str(newer),
+            "--speed",
+            "max",
+            *DRAIN_WAIT,
+            "--alerts-out",
+            str(out),
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        again = json.loads(res.stdout.splitlines()[-1])
+        assert again["alerts"] == 0 and again["worker"]["duplicates"] == len(rows), again
+        assert again["worker"]["processed"] == 0
+        assert f"worker: {len(rows):,} posts skipped as already seen" in res.stderr
+        late = replay_summary(worker_env, older, "--alerts-out", str(out))
+        assert late["alerts"] == 0 and late["worker"]["processed"] == len(rows), late
+        assert late["worker"]["too_late"] == len(rows)
+        assert "detector_max_lateness_seconds" in late["worker"]["notes"][0]
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]

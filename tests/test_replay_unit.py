@@ -382,3 +382,56 @@ def test_the_metadata_cap_is_in_the_post_contract() -> None:
     with pytest.raises(RowError, match="over the 64000-byte limit") as err:
         to_post({**base, "metadata": {"m": "a" * METADATA_MAX_BYTES}})
     assert err.value.kind == "metadata too large"
+
+
+def test_kafka_gone_mid_replay_stops_with_a_clear_message_saying_a_rerun_is_safe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A broker outage longer than the producer's timeouts: the batches Kafka never took
+    fail (aiokafka's KafkaTimeoutError), and the replay says so instead of a traceback."""
+    import asyncio
+
+    from aiokafka.errors import KafkaTimeoutError
+
+    import connectors.replay as replay_mod
+    from seismo.cli import main
+
+    class GoneProducer:
+        """Takes 3 posts, then every batch expires."""
+
+        def __init__(self, **kw: object) -> None:
+            self.sent = 0
+
+        async def start(self) -> None:
+            pass
+
+        async def send(self, *a: object, **kw: object) -> asyncio.Future[None]:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.sent += 1
+            if self.sent <= 3:
+                fut.set_result(None)
+            else:
+                fut.set_exception(KafkaTimeoutError())
+            return fut
+
+        async def flush(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            pass
+
+    async def no_topics(*a: object, **kw: object) -> list[str]:
+        return []
+
+    monkeypatch.setattr(replay_mod, "AIOKafkaProducer", GoneProducer)
+    monkeypatch.setattr(replay_mod, "ensure_topics", no_topics)
+    rows = [
+        {"id": str(i), "source": "x", "text": "hi", "created_at": f"2026-05-01T10:00:{i:02d}Z"}
+        for i in range(10)
+    ]
+    path = tmp_path / "posts.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert main(["replay", str(path), "--speed", "max"]) == 2
+    err = capsys.readouterr().err
+    assert "Kafka did not take the posts (KafkaTimeoutError" in err
+    assert "a rerun of the same replay is safe" in err
