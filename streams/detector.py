@@ -54,7 +54,7 @@ _consume = _SINK.extend  # runs an iterator out (keeping nothing)
 _append = deque.append
 
 
-STATE_VERSION = 3  # of a checkpoint's layout: 2 = one rate sketch per time scale, 3 = stories
+STATE_VERSION = 3  # of a checkpoint's layout (a rate sketch per time scale; stories)
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -75,9 +75,8 @@ class DetectorParams:
     min_score: float = 4.0
     beta: float = 0.5
     warmup_seconds: int = 2 * 3600
-    warmup_buckets: int = (
-        12  # a scale judges nothing before it has watched this many of its buckets
-    )
+    # a scale judges nothing before it has watched this many of its own buckets
+    warmup_buckets: int = 12
     cooldown_seconds: int = 6 * 3600
     quiet_seconds: int = 2 * 3600
     story_update_seconds: int = 1800
