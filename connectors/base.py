@@ -22,7 +22,7 @@ so a restart resumes without loss; posts re-read after the cursor are recognised
 
 Errors are sorted: :class:`FatalSourceError` (bad credentials, bad config) stops the
 connector with a clear message; anything else reconnects with capped exponential backoff
-and full jitter, starting over only after a healthy connection (up ``healthy_seconds`` or
+and equal jitter, starting over only after a healthy connection (up ``healthy_seconds`` or
 ``healthy_posts`` new posts): a stream that sends a post and closes is not hammered.
 """
 
@@ -157,7 +157,8 @@ class Source(Protocol):
 
 @dataclass
 class Backoff:
-    """Capped exponential backoff with full jitter (AWS architecture blog style)."""
+    """Capped exponential backoff with "equal jitter" (AWS architecture blog): each delay
+    uniform between half the capped exponential and all of it."""
 
     base: float = 0.5
     cap: float = 60.0

@@ -1,9 +1,11 @@
 """Versioned wire contracts shared by connectors and streams.
 
-Every topic carries UTF-8 JSON. Producers build these models (strict: unknown fields are
-refused when constructing); consumers parse with :func:`decode` (tolerant: unknown fields
-added by a newer producer are ignored). A topic's name ends in its contract version, so a
-breaking change is a new topic (``posts.raw.v2``), never a silent reinterpretation.
+Every topic carries UTF-8 JSON. Producers build these models, whose fields are validated
+(types, ranges, sizes); a field the model does not know is dropped, not refused, both when a
+producer constructs a model and when a consumer parses one with :func:`decode` (so a newer
+producer's added fields do not break an older consumer). A topic's name ends in its
+contract version, so a breaking change is a new topic (``posts.raw.v2``), never a silent
+reinterpretation.
 """
 
 from __future__ import annotations

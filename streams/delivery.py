@@ -53,7 +53,8 @@ class RetryPolicy:
     timeout: float = 5.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed try ``attempt`` (1-based): full jitter, capped."""
+        """Seconds to wait after failed try ``attempt`` (1-based): capped exponential with
+        "equal jitter" (uniform between half the cap and the cap), or ``Retry-After``."""
         if retry_after is not None:
             return min(self.max_backoff, max(0.0, retry_after))
         cap = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))

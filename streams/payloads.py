@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from seismo.contracts import Alert
+from seismo.contracts import Alert, Changes
 from seismo.watchlist import Watchlist
 from streams.stories import domain_of, links_in
 
@@ -204,6 +204,9 @@ def slack_message(
         },
         {"type": "section", "text": {"type": "mrkdwn", "text": reason_of(alert, raw or {})}},
     ]
+    changed = changes_line(alert.changes)
+    if changed:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": changed}})
     if lines:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
     blocks.append(
@@ -215,3 +218,26 @@ def slack_message(
         }
     )
     return {"text": text, "blocks": blocks}
+
+
+def changes_line(changes: Changes | None) -> str:
+    """What changed since the previous delivered version, in one line for a reader
+    ("" when nothing is said: an opening, or a version without ``changes``)."""
+    if changes is None:
+        return ""
+    parts = []
+    if changes.new_posts:
+        parts.append(f"+{changes.new_posts} posts ({changes.new_independent_posts} independent)")
+    if changes.new_sources:
+        parts.append("new sources: " + ", ".join(changes.new_sources))
+    if changes.new_claims:
+        parts.append("new claims: " + ", ".join(changes.new_claims))
+    if changes.new_links:
+        parts.append(f"{len(changes.new_links)} new link(s)")
+    for shift in changes.stance_shift:
+        parts.append(f"{shift.stance} {shift.before:.0%} → {shift.after:.0%} of stanced posts")
+    if changes.severity_from:
+        parts.append(f"severity was {changes.severity_from}")
+    if not parts:
+        return ""
+    return f"*Since v{changes.since_version}:* " + "; ".join(parts)

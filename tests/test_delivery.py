@@ -11,13 +11,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 from prometheus_client import CollectorRegistry
 
 from seismo.broker import free_port
-from seismo.contracts import Alert
+from seismo.contracts import Alert, Changes, StanceShift
 from seismo.metrics import Metrics
 from seismo.verify import SignatureError, sign, verify_signature
 from seismo.watchlist import load_watchlist
@@ -230,6 +231,27 @@ def test_alert_without_dossier_or_evidence() -> None:
     body = dossier_update(alert, alert.model_dump(mode="json"))
     jsonschema.validate(body, WRITER_SCHEMA)
     assert body["dossier"] is None and body["lead_source"] is None and body["claims"] == []
+
+
+def test_a_chat_message_says_what_changed_since_the_last_delivered_version() -> None:
+    changes = Changes(
+        since_version=1,
+        new_posts=7,
+        new_independent_posts=5,
+        new_sources=["reddit"],
+        stance_shift=[StanceShift(stance="deny", before=0.1, after=0.5)],
+        severity_from="medium",
+    )
+    alert = make_alert(2, "update").model_copy(update={"changes": changes})
+    msg = slack_message(alert)
+    line = next(t for t in _sections(msg) if t.startswith("*Since v1:*"))
+    assert "+7 posts (5 independent)" in line and "new sources: reddit" in line
+    assert "deny 10% → 50% of stanced posts" in line and "severity was medium" in line
+    assert not any(t.startswith("*Since") for t in _sections(slack_message(make_alert())))
+
+
+def _sections(msg: dict[str, Any]) -> list[str]:
+    return [b["text"]["text"] for b in msg["blocks"] if b["type"] == "section" and "text" in b]
 
 
 def test_chat_sink_posts_slack_blocks_and_hides_its_url() -> None:
