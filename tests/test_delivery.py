@@ -444,6 +444,12 @@ def test_a_dead_sink_does_not_hold_up_the_others() -> None:
                     lambda: f"5 versions at the healthy sinks ({rx.requests}, {chat_rx.requests})",
                     RECORD_ARRIVES,
                 )
+                # (a receiver counts a request before it answers; the lane records it after)
+                await wait_until_async(
+                    lambda: sorted(ledger.table.values()) == [5, 5],
+                    lambda: f"both healthy sinks' deliveries recorded ({ledger.table})",
+                    RECORD_ARRIVES,
+                )
                 keys = [h["Idempotency-Key"] for h in rx.headers]
                 assert keys == [f"abc123.v{v}" for v in range(1, 6)]  # in order, once each
                 # the dead sinks are still on their first version: nothing parked, and no
