@@ -343,8 +343,7 @@ class AlertSinks:
     async def close(self) -> None:
         """Stop the lanes (what they still hold is not acked: a restart delivers it) and
         close the HTTP session."""
-        for lane in self._lanes or []:
-            await lane.stop()
+        await asyncio.gather(*(lane.stop() for lane in self._lanes or []))
         self._lanes = None
         if self._session is not None:
             await self._session.close()
@@ -368,6 +367,9 @@ class Handoff:
     left: int = 0
 
 
+STOP_GRACE_SECONDS = 10.0  # a stopping lane finishes the delivery it is in, this long at most
+
+
 class SinkLane:
     """One sink's queue and task. Its tries, backoff and down state are its own, so a sink
     that refuses or hangs holds up only the versions that wait for it."""
@@ -378,6 +380,8 @@ class SinkLane:
         self.queue: asyncio.Queue[Handoff] = asyncio.Queue()
         self.down: str | None = None  # the last failure, while the sink is down
         self.probe_at = 0.0
+        self.busy = False  # a version is being delivered (its POST may be at the sink)
+        self.stopping = False
         self.task = asyncio.create_task(self.run(), name=f"deliver to {sink.kind} {sink.target}")
 
     def key(self, alert: Alert) -> str:
@@ -385,12 +389,15 @@ class SinkLane:
         return f"{alert.id}@{self.sink.kind}:{self.sink.target}"
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             handoff = await self.queue.get()
+            self.busy = True
             try:
                 await self.one(handoff)
             except Exception:  # not recorded, not acked: a restart delivers it again
                 log.exception("deliver to %s %s failed", self.sink.kind, self.sink.target)
+            finally:
+                self.busy = False
 
     async def one(self, handoff: Handoff) -> None:
         alert = handoff.alert
@@ -428,7 +435,14 @@ class SinkLane:
             self.probe_at = time.monotonic() + self.sinks.probe_seconds
         return failure
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop after the version in delivery, if any, is delivered and recorded (a POST the
+        sink already took would otherwise be sent again after a restart), waiting at most
+        ``grace`` seconds for it (a hanging sink); what is still queued is left."""
+        self.stopping = True
+        if self.busy:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.task), grace)
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
