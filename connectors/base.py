@@ -47,8 +47,10 @@ from aiokafka import AIOKafkaProducer
 from seismo.config import Settings
 from seismo.contracts import DLQ, POSTS_RAW, Post, dead_letter
 from seismo.errors import SeismoError
-from seismo.kafka import bootstrap_of, ensure_topics
+from seismo.kafka import ensure_topics, make_producer
 from seismo.metrics import Metrics
+from seismo.retry import equal_jitter
+from seismo.retry import retry_after as parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +80,11 @@ class FatalSourceError(SourceError):
 def error_for_status(status: int, what: str, retry_after: str | None = None) -> SourceError:
     """Sort an HTTP error status: 400/401/403/404 stop the connector, anything else retries.
 
-    ``retry_after`` is the raw ``Retry-After`` header (seconds; an HTTP date is ignored).
+    ``retry_after`` is the raw ``Retry-After`` header (seconds or an HTTP date).
     """
     if status in (400, 401, 403, 404):
         return FatalSourceError(f"{what}: HTTP {status}")
-    wait: float | None = None
-    if retry_after:
-        try:
-            wait = max(0.0, float(retry_after))
-        except ValueError:
-            wait = None
-    return RetryableError(f"{what}: HTTP {status}", retry_after=wait)
+    return RetryableError(f"{what}: HTTP {status}", retry_after=parse_retry_after(retry_after))
 
 
 def describe(exc: BaseException) -> str:
@@ -157,8 +153,8 @@ class Source(Protocol):
 
 @dataclass
 class Backoff:
-    """Capped exponential backoff with "equal jitter" (AWS architecture blog): each delay
-    uniform between half the capped exponential and all of it."""
+    """The reconnect backoff: :func:`seismo.retry.equal_jitter` of the reconnects in a row;
+    an upstream's ``Retry-After`` wins when longer (up to ten times the cap)."""
 
     base: float = 0.5
     cap: float = 60.0
@@ -166,9 +162,8 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self, at_least: float | None = None) -> float:
-        ceiling = min(self.cap, self.base * (2**self.attempt))
+        delay = equal_jitter(self.attempt, self.base, self.cap, self.rng)
         self.attempt += 1
-        delay = (self.rng or random).uniform(ceiling / 2, ceiling)
         if at_least is not None:
             delay = max(delay, min(at_least, self.cap * 10))
         return delay
@@ -235,7 +230,7 @@ class KafkaPostSink:
     def __init__(self, settings: Settings, *, stop_timeout: float | None = None) -> None:
         self.settings = settings
         self.stop_timeout = (
-            settings.connector_stop_seconds if stop_timeout is None else stop_timeout
+            settings.connectors.stop_seconds if stop_timeout is None else stop_timeout
         )
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
@@ -243,12 +238,7 @@ class KafkaPostSink:
 
     async def start(self) -> None:
         await ensure_topics(self.settings)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_of(self.settings),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=20,
-        )
+        self._producer = make_producer(self.settings, "connector")
         await self._producer.start()
 
     def _require(self) -> AIOKafkaProducer:

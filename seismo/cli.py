@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _progress(f"live alert page on http://{settings.live_host}:{settings.live_port}/")
     # connectors serve /metrics on consecutive ports from metrics_port (or web_port + 10)
     first_port = settings.metrics_port or settings.web_port + 10
-    for i, name in enumerate(settings.connectors):
+    for i, name in enumerate(settings.connectors.enabled):
         port = first_port + i
         cmd = [*base_cmd, "connect", name, "--metrics-port", str(port)]
         children[f"connector {name}"] = subprocess.Popen(cmd, env=env)
@@ -243,7 +243,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     f.write(a.model_dump_json(exclude_none=True) + "\n")
             summary["alerts"] = len(alerts)
             summary["alerts_out"] = str(args.alerts_out)
-            lateness = settings.detector_max_lateness_seconds
+            lateness = settings.detector.max_lateness_seconds
             summary["worker"] = worker_report(counts, await worker_counts(settings), lateness)
             for note in summary["worker"].get("notes", []):
                 _progress(f"worker: {note}")

@@ -287,7 +287,7 @@ def register(
                 offset,
             )
             log.info("detect: replaying %d records of partition %d", len(gap), partition)
-            step = max(settings.detect_batch_size, 1)
+            step = max(settings.detector.batch_size, 1)
             for i in range(0, len(gap), step):
                 chunk = gap[i : i + step]
                 posts: list[ClassifiedPost] = []
@@ -358,7 +358,7 @@ def register(
         if engine.too_late > too_late:  # too far behind the detector's clock: not counted
             metrics.too_late.labels(str(partition)).inc(engine.too_late - too_late)
         await send_alerts(alerts)
-        if time.monotonic() - saved_at[partition] >= settings.detector_checkpoint_seconds:
+        if time.monotonic() - saved_at[partition] >= settings.detector.checkpoint_seconds:
             # the alerts raised so far must be on the broker before a checkpoint says their
             # records are done: otherwise a crash could keep the checkpoint and lose them
             await app.producer.flush()
@@ -427,12 +427,12 @@ def register(
 
     @app.agent(classified_t, name="detect")
     async def detect(stream: faust.StreamT[bytes]) -> None:
-        if settings.detect_batch_size <= 1:
+        if settings.detector.batch_size <= 1:
             async for event in stream.events():
                 await detect_batch([event])
             return
         async for events in _batches(
-            stream, settings.detect_batch_size, settings.detect_batch_wait_ms
+            stream, settings.detector.batch_size, settings.detector.batch_wait_ms
         ):
             await detect_batch(events)
 
