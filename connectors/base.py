@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from seismo.config import Settings
+from seismo.config import ConnectorSettings, Settings
 from seismo.contracts import DLQ, POSTS_RAW, Post, dead_letter
 from seismo.errors import SeismoError
 from seismo.kafka import ensure_topics, make_producer
@@ -53,6 +53,9 @@ from seismo.retry import equal_jitter
 from seismo.retry import retry_after as parse_retry_after
 
 log = logging.getLogger(__name__)
+
+# the runner's defaults are the ``connectors`` settings' defaults
+_DEFAULTS = ConnectorSettings()
 
 Cursor = dict[str, Any]
 
@@ -157,7 +160,7 @@ class Backoff:
     an upstream's ``Retry-After`` wins when longer (up to ten times the cap)."""
 
     base: float = 0.5
-    cap: float = 60.0
+    cap: float = _DEFAULTS.backoff_cap_seconds
     rng: random.Random | None = None
     attempt: int = 0
 
@@ -348,12 +351,12 @@ class ConnectorRunner:
         metrics: Metrics,
         *,
         backoff: Backoff | None = None,
-        checkpoint_seconds: float = 1.0,
+        checkpoint_seconds: float = _DEFAULTS.checkpoint_seconds,
         recent_keys: int = 100_000,
         healthy_seconds: float = 30.0,
         healthy_posts: int = 100,
-        flush_timeout: float = 30.0,
-        stop_timeout: float = 3.0,
+        flush_timeout: float = _DEFAULTS.flush_timeout_seconds,
+        stop_timeout: float = _DEFAULTS.stop_seconds,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
