@@ -100,12 +100,16 @@ def describe(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Emit:
+    """A post for ``posts.raw.v1``; ``cursor`` is where the source stands after it."""
+
     post: Post
     cursor: Cursor | None = None
 
 
 @dataclass(frozen=True)
 class Skip:
+    """A frame or item that is no post: counted and dead-lettered with ``reason``."""
+
     reason: str
     raw: bytes | str | None = None
     cursor: Cursor | None = None
@@ -113,12 +117,16 @@ class Skip:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """Progress without a post; ``outcome`` counts the upstream item (``deleted``, ...)."""
+
     cursor: Cursor | None
     outcome: str | None = None
 
 
 @dataclass(frozen=True)
 class Gap:
+    """The upstream could not resume exactly at the cursor: reported and counted."""
+
     detail: str
     cursor: Cursor | None = None
 
