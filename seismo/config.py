@@ -425,15 +425,15 @@ class Settings(BaseSettings):
 
     # --- groups ------------------------------------------------------------------------
     detector: DetectorSettings = Field(
-        default_factory=lambda: DetectorSettings(),
+        default_factory=DetectorSettings,
         description="burst detection and the alert book, in event time",
     )
     delivery: DeliverySettings = Field(
-        default_factory=lambda: DeliverySettings(),
+        default_factory=DeliverySettings,
         description="how the HTTP alert sinks (webhooks, chat) are tried",
     )
     connectors: ConnectorSettings = Field(
-        default_factory=lambda: ConnectorSettings(),
+        default_factory=ConnectorSettings,
         description="the connectors `seismo run` starts and how every connector runs",
     )
 
