@@ -209,9 +209,6 @@ class DetectorSettings(BaseModel):
     sketch_depth: int = Field(
         default=_DETECTOR.sketch_depth, ge=1, le=8, description="rows of that sketch"
     )
-    max_terms_per_post: int = Field(
-        default=16, ge=1, description="burst items a classified post carries, at most"
-    )
     checkpoint_seconds: float = Field(
         default=5.0, gt=0, description="wall seconds between detector state checkpoints"
     )
@@ -310,7 +307,6 @@ MOVED = {
     "story_update_seconds": "detector.story_update_seconds",
     "detector_max_lateness_seconds": "detector.max_lateness_seconds",
     "evidence_size": "detector.evidence_size",
-    "max_terms_per_post": "detector.max_terms_per_post",
     "sketch_width_bits": "detector.sketch_width_bits",
     "sketch_depth": "detector.sketch_depth",
     "detector_checkpoint_seconds": "detector.checkpoint_seconds",
@@ -338,6 +334,24 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         return {} if p is None else _read_config(p)
 
 
+def _not_json(group: str) -> tuple[str, str | None]:
+    """The variable of a list setting in ``group`` whose value is not JSON, and the value."""
+    model = _group(group)
+    fields = model.model_fields.items() if model is not None else []
+    lists = [
+        env_name(f"{group}.{n}")
+        for n, f in fields
+        if str(f.annotation).startswith(("list", "tuple"))
+    ]
+    for key, raw in sorted(os.environ.items()):
+        if key.upper() in lists:
+            try:
+                json.loads(raw)
+            except ValueError:
+                return key.upper(), raw
+    return env_name(group), None
+
+
 class _EnvSource(EnvSettingsSource):
     """``SEISMO_*`` variables; a list setting that is not JSON is a ConfigError naming the
     variable (pydantic-settings raises a bare SettingsError with a long traceback)."""
@@ -349,6 +363,8 @@ class _EnvSource(EnvSettingsSource):
             return super().prepare_field_value(field_name, field, value, value_is_complex)
         except ValueError as exc:
             name = env_name(field_name)
+            if value is None:  # a group: the variable of its setting that is not JSON
+                name, value = _not_json(field_name)
             secret = "SecretStr" in str(field.annotation)
             items = ["..."] if secret else [v.strip() for v in str(value).split(",")]
             raise ConfigError(
@@ -535,6 +551,9 @@ class Settings(BaseSettings):
         default=None, description="trained heads (stance-v1, topic-v1); unset = bundled ones"
     )
     model_threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads")
+    max_terms_per_post: int = Field(
+        default=16, ge=1, description="terms (burst items) the classifier takes from a post"
+    )
     classify_batch_size: int = Field(
         default=32, ge=1, description="posts per classifier call in ingest; 1 = no batching"
     )

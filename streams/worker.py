@@ -39,7 +39,7 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
         build_classifier(
             watchlist,
             mode=settings.classifier,
-            max_terms=settings.detector.max_terms_per_post,
+            max_terms=settings.max_terms_per_post,
             artifacts=settings.model_dir,
             threads=settings.model_threads,
         ),
