@@ -43,7 +43,6 @@ from seismo.contracts import Alert, ClassifiedPost, SignalKind
 from streams import _textcore, core, features
 from streams.alertbook import AlertBook, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
-from streams.params import BookParams as BookParams
 from streams.params import DetectorParams as DetectorParams
 from streams.seen import SeenPosts
 from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run
