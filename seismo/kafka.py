@@ -29,8 +29,8 @@ def bootstrap_of(settings: Settings) -> str:
 
 
 # a write is acknowledged once every in-sync replica has it (acks=all; -1 is its number,
-# the form Faust's ``producer_acks`` takes): with ``topic_min_insync_replicas`` no
-# acknowledged record is lost when one broker fails
+# the form Faust's ``producer_acks`` takes, in streams/app.py): with
+# ``topic_min_insync_replicas`` of 2 or more an acknowledged record survives losing a broker
 ACKS_ALL = -1
 
 ProducerPurpose = Literal["connector", "replay", "redeliver"]
