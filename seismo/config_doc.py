@@ -105,7 +105,8 @@ from (the variable, the file's key or the flag), e.g. `SEISMO_WEBHOOK_URLS is no
 JSON: list settings in the environment are JSON lists`. A `SEISMO_*` variable that is no
 setting is ignored with a warning naming the closest setting; an unknown key in the YAML
 file is an error, with the same suggestion. URL settings need a scheme and a host, ports
-1 to 65535; both are checked at start.
+1 to 65535; both are checked at start, and a server whose port is taken exits with `port P
+on HOST is already in use`.
 
 These `SEISMO_*` variables are read outside the settings and draw no warning:
 {", ".join(f"`{v}`" for v in sorted(OTHER_ENV_VARS))}.
