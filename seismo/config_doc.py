@@ -286,10 +286,10 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render() -> str:
+def render(model: type[BaseModel] = Settings) -> str:
     """The whole of docs/configuration.md."""
     out = [HEADER]
-    for group, about, group_rows in groups():
+    for group, about, group_rows in groups(model):
         if not group:
             out.append("\n## Settings\n")
         else:

@@ -23,10 +23,22 @@ def test_the_committed_configuration_page_is_the_generators_output() -> None:
     )
 
 
+def _names(model: type[BaseModel], prefix: str = "") -> list[str]:
+    out = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += _names(ann, f"{prefix}{name}.")
+        else:
+            out.append(prefix + name)
+    return out
+
+
 def test_every_setting_has_a_row_with_its_env_variable_and_a_description() -> None:
     page = config_doc.render()
-    for name in Settings.model_fields:
-        assert f"| `{name}` | `SEISMO_{name.upper()}` |" in page, name
+    for name in _names(Settings):  # a setting of a group: "detector.min_score"
+        env = "SEISMO_" + name.replace(".", "__").upper()
+        assert f"| `{name}` | `{env}` |" in page, name
     undescribed = [r.name for r in config_doc.rows() if not r.description.strip()]
     assert not undescribed, (
         f"settings without a description: {undescribed}; give each a "
@@ -56,6 +68,7 @@ class _Nested(BaseSettings):
 
 def test_groups_of_settings_are_listed_by_dotted_name_and_nested_env_variable() -> None:
     got = {r.name: r for r in config_doc.rows(_Nested)}
+    assert list(got) == _names(_Nested)
     assert list(got) == ["namespace", "detector.min_score", "detector.scales", "delivery.secrets"]
     assert got["detector.min_score"].env == "SEISMO_DETECTOR__MIN_SCORE"
     assert got["detector.min_score"].type == "float (> 0)"
@@ -67,3 +80,9 @@ def test_groups_of_settings_are_listed_by_dotted_name_and_nested_env_variable() 
         ("detector", "Burst detection."),
         ("delivery", "Sinks and retries."),
     ]
+    page = config_doc.render(_Nested)
+    assert "\n## `detector`\n\nBurst detection.\n" in page
+    assert (
+        "| `detector.min_score` | `SEISMO_DETECTOR__MIN_SCORE` | float (> 0) | `4.0` "
+        "| score a burst needs |"
+    ) in page
