@@ -3,7 +3,7 @@
     python -m bench offline [--file F] [--repeat N]   classify + detect in one process
     python -m bench detector [--file F] [--batch N]   the burst detector alone (pre-classified)
     python -m bench memory [--terms N]                detector memory at N distinct terms
-    python -m bench e2e [--posts N] [--classifier C] [--batch B]  replay -> Kafka -> worker
+    python -m bench e2e [--posts N] [--workers 1,2]  replay -> Kafka -> workers, and pass-through
     python -m bench delivery [--alerts N]             signed writer webhooks to a verifying receiver
     python -m bench sink-isolation [--rate R]         a webhook beside a refusing and a hanging one
     python -m bench connect [--source S] [--posts N]  connector clients vs loopback fakes
@@ -24,15 +24,12 @@ import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from random import Random
 
-from bench import connectors, heldout, sinks, xpush
+from bench import connectors, e2e, heldout, sinks, xpush
 from models.keyword import KeywordClassifier
 from seismo.config import load_settings
 from seismo.contracts import Alert, Post
@@ -280,90 +277,6 @@ def bench_memory(args: argparse.Namespace) -> None:
             )
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def bench_e2e(args: argparse.Namespace) -> None:
-    from seismo.broker import EmbeddedKafka, free_port
-
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp)
-        path = d / "posts.jsonl"
-        with path.open("w") as f:
-            for p in synthetic_posts(args.posts):
-                f.write(p.model_dump_json() + "\n")
-        with EmbeddedKafka(d / "kafka", port=0) as kafka:
-            env = {
-                **os.environ,
-                "SEISMO_KAFKA_BOOTSTRAP": kafka.bootstrap,
-                "SEISMO_NAMESPACE": "bench",
-                "SEISMO_DATA_DIR": str(d / "seismo"),
-                "SEISMO_WEB_PORT": str(free_port()),
-                "SEISMO_CLASSIFIER": args.classifier,
-                "SEISMO_CLASSIFY_BATCH_SIZE": str(args.batch),
-            }
-            log = (d / "worker.log").open("wb")
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "seismo.cli", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                deadline = time.monotonic() + 90
-                while b"[^Worker]: Ready" not in (d / "worker.log").read_bytes():
-                    if time.monotonic() > deadline or worker.poll() is not None:
-                        tail = (d / "worker.log").read_text(errors="replace")[-3000:]
-                        raise SystemExit(f"worker did not start:\n{tail}")
-                    time.sleep(0.2)
-                cpu0 = _cpu_seconds(worker.pid)
-                t = time.perf_counter()
-                res = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "seismo.cli",
-                        "-q",
-                        "replay",
-                        str(path),
-                        "--alerts-out",
-                        str(d / "a.jsonl"),
-                        "--wait-timeout",
-                        "1800",
-                    ],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                dt = time.perf_counter() - t
-                cpu = _cpu_seconds(worker.pid) - cpu0
-                summary = json.loads(res.stdout.strip().splitlines()[-1])
-                print(
-                    json.dumps(
-                        {
-                            "bench": "e2e",
-                            "classifier": args.classifier,
-                            "classify_batch_size": args.batch,
-                            "posts": args.posts,
-                            "load_avg_1m": round(os.getloadavg()[0], 1),
-                            "seconds": round(dt, 2),
-                            "posts_per_s": round(args.posts / dt, 1),
-                            "worker_cpu_s": round(cpu, 1),
-                            "posts_per_worker_cpu_s": round(args.posts / max(cpu, 1e-9), 1),
-                            "replay_posts_per_s": summary["posts_per_second"],
-                            "alerts": summary["alerts"],
-                        }
-                    )
-                )
-            finally:
-                worker.terminate()
-                worker.wait(30)
-
-
 def bench_delivery(args: argparse.Namespace) -> None:
     """Alerts/s through the webhook sink (body, signature, POST) to a receiver that verifies."""
     import asyncio
@@ -452,16 +365,7 @@ def main() -> None:
     m.add_argument("--terms", type=int, default=10_000_000)
     m.add_argument("--default-gc", action="store_true", help="keep CPython's collector thresholds")
     m.set_defaults(func=bench_memory)
-    e = sub.add_parser("e2e", help="replay through the embedded broker and a worker")
-    e.add_argument("--posts", type=int, default=5_000)
-    e.add_argument(
-        "--classifier",
-        choices=["keyword", "cascade", "full"],
-        default="cascade",
-        help="the worker's classifier (default: cascade, the product default)",
-    )
-    e.add_argument("--batch", type=int, default=32, help="classify_batch_size of the worker")
-    e.set_defaults(func=bench_e2e)
+    e2e.register(sub, synthetic_posts)
     dl = sub.add_parser("delivery", help="signed webhooks to a loopback verifying receiver")
     dl.add_argument("--alerts", type=int, default=2_000)
     dl.set_defaults(func=bench_delivery)

@@ -172,7 +172,7 @@ class DetectorSettings(BaseModel):
     cooldown_seconds: int = Field(
         default=_DETECTOR.cooldown_seconds,
         ge=0,
-        description="after a story resolves, its keys raise nothing new this long",
+        description="after an alert resolves, its keys open no new alert this long (event time)",
     )
     quiet_seconds: int = Field(
         default=_DETECTOR.quiet_seconds,
@@ -198,16 +198,19 @@ class DetectorSettings(BaseModel):
         "counted (counted as too late instead); a later one counts in the current bucket",
     )
     evidence_size: int = Field(
-        default=_DETECTOR.evidence_size, ge=1, description="posts an alert carries as evidence"
+        default=_DETECTOR.evidence_size, ge=1, description="posts in an alert's evidence"
     )
     sketch_width_bits: int = Field(
         default=_DETECTOR.sketch_width.bit_length() - 1,
         ge=8,
         le=24,
-        description="2^bits cells per row of the emerging-items sketch",
+        description="2^bits cells per row of the hashed sketch of each time scale",
     )
     sketch_depth: int = Field(
-        default=_DETECTOR.sketch_depth, ge=1, le=8, description="rows of that sketch"
+        default=_DETECTOR.sketch_depth,
+        ge=1,
+        le=8,
+        description="rows of the hashed sketch of each time scale",
     )
     checkpoint_seconds: float = Field(
         default=5.0, gt=0, description="wall seconds between detector state checkpoints"
@@ -250,10 +253,12 @@ class DeliverySettings(BaseModel):
     max_backoff_seconds: float = Field(
         default=_RETRY.max_backoff_seconds,
         gt=0,
-        description="longest delay between tries; a sink that is down is probed this often",
+        description="cap of the retry delay; a sink that is down gets one try this often",
     )
     timeout_seconds: float = Field(
-        default=_RETRY.timeout_seconds, gt=0, description="longest one try may take"
+        default=_RETRY.timeout_seconds,
+        gt=0,
+        description="timeout of one try of a webhook or chat delivery",
     )
 
     def params(self) -> RetryPolicy:
@@ -552,7 +557,10 @@ class Settings(BaseSettings):
     )
     model_threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads")
     max_terms_per_post: int = Field(
-        default=16, ge=1, description="terms (burst items) the classifier takes from a post"
+        default=16,
+        ge=1,
+        description="terms (words, phrases, hashtags, domains) a post contributes to the "
+        "detector at most",
     )
     classify_batch_size: int = Field(
         default=32, ge=1, description="posts per classifier call in ingest; 1 = no batching"
