@@ -57,8 +57,16 @@ _original_fetch_records = AIOKafkaConsumerThread._fetch_records
 _original_perform_seek = Consumer.perform_seek
 
 
+def _superseded(self: Any, generation_id: int, rebalance: int) -> bool:
+    """Has another rebalance begun since this recovery's one (revocation or assignment)?"""
+    app = self.app
+    return bool(app.consumer_generation_id != generation_id or app.rebalancing_count != rebalance)
+
+
 async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:
     consumer = self.app.consumer
+    # on_rebalance_start (at the revocation) counts rebalances: a change means ours is stale
+    rebalance = self.app.rebalancing_count
     self.log.info("Restore complete!")
     await self.app.on_rebalance_complete.send()
     self._set_recovery_ended()
@@ -73,19 +81,25 @@ async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:
     if callbacks:
         await asyncio.wait(callbacks)
     assignment = consumer.assignment()
-    if self.app.consumer_generation_id != generation_id:
+    if _superseded(self, generation_id, rebalance):
         self.log.warning(
             "Recovery rebalancing again app id %s param %s",
             self.app.consumer_generation_id,
             generation_id,
         )
         return
+    streams = {tp for tp in assignment if not self._is_changelog_tp(tp)}
     if assignment:
         # seek first: nothing may be fetched from a stream partition before it is
-        # positioned at its committed offset
+        # positioned at its committed offset (nor while it is being positioned)
+        consumer.pause_partitions(streams)
         self.log.info("Seek stream partitions to committed offsets.")
         await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
-    consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        if _superseded(self, generation_id, rebalance):
+            # the next rebalance began during the seek: it owns the flow and the partitions
+            self.log.warning("Recovery superseded by a rebalance during the seek: not resuming")
+            return
+    consumer.resume_partitions(streams)
     self.completed.set()
     self.app.flow_control.resume()
     consumer.resume_flow()
