@@ -171,10 +171,11 @@ class _RecoveringApp:
 
         class Consumer_:
             flow_active = True
-            pause_partitions = Consumer.pause_partitions
-            resume_partitions = Consumer.resume_partitions
-            stop_flow = Consumer.stop_flow
-            resume_flow = Consumer.resume_flow
+            # faust's own bookkeeping (typed for faust's Consumer, hence Any)
+            pause_partitions: Any = Consumer.pause_partitions
+            resume_partitions: Any = Consumer.resume_partitions
+            stop_flow: Any = Consumer.stop_flow
+            resume_flow: Any = Consumer.resume_flow
 
             def __init__(self) -> None:
                 self._active_partitions: set[TopicPartition] = set()

@@ -3,20 +3,31 @@ alerts as the pipeline in one process, each delivered once (real broker)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from seismo.broker import free_port
+from seismo.config import load_settings
+from seismo.contracts import POSTS_CLASSIFIED, POSTS_RAW, Post
+from seismo.kafka import end_offsets, ensure_topics
 from tests.helpers import (
     WebhookReceiver,
     WorkerProcess,
     expected_ids,
     multi_burst_rows,
+    read_to_end,
     replay_summary,
     write_jsonl,
 )
+from tests.timeouts import PIPELINE_DRAINS, POLL
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -67,3 +78,100 @@ def test_two_workers_share_partitions_and_raise_the_same_alerts(
         finally:
             for w in workers:
                 assert w.stop() == 0, w.log_text()[-3000:]
+
+
+def _posts(first: int, n: int) -> list[Post]:
+    t0 = datetime(2026, 11, 23, tzinfo=UTC)
+    return [
+        Post(
+            id=str(i),
+            source="x",
+            text=f"post {i} about the weather and the traffic",
+            created_at=t0 + timedelta(seconds=i),
+        )
+        for i in range(first, first + n)
+    ]
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+
+
+def test_workers_joining_while_posts_flow_leave_no_raw_record_behind(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two workers of one group start together on fresh topics while posts are produced, so
+    the group rebalances (one worker, then two) with records flowing. The first worker's
+    recovery used to finish *during* the second rebalance and resume the flow and its old
+    partitions in the middle of it (streams/faust_fixes.py, "superseded" recovery): records
+    queued meanwhile were dropped, never classified, and the committed offset of their raw
+    partition stopped there for good. Here every raw post must be classified (at least
+    once: a re-read after a rebalance is allowed) and the group must commit every raw
+    partition to its end."""
+    env = {**worker_env, "SEISMO_RAW_PARTITIONS": "4"}
+    bootstrap = env["SEISMO_KAFKA_BOOTSTRAP"]
+    settings = load_settings(
+        kafka_bootstrap=bootstrap, namespace=env["SEISMO_NAMESPACE"], raw_partitions=4
+    )
+    raw, classified = settings.topic(POSTS_RAW), settings.topic(POSTS_CLASSIFIED)
+    asyncio.run(ensure_topics(settings))
+    workers = [
+        WorkerProcess(
+            env | {"SEISMO_WEB_PORT": str(free_port()), "SEISMO_DATA_DIR": str(tmp_path / name)},
+            tmp_path / f"worker-{name}.log",
+        )
+        for name in ("a", "b")
+    ]
+    sent: list[str] = []
+
+    async def produce(ready: list[Future[WorkerProcess]]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            # a trickle while the workers join and rebalance, then a burst once both hold
+            # partitions (their last recovery may still be finishing: posts flow meanwhile)
+            while not all(f.done() for f in ready) or len(sent) < 400:
+                for post in _posts(len(sent), 10):
+                    await producer.send(raw, post.to_bytes(), key=post.key.encode())
+                    sent.append(post.key)
+                await asyncio.sleep(0.05)
+            for post in _posts(len(sent), 3000):
+                await producer.send(raw, post.to_bytes(), key=post.key.encode())
+                sent.append(post.key)
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    try:
+        with ThreadPoolExecutor(len(workers)) as pool:
+            ready = [pool.submit(w.start) for w in workers]  # both start at once
+            asyncio.run(produce(ready))
+            for f in ready:
+                f.result()
+
+        async def behind() -> dict[int, int]:
+            ends = {tp.partition: end for tp, end in (await end_offsets(bootstrap, [raw])).items()}
+            done = await _committed(bootstrap, settings.group_id, raw)
+            return {p: end - done.get(p, 0) for p, end in ends.items() if end > done.get(p, 0)}
+
+        deadline = time.monotonic() + PIPELINE_DRAINS
+        while lag := asyncio.run(behind()):
+            if time.monotonic() > deadline:
+                committed = asyncio.run(_committed(bootstrap, settings.group_id, raw))
+                raise AssertionError(
+                    f"raw partitions never committed to their end (partition: records behind)"
+                    f" {lag}; committed {committed}"
+                )
+            time.sleep(POLL)
+        keys = {r.key.decode() for r in asyncio.run(read_to_end(bootstrap, classified)) if r.key}
+        missing = sorted(set(sent) - keys, key=lambda k: int(k.split(":")[1]))
+        assert not missing, f"{len(missing)} of {len(sent)} posts never classified: {missing[:20]}"
+    finally:
+        for w in workers:
+            w.stop()
