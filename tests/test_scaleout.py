@@ -117,8 +117,11 @@ def test_workers_joining_while_posts_flow_leave_no_raw_record_behind(
     env = {**worker_env, "SEISMO_RAW_PARTITIONS": "4"}
     bootstrap = env["SEISMO_KAFKA_BOOTSTRAP"]
     settings = load_settings(
-        kafka_bootstrap=bootstrap, namespace=env["SEISMO_NAMESPACE"], raw_partitions=4
-    )
+        kafka_bootstrap=bootstrap,
+        namespace=env["SEISMO_NAMESPACE"],
+        topic_partitions=int(env["SEISMO_TOPIC_PARTITIONS"]),
+        raw_partitions=4,
+    )  # the workers' settings: the test creates the topics before producing
     raw, classified = settings.topic(POSTS_RAW), settings.topic(POSTS_CLASSIFIED)
     asyncio.run(ensure_topics(settings))
     workers = [
