@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from itertools import chain
+from typing import NamedTuple
 
 from seismo.contracts import Alert, CountPoint, Evidence, Link, Severity, SignalKind, Stance
 from streams.features import label_words
@@ -47,9 +49,10 @@ SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 _KIND_RANK = {"claim": 0, "stance": 1, "dossier": 2, "term": 3}
 
 
-@dataclass(frozen=True)
+@dataclass
 class PostRef:
-    """What the detector keeps of a post (for evidence and corroboration)."""
+    """What the detector keeps of a post (for evidence and corroboration): made once per
+    post, never changed."""
 
     post_id: str
     source: str
@@ -74,41 +77,11 @@ class PostRef:
         """Its items without the tracked keys (dossiers, claims), in order."""
         return tuple(i for i in self.ordered if not i.startswith(_TRACKED))
 
-    @classmethod
-    def of(
-        cls,
-        post_id: str,
-        source: str,
-        ts: float,
-        text: str,
-        author: str | None,
-        url: str | None,
-        cluster: str,
-        ordered: tuple[str, ...],
-        dossiers: tuple[str, ...],
-        claims: tuple[str, ...],
-        stance: Stance | None,
-    ) -> PostRef:
-        """The constructor without a frozen dataclass's call per field (one per post)."""
-        ref = object.__new__(cls)
-        object.__setattr__(
-            ref,
-            "__dict__",
-            {
-                "post_id": post_id,
-                "source": source,
-                "ts": ts,
-                "text": text,
-                "author": author,
-                "url": url,
-                "cluster": cluster,
-                "ordered": ordered,
-                "dossiers": dossiers,
-                "claims": claims,
-                "stance": stance,
-            },
-        )
-        return ref
+    @cached_property
+    def links(self) -> tuple[str, ...]:
+        """The URLs its text shares (:func:`~streams.stories.links_in`), found once: a post
+        joins several stories and each asks."""
+        return tuple(links_in(self.text, self.url))
 
 
 @dataclass
@@ -130,6 +103,17 @@ class Burst:
     dossier: str | None = None
 
 
+class _Emitted(NamedTuple):
+    """A story as its last emitted version stood (what the next version is compared with)."""
+
+    severity: int  # index in SEVERITIES
+    keys: int  # burst keys
+    tracked: int  # tracked keys among them (claims, dossiers, stance classes)
+    sources: int
+    size: int  # independent posts
+    ts: float  # event time
+
+
 @dataclass
 class _Open:
     id: str
@@ -145,8 +129,7 @@ class _Open:
     clusters: set[str] = field(default_factory=set)
     independent: int = 0  # posts that are a new cluster by a new author
     total: int = 0  # posts attached (``posts`` keeps the newest only)
-    # at the last emission: severity, keys, tracked keys, sources, size, event time
-    emitted: tuple[int, int, int, int, int, float] = (0, 0, 0, 0, 0, 0.0)
+    emitted: _Emitted = field(default_factory=lambda: _Emitted(0, 0, 0, 0, 0, 0.0))
     last: Alert | None = None  # the version last emitted, as it was sent
     terms: Counter[str] = field(default_factory=Counter)  # its posts' items (the centroid)
     stances: Counter[str] = field(default_factory=Counter)  # of the posts it keeps
@@ -154,6 +137,11 @@ class _Open:
     links: Counter[str] = field(default_factory=Counter)  # URLs its posts share
     sent: Sent | None = None  # the version last delivered to the sinks
     reopened: bool = False  # resolved, then joined again: the next version says so
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if type(self.emitted) is tuple:  # (a checkpoint from before its fields had names)
+            self.emitted = _Emitted(*self.emitted)
 
 
 def _span(seconds: int) -> str:
@@ -263,7 +251,7 @@ class AlertBook:
         words: Counter[str] = Counter()
         for r in b.posts:
             words.update(i for i in r.ordered if not i.startswith(_TRACKED))
-        urls = [set(links_in(r.text, r.url)) for r in b.posts]
+        urls = [set(r.links) for r in b.posts]
         authors = {r.author for r in b.posts}
         best, best_rank = None, (0.0, 0.0)
         for al in pool:
@@ -328,7 +316,7 @@ class AlertBook:
         al.authors.add(author)
         al.terms.update(ref.terms)
         prune(al.terms, self.p.story_terms)
-        al.links.update(links_in(ref.text, ref.url))
+        al.links.update(ref.links)
         prune(al.links, self.p.story_links)
         al.curve[int(ref.ts // self.p.bucket_seconds)] += 1
         if len(al.curve) > self.p.curve_points:
@@ -359,23 +347,23 @@ class AlertBook:
     def _maybe_emit(self, al: _Open, ts: float) -> list[Alert]:
         sev = SEVERITIES.index(self._severity(al))
         size = self._size(al)
-        old_sev, old_keys, old_tracked, old_srcs, old_size, old_ts = al.emitted
+        old = al.emitted
         if al.version == 0:
             return [self._emit(al, ts, "open")]
         last = al.last.stance_mix if al.last is not None else {}
         shift = self.throttle.shifts(last, _stances(al))
-        if al.reopened or len(al.keys) > old_keys or shift:
+        if al.reopened or len(al.keys) > old.keys or shift:
             # a reopening, a new burst key (never hidden nor delayed) or a stance shift
             return [self._emit(al, ts, "update")]
         grown = (
-            sev > old_sev
-            or len(al.keys) > old_keys
-            or len(al.source_first) > old_srcs
-            or size >= 2 * old_size
+            sev > old.severity
+            or len(al.keys) > old.keys
+            or len(al.source_first) > old.sources
+            or size >= 2 * old.size
         )
         # news that cannot wait: it got worse, or a tracked claim/dossier joined
-        urgent = sev > old_sev or _tracked(al) > old_tracked
-        if grown and (urgent or ts - old_ts >= self.p.update_gap_seconds):
+        urgent = sev > old.severity or _tracked(al) > old.tracked
+        if grown and (urgent or ts - old.ts >= self.p.update_gap_seconds):
             return [self._emit(al, ts, "update")]
         return []
 
@@ -423,13 +411,13 @@ class AlertBook:
                 "merged_into": merged_into,
             }
         )
-        al.emitted = (
-            SEVERITIES.index(alert.severity),
-            len(al.keys),
-            _tracked(al),
-            len(al.source_first),
-            alert.independent_posts or 0,
-            ts,
+        al.emitted = _Emitted(
+            severity=SEVERITIES.index(alert.severity),
+            keys=len(al.keys),
+            tracked=_tracked(al),
+            sources=len(al.source_first),
+            size=alert.independent_posts or 0,
+            ts=ts,
         )
         return alert
 
@@ -445,11 +433,8 @@ class AlertBook:
         op = self._primary(al)
         posts = list(al.posts.values())
         size = self._size(al)
-        item_counts: Counter[str] = Counter()
-        for r in posts:
-            item_counts.update(r.ordered)
-        for tracked in [i for i in item_counts if i.startswith(("dossier:", "claim:"))]:
-            del item_counts[tracked]  # (terms only; the others keep their order)
+        # its posts' terms (not the tracked keys), in the order they first appear
+        item_counts = Counter(chain.from_iterable(r.terms for r in posts))
         labels = [label_words(k.label) for k in keys if k.kind == "term"]
         terms = list(dict.fromkeys(labels))
         for item, _ in item_counts.most_common(3 * p.top_terms):
@@ -521,18 +506,16 @@ class AlertBook:
         """A readable name: its most central post (weighted by the story's term counts),
         else a phrase of its terms, else its opening key's label."""
         logs = {t: math.log1p(n) for t, n in al.terms.items()}  # (bounded: the top terms)
-
-        def weight(r: PostRef) -> float:
-            items = r.terms
-            if not items:
-                return 0.0
-            return sum(logs.get(i, 0.0) for i in items) / math.sqrt(len(items))
-
-        cands = (
-            Candidate(r.text, weight(r), r.cluster == r.post_id, r.ts)
-            for r in posts
-            if headline_text(r.text) is not None  # (the weight only where it may count)
-        )
+        cands = []
+        for r in posts:
+            if headline_text(r.text) is None:
+                continue  # (the weight only where it may count)
+            weight = 0.0
+            if r.terms:
+                for term in r.terms:
+                    weight += logs.get(term, 0.0)
+                weight /= math.sqrt(len(r.terms))
+            cands.append(Candidate(r.text, weight, r.cluster == r.post_id, r.ts))
         return headline(cands, terms, label_words(op.label))
 
     @staticmethod

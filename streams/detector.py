@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import accumulate, chain, compress, repeat, takewhile
+from itertools import accumulate, chain, compress, takewhile
 from typing import Any
 
 import numpy as np
@@ -50,9 +50,6 @@ from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run
 # the newest posts (of the longest window) kept to recover a new candidate's posts: the search
 # stays cheap and the memory bounded however busy the stream
 _RECENT_POSTS = 2000
-_SINK: deque[object] = deque(maxlen=0)
-_consume = _SINK.extend  # runs an iterator out (keeping nothing)
-_append = deque.append
 
 
 STATE_VERSION = 3  # of a checkpoint's layout (a rate sketch per time scale; stories)
@@ -299,8 +296,6 @@ class BurstEngine:
         warm_from = self.start + p.warmup_seconds
         history = 2 * p.bucket_seconds * p.scales[-1]  # the longest window
         f0, f1 = flags
-        has, held_by, move = cands.__contains__, cands.__getitem__, cands.move_to_end
-        fast = not core.PURE_PYTHON  # (else the readable way: _candidates, name by name)
         at, admits, fires = [0, 0], [0, 0], [0, 0]
         for q in posts:
             if q.bucket != self._ticked:  # alerts resolve on bucket boundaries
@@ -325,14 +320,9 @@ class BurstEngine:
                         k += 1
                     admits[g] = k
                     self._candidates(group, f.reach[a:b].tolist(), ref)
-                else:  # no admits: only the candidates among them can change
-                    present = list(filter(has, group))
-                    if fast and (g == 0 or len(set(present)) == len(present)):
-                        # _candidates without a loop: the names are distinct (items
-                        # always are), so the post is new to each candidate's posts
-                        _consume(map(move, present))
-                        _consume(map(_append, map(held_by, present), repeat(ref)))
-                    else:
+                else:  # no name of the post is admitted: only its candidates can change
+                    present = [name for name in group if name in cands]
+                    if present:
                         self._candidates(present, [0] * len(present), ref)
                 k = fires[g]
                 fire_at = f.fire_at
@@ -364,12 +354,11 @@ class BurstEngine:
         """The names at ``fire`` (batch positions; the post's start at ``a``) whose Poisson
         score is high enough at some warm scale, as bursts: each at the scale where its score
         is furthest above that scale's threshold."""
-        assert self.start is not None
         out = []
         for i in fire:
             best: tuple[float, _Scale, float, float, float] | None = None
             for sc, est, may in zip(self.scales, f.est, f.fires, strict=True):
-                if not may[i] or ts < self.start + sc.warmup:
+                if not may[i]:  # (not warm there, or count or z too low)
                     continue
                 count, expected = float(est.count[i]), float(est.expected[i])
                 if _score_bound(int(count), expected) < sc.min_score:
@@ -477,7 +466,7 @@ class _Prepared:
     def ref(self) -> PostRef:
         cp = self.cp
         post, names, claims, key = cp.post, self.key_names, cp.claims, self.key
-        return PostRef.of(
+        return PostRef(
             key,
             post.source,
             self.ts,
@@ -516,7 +505,7 @@ class _Flags:
     walks them). A name is hot, admitted or may fire when it is at any scale."""
 
     est: list[Estimate]  # one per scale
-    fires: list[npt.NDArray[np.bool_]]  # per scale: count and z high enough there
+    fires: list[npt.NDArray[np.bool_]]  # per scale: warm there, count and z high enough
     hot: npt.NDArray[np.bool_]
     reach: npt.NDArray[np.int64]  # where admitted: the window of the longest scale admitting
     admit_at: list[int]  # positions where ``admit`` is set, and where the name may fire
@@ -526,28 +515,31 @@ class _Flags:
     def of(
         per_scale: list[Estimate], warm: list[bool | npt.NDArray[np.bool_]], p: DetectorParams
     ) -> _Flags:
-        """``warm``: per scale, whether each name's post is past that scale's warm-up (a
-        scale still learning its baselines flags nothing beyond the finest one's rules).
+        """``warm``: per scale, whether each name's post is past that scale's warm-up. A scale
+        still learning its baselines fires nothing and flags nothing else beyond the finest
+        one's rules (the finest scale admits and keeps alerts hot from the start).
 
         ``hot`` (what keeps an alert open) looks at the scales whose window fits in
         ``quiet_seconds`` only: a day-long window stays high for a day after its posts
         stopped, which says nothing about whether the story is still moving."""
-        hots = [e.z >= p.hot_z for e in per_scale]
-        fires = [(e.count >= p.min_count) & (e.z >= p.min_z) for e in per_scale]
-        hot, fire = hots[0], fires[0]
-        admit = (per_scale[0].count >= p.candidate_min) & hot
+        first = per_scale[0]
+        hot = first.z >= p.hot_z
+        fire = (first.count >= p.min_count) & (first.z >= p.min_z)
+        admit = (first.count >= p.candidate_min) & hot
         reach = np.where(admit, 2 * p.bucket_seconds, 0)
-        for m, h, fi, ok in zip(p.scales[1:], hots[1:], fires[1:], warm[1:], strict=True):
+        fires = [fire & warm[0]]
+        for m, est, ok in zip(p.scales[1:], per_scale[1:], warm[1:], strict=True):
             if ok is False:
+                fires.append(np.zeros(len(est.count), np.bool_))
                 continue
-            if ok is not True:
-                fi, h = fi & ok, h & ok
+            fi = (est.count >= p.min_count) & (est.z >= p.min_z) & ok
+            fires.append(fi)
             # at a longer scale a name is a candidate when it may fire there: most words of
             # a busy stream are mildly elevated over a day, and each candidate costs a scan
             admit, fire = admit | fi, fire | fi
             reach = np.where(fi, 2 * m * p.bucket_seconds, reach)
             if 2 * m * p.bucket_seconds <= p.quiet_seconds:
-                hot = hot | h
+                hot = hot | ((est.z >= p.hot_z) & ok)
         return _Flags(
             per_scale, fires, hot, reach, admit.nonzero()[0].tolist(), fire.nonzero()[0].tolist()
         )

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from models.text import STOP_WORDS
@@ -110,8 +111,7 @@ def phrase(terms: Sequence[str]) -> str | None:
     return " · ".join(words[:3]) if len(words) >= 2 else None
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One post the headline may come from."""
 
     text: str

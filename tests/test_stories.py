@@ -27,7 +27,7 @@ NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 
 def ref(i: int, text: str, dt: float, author: str | None = None) -> PostRef:
-    return PostRef.of(
+    return PostRef(
         f"x:{i}", "x", T0 + dt, text, author, None, f"x:{i}", tuple(burst_items(text)), (), (), None
     )
 
