@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from seismo.contracts import Alert, ClassifiedPost, SignalKind
-from streams import _textcore, core, features
+from streams import _detectcore, _textcore, core, features
 from streams.alertbook import AlertBook, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.params import DetectorParams as DetectorParams
@@ -104,6 +104,20 @@ def tracked_keys(cp: ClassifiedPost) -> list[tuple[str, SignalKind, str, str | N
             )
         )
     return out
+
+
+def touch_candidates(
+    cands: OrderedDict[str, deque[PostRef]], names: list[str], ref: PostRef
+) -> None:
+    """Each candidate among ``names``, in order, becomes the most recently used (the last
+    to be evicted) and gets ``ref`` as its newest post, once however often its name repeats.
+    The compiled twin is ``streams._detectcore.touch_candidates``."""
+    for name in names:
+        held = cands.get(name)
+        if held is not None:
+            cands.move_to_end(name)
+            if not held or held[-1] is not ref:
+                held.append(ref)
 
 
 def _utcnow() -> datetime:
@@ -296,6 +310,8 @@ class BurstEngine:
         warm_from = self.start + p.warmup_seconds
         history = 2 * p.bucket_seconds * p.scales[-1]  # the longest window
         f0, f1 = flags
+        # (compiled: every post runs it over all its names)
+        touch = touch_candidates if core.PURE_PYTHON else _detectcore.touch_candidates
         at, admits, fires = [0, 0], [0, 0], [0, 0]
         for q in posts:
             if q.bucket != self._ticked:  # alerts resolve on bucket boundaries
@@ -321,9 +337,7 @@ class BurstEngine:
                     admits[g] = k
                     self._candidates(group, f.reach[a:b].tolist(), ref)
                 else:  # no name of the post is admitted: only its candidates can change
-                    present = [name for name in group if name in cands]
-                    if present:
-                        self._candidates(present, [0] * len(present), ref)
+                    touch(cands, group, ref)
                 k = fires[g]
                 fire_at = f.fire_at
                 if k < len(fire_at) and fire_at[k] < b:
@@ -382,11 +396,8 @@ class BurstEngine:
         of the longest scale that admits it; 0 = none)."""
         cands = self.candidates
         for name, window in zip(group, reach, strict=True):
-            held = cands.get(name)
-            if held is not None:
-                cands.move_to_end(name)
-                if not held or held[-1] is not ref:
-                    held.append(ref)
+            if name in cands:
+                touch_candidates(cands, [name], ref)
             elif window:
                 self._admit(name, ref.ts - window)
 

@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 import zlib
+from collections import OrderedDict, deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from hypothesis import strategies as st
 from models import text as text_mod
 from models.text import domains, tokens
 from seismo.contracts import Alert, ClaimHit, ClassifiedPost, Post, Stance
-from streams import _textcore, core, features
-from streams.alertbook import alert_id
+from streams import _detectcore, _textcore, core, features
+from streams.alertbook import PostRef, alert_id
 from streams.authenticity import AuthorRepeats
 from streams.checkpoint import Checkpoints
 from streams.detector import (
@@ -31,6 +32,7 @@ from streams.detector import (
     IncompatibleCheckpoint,
     _score_bound,
     poisson_score,
+    touch_candidates,
 )
 from streams.features import burst_items, entities
 from streams.seen import SeenPosts
@@ -741,3 +743,28 @@ def test_a_post_far_behind_the_detectors_clock_is_too_late_not_counted() -> None
     restored = BurstEngine.__new__(BurstEngine)
     restored.__setstate__(state)
     assert restored.too_late == 0
+
+
+@given(
+    st.lists(st.sampled_from(VOCAB[:12]), max_size=8, unique=True),
+    st.lists(st.sampled_from(VOCAB[:16]), max_size=30),
+    st.lists(st.integers(0, 3), min_size=12, max_size=12),
+)
+def test_compiled_touch_candidates_is_the_reference(
+    held: list[str], names: list[str], sizes: list[int]
+) -> None:
+    """``_detectcore.touch_candidates`` leaves the candidates exactly as
+    ``detector.touch_candidates`` does: the same order, the same posts (by identity)."""
+    posts = [PostRef(f"x:{i}", "x", float(i), "", None, None, f"x:{i}") for i in range(4)]
+    ref = PostRef("x:new", "x", 9.0, "", None, None, "x:new")
+
+    def fresh() -> OrderedDict[str, deque[PostRef]]:
+        return OrderedDict(
+            (name, deque(posts[: sizes[i]], maxlen=2)) for i, name in enumerate(held)
+        )
+
+    want, got = fresh(), fresh()
+    touch_candidates(want, names, ref)
+    _detectcore.touch_candidates(got, names, ref)
+    assert list(got) == list(want)
+    assert [[id(r) for r in q] for q in got.values()] == [[id(r) for r in q] for q in want.values()]
