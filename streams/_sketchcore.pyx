@@ -90,7 +90,7 @@ cdef inline void _refresh(Cell* cell, int64_t k, float a, float keep) noexcept n
 
 
 def observe_runs(
-    Cell[::1] cells,
+    Cell[:] cells,
     const int64_t[:, ::1] idx,
     const float[::1] weights,
     post,
@@ -98,7 +98,8 @@ def observe_runs(
     double alpha,
     double beta,
 ):
-    """``RateSketch.observe_runs`` on the sketch's cells (changed in place): returns
+    """``RateSketch.observe_runs`` on the sketch's cells (changed in place; a column of a
+    :func:`observe_scales` array too): returns
     rows count, expected, var and z (float32, shape (4, items)).
 
     Walks the items post by post (``post``: each item's post, non-decreasing, or None for
@@ -204,3 +205,145 @@ def observe_runs(
         free(run_bucket)
         free(run_scale)
         free(run_floor)
+
+
+def observe_scales(
+    Cell[:, ::1] cells,
+    const int64_t[:, ::1] idx,
+    const float[::1] weights,
+    post,
+    list runs,
+    list alphas,
+    double beta,
+):
+    """:func:`observe_runs` at every time scale in one pass: ``cells`` holds one column per
+    scale (an item's cells at all scales side by side, a cache line or two instead of one per
+    scale), ``runs`` and ``alphas`` one entry per scale. Returns shape (scales, 4, items): per
+    scale what :func:`observe_runs` on that column returns.
+
+    Per cell the same operations in the same order as one :func:`observe_runs` per scale
+    (a post's weights added row by row, item by item, then its items read), so the same
+    floats. Walks the items post by post; more than one run in any scale needs ``post``."""
+    cdef Py_ssize_t depth = idx.shape[0], n = idx.shape[1], nsc = cells.shape[1]
+    cdef Py_ssize_t r, j, j0, j1, s, ncells = cells.shape[0], ri, total = 0
+    cdef const int64_t[::1] post_of = _NO_POSTS
+    cdef bint by_post = post is not None and n > 0
+    if weights.shape[0] != n:
+        raise ValueError("one weight per item")
+    if len(runs) != nsc or len(alphas) != nsc:
+        raise ValueError("one list of runs and one alpha per scale")
+    for r in range(depth):
+        for j in range(n):
+            if not 0 <= idx[r, j] < ncells:
+                raise IndexError("cell index out of range")
+    if by_post:
+        post_of = post
+        if post_of.shape[0] != n:
+            raise ValueError("one post per item")
+        by_post = post_of[0] != post_of[n - 1]
+    for s in range(nsc):
+        total += max(len(runs[s]), 1)
+    # per scale s its runs at [first[s], first[s + 1]): end, bucket, and float32 operands
+    cdef int64_t* run_end = <int64_t*> malloc(total * sizeof(int64_t))
+    cdef int32_t* run_bucket = <int32_t*> malloc(total * sizeof(int32_t))
+    cdef float* run_scale = <float*> malloc(total * sizeof(float))
+    cdef float* run_floor = <float*> malloc(total * sizeof(float))
+    cdef Py_ssize_t* first = <Py_ssize_t*> malloc((nsc + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* at = <Py_ssize_t*> malloc(max(nsc, 1) * sizeof(Py_ssize_t))
+    cdef float* a = <float*> malloc(max(nsc, 1) * sizeof(float))
+    cdef float* keep = <float*> malloc(max(nsc, 1) * sizeof(float))
+    cdef int32_t* bkt = <int32_t*> malloc(max(nsc, 1) * sizeof(int32_t))
+    cdef float* scale = <float*> malloc(max(nsc, 1) * sizeof(float))
+    cdef float* fl = <float*> malloc(max(nsc, 1) * sizeof(float))
+    cdef Py_ssize_t end, last_end, k = 0
+    cdef double correction, floor, alpha
+    cdef float[:, :, ::1] out
+    cdef float b = <float> beta
+    cdef float x, e, vv, zz
+    cdef float best_z = 0, best_x = 0, best_e = 0, best_v = 0
+    cdef Cell* cell
+    try:
+        if not (run_end and run_bucket and run_scale and run_floor and first and at and a
+                and keep and bkt and scale and fl):
+            raise MemoryError()
+        for s in range(nsc):
+            alpha = alphas[s]
+            a[s], keep[s] = <float> alpha, <float> (1.0 - alpha)
+            first[s] = k
+            last_end = 0
+            for run in runs[s]:
+                end, run_bucket[k], correction, floor = run
+                if not last_end <= end <= n:
+                    raise ValueError("run ends must be non-decreasing, within the items")
+                if 0 < end < n and not (by_post and post_of[end - 1] != post_of[end]):
+                    raise ValueError("a run must end at a post boundary")
+                run_end[k] = end
+                run_scale[k], run_floor[k] = <float> (2.0 / correction), <float> floor
+                last_end = end
+                k += 1
+            if last_end != n:
+                raise ValueError("the last run must end at the number of items")
+        first[nsc] = k
+        out_a = np.empty((nsc, 4, n), dtype=np.float32)
+        out = out_a
+        with nogil:
+            for s in range(nsc):
+                at[s] = first[s]
+            j0 = 0
+            while j0 < n:
+                j1 = n
+                for s in range(nsc):  # each scale's run holding item j0 (empty runs skipped)
+                    while run_end[at[s]] <= j0:
+                        at[s] += 1
+                    ri = at[s]
+                    bkt[s], scale[s], fl[s] = run_bucket[ri], run_scale[ri], run_floor[ri]
+                    if run_end[ri] < j1:
+                        j1 = run_end[ri]
+                if by_post:
+                    j1 = j0 + 1
+                    while j1 < n and post_of[j1] == post_of[j0]:
+                        j1 += 1
+                for r in range(depth):
+                    for j in range(j0, j1):
+                        for s in range(nsc):
+                            cell = &cells[idx[r, j], s]
+                            if cell.bucket < bkt[s]:  # first touch: up to date
+                                _refresh(cell, bkt[s] - cell.bucket, a[s], keep[s])
+                                cell.bucket = bkt[s]
+                            cell.cur += weights[j]
+                for j in range(j0, j1):
+                    for s in range(nsc):
+                        for r in range(depth):
+                            cell = &cells[idx[r, j], s]
+                            x = cell.prev + cell.cur
+                            e = cell.mean * scale[s]
+                            if e < fl[s]:  # np.maximum (a NaN stays NaN)
+                                e = fl[s]
+                            vv = cell.var * scale[s]
+                            zz = (x - e) / (sqrtf(vv) + b)
+                            if r == 0:
+                                best_x, best_e, best_v, best_z = x, e, vv, zz
+                            else:
+                                if x < best_x:  # count-min
+                                    best_x = x
+                                # np.argmin: the first smallest, or the first NaN
+                                if best_z == best_z and (zz < best_z or zz != zz):
+                                    best_e, best_v, best_z = e, vv, zz
+                        out[s, 0, j] = best_x
+                        out[s, 1, j] = best_e
+                        out[s, 2, j] = best_v
+                        out[s, 3, j] = best_z
+                j0 = j1
+        return out_a
+    finally:
+        free(run_end)
+        free(run_bucket)
+        free(run_scale)
+        free(run_floor)
+        free(first)
+        free(at)
+        free(a)
+        free(keep)
+        free(bkt)
+        free(scale)
+        free(fl)

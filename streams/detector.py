@@ -45,7 +45,7 @@ from streams.alertbook import AlertBook, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.params import DetectorParams as DetectorParams
 from streams.seen import SeenPosts
-from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run
+from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run, ScaleStack
 
 # the newest posts (of the longest window) kept to recover a new candidate's posts: the search
 # stays cheap and the memory bounded however busy the stream
@@ -132,6 +132,8 @@ class BurstEngine:
         if not p.scales or p.scales[0] != 1 or list(p.scales) != sorted(set(p.scales)):
             raise ValueError("scales must start at 1 and increase")
         self.scales = [_Scale(p, m) for m in p.scales]
+        # (the scales' hashed cells side by side; not in a checkpoint, made again on restore)
+        self.stack = ScaleStack([sc.sketch for sc in self.scales], fresh=True)
         self.dups = NearDuplicates(window_seconds=6 * 3600)
         self.authors = AuthorRepeats()
         self.book = AlertBook(p.book(), clock)
@@ -148,6 +150,7 @@ class BurstEngine:
     # -- persistence -------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
+        del state["stack"]  # (each sketch pickles its own cells)
         state["book"] = dict(self.book.__dict__, clock=None)
         state["state_version"] = STATE_VERSION
         return state
@@ -161,6 +164,7 @@ class BurstEngine:
         self.book = AlertBook.__new__(AlertBook)
         self.book.__dict__.update(book_state)
         self.book.clock = _utcnow
+        self.stack = ScaleStack([sc.sketch for sc in self.scales])
 
     def set_clock(self, clock: Callable[[], datetime]) -> None:
         self.book.clock = clock
@@ -289,16 +293,21 @@ class BurstEngine:
                 flags.append(_Flags.empty())
                 continue
             ends = list(accumulate(map(len, group)))  # (a run ends after its last post's items)
-            idx = self.scales[0].sketch.locate(flat) if g == 0 else None
             weights = w.astype(np.float32)
-            per_scale, warm = [], []
-            for sc, sc_runs in zip(self.scales, runs, strict=True):
-                sketch = sc.sketch if g == 0 else sc.keyed
-                cells = idx if idx is not None else sketch.locate(flat)
-                item_runs = [Run(ends[r.end - 1], *r[1:]) for r in sc_runs]
-                est = sketch.observe_runs(cells, weights, post if multi else None, item_runs)
-                per_scale.append(est)
-                warm.append(_warm(posts, post, start + sc.warmup))
+            item_runs = [[Run(ends[r.end - 1], *r[1:]) for r in sc_runs] for sc_runs in runs]
+            if g == 0:  # the hashed items: every scale's cells in one pass
+                idx = self.scales[0].sketch.locate(flat)
+                per_scale = self.stack.observe_runs(
+                    idx, weights, post if multi else None, item_runs
+                )
+            else:
+                per_scale = [
+                    sc.keyed.observe_runs(
+                        sc.keyed.locate(flat), weights, post if multi else None, sc_runs
+                    )
+                    for sc, sc_runs in zip(self.scales, item_runs, strict=True)
+                ]
+            warm = [_warm(posts, post, start + sc.warmup) for sc in self.scales]
             flags.append(_Flags.of(per_scale, warm, self.p))
         return self._test(posts, flags)
 

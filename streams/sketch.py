@@ -343,6 +343,43 @@ def _added_by_post(flat: I64, post: I64, w: F32) -> F32:
     return out
 
 
+class ScaleStack:
+    """Same-shaped :class:`RateSketch` es, one per time scale, whose cells share one array: an
+    item's cell at every scale side by side (a cache line or two where separate arrays cost
+    one miss per scale; the sketches are far larger than the cache). Each sketch's ``cells``
+    is its column, a view that reads and writes the shared array; a pickled sketch holds a
+    copy of its column, and the stack is made again around the sketches after a restore."""
+
+    def __init__(self, sketches: list[RateSketch], fresh: bool = False) -> None:
+        """``fresh``: the sketches were never counted into (their cells all zero)."""
+        first = sketches[0]
+        if any(
+            (s.width, s.depth, s.beta) != (first.width, first.depth, first.beta) for s in sketches
+        ):
+            raise ValueError("the stacked sketches must have the same shape and beta")
+        self.sketches = sketches
+        self.cells = np.zeros((first.width * first.depth, len(sketches)), CELL)
+        for column, sketch in enumerate(sketches):
+            if not fresh:
+                self.cells[:, column] = sketch.cells
+            sketch.cells = self.cells[:, column]
+
+    def observe_runs(
+        self, idx: I64, weights: F32, post: I64 | None, runs: list[list[Run]]
+    ) -> list[Estimate]:
+        """:meth:`RateSketch.observe_runs` of the same items on each sketch (``runs``: one
+        list per sketch): one compiled pass over the items for all of them."""
+        if core.PURE_PYTHON:  # (the reference: one call per sketch)
+            return [
+                sketch.observe_runs(idx, weights, post, sketch_runs)
+                for sketch, sketch_runs in zip(self.sketches, runs, strict=True)
+            ]
+        alphas = [sketch.alpha for sketch in self.sketches]
+        beta = self.sketches[0].beta
+        out = _sketchcore.observe_scales(self.cells, idx, weights, post, runs, alphas, beta)
+        return [Estimate(count=o[0], expected=o[1], var=o[2], z=o[3]) for o in out]
+
+
 class KeyedRates(RateSketch):
     """One exact cell per key (a bounded set: the watchlist's claims, dossiers, stances)."""
 
