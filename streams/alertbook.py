@@ -214,7 +214,8 @@ class AlertBook:
         self.key_alert[b.key] = aid
         al.last_hot = max(al.last_hot, b.ts)
         for ref in b.posts:
-            self._add_post(al, ref)
+            if ref.post_id not in al.posts:  # (most are: the burst's window overlaps)
+                self._add_post(al, ref)
         return aid
 
     def _reopen(self, al: _Open) -> None:
@@ -445,8 +446,21 @@ class AlertBook:
             w = label_words(item)
             if w not in terms and not any(w in t.split() for t in terms):
                 terms.append(w)
-        dossiers = Counter(d for r in posts for d in r.dossiers)
-        claims = sorted({c for r in posts for c in r.claims} | {k.claim for k in keys if k.claim})
+        # one pass over the posts: by source and dossier (in order of first appearance), their
+        # claims, the oldest post's time
+        sources: Counter[str] = Counter()
+        dossiers: Counter[str] = Counter()
+        claimed = {k.claim for k in keys if k.claim}
+        first_seen = math.inf
+        for r in posts:
+            sources[r.source] += 1
+            if r.dossiers:
+                dossiers.update(r.dossiers)
+            if r.claims:
+                claimed.update(r.claims)
+            if r.ts < first_seen:
+                first_seen = r.ts
+        claims = sorted(claimed)
         lead = min(al.source_first, key=lambda s: al.source_first[s])
         sev = self._severity(al)
         head = self._headline(al, posts, terms, op)
@@ -467,11 +481,11 @@ class AlertBook:
             window_start=_dt(al.opened.window_start),
             window_seconds=al.opened.window_seconds,
             raised_at=_dt(ts),
-            first_seen=_dt(min(r.ts for r in posts)),
+            first_seen=_dt(first_seen),
             observed=int(best.count),
             expected=round(best.expected, 4),
             score=round(best.score, 3),
-            sources=dict(Counter(r.source for r in posts)),
+            sources=dict(sources),
             stance_mix=_stances(al),
             evidence=self._evidence(posts, {k.key for k in keys}),
             detected_at=self.clock(),
