@@ -52,7 +52,10 @@ from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run, Scal
 _RECENT_POSTS = 2000
 
 
-STATE_VERSION = 3  # of a checkpoint's layout (a rate sketch per time scale; stories)
+# of a checkpoint's layout (a rate sketch per time scale, their cells in one array; stories);
+# a checkpoint of layout 3 (each sketch its own cells) is read too
+STATE_VERSION = 4
+_READABLE_VERSIONS = (3, STATE_VERSION)
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -132,7 +135,7 @@ class BurstEngine:
         if not p.scales or p.scales[0] != 1 or list(p.scales) != sorted(set(p.scales)):
             raise ValueError("scales must start at 1 and increase")
         self.scales = [_Scale(p, m) for m in p.scales]
-        # (the scales' hashed cells side by side; not in a checkpoint, made again on restore)
+        # the scales' hashed cells side by side (sketch.ScaleStack)
         self.stack = ScaleStack([sc.sketch for sc in self.scales], fresh=True)
         self.dups = NearDuplicates(window_seconds=6 * 3600)
         self.authors = AuthorRepeats()
@@ -150,13 +153,12 @@ class BurstEngine:
     # -- persistence -------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        del state["stack"]  # (each sketch pickles its own cells)
         state["book"] = dict(self.book.__dict__, clock=None)
         state["state_version"] = STATE_VERSION
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if state.pop("state_version", None) != STATE_VERSION:
+        if state.pop("state_version", None) not in _READABLE_VERSIONS:
             raise IncompatibleCheckpoint("written by another version of the detector")
         book_state = state.pop("book")
         state.setdefault("too_late", 0)  # a checkpoint from before bounded lateness
@@ -164,7 +166,8 @@ class BurstEngine:
         self.book = AlertBook.__new__(AlertBook)
         self.book.__dict__.update(book_state)
         self.book.clock = _utcnow
-        self.stack = ScaleStack([sc.sketch for sc in self.scales])
+        if "stack" not in state:  # (layout 3: the sketches' cells go into one array)
+            self.stack = ScaleStack([sc.sketch for sc in self.scales])
 
     def set_clock(self, clock: Callable[[], datetime]) -> None:
         self.book.clock = clock

@@ -78,15 +78,19 @@ class RateSketch:
         n = width * depth
         # one 20-byte record per cell: a touch reads one cache line, not five arrays
         self.cells = np.zeros(n, CELL)
+        self.stacked = False  # its cells a column of a ScaleStack's
         self._rows = (np.arange(depth, dtype=np.int64) * width)[:, None]
         self._cache: dict[str, int] = {}
         self._r = np.arange(depth, dtype=np.int64)[:, None]
 
     def __getstate__(self) -> dict[str, object]:
-        # the hash memo is not state: checkpoints stay small and restore into any version
-        return {k: v for k, v in self.__dict__.items() if k not in ("_cache", "_r")}
+        # the hash memo is not state: checkpoints stay small and restore into any version;
+        # a stacked sketch's cells are pickled once with its stack's (not copied per column)
+        skip = ("_cache", "_r", "cells") if self.stacked else ("_cache", "_r")
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        state.setdefault("stacked", False)  # (pickled before sketches were stacked)
         self.__dict__.update(state)
         self._cache = {}
         self._r = np.arange(self.depth, dtype=np.int64)[:, None]
@@ -347,8 +351,8 @@ class ScaleStack:
     """Same-shaped :class:`RateSketch` es, one per time scale, whose cells share one array: an
     item's cell at every scale side by side (a cache line or two where separate arrays cost
     one miss per scale; the sketches are far larger than the cache). Each sketch's ``cells``
-    is its column, a view that reads and writes the shared array; a pickled sketch holds a
-    copy of its column, and the stack is made again around the sketches after a restore."""
+    is its column, a view that reads and writes the shared array; the stack pickles the
+    array once, and the sketches get their columns back when it is restored."""
 
     def __init__(self, sketches: list[RateSketch], fresh: bool = False) -> None:
         """``fresh``: the sketches were never counted into (their cells all zero)."""
@@ -362,7 +366,16 @@ class ScaleStack:
         for column, sketch in enumerate(sketches):
             if not fresh:
                 self.cells[:, column] = sketch.cells
+        self._link()
+
+    def _link(self) -> None:
+        for column, sketch in enumerate(self.sketches):
             sketch.cells = self.cells[:, column]
+            sketch.stacked = True
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._link()
 
     def observe_runs(
         self, idx: I64, weights: F32, post: I64 | None, runs: list[list[Run]]

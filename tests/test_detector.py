@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import math
 import pickle
@@ -363,6 +364,31 @@ def test_checkpoint_restore_continues_exactly() -> None:
     eng = engine()
     first = run(eng, posts[:cut])
     restored = BurstEngine.loads(eng.dumps())
+    restored.set_clock(lambda: NOW)
+    assert first + run(restored, posts[cut:]) == whole
+
+
+def test_a_checkpoint_of_layout_3_restores_and_continues_exactly() -> None:
+    """Layout 3 (each time scale's sketch with its own cells, before they shared one array,
+    and a story's last emission a plain tuple) restores into the shared array and goes on
+    exactly as the detector that was never stopped."""
+    posts = flat_stream(10, 90, 4, 2) + step_posts(T0 + timedelta(hours=7), 40)
+    posts.sort(key=lambda c: c.post.created_at)
+    whole = run(engine(), posts)
+    cut = len(posts) // 2 + 200  # (a story is open)
+    eng = engine()
+    first = run(eng, posts[:cut])
+    assert eng.book.open
+    old = copy.deepcopy(eng)
+    for sc in old.scales:  # (as layout 3 pickled them)
+        sc.sketch.cells = sc.sketch.cells.copy()
+        sc.sketch.stacked = False
+    for story in [*old.book.open.values(), *old.book.dormant.values()]:
+        story.emitted = tuple(story.emitted)  # type: ignore[assignment]
+    state = old.__getstate__()
+    del state["stack"]
+    state["state_version"] = 3
+    restored = BurstEngine.loads(zlib.compress(pickle.dumps(_Pickled(state))))
     restored.set_clock(lambda: NOW)
     assert first + run(restored, posts[cut:]) == whole
 
