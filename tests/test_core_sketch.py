@@ -77,9 +77,12 @@ def sketches(draw: st.DrawFn) -> RateSketch:
     depth = draw(st.integers(1, 4))
     alpha = draw(st.floats(1e-6, 0.9))
     beta = draw(st.floats(0, 3))
-    s = RateSketch(width, depth, alpha, beta)
-    n = width * depth
-    cells = min(n, 64)  # (the rest stay zero)
+    return any_state(draw, RateSketch(width, depth, alpha, beta))
+
+
+def any_state(draw: st.DrawFn, s: RateSketch) -> RateSketch:
+    """``s`` with arbitrary counts, baselines and buckets in its first cells."""
+    cells = min(s.width * s.depth, 64)  # (the rest stay zero)
     for name in ("cur", "prev"):
         counts = draw(st.lists(st.integers(0, 1 << 20), min_size=cells, max_size=cells))
         getattr(s, name)[:cells] = counts
@@ -126,14 +129,18 @@ def test_observe_batch_is_the_reference(
         assert same_cells(sketch, ref)
 
 
+# one to five batches, each in the same bucket as the one before, the next or a later one
+BUCKET_RUNS = st.lists(
+    st.tuples(batches(), st.integers(0, 3), st.floats(1e-4, 1), st.floats(0, 5)),
+    min_size=1,
+    max_size=5,
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     sketches(),
-    st.lists(
-        st.tuples(batches(), st.integers(0, 3), st.floats(1e-4, 1), st.floats(0, 5)),
-        min_size=1,
-        max_size=5,
-    ),
+    BUCKET_RUNS,
 )
 def test_observe_runs_is_one_observe_batch_per_bucket(
     sketch: RateSketch,
@@ -178,28 +185,14 @@ def stacked(draw: st.DrawFn) -> list[RateSketch]:
     width = draw(st.sampled_from([1, 3, 8, 61, 1 << 10]))
     depth = draw(st.integers(1, 4))
     beta = draw(st.floats(0, 3))
-    out = []
-    for _ in range(draw(st.integers(1, 4))):
-        s = RateSketch(width, depth, draw(st.floats(1e-6, 0.9)), beta)
-        cells = min(width * depth, 64)  # (the rest stay zero)
-        for name in ("cur", "prev"):
-            counts = draw(st.lists(st.integers(0, 1 << 20), min_size=cells, max_size=cells))
-            getattr(s, name)[:cells] = counts
-        for name in ("mean", "var"):
-            getattr(s, name)[:cells] = draw(st.lists(F32, min_size=cells, max_size=cells))
-        s.bucket[:cells] = draw(st.lists(st.integers(0, 5000), min_size=cells, max_size=cells))
-        out.append(s)
-    return out
+    alphas = draw(st.lists(st.floats(1e-6, 0.9), min_size=1, max_size=4))
+    return [any_state(draw, RateSketch(width, depth, a, beta)) for a in alphas]
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     stacked(),
-    st.lists(
-        st.tuples(batches(), st.integers(0, 3), st.floats(1e-4, 1), st.floats(0, 5)),
-        min_size=1,
-        max_size=5,
-    ),
+    BUCKET_RUNS,
 )
 def test_observe_scales_is_one_observe_runs_per_scale(
     sketches: list[RateSketch],
