@@ -1,7 +1,8 @@
 # cython: language_level=3
 # distutils: extra_compile_args = -ffp-contract=off
 """Compiled twins of :class:`streams.sketch.RateSketch`'s hot path: ``locate`` and
-``observe_runs`` (bring cells up to date, add, read, the least significant row).
+``observe_runs`` (bring cells up to date, add, read, the least significant row), and
+``observe_scales``, the same for all time scales' sketches at once (``ScaleStack``).
 
 Bit-identical to the numpy reference in float32 on any CPU and numpy: every operation is an
 IEEE-754 basic operation (+, -, *, /, sqrt: correctly rounded, so the same everywhere) done
@@ -89,17 +90,10 @@ cdef inline void _refresh(Cell* cell, int64_t k, float a, float keep) noexcept n
     cell.var = v
 
 
-def observe_runs(
-    Cell[::1] cells,
-    const int64_t[:, ::1] idx,
-    const float[::1] weights,
-    post,
-    list runs,
-    double alpha,
-    double beta,
-):
+def observe_runs(cells, idx, weights, post, list runs, double alpha, double beta):
     """``RateSketch.observe_runs`` on the sketch's cells (changed in place): returns
-    rows count, expected, var and z (float32, shape (4, items)).
+    rows count, expected, var and z (float32, shape (4, items)); :func:`observe_scales`
+    with one scale.
 
     Walks the items post by post (``post``: each item's post, non-decreasing, or None for
     one post): brings a cell up to date to its run's bucket when first touched there, adds
@@ -108,13 +102,32 @@ def observe_runs(
     correction, floor) per bucket, in order. Counts are sums of 0/1 weights (exact below
     2**24).
     """
-    cdef Py_ssize_t depth = idx.shape[0], n = idx.shape[1]
-    cdef Py_ssize_t r, j, j0, j1, ncells = cells.shape[0], ri = 0, nruns = len(runs)
+    return observe_scales(cells[:, None], idx, weights, post, [runs], [alpha], beta)[0]
+
+
+def observe_scales(
+    Cell[:, :] cells,
+    const int64_t[:, ::1] idx,
+    const float[::1] weights,
+    post,
+    list runs,
+    list alphas,
+    double beta,
+):
+    """:func:`observe_runs` at every time scale in one pass: ``cells`` holds one column per
+    scale (``streams.sketch.ScaleStack``: an item's cells at all scales side by side, a cache
+    line or two instead of one per scale), ``runs`` and ``alphas`` one entry per scale.
+    Returns shape (scales, 4, items): per scale what one call on its column alone returns;
+    per cell the same operations in the same order (a post's weights added row by row, item
+    by item, then its items read), so the same floats."""
+    cdef Py_ssize_t depth = idx.shape[0], n = idx.shape[1], nsc = cells.shape[1]
+    cdef Py_ssize_t r, j, j0, j1, s, ncells = cells.shape[0], ri, total = 0
     cdef const int64_t[::1] post_of = _NO_POSTS
     cdef bint by_post = post is not None and n > 0
-    # (no bounds checks below: the inputs are checked here)
     if weights.shape[0] != n:
         raise ValueError("one weight per item")
+    if len(runs) != nsc or len(alphas) != nsc:
+        raise ValueError("one list of runs and one alpha per scale")
     for r in range(depth):
         for j in range(n):
             if not 0 <= idx[r, j] < ncells:
@@ -124,79 +137,98 @@ def observe_runs(
         if post_of.shape[0] != n:
             raise ValueError("one post per item")
         by_post = post_of[0] != post_of[n - 1]
-    # per run, as float32 operands (numpy casts a Python float meeting a float32 array)
-    cdef int64_t* run_end = <int64_t*> malloc(max(nruns, 1) * sizeof(int64_t))
-    cdef int32_t* run_bucket = <int32_t*> malloc(max(nruns, 1) * sizeof(int32_t))
-    cdef float* run_scale = <float*> malloc(max(nruns, 1) * sizeof(float))
-    cdef float* run_floor = <float*> malloc(max(nruns, 1) * sizeof(float))
-    cdef Py_ssize_t end, last_end = 0
-    cdef double correction, floor
-    cdef float[:, ::1] out
-    cdef float a = <float> alpha
-    cdef float keep = <float> (1.0 - alpha)
+    for s in range(nsc):
+        total += max(len(runs[s]), 1)
+    # per scale s its runs at [first[s], first[s + 1]): end, bucket, and float32 operands
+    cdef int64_t* run_end = <int64_t*> malloc(total * sizeof(int64_t))
+    cdef int32_t* run_bucket = <int32_t*> malloc(total * sizeof(int32_t))
+    cdef float* run_scale = <float*> malloc(total * sizeof(float))
+    cdef float* run_floor = <float*> malloc(total * sizeof(float))
+    cdef Py_ssize_t* first = <Py_ssize_t*> malloc((nsc + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* at = <Py_ssize_t*> malloc(max(nsc, 1) * sizeof(Py_ssize_t))
+    cdef float* a = <float*> malloc(max(nsc, 1) * sizeof(float))
+    cdef float* keep = <float*> malloc(max(nsc, 1) * sizeof(float))
+    cdef int32_t* bkt = <int32_t*> malloc(max(nsc, 1) * sizeof(int32_t))
+    cdef float* scale = <float*> malloc(max(nsc, 1) * sizeof(float))
+    cdef float* fl = <float*> malloc(max(nsc, 1) * sizeof(float))
+    cdef Py_ssize_t end, last_end, k = 0
+    cdef double correction, floor, alpha
+    cdef float[:, :, ::1] out
     cdef float b = <float> beta
-    cdef int32_t bkt = 0
-    cdef float scale = 0, fl = 0
-
     cdef float x, e, vv, zz
     cdef float best_z = 0, best_x = 0, best_e = 0, best_v = 0
     cdef Cell* cell
     try:
-        if not (run_end and run_bucket and run_scale and run_floor):
+        if not (run_end and run_bucket and run_scale and run_floor and first and at and a
+                and keep and bkt and scale and fl):
             raise MemoryError()
-        for ri in range(nruns):
-            end, run_bucket[ri], correction, floor = runs[ri]
-            if not last_end <= end <= n:
-                raise ValueError("run ends must be non-decreasing, within the items")
-            if 0 < end < n and not (by_post and post_of[end - 1] != post_of[end]):
-                raise ValueError("a run must end at a post boundary")
-            run_end[ri] = end
-            run_scale[ri], run_floor[ri] = <float> (2.0 / correction), <float> floor
-            last_end = end
-        if last_end != n:
-            raise ValueError("the last run must end at the number of items")
-        out_a = np.empty((4, n), dtype=np.float32)  # (one array: a call costs less)
+        for s in range(nsc):
+            alpha = alphas[s]
+            a[s], keep[s] = <float> alpha, <float> (1.0 - alpha)
+            first[s] = k
+            last_end = 0
+            for run in runs[s]:
+                end, run_bucket[k], correction, floor = run
+                if not last_end <= end <= n:
+                    raise ValueError("run ends must be non-decreasing, within the items")
+                if 0 < end < n and not (by_post and post_of[end - 1] != post_of[end]):
+                    raise ValueError("a run must end at a post boundary")
+                run_end[k] = end
+                run_scale[k], run_floor[k] = <float> (2.0 / correction), <float> floor
+                last_end = end
+                k += 1
+            if last_end != n:
+                raise ValueError("the last run must end at the number of items")
+        first[nsc] = k
+        out_a = np.empty((nsc, 4, n), dtype=np.float32)
         out = out_a
         with nogil:
+            for s in range(nsc):
+                at[s] = first[s]
             j0 = 0
-            ri = 0
             while j0 < n:
-                while run_end[ri] <= j0:  # (the run holding item j0; empty runs skipped)
-                    ri += 1
-                bkt, scale, fl = run_bucket[ri], run_scale[ri], run_floor[ri]
-                j1 = run_end[ri]
+                j1 = n
+                for s in range(nsc):  # each scale's run holding item j0 (empty runs skipped)
+                    while run_end[at[s]] <= j0:
+                        at[s] += 1
+                    ri = at[s]
+                    bkt[s], scale[s], fl[s] = run_bucket[ri], run_scale[ri], run_floor[ri]
+                    if run_end[ri] < j1:
+                        j1 = run_end[ri]
                 if by_post:
                     j1 = j0 + 1
                     while j1 < n and post_of[j1] == post_of[j0]:
                         j1 += 1
                 for r in range(depth):
                     for j in range(j0, j1):
-                        cell = &cells[idx[r, j]]
-                        if cell.bucket < bkt:  # first touch: up to date (see _refresh)
-                            _refresh(cell, bkt - cell.bucket, a, keep)
-                            cell.bucket = bkt
-                        cell.cur += weights[j]
+                        for s in range(nsc):
+                            cell = &cells[idx[r, j], s]
+                            if cell.bucket < bkt[s]:  # first touch: up to date
+                                _refresh(cell, bkt[s] - cell.bucket, a[s], keep[s])
+                                cell.bucket = bkt[s]
+                            cell.cur += weights[j]
                 for j in range(j0, j1):
-                    for r in range(depth):
-                        cell = &cells[idx[r, j]]
-                        x = cell.prev + cell.cur
-                        e = cell.mean * scale
-                        if e < fl:  # np.maximum (a NaN stays NaN)
-                            e = fl
-                        vv = cell.var * scale
-                        zz = (x - e) / (sqrtf(vv) + b)
-                        if r == 0:
-                            best_x, best_e, best_v, best_z = x, e, vv, zz
-                        else:
-                            if x < best_x:  # count-min
-                                best_x = x
-                            # np.argmin: the first smallest, or the first NaN
-                            if best_z == best_z and (zz < best_z or zz != zz):
-                                best_e, best_v, best_z = e, vv, zz
-                    out[0, j] = best_x
-                    out[1, j] = best_e
-                    out[2, j] = best_v
-                    out[3, j] = best_z
+                    for s in range(nsc):
+                        for r in range(depth):
+                            cell = &cells[idx[r, j], s]
+                            x = cell.prev + cell.cur
+                            e = cell.mean * scale[s]
+                            if e < fl[s]:  # np.maximum (a NaN stays NaN)
+                                e = fl[s]
+                            vv = cell.var * scale[s]
+                            zz = (x - e) / (sqrtf(vv) + b)
+                            if r == 0:
+                                best_x, best_e, best_v, best_z = x, e, vv, zz
+                            else:
+                                if x < best_x:  # count-min
+                                    best_x = x
+                                # np.argmin: the first smallest, or the first NaN
+                                if best_z == best_z and (zz < best_z or zz != zz):
+                                    best_e, best_v, best_z = e, vv, zz
+                        out[s, 0, j] = best_x
+                        out[s, 1, j] = best_e
+                        out[s, 2, j] = best_v
+                        out[s, 3, j] = best_z
                 j0 = j1
         return out_a
     finally:
@@ -204,3 +236,10 @@ def observe_runs(
         free(run_bucket)
         free(run_scale)
         free(run_floor)
+        free(first)
+        free(at)
+        free(a)
+        free(keep)
+        free(bkt)
+        free(scale)
+        free(fl)

@@ -27,14 +27,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from itertools import chain
+from typing import NamedTuple
 
 from seismo.contracts import Alert, CountPoint, Evidence, Link, Severity, SignalKind, Stance
+from streams import _storycore, core
 from streams.features import label_words
 from streams.params import BookParams as BookParams
 from streams.stories import (
     Candidate,
     Sent,
     Throttle,
+    centrality,
     cosine,
     domain_of,
     headline,
@@ -47,9 +51,10 @@ SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 _KIND_RANK = {"claim": 0, "stance": 1, "dossier": 2, "term": 3}
 
 
-@dataclass(frozen=True)
+@dataclass
 class PostRef:
-    """What the detector keeps of a post (for evidence and corroboration)."""
+    """What the detector keeps of a post (for evidence and corroboration): made once per
+    post, never changed."""
 
     post_id: str
     source: str
@@ -74,41 +79,11 @@ class PostRef:
         """Its items without the tracked keys (dossiers, claims), in order."""
         return tuple(i for i in self.ordered if not i.startswith(_TRACKED))
 
-    @classmethod
-    def of(
-        cls,
-        post_id: str,
-        source: str,
-        ts: float,
-        text: str,
-        author: str | None,
-        url: str | None,
-        cluster: str,
-        ordered: tuple[str, ...],
-        dossiers: tuple[str, ...],
-        claims: tuple[str, ...],
-        stance: Stance | None,
-    ) -> PostRef:
-        """The constructor without a frozen dataclass's call per field (one per post)."""
-        ref = object.__new__(cls)
-        object.__setattr__(
-            ref,
-            "__dict__",
-            {
-                "post_id": post_id,
-                "source": source,
-                "ts": ts,
-                "text": text,
-                "author": author,
-                "url": url,
-                "cluster": cluster,
-                "ordered": ordered,
-                "dossiers": dossiers,
-                "claims": claims,
-                "stance": stance,
-            },
-        )
-        return ref
+    @cached_property
+    def links(self) -> tuple[str, ...]:
+        """The URLs its text shares (:func:`~streams.stories.links_in`), found once: a post
+        joins several stories and each asks."""
+        return tuple(links_in(self.text, self.url))
 
 
 @dataclass
@@ -130,6 +105,17 @@ class Burst:
     dossier: str | None = None
 
 
+class _Emitted(NamedTuple):
+    """A story as its last emitted version stood (what the next version is compared with)."""
+
+    severity: int  # index in SEVERITIES
+    keys: int  # burst keys
+    tracked: int  # tracked keys among them (claims, dossiers, stance classes)
+    sources: int
+    size: int  # independent posts
+    ts: float  # event time
+
+
 @dataclass
 class _Open:
     id: str
@@ -145,8 +131,7 @@ class _Open:
     clusters: set[str] = field(default_factory=set)
     independent: int = 0  # posts that are a new cluster by a new author
     total: int = 0  # posts attached (``posts`` keeps the newest only)
-    # at the last emission: severity, keys, tracked keys, sources, size, event time
-    emitted: tuple[int, int, int, int, int, float] = (0, 0, 0, 0, 0, 0.0)
+    emitted: _Emitted = field(default_factory=lambda: _Emitted(0, 0, 0, 0, 0, 0.0))
     last: Alert | None = None  # the version last emitted, as it was sent
     terms: Counter[str] = field(default_factory=Counter)  # its posts' items (the centroid)
     stances: Counter[str] = field(default_factory=Counter)  # of the posts it keeps
@@ -154,6 +139,11 @@ class _Open:
     links: Counter[str] = field(default_factory=Counter)  # URLs its posts share
     sent: Sent | None = None  # the version last delivered to the sinks
     reopened: bool = False  # resolved, then joined again: the next version says so
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if type(self.emitted) is tuple:  # (a checkpoint from before its fields had names)
+            self.emitted = _Emitted(*self.emitted)
 
 
 def _span(seconds: int) -> str:
@@ -224,7 +214,8 @@ class AlertBook:
         self.key_alert[b.key] = aid
         al.last_hot = max(al.last_hot, b.ts)
         for ref in b.posts:
-            self._add_post(al, ref)
+            if ref.post_id not in al.posts:  # (most are: the burst's window overlaps)
+                self._add_post(al, ref)
         return aid
 
     def _reopen(self, al: _Open) -> None:
@@ -263,7 +254,7 @@ class AlertBook:
         words: Counter[str] = Counter()
         for r in b.posts:
             words.update(i for i in r.ordered if not i.startswith(_TRACKED))
-        urls = [set(links_in(r.text, r.url)) for r in b.posts]
+        urls = [set(r.links) for r in b.posts]
         authors = {r.author for r in b.posts}
         best, best_rank = None, (0.0, 0.0)
         for al in pool:
@@ -328,7 +319,7 @@ class AlertBook:
         al.authors.add(author)
         al.terms.update(ref.terms)
         prune(al.terms, self.p.story_terms)
-        al.links.update(links_in(ref.text, ref.url))
+        al.links.update(ref.links)
         prune(al.links, self.p.story_links)
         al.curve[int(ref.ts // self.p.bucket_seconds)] += 1
         if len(al.curve) > self.p.curve_points:
@@ -359,23 +350,23 @@ class AlertBook:
     def _maybe_emit(self, al: _Open, ts: float) -> list[Alert]:
         sev = SEVERITIES.index(self._severity(al))
         size = self._size(al)
-        old_sev, old_keys, old_tracked, old_srcs, old_size, old_ts = al.emitted
+        old = al.emitted
         if al.version == 0:
             return [self._emit(al, ts, "open")]
         last = al.last.stance_mix if al.last is not None else {}
         shift = self.throttle.shifts(last, _stances(al))
-        if al.reopened or len(al.keys) > old_keys or shift:
+        if al.reopened or len(al.keys) > old.keys or shift:
             # a reopening, a new burst key (never hidden nor delayed) or a stance shift
             return [self._emit(al, ts, "update")]
         grown = (
-            sev > old_sev
-            or len(al.keys) > old_keys
-            or len(al.source_first) > old_srcs
-            or size >= 2 * old_size
+            sev > old.severity
+            or len(al.keys) > old.keys
+            or len(al.source_first) > old.sources
+            or size >= 2 * old.size
         )
         # news that cannot wait: it got worse, or a tracked claim/dossier joined
-        urgent = sev > old_sev or _tracked(al) > old_tracked
-        if grown and (urgent or ts - old_ts >= self.p.update_gap_seconds):
+        urgent = sev > old.severity or _tracked(al) > old.tracked
+        if grown and (urgent or ts - old.ts >= self.p.update_gap_seconds):
             return [self._emit(al, ts, "update")]
         return []
 
@@ -423,13 +414,13 @@ class AlertBook:
                 "merged_into": merged_into,
             }
         )
-        al.emitted = (
-            SEVERITIES.index(alert.severity),
-            len(al.keys),
-            _tracked(al),
-            len(al.source_first),
-            alert.independent_posts or 0,
-            ts,
+        al.emitted = _Emitted(
+            severity=SEVERITIES.index(alert.severity),
+            keys=len(al.keys),
+            tracked=_tracked(al),
+            sources=len(al.source_first),
+            size=alert.independent_posts or 0,
+            ts=ts,
         )
         return alert
 
@@ -445,11 +436,8 @@ class AlertBook:
         op = self._primary(al)
         posts = list(al.posts.values())
         size = self._size(al)
-        item_counts: Counter[str] = Counter()
-        for r in posts:
-            item_counts.update(r.ordered)
-        for tracked in [i for i in item_counts if i.startswith(("dossier:", "claim:"))]:
-            del item_counts[tracked]  # (terms only; the others keep their order)
+        # its posts' terms (not the tracked keys), in the order they first appear
+        item_counts = Counter(chain.from_iterable(r.terms for r in posts))
         labels = [label_words(k.label) for k in keys if k.kind == "term"]
         terms = list(dict.fromkeys(labels))
         for item, _ in item_counts.most_common(3 * p.top_terms):
@@ -458,8 +446,21 @@ class AlertBook:
             w = label_words(item)
             if w not in terms and not any(w in t.split() for t in terms):
                 terms.append(w)
-        dossiers = Counter(d for r in posts for d in r.dossiers)
-        claims = sorted({c for r in posts for c in r.claims} | {k.claim for k in keys if k.claim})
+        # one pass over the posts: by source and dossier (in order of first appearance), their
+        # claims, the oldest post's time
+        sources: Counter[str] = Counter()
+        dossiers: Counter[str] = Counter()
+        claimed = {k.claim for k in keys if k.claim}
+        first_seen = math.inf
+        for r in posts:
+            sources[r.source] += 1
+            if r.dossiers:
+                dossiers.update(r.dossiers)
+            if r.claims:
+                claimed.update(r.claims)
+            if r.ts < first_seen:
+                first_seen = r.ts
+        claims = sorted(claimed)
         lead = min(al.source_first, key=lambda s: al.source_first[s])
         sev = self._severity(al)
         head = self._headline(al, posts, terms, op)
@@ -480,11 +481,11 @@ class AlertBook:
             window_start=_dt(al.opened.window_start),
             window_seconds=al.opened.window_seconds,
             raised_at=_dt(ts),
-            first_seen=_dt(min(r.ts for r in posts)),
+            first_seen=_dt(first_seen),
             observed=int(best.count),
             expected=round(best.expected, 4),
             score=round(best.score, 3),
-            sources=dict(Counter(r.source for r in posts)),
+            sources=dict(sources),
             stance_mix=_stances(al),
             evidence=self._evidence(posts, {k.key for k in keys}),
             detected_at=self.clock(),
@@ -521,18 +522,14 @@ class AlertBook:
         """A readable name: its most central post (weighted by the story's term counts),
         else a phrase of its terms, else its opening key's label."""
         logs = {t: math.log1p(n) for t, n in al.terms.items()}  # (bounded: the top terms)
-
-        def weight(r: PostRef) -> float:
-            items = r.terms
-            if not items:
-                return 0.0
-            return sum(logs.get(i, 0.0) for i in items) / math.sqrt(len(items))
-
-        cands = (
-            Candidate(r.text, weight(r), r.cluster == r.post_id, r.ts)
-            for r in posts
-            if headline_text(r.text) is not None  # (the weight only where it may count)
-        )
+        readable = [r for r in posts if headline_text(r.text) is not None]
+        # (the weight only where it may count; compiled: a version weighs up to 400 posts)
+        weigh = centrality if core.PURE_PYTHON else _storycore.centrality
+        weights = weigh([r.terms for r in readable], logs)
+        cands = [
+            Candidate(r.text, w, r.cluster == r.post_id, r.ts)
+            for r, w in zip(readable, weights, strict=True)
+        ]
         return headline(cands, terms, label_words(op.label))
 
     @staticmethod
@@ -547,6 +544,7 @@ class AlertBook:
         near-duplicate cluster and (first pass) one per author; listed newest first."""
         ranked = sorted(posts, key=lambda r: (-len(r.items & keys), r.ts))
         picked: list[PostRef] = []
+        picked_ids: set[str] = set()  # (a story's posts are distinct by id)
         clusters: set[str] = set()
         authors: set[str] = set()
         for strict in (True, False):
@@ -554,9 +552,14 @@ class AlertBook:
                 if len(picked) >= self.p.evidence_size:
                     break
                 author = r.author or r.post_id
-                if r.cluster in clusters or (strict and author in authors) or r in picked:
+                if (
+                    r.cluster in clusters
+                    or (strict and author in authors)
+                    or r.post_id in picked_ids
+                ):
                     continue
                 picked.append(r)
+                picked_ids.add(r.post_id)
                 clusters.add(r.cluster)
                 authors.add(author)
         mixed = sorted(picked, key=lambda r: (-r.ts, r.post_id))  # newest first

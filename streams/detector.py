@@ -33,29 +33,29 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import accumulate, chain, compress, repeat, takewhile
+from itertools import accumulate, chain, compress, takewhile
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from seismo.contracts import Alert, ClassifiedPost, SignalKind
-from streams import _textcore, core, features
+from streams import _detectcore, _textcore, core, features
 from streams.alertbook import AlertBook, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
 from streams.params import DetectorParams as DetectorParams
 from streams.seen import SeenPosts
-from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run
+from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run, ScaleStack
 
 # the newest posts (of the longest window) kept to recover a new candidate's posts: the search
 # stays cheap and the memory bounded however busy the stream
 _RECENT_POSTS = 2000
-_SINK: deque[object] = deque(maxlen=0)
-_consume = _SINK.extend  # runs an iterator out (keeping nothing)
-_append = deque.append
 
 
-STATE_VERSION = 3  # of a checkpoint's layout (a rate sketch per time scale; stories)
+# of a checkpoint's layout (a rate sketch per time scale, their cells in one array; stories);
+# a checkpoint of layout 3 (each sketch its own cells) is read too
+STATE_VERSION = 4
+_READABLE_VERSIONS = (3, STATE_VERSION)
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -109,6 +109,20 @@ def tracked_keys(cp: ClassifiedPost) -> list[tuple[str, SignalKind, str, str | N
     return out
 
 
+def touch_candidates(
+    cands: OrderedDict[str, deque[PostRef]], names: list[str], ref: PostRef
+) -> None:
+    """Each candidate among ``names``, in order, becomes the most recently used (the last
+    to be evicted) and gets ``ref`` as its newest post, once however often its name repeats.
+    The compiled twin is ``streams._detectcore.touch_candidates``."""
+    for name in names:
+        held = cands.get(name)
+        if held is not None:
+            cands.move_to_end(name)
+            if not held or held[-1] is not ref:
+                held.append(ref)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -121,6 +135,8 @@ class BurstEngine:
         if not p.scales or p.scales[0] != 1 or list(p.scales) != sorted(set(p.scales)):
             raise ValueError("scales must start at 1 and increase")
         self.scales = [_Scale(p, m) for m in p.scales]
+        # the scales' hashed cells side by side (sketch.ScaleStack)
+        self.stack = ScaleStack([sc.sketch for sc in self.scales], fresh=True)
         self.dups = NearDuplicates(window_seconds=6 * 3600)
         self.authors = AuthorRepeats()
         self.book = AlertBook(p.book(), clock)
@@ -142,7 +158,7 @@ class BurstEngine:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if state.pop("state_version", None) != STATE_VERSION:
+        if state.pop("state_version", None) not in _READABLE_VERSIONS:
             raise IncompatibleCheckpoint("written by another version of the detector")
         book_state = state.pop("book")
         state.setdefault("too_late", 0)  # a checkpoint from before bounded lateness
@@ -150,6 +166,8 @@ class BurstEngine:
         self.book = AlertBook.__new__(AlertBook)
         self.book.__dict__.update(book_state)
         self.book.clock = _utcnow
+        if "stack" not in state:  # (layout 3: the sketches' cells go into one array)
+            self.stack = ScaleStack([sc.sketch for sc in self.scales])
 
     def set_clock(self, clock: Callable[[], datetime]) -> None:
         self.book.clock = clock
@@ -278,16 +296,21 @@ class BurstEngine:
                 flags.append(_Flags.empty())
                 continue
             ends = list(accumulate(map(len, group)))  # (a run ends after its last post's items)
-            idx = self.scales[0].sketch.locate(flat) if g == 0 else None
             weights = w.astype(np.float32)
-            per_scale, warm = [], []
-            for sc, sc_runs in zip(self.scales, runs, strict=True):
-                sketch = sc.sketch if g == 0 else sc.keyed
-                cells = idx if idx is not None else sketch.locate(flat)
-                item_runs = [Run(ends[r.end - 1], *r[1:]) for r in sc_runs]
-                est = sketch.observe_runs(cells, weights, post if multi else None, item_runs)
-                per_scale.append(est)
-                warm.append(_warm(posts, post, start + sc.warmup))
+            item_runs = [[Run(ends[r.end - 1], *r[1:]) for r in sc_runs] for sc_runs in runs]
+            if g == 0:  # the hashed items: every scale's cells in one pass
+                idx = self.scales[0].sketch.locate(flat)
+                per_scale = self.stack.observe_runs(
+                    idx, weights, post if multi else None, item_runs
+                )
+            else:
+                per_scale = [
+                    sc.keyed.observe_runs(
+                        sc.keyed.locate(flat), weights, post if multi else None, sc_runs
+                    )
+                    for sc, sc_runs in zip(self.scales, item_runs, strict=True)
+                ]
+            warm = [_warm(posts, post, start + sc.warmup) for sc in self.scales]
             flags.append(_Flags.of(per_scale, warm, self.p))
         return self._test(posts, flags)
 
@@ -299,8 +322,8 @@ class BurstEngine:
         warm_from = self.start + p.warmup_seconds
         history = 2 * p.bucket_seconds * p.scales[-1]  # the longest window
         f0, f1 = flags
-        has, held_by, move = cands.__contains__, cands.__getitem__, cands.move_to_end
-        fast = not core.PURE_PYTHON  # (else the readable way: _candidates, name by name)
+        # (compiled: every post runs it over all its names)
+        touch = touch_candidates if core.PURE_PYTHON else _detectcore.touch_candidates
         at, admits, fires = [0, 0], [0, 0], [0, 0]
         for q in posts:
             if q.bucket != self._ticked:  # alerts resolve on bucket boundaries
@@ -325,15 +348,8 @@ class BurstEngine:
                         k += 1
                     admits[g] = k
                     self._candidates(group, f.reach[a:b].tolist(), ref)
-                else:  # no admits: only the candidates among them can change
-                    present = list(filter(has, group))
-                    if fast and (g == 0 or len(set(present)) == len(present)):
-                        # _candidates without a loop: the names are distinct (items
-                        # always are), so the post is new to each candidate's posts
-                        _consume(map(move, present))
-                        _consume(map(_append, map(held_by, present), repeat(ref)))
-                    else:
-                        self._candidates(present, [0] * len(present), ref)
+                else:  # no name of the post is admitted: only its candidates can change
+                    touch(cands, group, ref)
                 k = fires[g]
                 fire_at = f.fire_at
                 if k < len(fire_at) and fire_at[k] < b:
@@ -364,12 +380,11 @@ class BurstEngine:
         """The names at ``fire`` (batch positions; the post's start at ``a``) whose Poisson
         score is high enough at some warm scale, as bursts: each at the scale where its score
         is furthest above that scale's threshold."""
-        assert self.start is not None
         out = []
         for i in fire:
             best: tuple[float, _Scale, float, float, float] | None = None
             for sc, est, may in zip(self.scales, f.est, f.fires, strict=True):
-                if not may[i] or ts < self.start + sc.warmup:
+                if not may[i]:  # (not warm there, or count or z too low)
                     continue
                 count, expected = float(est.count[i]), float(est.expected[i])
                 if _score_bound(int(count), expected) < sc.min_score:
@@ -393,11 +408,8 @@ class BurstEngine:
         of the longest scale that admits it; 0 = none)."""
         cands = self.candidates
         for name, window in zip(group, reach, strict=True):
-            held = cands.get(name)
-            if held is not None:
-                cands.move_to_end(name)
-                if not held or held[-1] is not ref:
-                    held.append(ref)
+            if name in cands:
+                touch_candidates(cands, [name], ref)
             elif window:
                 self._admit(name, ref.ts - window)
 
@@ -477,7 +489,7 @@ class _Prepared:
     def ref(self) -> PostRef:
         cp = self.cp
         post, names, claims, key = cp.post, self.key_names, cp.claims, self.key
-        return PostRef.of(
+        return PostRef(
             key,
             post.source,
             self.ts,
@@ -516,7 +528,7 @@ class _Flags:
     walks them). A name is hot, admitted or may fire when it is at any scale."""
 
     est: list[Estimate]  # one per scale
-    fires: list[npt.NDArray[np.bool_]]  # per scale: count and z high enough there
+    fires: list[npt.NDArray[np.bool_]]  # per scale: warm there, count and z high enough
     hot: npt.NDArray[np.bool_]
     reach: npt.NDArray[np.int64]  # where admitted: the window of the longest scale admitting
     admit_at: list[int]  # positions where ``admit`` is set, and where the name may fire
@@ -526,28 +538,31 @@ class _Flags:
     def of(
         per_scale: list[Estimate], warm: list[bool | npt.NDArray[np.bool_]], p: DetectorParams
     ) -> _Flags:
-        """``warm``: per scale, whether each name's post is past that scale's warm-up (a
-        scale still learning its baselines flags nothing beyond the finest one's rules).
+        """``warm``: per scale, whether each name's post is past that scale's warm-up. A scale
+        still learning its baselines fires nothing and flags nothing else beyond the finest
+        one's rules (the finest scale admits and keeps alerts hot from the start).
 
         ``hot`` (what keeps an alert open) looks at the scales whose window fits in
         ``quiet_seconds`` only: a day-long window stays high for a day after its posts
         stopped, which says nothing about whether the story is still moving."""
-        hots = [e.z >= p.hot_z for e in per_scale]
-        fires = [(e.count >= p.min_count) & (e.z >= p.min_z) for e in per_scale]
-        hot, fire = hots[0], fires[0]
-        admit = (per_scale[0].count >= p.candidate_min) & hot
+        first = per_scale[0]
+        hot = first.z >= p.hot_z
+        fire = (first.count >= p.min_count) & (first.z >= p.min_z)
+        admit = (first.count >= p.candidate_min) & hot
         reach = np.where(admit, 2 * p.bucket_seconds, 0)
-        for m, h, fi, ok in zip(p.scales[1:], hots[1:], fires[1:], warm[1:], strict=True):
+        fires = [fire & warm[0]]
+        for m, est, ok in zip(p.scales[1:], per_scale[1:], warm[1:], strict=True):
             if ok is False:
+                fires.append(np.zeros(len(est.count), np.bool_))
                 continue
-            if ok is not True:
-                fi, h = fi & ok, h & ok
+            fi = (est.count >= p.min_count) & (est.z >= p.min_z) & ok
+            fires.append(fi)
             # at a longer scale a name is a candidate when it may fire there: most words of
             # a busy stream are mildly elevated over a day, and each candidate costs a scan
             admit, fire = admit | fi, fire | fi
             reach = np.where(fi, 2 * m * p.bucket_seconds, reach)
             if 2 * m * p.bucket_seconds <= p.quiet_seconds:
-                hot = hot | h
+                hot = hot | ((est.z >= p.hot_z) & ok)
         return _Flags(
             per_scale, fires, hot, reach, admit.nonzero()[0].tolist(), fire.nonzero()[0].tolist()
         )

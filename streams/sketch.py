@@ -78,15 +78,19 @@ class RateSketch:
         n = width * depth
         # one 20-byte record per cell: a touch reads one cache line, not five arrays
         self.cells = np.zeros(n, CELL)
+        self.stacked = False  # its cells a column of a ScaleStack's
         self._rows = (np.arange(depth, dtype=np.int64) * width)[:, None]
         self._cache: dict[str, int] = {}
         self._r = np.arange(depth, dtype=np.int64)[:, None]
 
     def __getstate__(self) -> dict[str, object]:
-        # the hash memo is not state: checkpoints stay small and restore into any version
-        return {k: v for k, v in self.__dict__.items() if k not in ("_cache", "_r")}
+        # the hash memo is not state: checkpoints stay small and restore into any version;
+        # a stacked sketch's cells are pickled once with its stack's (not copied per column)
+        skip = ("_cache", "_r", "cells") if self.stacked else ("_cache", "_r")
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        state.setdefault("stacked", False)  # (pickled before sketches were stacked)
         self.__dict__.update(state)
         self._cache = {}
         self._r = np.arange(self.depth, dtype=np.int64)[:, None]
@@ -341,6 +345,52 @@ def _added_by_post(flat: I64, post: I64, w: F32) -> F32:
     out = np.empty(n, dtype=np.float32)
     out[order] = cs[end] - (cs[start] - ws[start])
     return out
+
+
+class ScaleStack:
+    """Same-shaped :class:`RateSketch` es, one per time scale, whose cells share one array: an
+    item's cell at every scale side by side (a cache line or two where separate arrays cost
+    one miss per scale; the sketches are far larger than the cache). Each sketch's ``cells``
+    is its column, a view that reads and writes the shared array; the stack pickles the
+    array once, and the sketches get their columns back when it is restored."""
+
+    def __init__(self, sketches: list[RateSketch], fresh: bool = False) -> None:
+        """``fresh``: the sketches were never counted into (their cells all zero)."""
+        first = sketches[0]
+        if any(
+            (s.width, s.depth, s.beta) != (first.width, first.depth, first.beta) for s in sketches
+        ):
+            raise ValueError("the stacked sketches must have the same shape and beta")
+        self.sketches = sketches
+        self.cells = np.zeros((first.width * first.depth, len(sketches)), CELL)
+        for column, sketch in enumerate(sketches):
+            if not fresh:
+                self.cells[:, column] = sketch.cells
+        self._link()
+
+    def _link(self) -> None:
+        for column, sketch in enumerate(self.sketches):
+            sketch.cells = self.cells[:, column]
+            sketch.stacked = True
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._link()
+
+    def observe_runs(
+        self, idx: I64, weights: F32, post: I64 | None, runs: list[list[Run]]
+    ) -> list[Estimate]:
+        """:meth:`RateSketch.observe_runs` of the same items on each sketch (``runs``: one
+        list per sketch): one compiled pass over the items for all of them."""
+        if core.PURE_PYTHON:  # (the reference: one call per sketch)
+            return [
+                sketch.observe_runs(idx, weights, post, sketch_runs)
+                for sketch, sketch_runs in zip(self.sketches, runs, strict=True)
+            ]
+        alphas = [sketch.alpha for sketch in self.sketches]
+        beta = self.sketches[0].beta
+        out = _sketchcore.observe_scales(self.cells, idx, weights, post, runs, alphas, beta)
+        return [Estimate(count=o[0], expected=o[1], var=o[2], z=o[3]) for o in out]
 
 
 class KeyedRates(RateSketch):

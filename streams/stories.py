@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from models.text import STOP_WORDS
@@ -110,8 +111,24 @@ def phrase(terms: Sequence[str]) -> str | None:
     return " · ".join(words[:3]) if len(words) >= 2 else None
 
 
-@dataclass(frozen=True)
-class Candidate:
+def centrality(terms: Sequence[tuple[str, ...]], weights: Mapping[str, float]) -> list[float]:
+    """How central each post is to a story whose terms weigh ``weights`` (the story's term
+    counts, sublinear): per post (its ``terms``), the sum of its terms' weights over the
+    square root of its number of terms, so a long post is not central merely by being long.
+    The compiled twin is ``streams._storycore.centrality``."""
+    out = []
+    for post in terms:
+        if not post:
+            out.append(0.0)
+            continue
+        total = 0.0
+        for term in post:
+            total += weights.get(term, 0.0)
+        out.append(total / math.sqrt(len(post)))
+    return out
+
+
+class Candidate(NamedTuple):
     """One post the headline may come from."""
 
     text: str

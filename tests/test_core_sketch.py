@@ -19,7 +19,15 @@ from seismo.watchlist import load_watchlist
 from streams import _hashcore, _sketchcore
 from streams.detector import BurstEngine
 from streams.pipeline import detector_params
-from streams.sketch import Estimate, KeyedRates, RateSketch, Run, fnv1a64, pow_f32
+from streams.sketch import (
+    Estimate,
+    KeyedRates,
+    RateSketch,
+    Run,
+    ScaleStack,
+    fnv1a64,
+    pow_f32,
+)
 from tests.helpers import pure_python, synthetic_stream
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf/NaN states on purpose
@@ -69,9 +77,12 @@ def sketches(draw: st.DrawFn) -> RateSketch:
     depth = draw(st.integers(1, 4))
     alpha = draw(st.floats(1e-6, 0.9))
     beta = draw(st.floats(0, 3))
-    s = RateSketch(width, depth, alpha, beta)
-    n = width * depth
-    cells = min(n, 64)  # (the rest stay zero)
+    return any_state(draw, RateSketch(width, depth, alpha, beta))
+
+
+def any_state(draw: st.DrawFn, s: RateSketch) -> RateSketch:
+    """``s`` with arbitrary counts, baselines and buckets in its first cells."""
+    cells = min(s.width * s.depth, 64)  # (the rest stay zero)
     for name in ("cur", "prev"):
         counts = draw(st.lists(st.integers(0, 1 << 20), min_size=cells, max_size=cells))
         getattr(s, name)[:cells] = counts
@@ -118,14 +129,18 @@ def test_observe_batch_is_the_reference(
         assert same_cells(sketch, ref)
 
 
+# one to five batches, each in the same bucket as the one before, the next or a later one
+BUCKET_RUNS = st.lists(
+    st.tuples(batches(), st.integers(0, 3), st.floats(1e-4, 1), st.floats(0, 5)),
+    min_size=1,
+    max_size=5,
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     sketches(),
-    st.lists(
-        st.tuples(batches(), st.integers(0, 3), st.floats(1e-4, 1), st.floats(0, 5)),
-        min_size=1,
-        max_size=5,
-    ),
+    BUCKET_RUNS,
 )
 def test_observe_runs_is_one_observe_batch_per_bucket(
     sketch: RateSketch,
@@ -161,6 +176,60 @@ def test_observe_runs_is_one_observe_batch_per_bucket(
         assert same(getattr(got, field), joined)
         assert same(getattr(expected, field), joined)
     assert same_cells(sketch, per_bucket) and same_cells(ref, per_bucket)
+
+
+@st.composite
+def stacked(draw: st.DrawFn) -> list[RateSketch]:
+    """Sketches of one shape (one per time scale), each in an arbitrary state and with its
+    own alpha."""
+    width = draw(st.sampled_from([1, 3, 8, 61, 1 << 10]))
+    depth = draw(st.integers(1, 4))
+    beta = draw(st.floats(0, 3))
+    alphas = draw(st.lists(st.floats(1e-6, 0.9), min_size=1, max_size=4))
+    return [any_state(draw, RateSketch(width, depth, a, beta)) for a in alphas]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stacked(),
+    BUCKET_RUNS,
+)
+def test_observe_scales_is_one_observe_runs_per_scale(
+    sketches: list[RateSketch],
+    steps: list[tuple[tuple[list[str], np.ndarray, np.ndarray | None], int, float, float]],
+) -> None:
+    """All time scales in one compiled pass over their shared cells (each scale its own
+    buckets, alpha, corrections and floors): the same estimates and cells as the reference's
+    one ``observe_runs`` per scale."""
+    refs = copy.deepcopy(sketches)
+    stack = ScaleStack(sketches)
+    bucket, first_post = 5000, 0
+    items: list[str] = []
+    weights, posts = [], []
+    runs: list[list[Run]] = [[] for _ in sketches]
+    for (its, w, post), gap, correction, floor in steps:
+        bucket += gap
+        post = (np.zeros(len(its), np.int64) if post is None else post) + first_post
+        if its:
+            first_post = int(post[-1]) + 1
+        items += its
+        weights.append(w)
+        posts.append(post)
+        for m, scale_runs in enumerate(runs, 1):  # scale m: buckets m times longer
+            scale_runs.append(Run(len(items), bucket // m, correction / m, floor * m))
+    if not items:
+        return
+    w_all, post_all = np.concatenate(weights), np.concatenate(posts)
+    idx = sketches[0].locate(items)
+    got = stack.observe_runs(idx, w_all, post_all, runs)
+    with pure_python():
+        want = [
+            ref.observe_runs(ref.locate(items), w_all, post_all, scale_runs)
+            for ref, scale_runs in zip(refs, runs, strict=True)
+        ]
+    for sketch, ref, g, e in zip(stack.sketches, refs, got, want, strict=True):
+        assert same_estimate(g, e)
+        assert same_cells(sketch, ref)
 
 
 @pytest.mark.parametrize(

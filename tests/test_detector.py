@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import math
 import pickle
@@ -10,6 +11,7 @@ import random
 import subprocess
 import sys
 import zlib
+from collections import OrderedDict, deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,8 +23,8 @@ from hypothesis import strategies as st
 from models import text as text_mod
 from models.text import domains, tokens
 from seismo.contracts import Alert, ClaimHit, ClassifiedPost, Post, Stance
-from streams import _textcore, core, features
-from streams.alertbook import alert_id
+from streams import _detectcore, _textcore, core, features
+from streams.alertbook import PostRef, alert_id
 from streams.authenticity import AuthorRepeats
 from streams.checkpoint import Checkpoints
 from streams.detector import (
@@ -31,6 +33,7 @@ from streams.detector import (
     IncompatibleCheckpoint,
     _score_bound,
     poisson_score,
+    touch_candidates,
 )
 from streams.features import burst_items, entities
 from streams.seen import SeenPosts
@@ -361,6 +364,31 @@ def test_checkpoint_restore_continues_exactly() -> None:
     eng = engine()
     first = run(eng, posts[:cut])
     restored = BurstEngine.loads(eng.dumps())
+    restored.set_clock(lambda: NOW)
+    assert first + run(restored, posts[cut:]) == whole
+
+
+def test_a_checkpoint_of_layout_3_restores_and_continues_exactly() -> None:
+    """Layout 3 (each time scale's sketch with its own cells, before they shared one array,
+    and a story's last emission a plain tuple) restores into the shared array and goes on
+    exactly as the detector that was never stopped."""
+    posts = flat_stream(10, 90, 4, 2) + step_posts(T0 + timedelta(hours=7), 40)
+    posts.sort(key=lambda c: c.post.created_at)
+    whole = run(engine(), posts)
+    cut = len(posts) // 2 + 200  # (a story is open)
+    eng = engine()
+    first = run(eng, posts[:cut])
+    assert eng.book.open
+    old = copy.deepcopy(eng)
+    for sc in old.scales:  # (as layout 3 pickled them)
+        sc.sketch.cells = sc.sketch.cells.copy()
+        sc.sketch.stacked = False
+    for story in [*old.book.open.values(), *old.book.dormant.values()]:
+        story.emitted = tuple(story.emitted)  # type: ignore[assignment]
+    state = old.__getstate__()
+    del state["stack"]
+    state["state_version"] = 3
+    restored = BurstEngine.loads(zlib.compress(pickle.dumps(_Pickled(state))))
     restored.set_clock(lambda: NOW)
     assert first + run(restored, posts[cut:]) == whole
 
@@ -741,3 +769,28 @@ def test_a_post_far_behind_the_detectors_clock_is_too_late_not_counted() -> None
     restored = BurstEngine.__new__(BurstEngine)
     restored.__setstate__(state)
     assert restored.too_late == 0
+
+
+@given(
+    st.lists(st.sampled_from(VOCAB[:12]), max_size=8, unique=True),
+    st.lists(st.sampled_from(VOCAB[:16]), max_size=30),
+    st.lists(st.integers(0, 3), min_size=12, max_size=12),
+)
+def test_compiled_touch_candidates_is_the_reference(
+    held: list[str], names: list[str], sizes: list[int]
+) -> None:
+    """``_detectcore.touch_candidates`` leaves the candidates exactly as
+    ``detector.touch_candidates`` does: the same order, the same posts (by identity)."""
+    posts = [PostRef(f"x:{i}", "x", float(i), "", None, None, f"x:{i}") for i in range(4)]
+    ref = PostRef("x:new", "x", 9.0, "", None, None, "x:new")
+
+    def fresh() -> OrderedDict[str, deque[PostRef]]:
+        return OrderedDict(
+            (name, deque(posts[: sizes[i]], maxlen=2)) for i, name in enumerate(held)
+        )
+
+    want, got = fresh(), fresh()
+    touch_candidates(want, names, ref)
+    _detectcore.touch_candidates(got, names, ref)
+    assert list(got) == list(want)
+    assert [[id(r) for r in q] for q in got.values()] == [[id(r) for r in q] for q in want.values()]

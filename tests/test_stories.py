@@ -6,20 +6,32 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from seismo.contracts import Alert
 from seismo.metrics import Metrics
+from streams import _storycore
 from streams.alertbook import AlertBook, BookParams, Burst, PostRef
 from streams.delivery import AlertSinks, FileSink, RetryPolicy, WebhookSink
 from streams.evaluate import unreadable
 from streams.features import burst_items
 from streams.payloads import dossier_update
-from streams.stories import Candidate, Sent, Throttle, clean_text, headline, links_in
+from streams.stories import (
+    Candidate,
+    Sent,
+    Throttle,
+    centrality,
+    clean_text,
+    headline,
+    links_in,
+)
 from tests.helpers import WRITER_SCHEMA, WebhookReceiver, make_alert
 
 T0 = datetime(2013, 5, 20, 20, tzinfo=UTC).timestamp()
@@ -27,7 +39,7 @@ NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
 
 def ref(i: int, text: str, dt: float, author: str | None = None) -> PostRef:
-    return PostRef.of(
+    return PostRef(
         f"x:{i}", "x", T0 + dt, text, author, None, f"x:{i}", tuple(burst_items(text)), (), (), None
     )
 
@@ -240,3 +252,17 @@ def test_a_coalesced_version_goes_to_the_file_only(tmp_path: Path) -> None:
     assert [json.loads(line)["version"] for line in lines] == [1, 2, 3]
     coalesced = {"sink": "webhook", "outcome": "coalesced"}
     assert metrics.registry.get_sample_value("seismo_alert_deliveries_total", coalesced) == 1
+
+
+@given(
+    st.lists(st.lists(st.sampled_from(["moore", "tornado", "okc", "red", "x", "y"]), max_size=9)),
+    st.dictionaries(st.sampled_from(["moore", "tornado", "okc", "red"]), st.integers(1, 400)),
+)
+def test_compiled_centrality_is_the_reference(
+    posts: list[list[str]], counts: dict[str, int]
+) -> None:
+    """``_storycore.centrality`` gives the reference's floats bit for bit."""
+    weights = {t: math.log1p(n) for t, n in counts.items()}
+    terms = [tuple(p) for p in posts]
+    got, want = _storycore.centrality(terms, weights), centrality(terms, weights)
+    assert [x.hex() for x in got] == [x.hex() for x in want]
