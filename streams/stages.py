@@ -412,6 +412,8 @@ class DetectStage(_Stage):
         engine = self.checkpoints.load(partition)
         if engine is None:
             engine = BurstEngine(self.params, self.now) if self.now else BurstEngine(self.params)
+        elif self.now:
+            engine.set_clock(self.now)
         for alert in engine.book.current():
             self.metrics.alert_restored(alert)
         self.engines[partition] = engine
