@@ -355,6 +355,7 @@ async def test_records_at_or_below_the_engines_offset_are_skipped(
     await stage.handle(classified[:100], send)
     await stage.handle(classified[50:120], send)  # redelivered after a rebalance
     assert sample(stage.metrics, "seismo_duplicates_skipped_total", stage="detect") == 50
+    assert stage.engines[0].repeats == 0  # by offset, before the engine (not by post key)
     assert stage.engines[0].offset == 119
 
 
