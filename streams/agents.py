@@ -180,7 +180,19 @@ def register(
 ) -> Stages:
     """Build the three stages on Faust tables and run each in its agent."""
     send = _Send(app, settings)
-    ingest, detect, deliver = _stages(app, settings, metrics, classifier, params, sinks, send)
+    checkpoints, delivered, seen_posts = _tables(app, settings)
+    dedupe = settings.dedupe_posts
+    ingest = IngestStage(classifier, seen_posts, metrics, dedupe_posts=dedupe, enter=_enter)
+    detect = DetectStage(
+        params,
+        checkpoints,
+        metrics,
+        catch_up=partial(read_range, bootstrap_of(settings), send.classified_t.get_topic_name()),
+        checkpoint_seconds=settings.detector_checkpoint_seconds,
+        catch_up_batch=settings.detect_batch_size,
+        enter=_enter,
+    )
+    deliver = DeliverStage(sinks, delivered, metrics, park=send.park, enter=_enter)
     raw_t = app.topic(settings.topic(POSTS_RAW), partitions=settings.partitions(POSTS_RAW))
     size, wait = settings.classify_batch_size, settings.classify_batch_wait_ms
     return Stages(
@@ -192,17 +204,9 @@ def register(
     )
 
 
-def _stages(
-    app: faust.App,
-    settings: Settings,
-    metrics: Metrics,
-    classifier: Classifier,
-    params: DetectorParams,
-    sinks: AlertSinks,
-    send: _Send,
-) -> tuple[IngestStage, DetectStage, DeliverStage]:
-    """The stages, on Faust tables (JSON values under str keys; a write goes to the
-    changelog partition of the current event, see :func:`_enter`)."""
+def _tables(app: faust.App, settings: Settings) -> tuple[Any, Any, Any]:
+    """The stages' Faust tables: JSON values under str keys; a write goes to the changelog
+    partition of the current event (see :func:`_enter`)."""
     # detector checkpoints, co-partitioned with posts.classified.v1 (streams/checkpoint.py)
     checkpoints = app.Table(
         "detector-checkpoints", partitions=settings.partitions(POSTS_CLASSIFIED)
@@ -212,22 +216,7 @@ def _stages(
     # post key -> [raw partition, offset it was first seen at] (raw posts are keyed by post
     # key, so this table is co-partitioned with posts.raw.v1); bounded by dedupe_posts
     seen_posts = app.Table("seen-posts", partitions=settings.partitions(POSTS_RAW))
-    catch_up = partial(read_range, bootstrap_of(settings), send.classified_t.get_topic_name())
-    return (
-        IngestStage(
-            classifier, seen_posts, metrics, dedupe_posts=settings.dedupe_posts, enter=_enter
-        ),
-        DetectStage(
-            params,
-            checkpoints,
-            metrics,
-            catch_up=catch_up,
-            checkpoint_seconds=settings.detector_checkpoint_seconds,
-            catch_up_batch=settings.detect_batch_size,
-            enter=_enter,
-        ),
-        DeliverStage(sinks, delivered, metrics, park=send.park, enter=_enter),
-    )
+    return checkpoints, delivered, seen_posts
 
 
 def _ingest_agent(

@@ -125,8 +125,9 @@ class _Stage:
 
     name = ""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, enter: Enter) -> None:
         self.metrics = metrics
+        self.enter = enter
 
     def reject(self, record: Record, reason: str) -> Rejected:
         """``record`` goes to the DLQ with ``reason`` (counted and logged here)."""
@@ -204,12 +205,11 @@ class IngestStage(_Stage):
         dedupe_posts: int,
         enter: Enter = _nothing,
     ) -> None:
-        super().__init__(metrics)
+        super().__init__(metrics, enter)
         self.classifier = classifier
         self.seen = seen
         self.dedupe_posts = dedupe_posts
         self.prune_every = max(1, dedupe_posts // 10)
-        self.enter = enter
 
     def handle(self, batch: Sequence[Record]) -> Classified:
         return self.classify(self.admit(batch))
@@ -347,7 +347,7 @@ class DetectStage(_Stage):
         now: Callable[[], datetime] | None = None,
         enter: Enter = _nothing,
     ) -> None:
-        super().__init__(metrics)
+        super().__init__(metrics, enter)
         self.params = params
         self.checkpoints = Checkpoints(checkpoints)
         self.catch_up = catch_up
@@ -355,7 +355,6 @@ class DetectStage(_Stage):
         self.catch_up_batch = max(catch_up_batch, 1)
         self.clock = clock
         self.now = now  # the engines' wall clock (None: BurstEngine's own)
-        self.enter = enter
         self.engines: dict[int, BurstEngine] = {}
         self.saved_at: dict[int, float] = {}
 
@@ -509,11 +508,10 @@ class DeliverStage(_Stage):
         park: Park,
         enter: Enter = _nothing,
     ) -> None:
-        super().__init__(metrics)
+        super().__init__(metrics, enter)
         self.sinks = sinks
         self.delivered = delivered
         self.park = park
-        self.enter = enter
 
     def handle(
         self, batch: Sequence[Record], finished: Callable[[Record], Awaitable[None]]

@@ -274,12 +274,18 @@ async def run_all(stage: DetectStage, records: list[Record], send: ListSend) -> 
         await stage.handle(batch, send)
 
 
+async def uninterrupted(records: list[Record]) -> tuple[DetectStage, ListSend]:
+    """A fresh stage run over ``records`` in batches of 50, and what it sent."""
+    stage, _ = detect_stage({})
+    send = ListSend()
+    await run_all(stage, records, send)
+    return stage, send
+
+
 async def test_a_restored_engine_caught_up_through_the_reader_matches_an_uninterrupted_run(
     classified: list[Record],
 ) -> None:
-    whole, _ = detect_stage({})
-    whole_send = ListSend()
-    await run_all(whole, classified, whole_send)
+    whole, whole_send = await uninterrupted(classified)
     assert len(classified) > 350 and whole_send.sent  # the stream raises alerts
 
     # a worker checkpoints after its first 100 records, counts 200 more, then crashes
@@ -299,9 +305,9 @@ async def test_a_restored_engine_caught_up_through_the_reader_matches_an_uninter
     await second.handle(classified[250:300], send2)
     await run_all(second, classified[300:], send2)
     assert reads == [(0, 100, 250)]  # what came after the checkpoint, up to the batch
-    engine, uninterrupted = second.engines[0], whole.engines[0]
-    assert engine.offset == uninterrupted.offset == len(classified) - 1
-    assert_same_state(engine, uninterrupted)
+    engine, expected = second.engines[0], whole.engines[0]
+    assert engine.offset == expected.offset == len(classified) - 1
+    assert_same_state(engine, expected)
     # the versions raised after the checkpoint are sent again, the same ones; nothing else
     sent1 = {(a.id, a.version): a for a in send1.sent}
     again = [a for a in send2.sent if (a.id, a.version) in sent1]
@@ -394,9 +400,7 @@ async def test_no_checkpoint_and_no_flush_before_it_is_due(classified: list[Reco
 async def test_a_bad_classified_record_is_rejected_and_the_rest_is_counted(
     classified: list[Record],
 ) -> None:
-    good, _ = detect_stage({})
-    good_send = ListSend()
-    await run_all(good, classified, good_send)
+    _, good_send = await uninterrupted(classified)
 
     metrics = new_metrics()
     stage, _ = detect_stage({}, metrics=metrics)
