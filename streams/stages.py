@@ -14,9 +14,12 @@ The path of a post, hop by hop::
 
 Each stage gets its state injected: a ``MutableMapping`` for each Faust table (a changelogged
 table in the worker, a dict offline and in tests), the classifier, the sinks, the metrics, a
-clock and the reader of a partition's past records. It gets a batch of :class:`Record` and
-returns what to send (classified posts, alerts, rejected records with their reasons); the
-worker's agents (``streams/agents.py``) read, call the stage and send, and
+clock and the reader of a partition's past records. It takes a batch of :class:`Record`
+(in consumption order) and returns what to send: classified posts, alert versions, records
+rejected with their reasons. One step sends itself, through an injected
+:class:`DetectSend`: :meth:`DetectStage.handle`, whose rule is an order (a checkpoint only
+after its alerts were sent and flushed); its pure part, :meth:`DetectStage.count`, returns
+what to send. The worker's agents (``streams/agents.py``) read, call the stage and send;
 :class:`~streams.pipeline.OfflinePipeline` runs the same stage objects in one process.
 
 The rules:
@@ -36,7 +39,9 @@ The rules:
   from ``detector-checkpoints``; the records between the checkpoint's offset and the batch are
   read again through the injected reader and counted, and the alert versions they raise are
   sent again (same id and version: every consumer drops repeats). Records at or below the
-  engine's offset were counted already and are skipped. A checkpoint is written at most every
+  engine's offset were counted already and are skipped (and a post re-emitted by ingest at
+  another offset after a crash is skipped by the engine's own memory of recent post keys,
+  ``BurstEngine.repeats``). A checkpoint is written at most every
   ``checkpoint_seconds``, and only after the alerts of the records it covers were handed to
   the send side and flushed: a crash then can keep the checkpoint but never lose its alerts.
 * **Deliver** (:class:`DeliverStage`). An alert version goes to the lane of every sink it is
@@ -144,17 +149,21 @@ class _Stage:
 
     def failed(self, record: Record, exc: BaseException) -> Rejected:
         """``record`` goes to the DLQ because handling it raised ``exc``."""
-        if isinstance(exc, ContractError):
-            return self.reject(record, exc.reason)
-        log.error(
-            "%s failed on %s[%s]@%s",
-            self.name,
-            record.topic,
-            record.partition,
-            record.offset,
-            exc_info=exc,
-        )
-        return self.reject(record, f"{type(exc).__name__}: {exc}")
+        if not isinstance(exc, ContractError):
+            log.error(
+                "%s failed on %s[%s]@%s",
+                self.name,
+                record.topic,
+                record.partition,
+                record.offset,
+                exc_info=exc,
+            )
+        return self.reject(record, _reason(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    """The DLQ reason for a record whose handling raised ``exc``."""
+    return exc.reason if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
 
 
 # --- ingest ---------------------------------------------------------------------------
@@ -365,7 +374,7 @@ class DetectStage(_Stage):
                 await self.restore(partition, records[0].offset, send)
             except Exception as exc:
                 log.exception("detect: partition %d could not be restored", partition)
-                await send.rejected([self.failed(r, exc) for r in records])
+                await send.rejected([self.reject(r, _reason(exc)) for r in records])
                 continue
             out = self.count(partition, records)
             await send.rejected(out.rejected)
@@ -439,8 +448,7 @@ class DetectStage(_Stage):
             out.alerts = self._raised(engine.observe_many(cp for _, cp in posts))
         except Exception as exc:
             log.exception("detect failed on %d records of partition %d", len(posts), partition)
-            reason = f"{type(exc).__name__}: {exc}"
-            out.rejected += [self.reject(record, reason) for record, _ in posts]
+            out.rejected += [self.reject(record, _reason(exc)) for record, _ in posts]
         finally:
             engine.offset = max(engine.offset, records[-1].offset)
         if engine.repeats > repeats:  # re-emitted by ingest after a crash: counted once
