@@ -118,9 +118,10 @@ class _Send:
         self.alerts_dlq_t = app.topic(settings.topic(ALERTS_DLQ), partitions=parts)
 
     async def classified(self, out: Classified, stage: IngestStage) -> None:
+        """Send ingest's outputs; a post that cannot be sent goes to the DLQ alone."""
         await self.rejected(out.rejected)
         for record, cp in out.posts:
-            _enter(record)
+            _enter(record)  # its record's event current, as stream.events() would have it
             post = cp.post
             ts = post.created_at.timestamp()
             try:
@@ -167,6 +168,8 @@ class _Send:
         await self.alerts_dlq_t.send(key=failed.alert_id.encode(), value=failed.to_bytes())
 
     async def flush(self) -> None:
+        """Faust's producer buffers what is sent: return once it is all on the broker (the
+        detect stage flushes before a checkpoint says the alerts of its records are out)."""
         await self.app.producer.flush()
 
 
