@@ -2,8 +2,8 @@
 
 Three figures, measured on the same broker and the same records as ``bench e2e``:
 
-- ``raw-produce``: aiokafka producing the records with the settings seismo's producers use
-  (``acks=all``, idempotent), CPU of this process per record;
+- ``raw-produce``: aiokafka producing the records with seismo's replay producer
+  (``acks=all``, idempotent, 256 KiB batches), CPU of this process per record;
 - ``raw-consume``: one aiokafka consumer reading them back with ``getmany``;
 - ``faust-hop``: one faust-streaming agent reading topic A and sending each record to topic B
   (the cost of one Faust hop), CPU of the Faust process from its first record to its last.
@@ -32,6 +32,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from seismo import kafka
+from seismo.config import Settings
+
 
 async def create_topics(bootstrap: str, names: Sequence[str]) -> None:
     """One-partition topics (the broker does not create topics on first use)."""
@@ -44,8 +47,9 @@ async def create_topics(bootstrap: str, names: Sequence[str]) -> None:
 
 
 def make_producer(bootstrap: str) -> AIOKafkaProducer:
-    """A producer with the delivery settings of seismo's own: every replica acks, idempotent."""
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    """seismo's own producer for a file of posts (:func:`seismo.kafka.make_producer`,
+    ``replay``: every replica acks, idempotent, 256 KiB batches) to ``bootstrap``."""
+    return kafka.make_producer(Settings(kafka_bootstrap=bootstrap), "replay")
 
 
 async def _produce(bootstrap: str, topic: str, values: Sequence[bytes]) -> float:

@@ -44,13 +44,18 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from seismo.config import Settings
+from seismo.config import ConnectorSettings, Settings
 from seismo.contracts import DLQ, POSTS_RAW, Post, dead_letter
 from seismo.errors import SeismoError
-from seismo.kafka import bootstrap_of, ensure_topics
+from seismo.kafka import ensure_topics, make_producer
 from seismo.metrics import Metrics
+from seismo.retry import equal_jitter
+from seismo.retry import retry_after as parse_retry_after
 
 log = logging.getLogger(__name__)
+
+# the runner's defaults are the ``connectors`` settings' defaults
+_DEFAULTS = ConnectorSettings()
 
 Cursor = dict[str, Any]
 
@@ -78,17 +83,11 @@ class FatalSourceError(SourceError):
 def error_for_status(status: int, what: str, retry_after: str | None = None) -> SourceError:
     """Sort an HTTP error status: 400/401/403/404 stop the connector, anything else retries.
 
-    ``retry_after`` is the raw ``Retry-After`` header (seconds; an HTTP date is ignored).
+    ``retry_after`` is the raw ``Retry-After`` header (seconds or an HTTP date).
     """
     if status in (400, 401, 403, 404):
         return FatalSourceError(f"{what}: HTTP {status}")
-    wait: float | None = None
-    if retry_after:
-        try:
-            wait = max(0.0, float(retry_after))
-        except ValueError:
-            wait = None
-    return RetryableError(f"{what}: HTTP {status}", retry_after=wait)
+    return RetryableError(f"{what}: HTTP {status}", retry_after=parse_retry_after(retry_after))
 
 
 def describe(exc: BaseException) -> str:
@@ -101,12 +100,16 @@ def describe(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Emit:
+    """A post for ``posts.raw.v1``; ``cursor`` is where the source stands after it."""
+
     post: Post
     cursor: Cursor | None = None
 
 
 @dataclass(frozen=True)
 class Skip:
+    """A frame or item that is no post: counted and dead-lettered with ``reason``."""
+
     reason: str
     raw: bytes | str | None = None
     cursor: Cursor | None = None
@@ -114,12 +117,16 @@ class Skip:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """Progress without a post; ``outcome`` counts the upstream item (``deleted``, ...)."""
+
     cursor: Cursor | None
     outcome: str | None = None
 
 
 @dataclass(frozen=True)
 class Gap:
+    """The upstream could not resume exactly at the cursor: reported and counted."""
+
     detail: str
     cursor: Cursor | None = None
 
@@ -157,18 +164,17 @@ class Source(Protocol):
 
 @dataclass
 class Backoff:
-    """Capped exponential backoff with "equal jitter" (AWS architecture blog): each delay
-    uniform between half the capped exponential and all of it."""
+    """The reconnect backoff: :func:`seismo.retry.equal_jitter` of the reconnects in a row;
+    an upstream's ``Retry-After`` wins when longer (up to ten times the cap)."""
 
     base: float = 0.5
-    cap: float = 60.0
+    cap: float = _DEFAULTS.backoff_cap_seconds
     rng: random.Random | None = None
     attempt: int = 0
 
     def next_delay(self, at_least: float | None = None) -> float:
-        ceiling = min(self.cap, self.base * (2**self.attempt))
+        delay = equal_jitter(self.attempt, self.base, self.cap, self.rng)
         self.attempt += 1
-        delay = (self.rng or random).uniform(ceiling / 2, ceiling)
         if at_least is not None:
             delay = max(delay, min(at_least, self.cap * 10))
         return delay
@@ -235,7 +241,7 @@ class KafkaPostSink:
     def __init__(self, settings: Settings, *, stop_timeout: float | None = None) -> None:
         self.settings = settings
         self.stop_timeout = (
-            settings.connector_stop_seconds if stop_timeout is None else stop_timeout
+            settings.connectors.stop_seconds if stop_timeout is None else stop_timeout
         )
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
@@ -243,12 +249,7 @@ class KafkaPostSink:
 
     async def start(self) -> None:
         await ensure_topics(self.settings)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_of(self.settings),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=20,
-        )
+        self._producer = make_producer(self.settings, "connector")
         await self._producer.start()
 
     def _require(self) -> AIOKafkaProducer:
@@ -358,12 +359,12 @@ class ConnectorRunner:
         metrics: Metrics,
         *,
         backoff: Backoff | None = None,
-        checkpoint_seconds: float = 1.0,
+        checkpoint_seconds: float = _DEFAULTS.checkpoint_seconds,
         recent_keys: int = 100_000,
         healthy_seconds: float = 30.0,
         healthy_posts: int = 100,
-        flush_timeout: float = 30.0,
-        stop_timeout: float = 3.0,
+        flush_timeout: float = _DEFAULTS.flush_timeout_seconds,
+        stop_timeout: float = _DEFAULTS.stop_seconds,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:

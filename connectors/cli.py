@@ -77,10 +77,10 @@ async def run_connector(
         KafkaPostSink(settings),
         CursorStore.for_source(settings, source.name),
         metrics,
-        backoff=Backoff(cap=settings.connector_backoff_cap_seconds),
-        checkpoint_seconds=settings.connector_checkpoint_seconds,
-        flush_timeout=settings.connector_flush_timeout_seconds,
-        stop_timeout=settings.connector_stop_seconds,
+        backoff=Backoff(cap=settings.connectors.backoff_cap_seconds),
+        checkpoint_seconds=settings.connectors.checkpoint_seconds,
+        flush_timeout=settings.connectors.flush_timeout_seconds,
+        stop_timeout=settings.connectors.stop_seconds,
     )
 
     async def report() -> None:

@@ -44,6 +44,7 @@ from connectors.base import (
 )
 from seismo.config import Settings
 from seismo.contracts import Post
+from seismo.retry import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,9 @@ def fatal_or_retry(exc: Exception) -> Exception:
         # Retry-After if given, else when the rate-limit window resets (X-Ratelimit-Reset:
         # seconds from now; Reddit often sends only that)
         headers = exc.response.headers
-        after = _seconds(headers.get("retry-after"))
+        after = retry_after(headers.get("retry-after"))
         if after is None:
-            after = _seconds(headers.get("x-ratelimit-reset"))
+            after = retry_after(headers.get("x-ratelimit-reset"))
         return RetryableError("Reddit: HTTP 429 Too Many Requests", retry_after=after)
     if isinstance(exc, prawcore.BadJSON):
         url = exc.response.url.split("?")[0]
@@ -313,13 +314,6 @@ class RedditSource:
                 f"more than {PAGE} {kind} since the cursor: the oldest of them may be missing",
                 copy.deepcopy(state),
             )
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _utc(data: dict[str, Any]) -> float | None:

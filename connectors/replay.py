@@ -28,14 +28,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from seismo.config import Settings
 from seismo.contracts import DLQ, POSTS_RAW, DeadLetter, Post, dead_letter, decode, json_problem
 from seismo.errors import ContractError, SeismoError
-from seismo.kafka import bootstrap_of, ensure_topics
+from seismo.kafka import ensure_topics, make_producer
 
 log = logging.getLogger(__name__)
 
@@ -441,13 +440,7 @@ async def replay(
 ) -> ReplayStats:
     check_readable(path)
     await ensure_topics(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_of(settings),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=20,
-        max_batch_size=256 * 1024,
-    )
+    producer = make_producer(settings, "replay")
     await producer.start()
     stats = ReplayStats()
     failed: list[BaseException] = []  # sends Kafka did not take (a batch that expired)

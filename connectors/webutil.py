@@ -5,25 +5,19 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 
 from connectors.base import FatalSourceError, RetryableError
+from seismo.retry import retry_after as parse_retry_after
 
 
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``x-rate-limit-reset``
     (epoch seconds, X API style); None when neither header says."""
     now = time.time() if now is None else now
-    value = headers.get("Retry-After")
-    if value:
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-            except (TypeError, ValueError):
-                pass
+    wait = parse_retry_after(headers.get("Retry-After"), now)
+    if wait is not None:
+        return wait
     reset = headers.get("x-rate-limit-reset")
     if reset:
         try:

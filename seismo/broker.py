@@ -187,6 +187,21 @@ def _tail_text(text: str, lines: int = _TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+def _run_tool(cmd: list[str], timeout: float, cwd: Path | None = None) -> tuple[int, str]:
+    """Run a command to its end with no input; its exit code and the tail of its output
+    (stdout, then stderr). Raises what ``subprocess.run`` raises (OSError, TimeoutExpired)."""
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+    )
+    return done.returncode, _tail_text((done.stdout or "") + "\n" + (done.stderr or ""))
+
+
 def ensure_jars(cache_dir: Path | None = None, *, progress: Progress | None = None) -> Path:
     """Return a directory holding the Kafka broker jars, resolving them on first use.
 
@@ -229,22 +244,14 @@ def ensure_jars(cache_dir: Path | None = None, *, progress: Progress | None = No
     ]
     try:
         try:
-            done = subprocess.run(
-                cmd,
-                capture_output=True,
-                text=True,
-                timeout=1800,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
+            code, output = _run_tool(cmd, timeout=1800)
         except subprocess.TimeoutExpired as exc:
             raise BrokerError(f"`{' '.join(cmd)}` did not finish within 30 minutes") from exc
         except OSError as exc:
             raise BrokerError(f"could not run Maven ({mvn}): {exc}") from exc
-        if done.returncode != 0:
-            output = _tail_text((done.stdout or "") + "\n" + (done.stderr or ""))
+        if code != 0:
             raise BrokerError(
-                f"Maven failed to resolve the Kafka jars (exit {done.returncode}). Check network "
+                f"Maven failed to resolve the Kafka jars (exit {code}). Check network "
                 f"access to Maven Central (or your ~/.m2/settings.xml mirror).\n"
                 f"command: {' '.join(cmd)}\n{output}"
             )
@@ -751,22 +758,12 @@ class EmbeddedKafka:
             str(props),
         ]
         try:
-            done = subprocess.run(
-                cmd,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-                stdin=subprocess.DEVNULL,
-                cwd=self.data_dir,
-            )
+            code, output = _run_tool(cmd, timeout=120, cwd=self.data_dir)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BrokerError(f"formatting Kafka storage failed: {exc}") from exc
-        if done.returncode != 0:
-            output = _tail_text((done.stdout or "") + "\n" + (done.stderr or ""))
+        if code != 0:
             raise BrokerError(
-                f"formatting Kafka storage in {self.kraft_dir} failed (exit {done.returncode}):\n"
-                f"{output}"
+                f"formatting Kafka storage in {self.kraft_dir} failed (exit {code}):\n{output}"
             )
 
     def _spawn(self, java: str, lib: Path, props: Path) -> None:

@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _progress(f"live alert page on http://{settings.live_host}:{settings.live_port}/")
     # connectors serve /metrics on consecutive ports from metrics_port (or web_port + 10)
     first_port = settings.metrics_port or settings.web_port + 10
-    for i, name in enumerate(settings.connectors):
+    for i, name in enumerate(settings.connectors.enabled):
         port = first_port + i
         cmd = [*base_cmd, "connect", name, "--metrics-port", str(port)]
         children[f"connector {name}"] = subprocess.Popen(cmd, env=env)
@@ -243,7 +243,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     f.write(a.model_dump_json(exclude_none=True) + "\n")
             summary["alerts"] = len(alerts)
             summary["alerts_out"] = str(args.alerts_out)
-            lateness = settings.detector_max_lateness_seconds
+            lateness = settings.detector.max_lateness_seconds
             summary["worker"] = worker_report(counts, await worker_counts(settings), lateness)
             for note in summary["worker"].get("notes", []):
                 _progress(f"worker: {note}")
@@ -265,6 +265,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 # --- parser ---------------------------------------------------------------------------
 
 
+def _sink_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that add alert sinks to the settings' (``worker`` and ``run``)."""
+    p.add_argument("--alerts-out", type=Path, help="also append alerts to this JSONL file")
+    p.add_argument("--webhook", action="append", metavar="URL", help="POST alerts here")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from connectors.replay import MAPPABLE_FIELDS
 
@@ -272,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seismo",
         description="Real-time social-signal stream processor: posts in, burst alerts out.",
         epilog="Settings come from --config FILE (YAML), SEISMO_* environment variables and "
-        "flags; see `seismo config`.",
+        "flags; see `seismo config`. A setting in a group, e.g. detector.min_score, is "
+        "`detector: {min_score: 5}` in YAML and SEISMO_DETECTOR__MIN_SCORE in the environment.",
     )
     p.add_argument("--version", action="version", version=f"seismo {__version__}")
     p.add_argument("--config", type=Path, help="YAML settings file (or SEISMO_CONFIG)")
@@ -296,8 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the Faust worker: ingest -> classify -> detect -> "
         "alert. Needs a reachable Kafka.",
     )
-    w.add_argument("--alerts-out", type=Path, help="also append alerts to this JSONL file")
-    w.add_argument("--webhook", action="append", metavar="URL", help="POST alerts here")
+    _sink_flags(w)
     w.add_argument("--web-port", type=int, help="port of the web server (/metrics)")
     w.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
     w.set_defaults(func=cmd_worker)
@@ -308,8 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start the embedded broker (unless SEISMO_KAFKA_BOOTSTRAP "
         "names a cluster) and a worker; Ctrl-C stops everything.",
     )
-    r.add_argument("--alerts-out", type=Path, help="append alerts to this JSONL file")
-    r.add_argument("--webhook", action="append", metavar="URL", help="POST alerts here")
+    _sink_flags(r)
     r.add_argument(
         "--no-live-page", action="store_true", help="don't start the live alert page process"
     )

@@ -7,6 +7,7 @@ Secrets are ``SecretStr`` and print masked.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import json
@@ -14,12 +15,14 @@ import logging
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
     AfterValidator,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -35,6 +38,11 @@ from pydantic_settings import (
 )
 
 from seismo.errors import ConfigError, field_errors
+from seismo.retry import RetryPolicy
+from streams.params import DetectorParams
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 _CONFIG_ENV = "SEISMO_CONFIG"
 _config_file: ContextVar[Path | None] = ContextVar("seismo_config_file", default=None)
@@ -78,8 +86,9 @@ def _read_config(p: Path) -> dict[str, Any]:
 
 
 def env_name(field: str) -> str:
-    """The environment variable of a setting, e.g. ``SEISMO_WEB_PORT``."""
-    return _ENV_PREFIX + field.upper()
+    """The environment variable of a setting, e.g. ``SEISMO_WEB_PORT``; a setting in a
+    group is named with a dot, e.g. ``detector.min_score``: ``SEISMO_DETECTOR__MIN_SCORE``."""
+    return _ENV_PREFIX + field.replace(".", "__").upper()
 
 
 def _url_with_scheme(url: str, schemes: tuple[str, ...], secret: bool = False) -> str:
@@ -104,6 +113,221 @@ WsUrlText = Annotated[str, AfterValidator(lambda v: _url_with_scheme(v, ("ws", "
 HttpUrlSecret = Annotated[SecretStr, AfterValidator(_secret_http_url)]
 
 
+_P = TypeVar("_P", bound="DataclassInstance")
+
+
+def _params(cls: type[_P], group: BaseModel, **derived: Any) -> _P:
+    """The pure logic's parameter dataclass ``cls`` from a settings group: every setting
+    of the group that ``cls`` has by name, plus ``derived`` ones; ``cls``'s defaults for
+    the rest (its internal tuning)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{name: value for name, value in group if name in names}, **derived)
+
+
+_DETECTOR = DetectorParams()
+
+
+class DetectorSettings(BaseModel):
+    """``detector``: burst detection and the alert book, in event time. A default is the
+    detector's own (:class:`streams.params.DetectorParams`), defined there only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bucket_seconds: int = Field(
+        default=_DETECTOR.bucket_seconds,
+        ge=1,
+        description="event-time bucket of the finest time scale",
+    )
+    scales: tuple[int, ...] = Field(
+        default=_DETECTOR.scales,
+        min_length=1,
+        description="each time scale's bucket in buckets (1 first, increasing); a key's "
+        "window at a scale is two of its buckets: 10 min, 1 h, 6 h, 24 h by default",
+    )
+    halflife_buckets: float = Field(
+        default=_DETECTOR.halflife_buckets,
+        gt=0,
+        description="half-life of a key's baseline, in buckets: one week",
+    )
+    floor: float = Field(
+        default=_DETECTOR.floor, gt=0, description="smallest expected window count of any key"
+    )
+    floor_rate: float = Field(
+        default=_DETECTOR.floor_rate,
+        ge=0,
+        description="...or this share of the stream's own window rate",
+    )
+    min_count: int = Field(
+        default=_DETECTOR.min_count, ge=1, description="independent posts a burst needs"
+    )
+    min_z: float = Field(
+        default=_DETECTOR.min_z, description="SigniTrend z = (x - E) / (sd + beta)"
+    )
+    min_score: float = Field(
+        default=_DETECTOR.min_score,
+        gt=0,
+        description="-log10 of the Poisson p-value a burst needs at the finest scale alone "
+        "(+log10 of the number of scales, -log10 of a scale's bucket in buckets)",
+    )
+    cooldown_seconds: int = Field(
+        default=_DETECTOR.cooldown_seconds,
+        ge=0,
+        description="after an alert resolves, its keys open no new alert this long (event time)",
+    )
+    quiet_seconds: int = Field(
+        default=_DETECTOR.quiet_seconds,
+        ge=1,
+        description="an alert resolves after this long not elevated",
+    )
+    warmup_seconds: int = Field(
+        default=_DETECTOR.warmup_seconds,
+        ge=0,
+        description="event time watched before anything is raised",
+    )
+    story_update_seconds: int = Field(
+        default=_DETECTOR.story_update_seconds,
+        ge=0,
+        description="at most one version per story is delivered to the sinks this long "
+        "(event time); openings, severity rises, new claims, stance shifts and resolutions "
+        "go out at once",
+    )
+    max_lateness_seconds: int = Field(
+        default=_DETECTOR.max_lateness_seconds,
+        ge=0,
+        description="a post further behind the detector's current bucket than this is not "
+        "counted (counted as too late instead); a later one counts in the current bucket",
+    )
+    evidence_size: int = Field(
+        default=_DETECTOR.evidence_size, ge=1, description="posts in an alert's evidence"
+    )
+    sketch_width_bits: int = Field(
+        default=_DETECTOR.sketch_width.bit_length() - 1,
+        ge=8,
+        le=24,
+        description="2^bits cells per row of the hashed sketch of each time scale",
+    )
+    sketch_depth: int = Field(
+        default=_DETECTOR.sketch_depth,
+        ge=1,
+        le=8,
+        description="rows of the hashed sketch of each time scale",
+    )
+    checkpoint_seconds: float = Field(
+        default=5.0, gt=0, description="wall seconds between detector state checkpoints"
+    )
+    batch_size: int = Field(
+        default=128, ge=1, description="classified records per detector call; 1 = one by one"
+    )
+    batch_wait_ms: float = Field(
+        default=50.0, ge=0, description="longest a record waits for its detector batch"
+    )
+
+    @field_validator("scales")
+    @classmethod
+    def _scales_ok(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if v[0] != 1 or any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError("time scales start at 1 and increase, e.g. [1, 6, 36, 144]")
+        return v
+
+    def params(self) -> DetectorParams:
+        """The detector's parameters: these settings by the same names, the sketch width
+        in cells."""
+        return _params(DetectorParams, self, sketch_width=1 << self.sketch_width_bits)
+
+
+_RETRY = RetryPolicy()
+
+
+class DeliverySettings(BaseModel):
+    """``delivery``: how the HTTP alert sinks (webhooks, chat) try each alert version. A
+    default is the retry policy's own (:class:`seismo.retry.RetryPolicy`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(default=_RETRY.attempts, ge=1, description="tries per alert version")
+    backoff_seconds: float = Field(
+        default=_RETRY.backoff_seconds,
+        gt=0,
+        description="first retry delay; doubles per try, with equal jitter",
+    )
+    max_backoff_seconds: float = Field(
+        default=_RETRY.max_backoff_seconds,
+        gt=0,
+        description="cap of the retry delay; a sink that is down gets one try this often",
+    )
+    timeout_seconds: float = Field(
+        default=_RETRY.timeout_seconds,
+        gt=0,
+        description="timeout of one try of a webhook or chat delivery",
+    )
+
+    def params(self) -> RetryPolicy:
+        """The sinks' retry policy: these settings by the same names."""
+        return _params(RetryPolicy, self)
+
+
+class ConnectorSettings(BaseModel):
+    """``connectors``: which connectors ``seismo run`` starts and how every connector
+    runs (flushes, cursors, reconnects, stops)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: list[str] = Field(
+        default_factory=list,
+        description="connectors `seismo run` also starts, e.g. [hackernews, rss]",
+    )
+    checkpoint_seconds: float = Field(
+        default=1.0, gt=0, description="how often a connector flushes and saves its cursor"
+    )
+    backoff_cap_seconds: float = Field(
+        default=60.0, gt=0, description="longest wait between reconnects"
+    )
+    flush_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="longest a connector waits for Kafka to acknowledge its posts; past it "
+        "the flush is an error: backoff, and the posts are sent again from the saved cursor",
+    )
+    stop_seconds: float = Field(
+        default=3.0,
+        gt=0,
+        description="on Ctrl-C / SIGTERM, longest a connector waits for Kafka to take its "
+        "last posts; the rest are not acknowledged, so they are read again on restart",
+    )
+
+
+# settings that moved into a group: the flat name of before -> the name now
+MOVED = {
+    "bucket_seconds": "detector.bucket_seconds",
+    "time_scales": "detector.scales",
+    "baseline_halflife_buckets": "detector.halflife_buckets",
+    "baseline_floor": "detector.floor",
+    "baseline_floor_rate": "detector.floor_rate",
+    "min_count": "detector.min_count",
+    "min_z": "detector.min_z",
+    "min_score": "detector.min_score",
+    "cooldown_seconds": "detector.cooldown_seconds",
+    "quiet_seconds": "detector.quiet_seconds",
+    "warmup_seconds": "detector.warmup_seconds",
+    "story_update_seconds": "detector.story_update_seconds",
+    "detector_max_lateness_seconds": "detector.max_lateness_seconds",
+    "evidence_size": "detector.evidence_size",
+    "sketch_width_bits": "detector.sketch_width_bits",
+    "sketch_depth": "detector.sketch_depth",
+    "detector_checkpoint_seconds": "detector.checkpoint_seconds",
+    "detect_batch_size": "detector.batch_size",
+    "detect_batch_wait_ms": "detector.batch_wait_ms",
+    "webhook_attempts": "delivery.attempts",
+    "webhook_backoff_seconds": "delivery.backoff_seconds",
+    "webhook_max_backoff_seconds": "delivery.max_backoff_seconds",
+    "webhook_timeout_seconds": "delivery.timeout_seconds",
+    "connector_checkpoint_seconds": "connectors.checkpoint_seconds",
+    "connector_backoff_cap_seconds": "connectors.backoff_cap_seconds",
+    "connector_flush_timeout_seconds": "connectors.flush_timeout_seconds",
+    "connector_stop_seconds": "connectors.stop_seconds",
+}
+
+
 class _YamlFileSource(PydanticBaseSettingsSource):
     """Reads the YAML file named by ``SEISMO_CONFIG`` (set by ``--config`` too)."""
 
@@ -113,6 +337,24 @@ class _YamlFileSource(PydanticBaseSettingsSource):
     def __call__(self) -> dict[str, Any]:
         p = _config_path()
         return {} if p is None else _read_config(p)
+
+
+def _not_json(group: str) -> tuple[str, str | None]:
+    """The variable of a list setting in ``group`` whose value is not JSON, and the value."""
+    model = _group(group)
+    fields = model.model_fields.items() if model is not None else []
+    lists = [
+        env_name(f"{group}.{n}")
+        for n, f in fields
+        if str(f.annotation).startswith(("list", "tuple"))
+    ]
+    for key, raw in sorted(os.environ.items()):
+        if key.upper() in lists:
+            try:
+                json.loads(raw)
+            except ValueError:
+                return key.upper(), raw
+    return env_name(group), None
 
 
 class _EnvSource(EnvSettingsSource):
@@ -126,6 +368,8 @@ class _EnvSource(EnvSettingsSource):
             return super().prepare_field_value(field_name, field, value, value_is_complex)
         except ValueError as exc:
             name = env_name(field_name)
+            if value is None:  # a group: the variable of its setting that is not JSON
+                name, value = _not_json(field_name)
             secret = "SecretStr" in str(field.annotation)
             items = ["..."] if secret else [v.strip() for v in str(value).split(",")]
             raise ConfigError(
@@ -200,82 +444,26 @@ class Settings(BaseSettings):
         description="post keys ingest remembers per raw partition to drop a post sent twice",
     )
 
-    # --- burst detection (event time) -------------------------------------------------
-    bucket_seconds: int = Field(
-        default=300, ge=1, description="event-time bucket of the finest time scale"
+    # --- groups ------------------------------------------------------------------------
+    detector: DetectorSettings = Field(
+        default_factory=DetectorSettings,
+        description="burst detection and the alert book, in event time",
     )
-    time_scales: list[int] = Field(
-        default=[1, 6, 36, 144],
-        min_length=1,
-        description="each time scale's bucket in buckets (1 first, increasing); a key's "
-        "window at a scale is two of its buckets: 10 min, 1 h, 6 h, 24 h by default",
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings,
+        description="how the HTTP alert sinks (webhooks, chat) are tried",
     )
-    baseline_halflife_buckets: float = Field(default=2016.0, gt=0, description="one week")
-    baseline_floor: float = Field(
-        default=0.005, gt=0, description="smallest expected window count of any key"
-    )
-    baseline_floor_rate: float = Field(
-        default=0.005, ge=0, description="...or this share of the stream's own window rate"
-    )
-    min_count: int = Field(default=2, ge=1, description="independent posts a burst needs")
-    min_z: float = Field(default=3.0, description="SigniTrend z = (x - E) / (sd + beta)")
-    min_score: float = Field(
-        default=4.0,
-        gt=0,
-        description="-log10 of the Poisson p-value a burst needs at the finest scale alone "
-        "(+log10 of the number of scales, -log10 of a scale's bucket in buckets)",
-    )
-    cooldown_seconds: int = Field(default=6 * 3600, ge=0)
-    quiet_seconds: int = Field(
-        default=2 * 3600, ge=1, description="an alert resolves after this long not elevated"
-    )
-    warmup_seconds: int = Field(
-        default=2 * 3600, ge=0, description="event time watched before anything is raised"
-    )
-    story_update_seconds: int = Field(
-        default=1800,
-        ge=0,
-        description="at most one version per story is delivered to the sinks this long "
-        "(event time); openings, severity rises, new claims, stance shifts and resolutions "
-        "go out at once",
-    )
-    detector_max_lateness_seconds: int = Field(
-        default=1800,
-        ge=0,
-        description="a post further behind the detector's current bucket than this is not "
-        "counted (counted as too late instead); a later one counts in the current bucket",
-    )
-    evidence_size: int = Field(default=12, ge=1)
-    max_terms_per_post: int = Field(default=16, ge=1)
-    sketch_width_bits: int = Field(default=16, ge=8, le=24, description="2^bits cells per row")
-    sketch_depth: int = Field(default=4, ge=1, le=8)
-    detector_checkpoint_seconds: float = Field(
-        default=5.0, gt=0, description="wall seconds between detector state checkpoints"
-    )
-    detect_batch_size: int = Field(
-        default=128, ge=1, description="classified records per detector call; 1 = one by one"
-    )
-    detect_batch_wait_ms: float = Field(
-        default=50.0, ge=0, description="longest a record waits for its detector batch"
+    connectors: ConnectorSettings = Field(
+        default_factory=ConnectorSettings,
+        description="the connectors `seismo run` starts and how every connector runs",
     )
 
     # --- alerts out --------------------------------------------------------------------
     webhook_urls: list[HttpUrlText] = Field(default_factory=list)
     webhook_token: SecretStr | None = None
-    webhook_timeout_seconds: float = 5.0
     alerts_out: Path | None = None
 
     # --- connectors --------------------------------------------------------------------
-    connectors: list[str] = Field(
-        default_factory=list,
-        description="connectors `seismo run` also starts, e.g. [hackernews, rss]",
-    )
-    connector_checkpoint_seconds: float = Field(
-        default=1.0, gt=0, description="how often a connector flushes and saves its cursor"
-    )
-    connector_backoff_cap_seconds: float = Field(
-        default=60.0, gt=0, description="longest wait between reconnects"
-    )
     # Bluesky
     bluesky_mode: Literal["jetstream", "firehose"] = "jetstream"
     bluesky_jetstream_url: WsUrlText = Field(
@@ -345,11 +533,6 @@ class Settings(BaseSettings):
         description="HMAC-SHA256 secrets that sign webhooks (Seismo-Signature); every one "
         "signs, so a receiver can rotate: add the new secret, switch, then drop the old",
     )
-    webhook_attempts: int = Field(default=5, ge=1, description="tries per alert version")
-    webhook_backoff_seconds: float = Field(
-        default=0.5, gt=0, description="first retry delay; doubles per try, with jitter"
-    )
-    webhook_max_backoff_seconds: float = Field(default=30.0, gt=0)
     chat_webhook_urls: list[HttpUrlSecret] = Field(
         default_factory=list,
         description="Slack-compatible incoming webhooks (their URL is their secret)",
@@ -373,6 +556,12 @@ class Settings(BaseSettings):
         default=None, description="trained heads (stance-v1, topic-v1); unset = bundled ones"
     )
     model_threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads")
+    max_terms_per_post: int = Field(
+        default=16,
+        ge=1,
+        description="terms (words, phrases, hashtags, domains) a post contributes to the "
+        "detector at most",
+    )
     classify_batch_size: int = Field(
         default=32, ge=1, description="posts per classifier call in ingest; 1 = no batching"
     )
@@ -380,25 +569,14 @@ class Settings(BaseSettings):
         default=50.0, ge=0, description="longest a post waits for its batch to fill"
     )
 
-    # --- connector robustness ----------------------------------------------------------
-    connector_flush_timeout_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="longest a connector waits for Kafka to acknowledge its posts; past it "
-        "the flush is an error: backoff, and the posts are sent again from the saved cursor",
-    )
-    connector_stop_seconds: float = Field(
-        default=3.0,
-        gt=0,
-        description="on Ctrl-C / SIGTERM, longest a connector waits for Kafka to take its "
-        "last posts; the rest are not acknowledged, so they are read again on restart",
-    )
-
-    @field_validator("time_scales")
+    @field_validator("connectors", mode="before")
     @classmethod
-    def _scales_ok(cls, v: list[int]) -> list[int]:
-        if v[0] != 1 or any(b <= a for a, b in itertools.pairwise(v)):
-            raise ValueError("time scales start at 1 and increase, e.g. [1, 6, 36, 144]")
+    def _connectors_group(cls, v: Any) -> Any:
+        if isinstance(v, list | str):  # the flat setting of before the groups
+            raise ValueError(
+                "connectors is a group now: the connectors to start are connectors.enabled "
+                f"({env_name('connectors.enabled')}), e.g. connectors: {{enabled: [rss]}}"
+            )
         return v
 
     @field_validator("namespace")
@@ -450,55 +628,147 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+def _group(name: str) -> type[BaseModel] | None:
+    """The settings group a top-level field is, or None (a setting, or no field)."""
+    info = Settings.model_fields.get(name)
+    kind = info.annotation if info is not None else None
+    return kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+
+
+def setting_names() -> list[str]:
+    """Every setting's name, a group's settings with a dot (``detector.min_score``)."""
+    names = []
+    for name in Settings.model_fields:
+        group = _group(name)
+        names += [f"{name}.{inner}" for inner in group.model_fields] if group else [name]
+    return names
+
+
+def closest(name: str, names: list[str], separator: str = ".") -> str | None:
+    """The one of ``names`` (a group's settings with ``separator``) most like ``name``, a
+    misspelt name, or one without its group (``min_zz`` finds ``detector.min_z``)."""
+    by_spelling = {n: n for n in names} | {n.rsplit(separator, 1)[-1]: n for n in names}
+    close = difflib.get_close_matches(name, sorted(by_spelling), n=1)
+    return by_spelling[close[0]] if close else None
+
+
+def _moved(name: str) -> str:
+    """What to say of a setting that moved into a group (its name of before)."""
+    new = MOVED[name]
+    return f"moved into a group: it is {new} now ({env_name(new)})"
+
+
+def refuse_moved_env() -> None:
+    """A ``SEISMO_*`` variable of a setting that moved into a group is a ConfigError
+    naming the new variable: ignoring it would quietly change what the process does."""
+    moved = {env_name(old): old for old in MOVED}
+    stale = sorted(key for key in os.environ if key.upper() in moved)
+    if stale:
+        raise ConfigError(
+            "; ".join(
+                f"{key} is no setting any more: {_moved(moved[key.upper()])}" for key in stale
+            )
+        )
+
+
 def warn_unknown_env() -> None:
     """Warn (once per process) about ``SEISMO_*`` variables that are no setting: a typo
     there would otherwise be ignored without a word (an unknown YAML key is an error)."""
     if os.environ.get(ENV_CHECKED):
         return
-    known = {env_name(f) for f in Settings.model_fields}
+    known = {env_name(f) for f in setting_names()}
+    groups = {env_name(f) for f in Settings.model_fields}
     for key in os.environ:
         name = key.upper()
         if not name.startswith(_ENV_PREFIX) or key in _warned_env:
             continue
-        if name in OTHER_ENV_VARS or name.split("__")[0] in known:
-            continue
+        if name in OTHER_ENV_VARS or name in known or name.split("__")[0] in groups:
+            continue  # (an unknown setting in a group is a validation error, with a hint)
         _warned_env.add(key)
-        close = difflib.get_close_matches(name, sorted(known), n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
+        close = closest(
+            name[len(_ENV_PREFIX) :],
+            [env_name(n)[len(_ENV_PREFIX) :] for n in setting_names()],
+            "__",
+        )
+        hint = f"; did you mean {_ENV_PREFIX}{close}?" if close else ""
         log.warning("environment variable %s is not a seismo setting: ignored%s", key, hint)
+
+
+def _lookup(data: dict[str, Any], path: str) -> bool:
+    """Whether nested ``data`` holds the dotted ``path``."""
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
 
 
 def _origin(field: str, overrides: dict[str, Any]) -> str:
     """Where a setting's value came from, in the sources' order of precedence."""
-    if field in overrides:
+    if _lookup(overrides, field):
         return "command-line flag"
-    name = env_name(field)
-    if any(key.upper() == name for key in os.environ):
-        return name
+    group = field.partition(".")[0]
+    names = {env_name(field), env_name(group)}
+    for key in os.environ:
+        if key.upper() in names:
+            return key.upper()
     path = _config_path()
-    if path is not None and field in _read_config(path):
+    if path is not None and _lookup(_read_config(path), field):
         return f"{path} key {field}"
     return "default"
 
 
+def _setting_of(loc: str) -> tuple[str, str]:
+    """An error location split into the setting (``detector.min_z``) and the rest (an
+    item of a list setting)."""
+    first, _, rest = loc.partition(".")
+    if rest and _group(first) is not None:
+        inner, _, rest = rest.partition(".")
+        return f"{first}.{inner}", rest
+    return first, rest
+
+
 def _invalid(exc: ValidationError, overrides: dict[str, Any]) -> ConfigError:
     """One line per bad field: ``field (where it came from): message``."""
+    names = setting_names()
     lines = []
     for loc, msg in field_errors(exc):
-        field, _, rest = loc.partition(".")
+        field, rest = _setting_of(loc)
         item = f"item {rest}: " if rest else ""
-        if field not in Settings.model_fields:  # an unknown key: the closest setting
-            close = difflib.get_close_matches(field, sorted(Settings.model_fields), n=1)
-            msg += f"; did you mean {close[0]}?" if close else ""
+        if field in MOVED:
+            msg = _moved(field)
+        elif field not in names and field not in Settings.model_fields:
+            close = closest(field, names)  # a typo: the closest setting
+            msg += f"; did you mean {close}?" if close else ""
         lines.append(f"{field} ({_origin(field, overrides)}): {item}{msg}")
     if len(lines) == 1:
         return ConfigError(f"invalid settings: {lines[0]}")
     return ConfigError("invalid settings:\n  " + "\n  ".join(lines))
 
 
+def _nested(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides with a group's settings as a dict: ``{"detector.min_z": 2}`` (or
+    ``detector={"min_z": 2}``) is ``{"detector": {"min_z": 2}}``, merged with the group's
+    settings from the environment and the YAML file, not in place of them."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        group, dot, name = key.partition(".")
+        if dot:
+            out.setdefault(group, {})[name] = value
+        elif isinstance(value, dict):
+            out.setdefault(key, {}).update(value)
+        else:
+            out[key] = value
+    return out
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build settings; ``config_file`` wins over ``SEISMO_CONFIG``. Raises ConfigError."""
-    clean = {k: v for k, v in overrides.items() if v is not None}
+    """Build settings; ``config_file`` wins over ``SEISMO_CONFIG``. Raises ConfigError.
+
+    ``overrides`` (command-line flags) name a group's setting with a dot, through
+    ``**{"detector.min_score": 5.0}``, or as a dict: ``detector={"min_score": 5.0}``."""
+    clean = _nested({k: v for k, v in overrides.items() if v is not None})
+    refuse_moved_env()
     warn_unknown_env()
     token = _config_file.set(config_file)
     try:

@@ -39,18 +39,9 @@ FALLBACK_DESCRIPTIONS: dict[str, str] = {
     "is set) and the worker's state directory",
     "web_host": "address of the worker's web server (/metrics, /healthz)",
     "web_port": "port of the worker's web server (/metrics, /healthz)",
-    "cooldown_seconds": "after an alert resolves, its keys open no new alert this long "
-    "(event time)",
-    "evidence_size": "posts in an alert's evidence",
-    "max_terms_per_post": "terms (words, phrases, hashtags, domains) a post contributes to "
-    "the detector at most",
-    "sketch_depth": "rows of the hashed sketch of each time scale",
     "webhook_urls": "writer webhooks: each alert version the story throttle lets through is "
     "POSTed to every one, signed (docs/delivery.md)",
     "webhook_token": "sent as Authorization: Bearer to the writer webhooks when set",
-    "webhook_timeout_seconds": "timeout of one try of a webhook or chat delivery",
-    "webhook_max_backoff_seconds": "cap of the retry delay; a sink that is down gets one try "
-    "this often",
     "alerts_out": "also append every alert version to this JSONL file",
     "bluesky_mode": "jetstream (Jetstream v2) or firehose (the relay's subscribeRepos)",
     "reddit_client_id": "Reddit script app's client id",
@@ -104,9 +95,10 @@ error.
 from (the variable, the file's key or the flag), e.g. `SEISMO_WEBHOOK_URLS is not valid
 JSON: list settings in the environment are JSON lists`. A `SEISMO_*` variable that is no
 setting is ignored with a warning naming the closest setting; an unknown key in the YAML
-file is an error, with the same suggestion. URL settings need a scheme and a host, ports
-1 to 65535; both are checked at start, and a server whose port is taken exits with `port P
-on HOST is already in use`.
+file is an error, with the same suggestion. A variable or key of a setting's name from
+before the groups (`SEISMO_MIN_SCORE`, `min_score:`) is an error naming its new name. URL
+settings need a scheme and a host, ports 1 to 65535; both are checked at start, and a
+server whose port is taken exits with `port P on HOST is already in use`.
 
 These `SEISMO_*` variables are read outside the settings and draw no warning:
 {", ".join(f"`{v}`" for v in sorted(OTHER_ENV_VARS))}.

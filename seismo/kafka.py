@@ -1,4 +1,5 @@
-"""Kafka plumbing shared by every process: bootstrap choice, topic creation, group lag."""
+"""Kafka plumbing shared by every process: bootstrap choice, producers, topic creation,
+group lag."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 from aiokafka.structs import TopicPartition
@@ -25,6 +26,47 @@ log = logging.getLogger(__name__)
 def bootstrap_of(settings: Settings) -> str:
     """The external cluster when configured, else the embedded broker's address."""
     return settings.kafka_bootstrap or f"127.0.0.1:{settings.broker_port}"
+
+
+# a write is acknowledged once every in-sync replica has it (acks=all; -1 is its number,
+# the form Faust's ``producer_acks`` takes, in streams/app.py): with
+# ``topic_min_insync_replicas`` of 2 or more an acknowledged record survives losing a broker
+ACKS_ALL = -1
+
+ProducerPurpose = Literal["connector", "replay", "redeliver"]
+
+# the most a producer batches per partition before it sends (aiokafka's default is 16 KiB)
+_BATCH_BYTES: dict[ProducerPurpose, int] = {
+    "connector": 16 * 1024,
+    "replay": 256 * 1024,
+    "redeliver": 16 * 1024,
+}
+# how long a record may wait for its batch to fill
+_LINGER_MS: dict[ProducerPurpose, int] = {"connector": 20, "replay": 20, "redeliver": 0}
+
+
+def make_producer(settings: Settings, purpose: ProducerPurpose) -> AIOKafkaProducer:
+    """An aiokafka producer to this deployment's Kafka (not started), for every process
+    that writes records outside the Faust worker.
+
+    Every one is idempotent with ``acks=all``: a retried send is written once, and a send
+    is acknowledged only once every in-sync replica has it. ``purpose`` changes only the
+    batching and names the client (``seismo-<purpose>``, as brokers log it):
+
+    - ``connector``: live posts, a few at a time; they wait at most 20 ms for a batch.
+    - ``replay``: a whole file as fast as Kafka takes it; batches of up to 256 KiB per
+      partition (16x the default) carry the same posts in far fewer requests.
+    - ``redeliver``: parks a failed delivery again one record at a time, waiting for each
+      (``send_and_wait``), so a record does not linger for a batch that never fills.
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_of(settings),
+        client_id=f"seismo-{purpose}",
+        acks=ACKS_ALL,
+        enable_idempotence=True,
+        linger_ms=_LINGER_MS[purpose],
+        max_batch_size=_BATCH_BYTES[purpose],
+    )
 
 
 def topic_configs(settings: Settings, name: str) -> dict[str, str]:

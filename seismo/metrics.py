@@ -215,7 +215,7 @@ class Metrics:
         self.too_late = counter(
             "seismo_detector_too_late_total",
             "Posts not counted by the detector: further behind its current bucket than "
-            "detector_max_lateness_seconds, by posts.classified.v1 partition",
+            "detector.max_lateness_seconds, by posts.classified.v1 partition",
             ["partition"],
         )
         self.signals = counter(

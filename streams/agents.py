@@ -191,8 +191,8 @@ def register(
         checkpoints,
         metrics,
         catch_up=partial(read_range, bootstrap_of(settings), send.classified_t.get_topic_name()),
-        checkpoint_seconds=settings.detector_checkpoint_seconds,
-        catch_up_batch=settings.detect_batch_size,
+        checkpoint_seconds=settings.detector.checkpoint_seconds,
+        catch_up_batch=settings.detector.batch_size,
         enter=_enter,
     )
     deliver = DeliverStage(sinks, delivered, metrics, park=send.park, enter=_enter)
@@ -201,7 +201,7 @@ def register(
     return Stages(
         ingest=_ingest_agent(app, raw_t, ingest, send, size, wait),
         detect=_detect_agent(
-            app, detect, send, settings.detect_batch_size, settings.detect_batch_wait_ms
+            app, detect, send, settings.detector.batch_size, settings.detector.batch_wait_ms
         ),
         deliver=_deliver_agent(app, deliver, send, sinks),
     )

@@ -30,6 +30,7 @@ from functools import cached_property
 
 from seismo.contracts import Alert, CountPoint, Evidence, Link, Severity, SignalKind, Stance
 from streams.features import label_words
+from streams.params import BookParams as BookParams
 from streams.stories import (
     Candidate,
     Sent,
@@ -127,32 +128,6 @@ class Burst:
     window_seconds: int = 600
     claim: str | None = None
     dossier: str | None = None
-
-
-@dataclass(frozen=True)
-class BookParams:
-    bucket_seconds: int = 300
-    quiet_seconds: int = 2 * 3600
-    cooldown_seconds: int = 6 * 3600
-    update_gap_seconds: int = 900
-    merge_overlap: float = 0.5
-    max_open: int = 256
-    max_alert_posts: int = 400
-    evidence_size: int = 12
-    top_terms: int = 8
-    curve_points: int = 48
-    story_update_seconds: int = 1800  # at most one delivered version per story this long
-    story_horizon_seconds: int = 12 * 3600  # a resolved story may reopen this long
-    merge_similarity: float = 0.15  # cosine of term counts that joins a burst to a story
-    key_share: float = 0.1  # a burst word in this share of a story's posts joins it...
-    min_key_posts: int = 3  # ...when in at least this many
-    author_bonus: float = 0.1  # added to it when all of the burst's posts' authors are known
-    merge_stories: float = 0.4  # cosine at which two open stories become one
-    merge_scan: int = 32  # the most recently active open stories compared
-    max_dormant: int = 256  # resolved stories kept for reopening, at most
-    story_terms: int = 300  # term counts kept per story (twice as many before pruning)
-    story_links: int = 64
-    max_links: int = 10  # links an alert lists
 
 
 @dataclass

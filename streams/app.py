@@ -6,7 +6,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from seismo.config import Settings
-from seismo.kafka import bootstrap_of
+from seismo.kafka import ACKS_ALL, bootstrap_of
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -22,7 +22,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.topic_replication_factor,
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
-        producer_acks=-1,
+        producer_acks=ACKS_ALL,
         store="memory://",
         datadir=str(settings.data_dir / "worker" / settings.group_id),
         web_enabled=True,

@@ -5,14 +5,14 @@ lets through (``Alert.deliver``, decided by the detector, so a replay decides th
 Delivery is at-least-once with one idempotency key per alert version (``<id>.v<version>``),
 so a receiver can drop a repeat; the worker also remembers what it delivered to each sink (a
 changelogged table) and skips redeliveries of the same alert version. HTTP sinks retry
-timeouts, 5xx and 429 (honouring ``Retry-After``) with capped exponential backoff and full
-jitter, and never retry another 4xx. What still fails becomes a :class:`FailedDelivery` on
-``alerts.dlq.v1``, which ``seismo alerts redeliver`` sends again.
+timeouts, 5xx and 429 (honouring ``Retry-After``) with capped exponential backoff and equal
+jitter (:mod:`seismo.retry`), and never retry another 4xx. What still fails becomes a
+:class:`FailedDelivery` on ``alerts.dlq.v1``, which ``seismo alerts redeliver`` sends again.
 
 In the worker each sink has its own lane (:class:`SinkLane`: a queue and a task), so a sink
 that refuses or hangs holds up only its own alert versions. A sink that failed every try of
 one version is *down*: the versions that reach it then are parked at once, and one of them
-is tried (once) every ``max_backoff`` seconds until one goes through.
+is tried (once) every ``max_backoff_seconds`` until one goes through.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from seismo.config import Settings
 from seismo.contracts import Alert, FailedDelivery
 from seismo.errors import DeliveryError
 from seismo.metrics import Metrics
+from seismo.retry import RetryPolicy as RetryPolicy
+from seismo.retry import retry_after as parse_retry_after
 from seismo.verify import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 from seismo.watchlist import Watchlist
 from streams.payloads import dossier_update, idempotency_key, slack_message
@@ -43,22 +44,6 @@ from streams.payloads import dossier_update, idempotency_key, slack_message
 log = logging.getLogger(__name__)
 
 SinkKind = Literal["webhook", "chat", "file"]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    backoff: float = 0.5
-    max_backoff: float = 30.0
-    timeout: float = 5.0
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed try ``attempt`` (1-based): capped exponential with
-        "equal jitter" (uniform between half the cap and the cap), or ``Retry-After``."""
-        if retry_after is not None:
-            return min(self.max_backoff, max(0.0, retry_after))
-        cap = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
-        return cap / 2 + random.random() * cap / 2
 
 
 def retryable(status: int) -> bool:
@@ -77,13 +62,6 @@ def attempt_result(status: int) -> str:
 
 def _ignore(result: str) -> None:
     pass
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: use our own backoff
 
 
 class SinkFailed(DeliveryError):
@@ -139,7 +117,7 @@ class HttpSink:
         ``attempts`` overrides the policy's number of tries.
         """
         body = self.body(alert, raw)
-        timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
+        timeout = aiohttp.ClientTimeout(total=self.policy.timeout_seconds)
         attempts = attempts or self.policy.attempts
         last = ""
         for attempt in range(1, attempts + 1):
@@ -156,7 +134,7 @@ class HttpSink:
                         raise SinkFailed(
                             f"{self.target} refused alert {alert.id}: {last}", attempt, down=False
                         )
-                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             except (aiohttp.ClientError, TimeoutError) as exc:
                 tried("timeout" if isinstance(exc, TimeoutError) else "error")
                 last = f"{type(exc).__name__}: {exc}".rstrip(": ")
@@ -472,12 +450,7 @@ def failed_delivery(
 def sinks_from_settings(
     settings: Settings, metrics: Metrics, watchlist: Watchlist | None = None
 ) -> AlertSinks:
-    policy = RetryPolicy(
-        attempts=settings.webhook_attempts,
-        backoff=settings.webhook_backoff_seconds,
-        max_backoff=settings.webhook_max_backoff_seconds,
-        timeout=settings.webhook_timeout_seconds,
-    )
+    policy = settings.delivery.params()
     token = settings.webhook_token.get_secret_value() if settings.webhook_token else None
     secrets = [s.get_secret_value() for s in settings.webhook_secrets]
     return AlertSinks(
@@ -488,5 +461,5 @@ def sinks_from_settings(
         ],
         chats=[ChatSink(u.get_secret_value(), policy) for u in settings.chat_webhook_urls],
         file=FileSink(settings.alerts_out) if settings.alerts_out else None,
-        probe_seconds=settings.webhook_max_backoff_seconds,
+        probe_seconds=policy.max_backoff_seconds,
     )

@@ -41,8 +41,9 @@ import numpy.typing as npt
 
 from seismo.contracts import Alert, ClassifiedPost, SignalKind
 from streams import _textcore, core, features
-from streams.alertbook import AlertBook, BookParams, Burst, PostRef
+from streams.alertbook import AlertBook, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
+from streams.params import DetectorParams as DetectorParams
 from streams.seen import SeenPosts
 from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run
 
@@ -59,65 +60,6 @@ STATE_VERSION = 3  # of a checkpoint's layout (a rate sketch per time scale; sto
 
 class IncompatibleCheckpoint(ValueError):
     """A checkpoint whose layout this detector cannot read."""
-
-
-@dataclass(frozen=True)
-class DetectorParams:
-    bucket_seconds: int = 300
-    # each time scale's bucket, in buckets of ``bucket_seconds``: its window is two of them
-    # (5 min -> 10 min, 30 min -> 1 h, 3 h -> 6 h, 12 h -> 24 h)
-    scales: tuple[int, ...] = (1, 6, 36, 144)
-    halflife_buckets: float = 2016.0  # one week of 5-minute buckets
-    floor: float = 0.005
-    floor_rate: float = 0.005
-    min_count: int = 2
-    min_z: float = 3.0
-    min_score: float = 4.0
-    beta: float = 0.5
-    warmup_seconds: int = 2 * 3600
-    # a scale judges nothing before it has watched this many of its own buckets
-    warmup_buckets: int = 12
-    cooldown_seconds: int = 6 * 3600
-    quiet_seconds: int = 2 * 3600
-    story_update_seconds: int = 1800
-    evidence_size: int = 12
-    sketch_width: int = 1 << 16
-    sketch_depth: int = 4
-    max_tracked_keys: int = 4096
-    max_candidates: int = 20_000
-    candidate_min: float = 2.0
-    max_items_per_post: int = 48
-    hot_z: float = 2.0
-    seen_posts: int = 20_000  # post keys remembered to count a re-sent post once
-    # a post further behind the current bucket than this is not counted (``too_late``)
-    max_lateness_seconds: int = 1800
-
-    @property
-    def alpha(self) -> float:
-        return float(1.0 - 0.5 ** (1.0 / self.halflife_buckets))
-
-    def scale_alpha(self, scale: int) -> float:
-        """The EWMA weight at a scale: the same half-life in event time at every scale."""
-        return float(1.0 - 0.5 ** (scale / self.halflife_buckets))
-
-    def score_threshold(self, scale: int) -> float:
-        """The Poisson score a key needs at a scale whose bucket is ``scale`` finest buckets.
-
-        A key can cross a threshold at most once per window, so a scale whose windows are m
-        times longer makes m times fewer tests of each key a day: the same false alarms per
-        key and day allow a p-value m times larger there, a threshold lower by log10(m).
-        With S scales each gets 1/S of the budget (Bonferroni): log10(S) higher.
-        ``min_score`` is the threshold of the finest scale alone."""
-        return self.min_score + math.log10(len(self.scales)) - math.log10(scale)
-
-    def book(self) -> BookParams:
-        return BookParams(
-            bucket_seconds=self.bucket_seconds,
-            quiet_seconds=self.quiet_seconds,
-            cooldown_seconds=self.cooldown_seconds,
-            evidence_size=self.evidence_size,
-            story_update_seconds=self.story_update_seconds,
-        )
 
 
 def poisson_score(observed: int, expected: float) -> float:

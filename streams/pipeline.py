@@ -26,24 +26,7 @@ DEDUPE_POSTS: int = Settings.model_fields["dedupe_posts"].default
 
 
 def detector_params(settings: Settings) -> DetectorParams:
-    return DetectorParams(
-        bucket_seconds=settings.bucket_seconds,
-        scales=tuple(settings.time_scales),
-        halflife_buckets=settings.baseline_halflife_buckets,
-        floor=settings.baseline_floor,
-        floor_rate=settings.baseline_floor_rate,
-        min_count=settings.min_count,
-        min_z=settings.min_z,
-        min_score=settings.min_score,
-        warmup_seconds=settings.warmup_seconds,
-        cooldown_seconds=settings.cooldown_seconds,
-        quiet_seconds=settings.quiet_seconds,
-        story_update_seconds=settings.story_update_seconds,
-        evidence_size=settings.evidence_size,
-        sketch_width=1 << settings.sketch_width_bits,
-        sketch_depth=settings.sketch_depth,
-        max_lateness_seconds=settings.detector_max_lateness_seconds,
-    )
+    return settings.detector.params()
 
 
 class OfflinePipeline:

@@ -25,7 +25,7 @@ from aiokafka.structs import OffsetAndMetadata
 from seismo.config import Settings
 from seismo.contracts import ALERTS_DLQ, Alert, FailedDelivery, decode
 from seismo.errors import ContractError
-from seismo.kafka import bootstrap_of, end_offsets
+from seismo.kafka import bootstrap_of, end_offsets, make_producer
 from streams.delivery import (
     AlertSinks,
     DeliveryFailure,
@@ -87,7 +87,7 @@ async def redeliver(
         group_id=group or redeliver_group(settings),
         enable_auto_commit=False,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = make_producer(settings, "redeliver")
     await consumer.start()
     await producer.start()
     done: set[tuple[str, int, str, str]] = set()

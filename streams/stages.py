@@ -71,7 +71,8 @@ from seismo.errors import ContractError
 from seismo.metrics import Metrics
 from streams.checkpoint import Checkpoints
 from streams.delivery import AlertSinks, DeliveryFailure, Handoff, failed_delivery
-from streams.detector import BurstEngine, DetectorParams
+from streams.detector import BurstEngine
+from streams.params import DetectorParams
 
 log = logging.getLogger(__name__)
 

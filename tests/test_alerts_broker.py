@@ -74,10 +74,10 @@ def test_target_down_goes_to_dlq_then_redeliver_delivers_once(
             **worker_env,
             "SEISMO_WEBHOOK_URLS": json.dumps([rx.url]),
             "SEISMO_WEBHOOK_SECRETS": '["whsec-1"]',
-            "SEISMO_WEBHOOK_ATTEMPTS": "3",
-            "SEISMO_WEBHOOK_BACKOFF_SECONDS": "0.05",
+            "SEISMO_DELIVERY__ATTEMPTS": "3",
+            "SEISMO_DELIVERY__BACKOFF_SECONDS": "0.05",
             # also how often a sink that is down is probed: not during this test
-            "SEISMO_WEBHOOK_MAX_BACKOFF_SECONDS": "3600",
+            "SEISMO_DELIVERY__MAX_BACKOFF_SECONDS": "3600",
         }
         worker = WorkerProcess(env, tmp_path / "worker.log").start()
         try:
@@ -228,9 +228,9 @@ def test_a_dead_and_a_hanging_webhook_do_not_hold_up_a_healthy_one(
             "SEISMO_WEBHOOK_URLS": json.dumps(
                 [refused, f"http://127.0.0.1:{hanging.getsockname()[1]}/hook", rx.url]
             ),
-            "SEISMO_WEBHOOK_TIMEOUT_SECONDS": "3600",
-            "SEISMO_WEBHOOK_BACKOFF_SECONDS": "3600",
-            "SEISMO_WEBHOOK_MAX_BACKOFF_SECONDS": "3600",
+            "SEISMO_DELIVERY__TIMEOUT_SECONDS": "3600",
+            "SEISMO_DELIVERY__BACKOFF_SECONDS": "3600",
+            "SEISMO_DELIVERY__MAX_BACKOFF_SECONDS": "3600",
         }
         worker = WorkerProcess(env, tmp_path / "worker.log").start()
         try:

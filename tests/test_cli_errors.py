@@ -101,15 +101,17 @@ def test_validation_errors_say_where_each_bad_value_came_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = tmp_path / "s.yaml"
-    cfg.write_text("webhook_urls: 3\nno_such_setting: 1\nmin_count: 2\n")
-    monkeypatch.setenv("SEISMO_MIN_Z", "abc")
+    cfg.write_text("webhook_urls: 3\nno_such_setting: 1\ndetector: {min_count: 2}\n")
+    monkeypatch.setenv("SEISMO_DETECTOR__MIN_Z", "abc")
     with pytest.raises(ConfigError) as info:
         load_settings(cfg, web_port=70000)
     lines = str(info.value).splitlines()
     assert lines[0] == "invalid settings:"
     body = sorted(line.strip() for line in lines[1:])
     assert len(body) == 4, body
-    assert body[0].startswith("min_z (SEISMO_MIN_Z): Input should be a valid number")
+    assert body[0].startswith(
+        "detector.min_z (SEISMO_DETECTOR__MIN_Z): Input should be a valid number"
+    )
     assert body[1].startswith(f"no_such_setting ({cfg} key no_such_setting): unknown")
     assert body[2].startswith("web_port (command-line flag): Input should be less than")
     assert body[3].startswith(f"webhook_urls ({cfg} key webhook_urls): Input should be")
@@ -118,9 +120,9 @@ def test_validation_errors_say_where_each_bad_value_came_from(
 
 def test_one_bad_field_is_one_line() -> None:
     with pytest.raises(ConfigError) as info:
-        load_settings(min_z="x")
+        load_settings(detector={"min_z": "x"})
     assert "\n" not in str(info.value)
-    assert str(info.value).startswith("invalid settings: min_z (command-line flag): ")
+    assert str(info.value).startswith("invalid settings: detector.min_z (command-line flag): ")
 
 
 @pytest.mark.parametrize("field", ["broker_port", "web_port", "live_port", "x_push_port"])
@@ -147,12 +149,12 @@ def test_unknown_seismo_env_var_is_a_warning(
     # read by the project outside Settings: no warning
     for other in ("SEISMO_CONFIG", "SEISMO_CACHE_DIR", "SEISMO_PURE_PYTHON"):
         monkeypatch.setenv(other, "")
-    monkeypatch.setenv("SEISMO_MIN_Z", "2.5")
+    monkeypatch.setenv("SEISMO_DETECTOR__MIN_Z", "2.5")
     with caplog.at_level(logging.WARNING, logger="seismo.config"):
-        assert load_settings().min_z == 2.5
+        assert load_settings().detector.min_z == 2.5
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1, warned
-    assert "SEISMO_MIN_ZZ" in warned[0] and "did you mean SEISMO_MIN_Z?" in warned[0]
+    assert "SEISMO_MIN_ZZ" in warned[0] and "did you mean SEISMO_DETECTOR__MIN_Z?" in warned[0]
 
 
 def test_the_children_of_run_do_not_warn_again(
@@ -217,7 +219,7 @@ def test_global_config_reaches_eval_bursts(
     stream = write_jsonl(tmp_path / "s.jsonl", synthetic_stream())
     events = _events(tmp_path)
     strict = tmp_path / "strict.yaml"
-    strict.write_text("min_count: 1000\n")  # no burst can reach it
+    strict.write_text("detector: {min_count: 1000}\n")  # no burst can reach it
     run = ["eval", "bursts", str(stream), "--events", str(events)]
     assert main(run) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["detected_in_target"] == 1

@@ -166,7 +166,9 @@ def test_a_yaml_key_typo_gets_a_did_you_mean(
     cfg.write_text("min_zz: 3\nwebhook_url: ['http://x/hook']\n")
     with pytest.raises(ConfigError) as err:
         load_settings(cfg)
-    assert "min_zz (" in str(err.value) and "unknown field; did you mean min_z?" in str(err.value)
+    assert "min_zz (" in str(err.value) and "unknown field; did you mean detector.min_z?" in str(
+        err.value
+    )
     assert "did you mean webhook_urls?" in str(err.value)
 
 

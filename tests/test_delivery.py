@@ -45,7 +45,7 @@ from tests.helpers import (
 )
 from tests.timeouts import HTTP_REQUEST, PROCESS_STOPS, RECORD_ARRIVES, SERVICE_READY
 
-FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05, timeout=2.0)
+FAST = RetryPolicy(attempts=4, backoff_seconds=0.01, max_backoff_seconds=0.05, timeout_seconds=2.0)
 
 
 def deliver(sinks: AlertSinks, *alerts: Alert) -> list[DeliveryFailure]:
@@ -164,7 +164,7 @@ def test_webhook_4xx_is_not_retried_but_429_is() -> None:
 
 def test_webhook_down_reports_failure_after_all_tries() -> None:
     metrics = Metrics(CollectorRegistry())
-    policy = RetryPolicy(attempts=3, backoff=0.01, timeout=2.0)
+    policy = RetryPolicy(attempts=3, backoff_seconds=0.01, timeout_seconds=2.0)
     with WebhookReceiver(fail_first=100) as rx:
         sinks = AlertSinks(metrics, webhooks=[WebhookSink(rx.url, policy)])
         failures = deliver(sinks, make_alert())
@@ -186,7 +186,7 @@ def test_connection_refused_is_retried_then_reported() -> None:
 
 
 def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
-    p = RetryPolicy(backoff=1.0, max_backoff=5.0)
+    p = RetryPolicy(backoff_seconds=1.0, max_backoff_seconds=5.0)
     for attempt, cap in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (9, 5.0)]:
         delays = {p.delay(attempt) for _ in range(20)}
         assert all(cap / 2 <= d <= cap for d in delays) and len(delays) > 1
@@ -326,7 +326,7 @@ def test_sinks_from_settings(tmp_path: Path) -> None:
     settings = load_settings(
         webhook_urls=["http://127.0.0.1:1/a"],
         webhook_secrets=["s1", "s2"],
-        webhook_attempts=7,
+        delivery={"attempts": 7},
         chat_webhook_urls=["http://127.0.0.1:1/chat-secret"],
         alerts_out=tmp_path / "a.jsonl",
     )
@@ -374,7 +374,7 @@ def test_a_hanging_target_times_out_and_is_retried() -> None:
         server.bind(("127.0.0.1", 0))
         server.listen(8)  # accepts connections, never answers
         url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
-        policy = RetryPolicy(attempts=2, backoff=0.01, timeout=0.3)
+        policy = RetryPolicy(attempts=2, backoff_seconds=0.01, timeout_seconds=0.3)
         sinks = AlertSinks(Metrics(CollectorRegistry()), webhooks=[WebhookSink(url, policy)])
         t = time.monotonic()
         (failure,) = deliver(sinks, make_alert())
@@ -426,7 +426,12 @@ def test_a_dead_sink_does_not_hold_up_the_others() -> None:
             hanging.bind(("127.0.0.1", 0))
             hanging.listen(8)  # accepts connections, never answers
             hanging_url = f"http://127.0.0.1:{hanging.getsockname()[1]}/hook"
-            forever = RetryPolicy(attempts=3, backoff=3600.0, max_backoff=3600.0, timeout=3600.0)
+            forever = RetryPolicy(
+                attempts=3,
+                backoff_seconds=3600.0,
+                max_backoff_seconds=3600.0,
+                timeout_seconds=3600.0,
+            )
             sinks = AlertSinks(
                 Metrics(CollectorRegistry()),
                 webhooks=[
@@ -467,7 +472,9 @@ def test_a_dead_sink_does_not_hold_up_the_others() -> None:
 
 def test_a_sink_that_failed_every_try_is_down_until_a_probe_goes_through() -> None:
     ledger = Ledger()
-    policy = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05, timeout=2.0)
+    policy = RetryPolicy(
+        attempts=3, backoff_seconds=0.01, max_backoff_seconds=0.05, timeout_seconds=2.0
+    )
 
     async def go() -> None:
         with WebhookReceiver(fail_first=10**6) as rx:

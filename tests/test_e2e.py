@@ -35,7 +35,7 @@ def test_replay_to_webhook_alert(worker_env: dict[str, str], tmp_path: Path) -> 
             "SEISMO_WEBHOOK_URLS": json.dumps([rx.url]),
             # one record at a time (the other broker tests batch, the default)
             "SEISMO_CLASSIFY_BATCH_SIZE": "1",
-            "SEISMO_DETECT_BATCH_SIZE": "1",
+            "SEISMO_DETECTOR__BATCH_SIZE": "1",
         }
         worker = WorkerProcess(
             env, tmp_path / "worker.log", "--alerts-out", str(tmp_path / "worker-alerts.jsonl")

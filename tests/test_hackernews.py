@@ -85,8 +85,10 @@ def test_http_errors_are_sorted_into_stop_and_retry() -> None:
     assert isinstance(error_for_status(404, "GET /x"), FatalSourceError)
     slow = error_for_status(429, "GET /x", "7")
     assert isinstance(slow, RetryableError) and slow.retry_after == 7.0
-    dated = error_for_status(503, "GET /x", "Wed, 21 Oct 2026 07:28:00 GMT")
-    assert isinstance(dated, RetryableError) and dated.retry_after is None
+    dated = error_for_status(503, "GET /x", "Wed, 21 Oct 2015 07:28:00 GMT")  # long past
+    assert isinstance(dated, RetryableError) and dated.retry_after == 0.0
+    garbage = error_for_status(503, "GET /x", "soon")
+    assert isinstance(garbage, RetryableError) and garbage.retry_after is None
 
 
 def test_progress_holds_the_cursor_at_the_first_unhandled_id() -> None:
@@ -331,9 +333,11 @@ async def test_kafka_going_away_mid_run(tmp_path: Path, caplog: pytest.LogCaptur
                 tmp_path,
                 poll=0.2,
                 kafka_bootstrap=broker.bootstrap,
-                connector_checkpoint_seconds=0.1,
-                connector_flush_timeout_seconds=2,
-                connector_stop_seconds=1,
+                connectors={
+                    "checkpoint_seconds": 0.1,
+                    "flush_timeout_seconds": 2,
+                    "stop_seconds": 1,
+                },
             )
             cursors = CursorStore.for_source(settings, "hackernews")
             cursors.save({"id": 0})

@@ -177,6 +177,6 @@ def test_the_summary_says_what_the_worker_did_with_the_posts(
         late = replay_summary(worker_env, older, "--alerts-out", str(out))
         assert late["alerts"] == 0 and late["worker"]["processed"] == len(rows), late
         assert late["worker"]["too_late"] == len(rows)
-        assert "detector_max_lateness_seconds" in late["worker"]["notes"][0]
+        assert "detector.max_lateness_seconds" in late["worker"]["notes"][0]
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]

@@ -399,7 +399,7 @@ def test_kafka_gone_mid_replay_stops_with_a_clear_message_saying_a_rerun_is_safe
     class GoneProducer:
         """Takes 3 posts, then every batch expires."""
 
-        def __init__(self, **kw: object) -> None:
+        def __init__(self) -> None:
             self.sent = 0
 
         async def start(self) -> None:
@@ -423,7 +423,7 @@ def test_kafka_gone_mid_replay_stops_with_a_clear_message_saying_a_rerun_is_safe
     async def no_topics(*a: object, **kw: object) -> list[str]:
         return []
 
-    monkeypatch.setattr(replay_mod, "AIOKafkaProducer", GoneProducer)
+    monkeypatch.setattr(replay_mod, "make_producer", lambda settings, purpose: GoneProducer())
     monkeypatch.setattr(replay_mod, "ensure_topics", no_topics)
     rows = [
         {"id": str(i), "source": "x", "text": "hi", "created_at": f"2026-05-01T10:00:{i:02d}Z"}

@@ -25,7 +25,8 @@ from seismo.contracts import Alert, ClassifiedPost, FailedDelivery, Post
 from seismo.metrics import Metrics
 from seismo.watchlist import load_watchlist
 from streams.delivery import AlertSinks, FileSink, HttpSink, RetryPolicy, SinkFailed
-from streams.detector import BurstEngine, DetectorParams
+from streams.detector import BurstEngine
+from streams.params import DetectorParams
 from streams.pipeline import OfflinePipeline, detector_params
 from streams.stages import (
     DeliverStage,

@@ -218,7 +218,7 @@ def test_writer_body_has_headline_links_changes_and_newest_evidence_first() -> N
 
 def test_a_coalesced_version_goes_to_the_file_only(tmp_path: Path) -> None:
     metrics = Metrics(CollectorRegistry())
-    policy = RetryPolicy(attempts=1, timeout=2.0)
+    policy = RetryPolicy(attempts=1, timeout_seconds=2.0)
     with WebhookReceiver() as rx:
         sinks = AlertSinks(
             metrics,
