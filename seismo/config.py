@@ -438,6 +438,19 @@ class Settings(BaseSettings):
     worker_fast_join: bool = Field(
         default=True, description="short session/heartbeat timeouts: quick starts on one node"
     )
+    worker_linger_ms: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="how long the worker's producer waits to fill a batch before sending: "
+        "fewer, larger requests to Kafka for a few ms of latency per record",
+    )
+    faust_metrics: bool = Field(
+        default=False,
+        description="also export faust-streaming's own sensors (seismo_faust_*: per-topic "
+        "and per-partition message counters, table operations) on /metrics; each record then "
+        "costs the worker more CPU. Consumer lag is exported either way (seismo_consumer_*)",
+    )
     dedupe_posts: int = Field(
         default=200_000,
         ge=1000,

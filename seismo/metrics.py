@@ -15,7 +15,7 @@ import heapq
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -122,6 +122,58 @@ class TopTerms:
         yield fam
 
 
+class ConsumerOffsets:
+    """``seismo_consumer_end_offset``, ``seismo_consumer_committed_offset`` and
+    ``seismo_consumer_lag`` per topic partition this worker holds, read from the consumer
+    when Prometheus scrapes (nothing is counted per record).
+
+    ``read`` returns (topic, partition, end offset, committed offset) for every partition
+    held; either offset may be None while unknown (before the first fetch or commit), and
+    the lag is exported only when both are known.
+    """
+
+    NAMES = (
+        "seismo_consumer_end_offset",
+        "seismo_consumer_committed_offset",
+        "seismo_consumer_lag",
+    )
+
+    def __init__(self, read: Callable[[], Iterable[tuple[str, int, int | None, int | None]]]):
+        self.read = read
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        end, committed, lag = self.NAMES
+        labels = ["topic", "partition"]
+        return (
+            GaugeMetricFamily(
+                end, "The next offset to be written, as the consumer last saw it", labels=labels
+            ),
+            GaugeMetricFamily(
+                committed,
+                "The group's committed offset (the next record to read after a restart)",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                lag, "Records not committed yet: end offset - committed offset", labels=labels
+            ),
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        end_f, committed_f, lag_f = self._families()
+        for topic, partition, end, committed in self.read():
+            labels = [topic, str(partition)]
+            if end is not None:
+                end_f.add_metric(labels, end)
+            if committed is not None:
+                committed_f.add_metric(labels, committed)
+            if end is not None and committed is not None:
+                lag_f.add_metric(labels, max(end - committed, 0))
+        yield from (end_f, committed_f, lag_f)
+
+
 class _OpenAlert(NamedTuple):
     """What the open-alert gauges hold of one open alert (its newest version seen)."""
 
@@ -164,13 +216,15 @@ class Metrics:
         self._resolved: OrderedDict[str, int] = OrderedDict()
         self._resolved_cap = 4096
 
-        def counter(name: str, doc: str, labels: list[str]) -> Counter:
-            return Counter(name, doc, labels, registry=registry)
+        def mine(owner: Owner | None) -> CollectorRegistry | None:
+            # another process's series is still there to set, but not registered (not exported)
+            return registry if owner is None or process in ("all", owner) else None
+
+        def counter(name: str, doc: str, labels: list[str], owner: Owner | None = None) -> Counter:
+            return Counter(name, doc, labels, registry=mine(owner))
 
         def gauge(name: str, doc: str, labels: list[str], owner: Owner | None = None) -> Gauge:
-            # another process's gauge is still there to set, but not registered (not exported)
-            mine = owner is None or process in ("all", owner)
-            return Gauge(name, doc, labels, registry=registry if mine else None)
+            return Gauge(name, doc, labels, registry=mine(owner))
 
         def histogram(
             name: str, doc: str, labels: list[str], buckets: tuple[float, ...]
@@ -211,6 +265,12 @@ class Metrics:
             "seismo_last_processed_timestamp_seconds",
             "Wall-clock unix time a stage last finished a record (stall detection)",
             ["stage"],
+        )
+        self.rebalances = counter(
+            "seismo_rebalances_total",
+            "Consumer group rebalances this worker completed",
+            [],
+            owner="worker",
         )
         self.too_late = counter(
             "seismo_detector_too_late_total",

@@ -23,6 +23,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
         producer_acks=ACKS_ALL,
+        producer_linger=settings.worker_linger_ms / 1000.0,
         store="memory://",
         datadir=str(settings.data_dir / "worker" / settings.group_id),
         web_enabled=True,

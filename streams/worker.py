@@ -8,11 +8,12 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from models.classifier import build_classifier
 from seismo.config import Settings
 from seismo.kafka import TopicSpec, ensure_topics
-from seismo.metrics import Metrics
+from seismo.metrics import ConsumerOffsets, Metrics
 from seismo.ports import require_free
 from seismo.watchlist import load_watchlist
 from streams import core, faust_fixes
@@ -30,7 +31,18 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
     registry = new_registry()
     metrics = Metrics(registry, process="worker")
     app = create_app(settings)
-    setup_prometheus_sensors(app, pattern="/metrics", registry=registry, name_prefix="seismo_faust")
+    registry.register(ConsumerOffsets(lambda: consumer_offsets(app)))
+    if settings.faust_metrics:
+        setup_prometheus_sensors(
+            app, pattern="/metrics", registry=registry, name_prefix="seismo_faust"
+        )
+    else:
+        serve_registry(app, registry)
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode types want a sync receiver
+    async def _count_rebalance(sender: Any, *args: Any, **kwargs: Any) -> None:
+        metrics.rebalances.inc()
+
     sinks = sinks_from_settings(settings, metrics, watchlist)
     stages = register(
         app,
@@ -61,6 +73,35 @@ def build_worker(settings: Settings) -> tuple[faust.App, Stages, AlertSinks]:
         await sinks.close()
 
     return app, stages, sinks
+
+
+def serve_registry(app: faust.App, registry: CollectorRegistry) -> None:
+    """``/metrics`` on the worker's web server: Prometheus text of ``registry``."""
+
+    @app.page("/metrics")
+    async def metrics_page(self: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        body = generate_latest(registry)
+        return self.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def consumer_offsets(app: faust.App) -> list[tuple[str, int, int | None, int | None]]:
+    """(topic, partition, end offset, committed offset) of each partition the worker's
+    consumer holds; None where it does not know yet (or the consumer is not running)."""
+    try:
+        consumer = app.consumer
+        held = sorted(consumer.assignment())
+    except Exception:  # not started, or stopping: nothing to report
+        return []
+    # faust's record of the offsets it committed (no public accessor)
+    committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
+    out = []
+    for tp in held:
+        try:
+            end: int | None = consumer.highwater(tp)
+        except Exception:  # no fetch for this partition yet
+            end = None
+        out.append((tp.topic, tp.partition, end, committed.get(tp)))
+    return out
 
 
 def faust_topics(app: faust.App) -> list[TopicSpec]:

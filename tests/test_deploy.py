@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from connectors.base import CursorStore, FatalSourceError
 from connectors.cli import SOURCES, build_source
 from seismo.config import Settings, env_name, setting_names
-from seismo.metrics import Metrics
+from seismo.metrics import ConsumerOffsets, Metrics
 from tests.helpers import DEPLOY, GRAFANA, PROMETHEUS, REPO, dashboards, panels
 from tests.timeouts import COMMAND_FINISHES
 
@@ -41,7 +41,8 @@ def exported_names() -> set[str]:
     """Every sample name the worker can export: seismo_* and Faust's seismo_faust_*."""
     registry = CollectorRegistry()
     Metrics(registry, process="all")
-    FaustMetrics.create(registry, "seismo_faust")
+    registry.register(ConsumerOffsets(lambda: [("t", 0, 2, 1)]))
+    FaustMetrics.create(registry, "seismo_faust")  # with faust_metrics on
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
     return {
         fam.name + suffix for fam in registry.collect() for suffix in suffixes.get(fam.type, [""])

@@ -13,6 +13,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from aiokafka.consumer.fetcher import Fetcher, FetchResult
 from aiokafka.structs import TopicPartition
 
@@ -142,3 +143,128 @@ def test_apply_installs_the_workarounds() -> None:
     assert AIOKafkaConsumerThread._fetch_records is faust_fixes._fetch_records
     assert Consumer.perform_seek is faust_fixes._perform_seek
     assert Recovery.on_recovery_completed is faust_fixes._on_recovery_completed
+
+
+class _RecoveringApp:
+    """The worker state a recovery's completion touches: the consumer's active/paused
+    partition sets and flow (faust's own Consumer methods), the stream queues' flow control
+    (mode's own FlowControlEvent), the rebalance counters aiokafka's listener bumps."""
+
+    def __init__(self, assignment: set[TopicPartition]) -> None:
+        from faust.transport.consumer import Consumer
+        from mode.utils.queues import FlowControlEvent
+
+        app = self
+        self.consumer_generation_id = 1
+        self.rebalancing_count = 1
+        self.rebalance_ended = False
+        self.conf = SimpleNamespace(broker_request_timeout=1.0)
+        self.flow_control = FlowControlEvent(initially_suspended=False)
+        self.seeks: list[set[TopicPartition]] = []  # stream partitions active at each seek
+        self.next_rebalance: str | None = None  # "revoked" / "assigned": begins in the seek
+
+        class Signal:
+            async def send(self) -> None: ...
+
+        class Fetcher:
+            async def maybe_start(self) -> None: ...
+
+        class Consumer_:
+            flow_active = True
+            # faust's own bookkeeping (typed for faust's Consumer, hence Any)
+            pause_partitions: Any = Consumer.pause_partitions
+            resume_partitions: Any = Consumer.resume_partitions
+            stop_flow: Any = Consumer.stop_flow
+            resume_flow: Any = Consumer.resume_flow
+
+            def __init__(self) -> None:
+                self._active_partitions: set[TopicPartition] = set()
+                self._paused_partitions: set[TopicPartition] = set()
+                self.can_resume_flow = asyncio.Event()
+                self.suspend_flow = asyncio.Event()
+
+            def _get_active_partitions(self) -> set[TopicPartition]:
+                return self._active_partitions
+
+            def assignment(self) -> set[TopicPartition]:
+                return set(assignment)
+
+            async def perform_seek(self) -> None:
+                app.seeks.append({tp for tp in self._active_partitions if tp in assignment})
+                if app.next_rebalance:  # the consumer thread answers once the group rejoined
+                    # aiokafka's listener: on_partitions_revoked -> app.on_rebalance_start
+                    app.rebalancing_count += 1
+                    self.stop_flow()
+                    app.flow_control.suspend()
+                    self.pause_partitions(assignment)
+                    if app.next_rebalance == "assigned":  # on_partitions_assigned
+                        app.consumer_generation_id += 1
+
+        self.consumer = Consumer_()
+        self.on_rebalance_complete = Signal()
+        self._fetcher = Fetcher()
+        self.assignor = SimpleNamespace(assigned_standbys=lambda: set())
+
+    def on_rebalance_end(self) -> None:
+        self.rebalance_ended = True
+
+
+def _recovery(app: _RecoveringApp) -> Any:
+    """A Recovery as far as on_recovery_completed goes (no tables: nothing to wait for)."""
+
+    async def wait(coro: Any, timeout: float | None = None) -> None:
+        await coro
+
+    return SimpleNamespace(
+        app=app,
+        log=SimpleNamespace(info=lambda *a: None, warning=lambda *a: None),
+        tables=SimpleNamespace(
+            values=lambda: [], on_actives_ready=lambda: None, on_standbys_ready=lambda: None
+        ),
+        completed=asyncio.Event(),
+        _set_recovery_ended=lambda: None,
+        _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"),
+        _wait=wait,
+    )
+
+
+RAW = [TopicPartition("posts.raw.v1", p) for p in range(4)]
+
+
+async def _complete_recovery(next_rebalance: str | None, active: set[TopicPartition]) -> Any:
+    app = _RecoveringApp({*RAW, CHANGELOG})
+    app.consumer._active_partitions = set(active)
+    app.consumer._paused_partitions = {*RAW} - active
+    app.next_rebalance = next_rebalance
+    await faust_fixes._on_recovery_completed(_recovery(app), generation_id=1)
+    return app
+
+
+def test_recovery_resumes_the_stream_partitions_and_the_flow_after_seeking() -> None:
+    app = asyncio.run(_complete_recovery(None, set()))
+    assert app.seeks == [set()]
+    assert app.consumer._active_partitions == set(RAW)
+    assert app.consumer.flow_active and app.flow_control.is_active()
+    assert app.rebalance_ended
+
+
+@pytest.mark.parametrize("next_rebalance", ["revoked", "assigned"])
+def test_recovery_superseded_during_its_seek_resumes_nothing(next_rebalance: str) -> None:
+    # Gen-1 recovery seeks; its answer comes back only once the group has rejoined for the
+    # next rebalance, which has stopped the flow and paused the partitions. Upstream (and our
+    # first replacement) then resumed the flow and the *old* assignment in the middle of
+    # that rebalance: its records flowed, were queued, and were dropped by the next
+    # recovery's flow_control.resume() after its seek -- a gap the commit never passes.
+    app = asyncio.run(_complete_recovery(next_rebalance, set()))
+    assert not app.consumer.flow_active, "a stale recovery resumed the flow"
+    assert not app.flow_control.is_active(), "a stale recovery resumed the stream queues"
+    assert not app.consumer._active_partitions & set(RAW), "stale partitions resumed"
+    assert not app.rebalance_ended, "a stale recovery ended the next rebalance"
+
+
+def test_stream_partitions_are_paused_while_recovery_seeks_them() -> None:
+    # Whatever resumed them meanwhile, nothing is read from a stream partition between its
+    # seek and the flow_control.resume() that clears the stream queues.
+    app = asyncio.run(_complete_recovery(None, {RAW[1], RAW[3]}))
+    assert app.seeks == [set()]
+    assert app.consumer._active_partitions == set(RAW)

@@ -232,8 +232,9 @@ def samples(m: Metrics) -> set[str]:
 
 def test_a_process_exports_only_its_own_series_without_labels() -> None:
     every = samples(Metrics(CollectorRegistry(), process="all"))
-    assert every == {"seismo_detector_keys", "seismo_live_clients"}
-    assert samples(Metrics(CollectorRegistry(), process="worker")) == {"seismo_detector_keys"}
+    worker = {"seismo_detector_keys", "seismo_rebalances_total", "seismo_rebalances_created"}
+    assert every == worker | {"seismo_live_clients"}
+    assert samples(Metrics(CollectorRegistry(), process="worker")) == worker
     assert samples(Metrics(CollectorRegistry(), process="live")) == {"seismo_live_clients"}
     other = Metrics(CollectorRegistry())  # connectors, tools
     assert samples(other) == set()

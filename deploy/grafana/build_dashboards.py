@@ -124,8 +124,8 @@ def dashboard(
 # lost it in a rebalance: take the max over workers (alerts.yml records the same).
 CONSUMER_LAG = (
     "sum by (topic) ("
-    "max by (topic, partition) (seismo_faust_topic_partition_end_offset)"
-    " - max by (topic, partition) (seismo_faust_topic_partition_offset_commited))"
+    "max by (topic, partition) (seismo_consumer_end_offset)"
+    " - max by (topic, partition) (seismo_consumer_committed_offset))"
 )
 
 
@@ -167,8 +167,8 @@ def pipeline() -> dict[str, Any]:
                 unit="ops",
             ),
             panel(
-                "Kafka records sent per second by topic",
-                (f"sum by (topic) (rate(seismo_faust_topic_messages_sent_total[{RATE}]))", ""),
+                "Records written per second by stage",
+                (f"sum by (stage) (rate(seismo_posts_out_total[{RATE}]))", "{{stage}}"),
                 unit="ops",
             ),
             row("Lag and latency"),
@@ -229,7 +229,7 @@ def pipeline() -> dict[str, Any]:
             panel(
                 "Workers up, rebalances",
                 ('sum(up{job="seismo-worker"})', "workers up"),
-                ("max(seismo_faust_total_rebalances)", "rebalances"),
+                (f"sum(increase(seismo_rebalances_total[{RATE}]))", "rebalances"),
             ),
             row("Connectors"),
             panel(
