@@ -22,11 +22,10 @@ from seismo.errors import ContractError
 # Topic names (before the optional namespace prefix, see Settings.topic).
 POSTS_RAW = "posts.raw.v1"
 POSTS_CLASSIFIED = "posts.classified.v1"
-SIGNALS = "signals.v1"
 ALERTS = "alerts.v1"
 DLQ = "dlq.v1"
 ALERTS_DLQ = "alerts.dlq.v1"
-ALL_TOPICS = (POSTS_RAW, POSTS_CLASSIFIED, SIGNALS, ALERTS, DLQ, ALERTS_DLQ)
+ALL_TOPICS = (POSTS_RAW, POSTS_CLASSIFIED, ALERTS, DLQ, ALERTS_DLQ)
 
 Stance = Literal["support", "deny", "query", "comment"]
 SignalKind = Literal["term", "dossier", "claim", "stance"]
@@ -160,25 +159,6 @@ class ClassifiedPost(Contract):
     dossier_scores: dict[str, float] = Field(
         default_factory=dict, description="per-dossier score, 0.5 = the dossier's threshold"
     )
-
-
-class Signal(Contract):
-    """One observation for one burst key (``signals.v1``, Kafka key = ``key``)."""
-
-    key: str
-    kind: SignalKind
-    label: str
-    post_id: str
-    source: str
-    created_at: AwareDatetime
-    text: str
-    author: str | None = None
-    url: str | None = None
-    terms: list[str] = Field(default_factory=list)
-    dossier: str | None = None
-    claim: str | None = None
-    stance: Stance | None = None
-    ingested_at: AwareDatetime | None = None
 
 
 class Evidence(Contract):

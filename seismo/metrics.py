@@ -279,7 +279,10 @@ class Metrics:
             ["partition"],
         )
         self.signals = counter(
-            "seismo_signals_total", "Burst-key observations emitted, by kind", ["kind"]
+            "seismo_signals_total",
+            "Burst-key observations the detect stage counts, by kind (term, dossier, claim, "
+            "stance)",
+            ["kind"],
         )
 
         # --- trends a newsroom watches (labels from the watchlist) -----------------------

@@ -1,19 +1,28 @@
-"""The pipeline's pure steps, composed: post -> classified post -> alerts.
+"""The pipeline's stages composed in one process: post -> classified post -> alerts.
 
-The Faust agents call these same functions one step each; :class:`OfflinePipeline` runs
-them in one process (evaluation, tests, benchmarks) with the same logic and state.
+:class:`OfflinePipeline` runs the worker's own stage objects (``streams/stages.py``) on
+in-memory tables, so evaluation, tests and benchmarks apply the same rules (dedupe,
+classification, detection) as the worker, without a broker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from models.classifier import Classifier
 from seismo.config import Settings
-from seismo.contracts import Alert, ClassifiedPost, Post, Signal
-from streams.detector import BurstEngine, DetectorParams, tracked_keys
+from seismo.contracts import Alert, Post
+from seismo.errors import SeismoError
+from seismo.metrics import Metrics
+from streams.detector import BurstEngine, DetectorParams
+from streams.stages import DetectStage, IngestStage, Record, Rejected
+
+DEDUPE_POSTS: int = Settings.model_fields["dedupe_posts"].default
+"""The worker's default ``dedupe_posts``."""
 
 
 def detector_params(settings: Settings) -> DetectorParams:
@@ -21,58 +30,68 @@ def detector_params(settings: Settings) -> DetectorParams:
 
 
 class OfflinePipeline:
-    """All stages in one process with in-memory state; same logic as the agents."""
+    """The ingest and detect stages in one process, on dicts for their tables.
+
+    The posts fed are numbered as one raw partition in the order fed (so a post fed twice is
+    a copy, skipped as the worker skips it), and the classified posts as one classified
+    partition. A record a stage rejects (the worker would send it to the DLQ) raises a
+    :class:`~seismo.errors.SeismoError`: an evaluation must not leave posts out silently.
+    """
 
     def __init__(
         self,
         classifier: Classifier,
         params: DetectorParams,
         clock: Callable[[], datetime] | None = None,
+        dedupe_posts: int = DEDUPE_POSTS,
     ) -> None:
-        self.classifier = classifier
-        self.engine = BurstEngine(params, clock or (lambda: datetime.now(UTC)))
+        self.metrics = Metrics(CollectorRegistry())
+        self.ingest = IngestStage(classifier, {}, self.metrics, dedupe_posts=dedupe_posts)
+        self.detect = DetectStage(
+            params,
+            {},
+            self.metrics,
+            catch_up=_nothing_to_catch_up,
+            checkpoint_seconds=math.inf,
+            catch_up_batch=1,
+            now=clock or (lambda: datetime.now(UTC)),
+        )
+        self.engine: BurstEngine = self.detect.engine(0)
+        self._raw_offset = 0
+        self._classified_offset = 0
 
     def feed(self, post: Post) -> list[Alert]:
-        return self.engine.observe(self.classifier.classify(post))
+        return self.feed_many((post,))
 
     def feed_many(self, posts: Iterable[Post]) -> list[Alert]:
-        """:meth:`feed` each post in order (the same alerts; the detector counts the batch
-        in one pass, see :meth:`BurstEngine.observe_many`)."""
-        return self.engine.observe_many([self.classifier.classify(p) for p in posts])
+        """Ingest the posts, then count them in one detector call (the same alerts as
+        :meth:`feed` one by one, see :meth:`BurstEngine.observe_many`)."""
+        raw = [Record(0, offset, post) for offset, post in enumerate(posts, self._raw_offset)]
+        self._raw_offset += len(raw)
+        ingested = self.ingest.handle(raw)
+        _raise(ingested.rejected)
+        first = self._classified_offset
+        classified = [Record(0, first + i, cp) for i, (_, cp) in enumerate(ingested.posts)]
+        self._classified_offset += len(classified)
+        if not classified:
+            return []
+        detected = self.detect.count(0, classified)
+        _raise(detected.rejected)
+        return detected.alerts
 
     def run(self, posts: Iterable[Post]) -> Iterator[Alert]:
         for post in posts:
             yield from self.feed(post)
 
 
-def signals_for(cp: ClassifiedPost, text_chars: int = 500) -> list[Signal]:
-    """One ``signals.v1`` observation per burst key the post counts toward."""
-    post = cp.post
-    dossier = cp.dossiers[0] if cp.dossiers else None
-    common: dict[str, Any] = {
-        "post_id": post.key,
-        "source": post.source,
-        "created_at": post.created_at,
-        "text": post.text[:text_chars],
-        "author": post.author,
-        "url": post.url,
-        "terms": cp.terms,
-        "ingested_at": post.ingested_at,
-    }
-    out = [
-        Signal(key=f"term:{t}", kind="term", label=t, dossier=dossier, **common) for t in cp.terms
-    ]
-    for key, kind, label, claim, dossier_id in tracked_keys(cp):
-        stance = key.rsplit(":", 1)[-1] if kind == "stance" else None
-        out.append(
-            Signal(
-                key=key,
-                kind=kind,
-                label=label,
-                dossier=dossier_id,
-                claim=claim,
-                stance=stance,  # type: ignore[arg-type]
-                **common,
-            )
-        )
-    return out
+async def _nothing_to_catch_up(
+    partition: int, start: int, end: int
+) -> list[tuple[int, bytes | None]]:
+    """Offline the engine is never behind its input: there are no records to read again."""
+    return []
+
+
+def _raise(rejected: Sequence[Rejected]) -> None:
+    if rejected:
+        r = rejected[0]
+        raise SeismoError(f"{r.stage}: post {r.record.offset} rejected: {r.reason}")

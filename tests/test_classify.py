@@ -13,7 +13,7 @@ from models.keyword import KeywordClassifier, rule_stance
 from models.text import domains, terms, tokens
 from seismo.contracts import Post
 from seismo.watchlist import load_watchlist
-from streams.pipeline import signals_for
+from streams.detector import tracked_keys
 
 
 def post(text: str) -> Post:
@@ -82,12 +82,11 @@ def test_rule_stance() -> None:
     assert rule_stance("GLM-5 and Ascend, interesting") == "comment"
 
 
-def test_signals_cover_terms_dossiers_claims_and_stance() -> None:
+def test_burst_keys_cover_terms_dossiers_claims_and_stance() -> None:
     clf = KeywordClassifier(load_watchlist())
-    sigs = signals_for(clf.classify(post("Is it true GLM-5 was trained on Huawei Ascend?")))
-    keys = {s.key for s in sigs}
-    assert "term:glm-5" in keys
+    cp = clf.classify(post("Is it true GLM-5 was trained on Huawei Ascend?"))
+    assert "glm-5" in cp.terms
+    keys = {key for key, *_ in tracked_keys(cp)}
     assert "dossier:china-ai-rising" in keys
     assert "claim:glm5-trained-on-ascend" in keys
     assert "claim:glm5-trained-on-ascend:stance:query" in keys
-    assert all(s.post_id == "bluesky:1" for s in sigs)

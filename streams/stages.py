@@ -1,0 +1,563 @@
+"""The worker's three stages as plain objects: the rules of each hop, without Kafka or Faust.
+
+The path of a post, hop by hop::
+
+    connector / seismo replay
+        -> posts.raw.v1          (key: post key)
+    IngestStage.handle           decode, dedupe (seen-posts), classify
+        -> posts.classified.v1   (key: post key; same partition count: order kept)
+    DetectStage.handle           restore + catch up, count, alert, checkpoint
+        -> alerts.v1             (key: alert id; one record per alert version)
+    DeliverStage.handle          hand the version to each sink's lane that lacks it
+        -> webhooks, chat, JSONL file; a failed delivery -> alerts.dlq.v1
+    any record a stage cannot handle -> dlq.v1 with the reason (a :class:`Rejected`)
+
+Each stage gets its state injected: a ``MutableMapping`` for each Faust table (a changelogged
+table in the worker, a dict offline and in tests), the classifier, the sinks, the metrics, a
+clock and the reader of a partition's past records. It takes a batch of :class:`Record`
+(in consumption order) and returns what to send: classified posts, alert versions, records
+rejected with their reasons. One step sends itself, through an injected
+:class:`DetectSend`: :meth:`DetectStage.handle`, whose rule is an order (a checkpoint only
+after its alerts were sent and flushed); its pure part, :meth:`DetectStage.count`, returns
+what to send. The worker's agents (``streams/agents.py``) read, call the stage and send;
+:class:`~streams.pipeline.OfflinePipeline` runs the same stage objects in one process.
+
+The rules:
+
+* **Ingest** (:class:`IngestStage`). A post whose key was first seen at another
+  ``[partition, offset]`` is a copy (a replay re-run, a connector resending) and is skipped;
+  at the same offset it is a retry after a restart and is processed again, since its outputs
+  may not have been written (downstream recognises what it already has). ``seen-posts``
+  holds ``post key -> [raw partition, offset]``; every tenth of ``dedupe_posts`` offsets the
+  keys of that partition first seen more than ``dedupe_posts`` offsets ago are forgotten, so
+  it stays under 1.1x ``dedupe_posts`` per partition. The admitted posts are classified in
+  one call; if that call fails they are classified one by one and only those that fail again
+  are rejected.
+* **Detect** (:class:`DetectStage`). One :class:`~streams.detector.BurstEngine` per
+  classified partition. Before a partition's first batch (and when its checkpoint is newer
+  than the engine in memory, after the partition moved away and back) the engine is restored
+  from ``detector-checkpoints``; the records between the checkpoint's offset and the batch are
+  read again through the injected reader and counted, and the alert versions they raise are
+  sent again (same id and version: every consumer drops repeats). Records at or below the
+  engine's offset were counted already and are skipped (and a post re-emitted by ingest at
+  another offset after a crash is skipped by the engine's own memory of recent post keys,
+  ``BurstEngine.repeats``). A checkpoint is written at most every
+  ``checkpoint_seconds``, and only after the alerts of the records it covers were handed to
+  the send side and flushed: a crash then can keep the checkpoint but never lose its alerts.
+* **Deliver** (:class:`DeliverStage`). An alert version goes to the lane of every sink it is
+  for (``AlertSinks.sinks_for``) that has not recorded it in ``delivered`` (``alert id @
+  sink -> version``); a version every sink recorded is a duplicate. A lane records the
+  version once delivered or parked on ``alerts.dlq.v1``; when every lane is done the stage
+  calls ``finished`` (the worker acks the record then).
+* **Failures.** A record a stage cannot decode or handle becomes a :class:`Rejected` with
+  the reason (a ``ContractError``'s reason, else ``Type: message``), counted in
+  ``seismo_dlq_total``; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from models.classifier import Classifier
+from seismo.contracts import Alert, ClassifiedPost, Contract, FailedDelivery, Post, decode
+from seismo.errors import ContractError
+from seismo.metrics import Metrics
+from streams.checkpoint import Checkpoints
+from streams.delivery import AlertSinks, DeliveryFailure, Handoff, failed_delivery
+from streams.detector import BurstEngine
+from streams.params import DetectorParams
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=Contract)
+
+
+@dataclass(frozen=True, eq=False)
+class Record:
+    """One consumed record as a stage sees it."""
+
+    partition: int
+    offset: int
+    value: bytes | Contract
+    """The record's bytes; in one process (offline, tests) the decoded contract itself."""
+    key: bytes | None = None
+    topic: str = ""
+    event: Any = field(default=None, repr=False)
+    """The worker's Faust event (made current before a table write: see ``enter``)."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record a stage could not handle: it goes to ``dlq.v1`` with ``reason``."""
+
+    stage: str
+    reason: str
+    record: Record
+
+
+def _nothing(record: Record) -> None:
+    """The default ``enter``: offline, a table write needs no source record."""
+
+
+Enter = Callable[[Record], None]
+"""Called with a record before the stage writes a table on its behalf (the worker makes the
+record's event current there, so the write goes to that record's changelog partition)."""
+
+
+def _value(model: type[C], record: Record) -> C:
+    if isinstance(record.value, model):
+        return record.value
+    if isinstance(record.value, bytes):
+        return decode(model, record.value)
+    raise ContractError(f"expected {model.__name__}, got {type(record.value).__name__}")
+
+
+def _since(ingested_at: datetime | None) -> float | None:
+    """Wall seconds since ``ingested_at`` (the ingest latency a stage reports), or None."""
+    if ingested_at is None:
+        return None
+    return max(0.0, time.time() - ingested_at.timestamp())
+
+
+class _Stage:
+    """What every stage shares: its name and the way it rejects a record."""
+
+    name = ""
+
+    def __init__(self, metrics: Metrics, enter: Enter) -> None:
+        self.metrics = metrics
+        self.enter = enter
+
+    def reject(self, record: Record, reason: str) -> Rejected:
+        """``record`` goes to the DLQ with ``reason`` (counted and logged here)."""
+        self.metrics.dlq.labels(self.name).inc()
+        log.warning(
+            "%s: record %s[%s]@%s to DLQ: %s",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+        )
+        return Rejected(self.name, reason, record)
+
+    def failed(self, record: Record, exc: BaseException) -> Rejected:
+        """``record`` goes to the DLQ because handling it raised ``exc``."""
+        if not isinstance(exc, ContractError):
+            log.error(
+                "%s failed on %s[%s]@%s",
+                self.name,
+                record.topic,
+                record.partition,
+                record.offset,
+                exc_info=exc,
+            )
+        return self.reject(record, _reason(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    """The DLQ reason for a record whose handling raised ``exc``."""
+    return exc.reason if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
+
+
+# --- ingest ---------------------------------------------------------------------------
+
+
+def _seen_at(value: Any) -> tuple[int, int]:
+    """(partition, offset) of a ``seen-posts`` value (a bare offset before 2026-11-23)."""
+    return (int(value[0]), int(value[1])) if isinstance(value, list) else (0, int(value))
+
+
+def _older(value: Any, partition: int, cutoff: int) -> bool:
+    p, offset = _seen_at(value)
+    return p == partition and offset < cutoff
+
+
+@dataclass
+class Admitted:
+    """The posts of a batch seen for the first time, and the records rejected."""
+
+    posts: list[tuple[Record, Post]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass
+class Classified:
+    """What ingest sends: classified posts to ``posts.classified.v1``, rejected to the DLQ."""
+
+    posts: list[tuple[Record, ClassifiedPost]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class IngestStage(_Stage):
+    """``posts.raw.v1`` records -> classified posts: decode, dedupe, classify.
+
+    :meth:`admit` writes ``seen`` (run it where table writes may happen: the worker's event
+    loop); :meth:`classify` only calls the classifier and counts (the worker runs it in a
+    thread); :meth:`handle` is both.
+    """
+
+    name = "ingest"
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        seen: MutableMapping[str, Any],
+        metrics: Metrics,
+        *,
+        dedupe_posts: int,
+        enter: Enter = _nothing,
+    ) -> None:
+        super().__init__(metrics, enter)
+        self.classifier = classifier
+        self.seen = seen
+        self.dedupe_posts = dedupe_posts
+        self.prune_every = max(1, dedupe_posts // 10)
+
+    def handle(self, batch: Sequence[Record]) -> Classified:
+        return self.classify(self.admit(batch))
+
+    def admit(self, batch: Sequence[Record]) -> Admitted:
+        """Decode each record and keep the posts not seen before (see :meth:`first_sight`)."""
+        out = Admitted()
+        for record in batch:
+            self.enter(record)
+            try:
+                post = _value(Post, record)
+                if self.first_sight(record, post):
+                    out.posts.append((record, post))
+            except Exception as exc:
+                out.rejected.append(self.failed(record, exc))
+        return out
+
+    def first_sight(self, record: Record, post: Post) -> bool:
+        """Whether ``post`` is new: not seen, or seen at this very ``[partition, offset]``
+        (a retry after a restart). Remembers it, and prunes now and then."""
+        self.metrics.posts_in.labels("ingest", self.metrics.source(post.source)).inc()
+        first = self.seen.get(post.key)
+        if first is not None and _seen_at(first) != (record.partition, record.offset):
+            self.metrics.duplicates.labels("ingest").inc()
+            return False
+        self.seen[post.key] = [record.partition, record.offset]
+        if record.offset % self.prune_every == 0:
+            self.prune(record.partition, record.offset)
+        return True
+
+    def prune(self, partition: int, offset: int) -> None:
+        """Forget the posts of ``partition`` first seen more than ``dedupe_posts`` offsets
+        before ``offset`` (only this partition's: a delete goes to the current record's
+        changelog partition)."""
+        cutoff = offset - self.dedupe_posts
+        old = [k for k, v in self.seen.items() if _older(v, partition, cutoff)]
+        for key in old:
+            del self.seen[key]
+        if old:
+            log.info("ingest: forgot %d post keys of partition %d", len(old), partition)
+
+    def classify(self, admitted: Admitted) -> Classified:
+        """Classify the admitted posts in one call; if it fails, one by one."""
+        out = Classified(rejected=list(admitted.rejected))
+        if not admitted.posts:
+            return out
+        records = [record for record, _ in admitted.posts]
+        posts = [post for _, post in admitted.posts]
+        try:
+            out.posts = list(zip(records, self._classify(posts), strict=True))
+            return out
+        except Exception as exc:
+            if len(posts) == 1:
+                out.rejected.append(self.failed(records[0], exc))
+                return out
+            log.exception("ingest: batch of %d failed to classify; one by one", len(posts))
+        for record, post in admitted.posts:
+            try:
+                out.posts.append((record, self._classify([post])[0]))
+            except Exception as exc:
+                out.rejected.append(self.failed(record, exc))
+        return out
+
+    def _classify(self, posts: list[Post]) -> list[ClassifiedPost]:
+        """One classifier call, timed and counted (the classify_* series)."""
+        name = self.classifier.name
+        t0 = time.perf_counter()
+        out = self.classifier.classify_batch(posts)
+        self.metrics.classify_latency.labels(name).observe(time.perf_counter() - t0)
+        self.metrics.classify_batch.labels(name).observe(len(posts))
+        return out
+
+    def sent(self, cp: ClassifiedPost) -> None:
+        """Count a classified post the send side has sent."""
+        post = cp.post
+        self.metrics.classified(cp)
+        self.metrics.posts_out.labels("ingest", self.metrics.source(post.source)).inc()
+        self.metrics.stage_done("ingest", post.created_at.timestamp(), _since(post.ingested_at))
+
+
+# --- detect ---------------------------------------------------------------------------
+
+
+CatchUp = Callable[[int, int, int], Awaitable[list[tuple[int, bytes | None]]]]
+"""``(partition, start, end)`` -> the (offset, value) of the records of that classified
+partition in ``[start, end)``, oldest first (the worker: a raw aiokafka read)."""
+
+
+class DetectSend(Protocol):
+    """The send side of :class:`DetectStage` (the worker: Faust topics; tests: lists)."""
+
+    async def alerts(self, alerts: Sequence[Alert]) -> None: ...
+
+    async def rejected(self, rejected: Sequence[Rejected]) -> None: ...
+
+    async def flush(self) -> None:
+        """Return once everything sent so far is on the broker."""
+
+
+@dataclass
+class Detected:
+    """What one partition's batch gave: alert versions, and the records rejected."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _by_partition(batch: Iterable[Record]) -> dict[int, list[Record]]:
+    out: dict[int, list[Record]] = {}
+    for record in batch:
+        out.setdefault(record.partition, []).append(record)
+    return out
+
+
+class DetectStage(_Stage):
+    """``posts.classified.v1`` records -> alert versions, one burst engine per partition.
+
+    :meth:`handle` is the worker's whole step (restore and catch up, :meth:`count`, send,
+    checkpoint, in that order); :meth:`count` alone is the pure part, which the offline
+    pipeline calls (nothing to restore there).
+    """
+
+    name = "detect"
+
+    def __init__(
+        self,
+        params: DetectorParams,
+        checkpoints: MutableMapping[str, Any],
+        metrics: Metrics,
+        *,
+        catch_up: CatchUp,
+        checkpoint_seconds: float,
+        catch_up_batch: int,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] | None = None,
+        enter: Enter = _nothing,
+    ) -> None:
+        super().__init__(metrics, enter)
+        self.params = params
+        self.checkpoints = Checkpoints(checkpoints)
+        self.catch_up = catch_up
+        self.checkpoint_seconds = checkpoint_seconds
+        self.catch_up_batch = max(catch_up_batch, 1)
+        self.clock = clock
+        self.now = now  # the engines' wall clock (None: BurstEngine's own)
+        self.engines: dict[int, BurstEngine] = {}
+        self.saved_at: dict[int, float] = {}
+
+    async def handle(self, batch: Sequence[Record], send: DetectSend) -> None:
+        """Per partition: restore and catch up, count, send, then checkpoint when due."""
+        for partition, records in _by_partition(batch).items():
+            try:
+                await self.restore(partition, records[0].offset, send)
+            except Exception as exc:
+                log.exception("detect: partition %d could not be restored", partition)
+                await send.rejected([self.reject(r, _reason(exc)) for r in records])
+                continue
+            out = self.count(partition, records)
+            await send.rejected(out.rejected)
+            await send.alerts(out.alerts)
+            if self.clock() - self.saved_at[partition] >= self.checkpoint_seconds:
+                # the alerts raised so far must be on the broker before a checkpoint says
+                # their records are done: otherwise a crash could keep it and lose them
+                await send.flush()
+                self.enter(records[-1])
+                self.save(partition)
+
+    async def restore(self, partition: int, offset: int, send: DetectSend) -> BurstEngine:
+        """The partition's engine, restored from its checkpoint and caught up to ``offset``:
+        the records after the checkpoint were counted before a restart but are not in it,
+        so they are read again and counted, and their alert versions sent again."""
+        engine = self.engines.get(partition)
+        # none yet, or one left from before the partition moved to another worker and back
+        if engine is None or self.checkpoints.offset(partition) > engine.offset:
+            engine = self._load(partition)
+        if engine.offset + 1 < offset:
+            gap = await self.catch_up(partition, engine.offset + 1, offset)
+            log.info("detect: replaying %d records of partition %d", len(gap), partition)
+            for i in range(0, len(gap), self.catch_up_batch):
+                chunk = gap[i : i + self.catch_up_batch]
+                posts: list[ClassifiedPost] = []
+                for _, value in chunk:
+                    with contextlib.suppress(ContractError):  # it went to the DLQ then
+                        posts.append(decode(ClassifiedPost, value or b""))
+                try:  # the same alerts as one record at a time (observe_many's contract)
+                    alerts = engine.observe_many(posts)
+                finally:  # part of a chunk may be counted when it raises: never again
+                    engine.offset = chunk[-1][0]
+                await send.alerts(self._raised(alerts))
+            engine.offset = offset - 1
+        return engine
+
+    def engine(self, partition: int) -> BurstEngine:
+        """The partition's engine: the one in memory, else restored from its checkpoint, else
+        a new one (not caught up: see :meth:`restore`)."""
+        return self.engines.get(partition) or self._load(partition)
+
+    def _load(self, partition: int) -> BurstEngine:
+        engine = self.checkpoints.load(partition)
+        if engine is None:
+            engine = BurstEngine(self.params, self.now) if self.now else BurstEngine(self.params)
+        elif self.now:
+            engine.set_clock(self.now)
+        for alert in engine.book.current():
+            self.metrics.alert_restored(alert)
+        self.engines[partition] = engine
+        self.saved_at[partition] = self.clock()
+        return engine
+
+    def count(self, partition: int, records: Sequence[Record]) -> Detected:
+        """Count the records of one partition not counted yet, in one ``observe_many`` call
+        (the same alerts as one by one). If the engine fails, the records it was given are
+        rejected with the reason."""
+        engine = self.engine(partition)
+        out = Detected()
+        posts: list[tuple[Record, ClassifiedPost]] = []
+        for record in records:
+            if record.offset <= engine.offset:  # redelivered after a restart
+                self.metrics.duplicates.labels("detect").inc()
+                continue
+            try:
+                posts.append((record, self._admit(record)))
+            except Exception as exc:
+                out.rejected.append(self.failed(record, exc))
+        repeats, too_late = engine.repeats, engine.too_late
+        try:
+            out.alerts = self._raised(engine.observe_many(cp for _, cp in posts))
+        except Exception as exc:
+            log.exception("detect failed on %d records of partition %d", len(posts), partition)
+            out.rejected += [self.reject(record, _reason(exc)) for record, _ in posts]
+        finally:
+            engine.offset = max(engine.offset, records[-1].offset)
+        if engine.repeats > repeats:  # re-emitted by ingest after a crash: counted once
+            self.metrics.duplicates.labels("detect").inc(engine.repeats - repeats)
+        if engine.too_late > too_late:  # too far behind the detector's clock: not counted
+            self.metrics.too_late.labels(str(partition)).inc(engine.too_late - too_late)
+        for _, cp in posts[-1:]:
+            post = cp.post
+            self.metrics.stage_done("detect", post.created_at.timestamp(), _since(post.ingested_at))
+        return out
+
+    def _admit(self, record: Record) -> ClassifiedPost:
+        cp = _value(ClassifiedPost, record)
+        signals = self.metrics.signals
+        self.metrics.posts_in.labels("detect", self.metrics.source(cp.post.source)).inc()
+        signals.labels("term").inc(len(cp.terms))
+        # the keys detector.tracked_keys gives (one per dossier, a claim and a stance key per
+        # claim hit), counted without building them: the detector builds them once
+        if cp.dossiers:
+            signals.labels("dossier").inc(len(cp.dossiers))
+        if cp.claims:
+            signals.labels("claim").inc(len(cp.claims))
+            signals.labels("stance").inc(len(cp.claims))
+        return cp
+
+    def _raised(self, alerts: list[Alert]) -> list[Alert]:
+        for alert in alerts:
+            self.metrics.alert(alert)
+        return alerts
+
+    def save(self, partition: int) -> None:
+        """Checkpoint the partition's engine (covering up to its offset)."""
+        size = self.checkpoints.save(partition, self.engines[partition])
+        self.metrics.detector_checkpoint_bytes.labels(str(partition)).set(size)
+        self.metrics.detector_keys.set(sum(e.named_keys for e in self.engines.values()))
+        self.saved_at[partition] = self.clock()
+
+
+# --- deliver --------------------------------------------------------------------------
+
+
+Park = Callable[[FailedDelivery], Awaitable[None]]
+"""Send a failed delivery to ``alerts.dlq.v1``."""
+
+
+@dataclass
+class Handed:
+    """The records handed to the sink lanes (held until ``finished``), and those rejected."""
+
+    held: list[Record] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class DeliverStage(_Stage):
+    """``alerts.v1`` records -> the sink lanes, each alert version once per sink."""
+
+    name = "deliver"
+
+    def __init__(
+        self,
+        sinks: AlertSinks,
+        delivered: MutableMapping[str, Any],
+        metrics: Metrics,
+        *,
+        park: Park,
+        enter: Enter = _nothing,
+    ) -> None:
+        super().__init__(metrics, enter)
+        self.sinks = sinks
+        self.delivered = delivered
+        self.park = park
+
+    def handle(
+        self, batch: Sequence[Record], finished: Callable[[Record], Awaitable[None]]
+    ) -> Handed:
+        """Hand each alert version to the lanes of the sinks that have not recorded it;
+        ``finished(record)`` runs when every lane is done with it (delivered, or parked)."""
+        out = Handed()
+        for record in batch:
+            try:
+                if self._hand_off(record, finished):
+                    out.held.append(record)
+                else:
+                    self.metrics.duplicates.labels("deliver").inc()
+            except Exception as exc:
+                out.rejected.append(self.failed(record, exc))
+        return out
+
+    def _hand_off(self, record: Record, finished: Callable[[Record], Awaitable[None]]) -> int:
+        alert = _value(Alert, record)
+        raw: dict[str, Any] = (  # all fields, also those this version does not know
+            json.loads(record.value)
+            if isinstance(record.value, bytes)
+            else alert.model_dump(mode="json", exclude_none=True)
+        )
+
+        def record_delivered(key: str) -> None:
+            self.enter(record)  # the table write goes to this record's changelog partition
+            self.delivered[key] = alert.version
+
+        async def park(failure: DeliveryFailure) -> None:
+            await self.park(failed_delivery(alert, raw, failure))
+            self.metrics.dlq.labels("deliver").inc()
+
+        async def done() -> None:
+            await finished(record)
+            self.metrics.stage_done("deliver", alert.raised_at.timestamp(), None)
+
+        return self.sinks.hand_off(
+            Handoff(alert, raw, self.delivered.get, record_delivered, park, done)
+        )

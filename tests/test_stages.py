@@ -1,0 +1,572 @@
+"""The worker stages' rules without a broker: plain dicts for the tables, fakes for the rest.
+
+Dedupe and its pruning, restore and catch-up, checkpoint-after-send ordering, DLQ routing
+and delivery dedupe, each run in-process through the same stage objects the agents call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import OrderedDict, deque
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from models.keyword import KeywordClassifier
+from seismo.config import load_settings
+from seismo.contracts import Alert, ClassifiedPost, FailedDelivery, Post
+from seismo.metrics import Metrics
+from seismo.watchlist import load_watchlist
+from streams.delivery import AlertSinks, FileSink, HttpSink, RetryPolicy, SinkFailed
+from streams.detector import BurstEngine
+from streams.params import DetectorParams
+from streams.pipeline import OfflinePipeline, detector_params
+from streams.stages import (
+    DeliverStage,
+    DetectStage,
+    IngestStage,
+    Record,
+    Rejected,
+)
+from tests.helpers import make_alert, multi_burst_rows
+
+RAW, CLASSIFIED, ALERTS = "posts.raw.v1", "posts.classified.v1", "alerts.v1"
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def new_metrics() -> Metrics:
+    return Metrics(CollectorRegistry(), process="all")
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def make_post(i: int | str, text: str = "nothing to see here") -> Post:
+    return Post(id=str(i), source="x", text=text, created_at=T0)
+
+
+def raw(post: Post, offset: int, partition: int = 0) -> Record:
+    return Record(partition, offset, post.to_bytes(), post.key.encode(), RAW)
+
+
+class CountingClassifier:
+    """Classifies nothing (no dossier, no claim); counts the posts it was given and raises
+    for a post whose text is ``poison``."""
+
+    name = "counting-v1"
+
+    def __init__(self) -> None:
+        self.posts: list[str] = []
+
+    def classify(self, post: Post) -> ClassifiedPost:
+        return self.classify_batch([post])[0]
+
+    def classify_batch(self, posts: Sequence[Post]) -> list[ClassifiedPost]:
+        if any(p.text == "poison" for p in posts):
+            raise ValueError("poison")
+        self.posts += [p.key for p in posts]
+        return [ClassifiedPost(post=p) for p in posts]
+
+
+def ingest_stage(
+    classifier: CountingClassifier | None = None,
+    seen: dict[str, Any] | None = None,
+    dedupe_posts: int = 1000,
+    metrics: Metrics | None = None,
+) -> IngestStage:
+    return IngestStage(
+        classifier or CountingClassifier(),
+        {} if seen is None else seen,
+        metrics or new_metrics(),
+        dedupe_posts=dedupe_posts,
+    )
+
+
+def keys(out: Any) -> list[str]:
+    return [cp.post.key for _, cp in out.posts]
+
+
+# --- ingest: dedupe --------------------------------------------------------------------
+
+
+def test_a_post_seen_twice_is_classified_once() -> None:
+    clf, metrics = CountingClassifier(), new_metrics()
+    stage = ingest_stage(clf, metrics=metrics)
+    a, b = make_post("a"), make_post("b")
+    out = stage.handle([raw(a, 0), raw(b, 1), raw(a, 2)])  # a copy within the batch
+    out2 = stage.handle([raw(b, 3)])  # and one in a later batch
+    assert keys(out) == ["x:a", "x:b"] and keys(out2) == []
+    assert clf.posts == ["x:a", "x:b"]
+    assert sample(metrics, "seismo_duplicates_skipped_total", stage="ingest") == 2
+
+
+def test_a_record_replayed_at_its_own_offset_is_processed_again() -> None:
+    """After a restart the uncommitted records are read again at the same [partition,
+    offset]: that is a retry (its outputs may be missing), not a copy."""
+    seen: dict[str, Any] = {}
+    a = make_post("a")
+    assert keys(ingest_stage(seen=seen).handle([raw(a, 5)])) == ["x:a"]
+    restarted = ingest_stage(seen=seen)  # the table survives the restart
+    assert keys(restarted.handle([raw(a, 5)])) == ["x:a"]
+    assert keys(restarted.handle([raw(a, 5, partition=1)])) == []  # same offset, other partition
+    assert seen["x:a"] == [0, 5]
+
+
+def test_a_seen_posts_value_from_before_partitions_is_a_bare_offset() -> None:
+    stage = ingest_stage(seen={"x:a": 7})
+    assert keys(stage.handle([raw(make_post("a"), 7)])) == ["x:a"]
+    assert keys(stage.handle([raw(make_post("a"), 8)])) == []
+
+
+def test_pruning_keeps_seen_posts_bounded_per_partition() -> None:
+    seen: dict[str, Any] = {}
+    stage = ingest_stage(seen=seen, dedupe_posts=1000)
+    other = make_post("other")
+    stage.handle([raw(other, 0, partition=1)])  # another partition's key: not this one's to prune
+    sizes = []
+    for start in range(0, 5000, 250):
+        stage.handle([raw(make_post(i), i) for i in range(start, start + 250)])
+        sizes.append(len(seen) - 1)
+    assert max(sizes) <= 1100  # pruned every 100 offsets of those older than 1000
+    assert min(sizes[4:]) >= 1000  # ...and never more: the window is kept
+    assert "x:other" in seen
+    assert "x:0" not in seen and "x:4000" in seen
+    # a key forgotten is new again; one within the window is still a copy
+    out = stage.handle([raw(make_post(0), 5000), raw(make_post(4500), 5001)])
+    assert keys(out) == ["x:0"]
+
+
+# --- ingest: DLQ -----------------------------------------------------------------------
+
+
+def test_a_bad_raw_record_is_rejected_with_its_reason_and_the_batch_goes_on() -> None:
+    metrics = new_metrics()
+    stage = ingest_stage(metrics=metrics)
+    bad = Record(0, 1, b"{broken", b"bad", RAW)
+    out = stage.handle([raw(make_post("a"), 0), bad, raw(make_post("b"), 2)])
+    assert keys(out) == ["x:a", "x:b"]
+    assert [(r.stage, r.record.offset) for r in out.rejected] == [("ingest", 1)]
+    assert "Post" in out.rejected[0].reason or "JSON" in out.rejected[0].reason
+    assert sample(metrics, "seismo_dlq_total", stage="ingest") == 1
+
+
+def test_a_failed_classifier_batch_falls_back_to_one_by_one() -> None:
+    clf, metrics = CountingClassifier(), new_metrics()
+    stage = ingest_stage(clf, metrics=metrics)
+    batch = [raw(make_post("a"), 0), raw(make_post("p", "poison"), 1), raw(make_post("b"), 2)]
+    out = stage.handle(batch)
+    assert keys(out) == ["x:a", "x:b"]
+    assert [(r.record.offset, r.reason) for r in out.rejected] == [(1, "ValueError: poison")]
+    assert sample(metrics, "seismo_dlq_total", stage="ingest") == 1
+
+
+# --- detect ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def classified() -> list[Record]:
+    """The multi-burst stream, classified: one posts.classified.v1 partition."""
+    clf = KeywordClassifier(load_watchlist())
+    posts = [Post.model_validate(r) for r in multi_burst_rows()]
+    return [
+        Record(0, i, cp.to_bytes(), cp.post.key.encode(), CLASSIFIED)
+        for i, cp in enumerate(clf.classify_batch(posts))
+    ]
+
+
+class Log(list[tuple[str, Any]]):
+    """What happened, in order: sends, flushes and checkpoint-table writes."""
+
+
+class ListSend:
+    """A DetectSend that keeps what it is given."""
+
+    def __init__(self, log: Log | None = None) -> None:
+        self.log = Log() if log is None else log
+        self.sent: list[Alert] = []
+        self.rejected_records: list[Rejected] = []
+
+    async def alerts(self, alerts: Sequence[Alert]) -> None:
+        if alerts:
+            self.log.append(("alerts", len(alerts)))
+        self.sent += alerts
+
+    async def rejected(self, rejected: Sequence[Rejected]) -> None:
+        self.rejected_records += rejected
+
+    async def flush(self) -> None:
+        self.log.append(("flush", None))
+
+
+class LoggedTable(dict[str, Any]):
+    def __init__(self, log: Log) -> None:
+        super().__init__()
+        self.log = log
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.log.append(("write", key))
+        super().__setitem__(key, value)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def detect_stage(
+    table: dict[str, Any],
+    gap: list[Record] | None = None,
+    clock: Clock | None = None,
+    checkpoint_seconds: float = math.inf,
+    metrics: Metrics | None = None,
+) -> tuple[DetectStage, list[tuple[int, int, int]]]:
+    """A detect stage on ``table``; its catch-up reader serves ``gap`` and logs its calls."""
+    reads: list[tuple[int, int, int]] = []
+
+    async def catch_up(partition: int, start: int, end: int) -> list[tuple[int, bytes | None]]:
+        reads.append((partition, start, end))
+        out = []
+        for r in gap or []:
+            if r.partition == partition and start <= r.offset < end:
+                assert isinstance(r.value, bytes)
+                out.append((r.offset, r.value))
+        return out
+
+    stage = DetectStage(
+        detector_params_default(),
+        table,
+        metrics or new_metrics(),
+        catch_up=catch_up,
+        checkpoint_seconds=checkpoint_seconds,
+        catch_up_batch=64,
+        clock=clock or Clock(),
+        now=lambda: T0,
+    )
+    return stage, reads
+
+
+def detector_params_default() -> DetectorParams:
+    return detector_params(load_settings())
+
+
+def batches(records: list[Record], size: int = 50) -> Iterator[list[Record]]:
+    for i in range(0, len(records), size):
+        yield records[i : i + size]
+
+
+def versions(alerts: Sequence[Alert]) -> list[dict[str, Any]]:
+    """The alerts without their wall-clock field."""
+    return [a.model_dump(exclude={"detected_at"}) for a in alerts]
+
+
+async def run_all(stage: DetectStage, records: list[Record], send: ListSend) -> None:
+    for batch in batches(records):
+        await stage.handle(batch, send)
+
+
+async def uninterrupted(records: list[Record]) -> tuple[DetectStage, ListSend]:
+    """A fresh stage run over ``records`` in batches of 50, and what it sent."""
+    stage, _ = detect_stage({})
+    send = ListSend()
+    await run_all(stage, records, send)
+    return stage, send
+
+
+async def test_a_restored_engine_caught_up_through_the_reader_matches_an_uninterrupted_run(
+    classified: list[Record],
+) -> None:
+    whole, whole_send = await uninterrupted(classified)
+    assert len(classified) > 350 and whole_send.sent  # the stream raises alerts
+
+    # a worker checkpoints after its first 100 records, counts 200 more, then crashes
+    table: dict[str, Any] = {}
+    clock = Clock()
+    first, _ = detect_stage(table, clock=clock, checkpoint_seconds=10)
+    send1 = ListSend()
+    await first.handle(classified[:50], send1)
+    clock.t = 10.0
+    await first.handle(classified[50:100], send1)  # due: checkpoint at offset 99
+    await run_all(first, classified[100:300], send1)  # not due: not in the checkpoint
+    assert table["0:meta"]["offset"] == 99
+
+    # the next one resumes at the committed offset 250 (the consumer's, not the checkpoint's)
+    second, reads = detect_stage(table, gap=classified)
+    send2 = ListSend()
+    await second.handle(classified[250:300], send2)
+    await run_all(second, classified[300:], send2)
+    assert reads == [(0, 100, 250)]  # what came after the checkpoint, up to the batch
+    engine, expected = second.engines[0], whole.engines[0]
+    assert engine.offset == expected.offset == len(classified) - 1
+    assert_same_state(engine, expected)
+    # the versions raised after the checkpoint are sent again, the same ones; nothing else
+    sent1 = {(a.id, a.version): a for a in send1.sent}
+    again = [a for a in send2.sent if (a.id, a.version) in sent1]
+    assert again and versions(again) == versions([sent1[(a.id, a.version)] for a in again])
+    union = {(a.id, a.version): a for a in send1.sent + send2.sent}
+    assert sorted(union) == sorted((a.id, a.version) for a in whole_send.sent)
+    assert versions(sorted(union.values(), key=_order)) == versions(
+        sorted(whole_send.sent, key=_order)
+    )
+
+
+def assert_same_state(a: BurstEngine, b: BurstEngine) -> None:
+    """Equal field by field, arrays included (a checkpoint's pickle is not byte-stable)."""
+    assert_same(a.__getstate__(), b.__getstate__(), "engine")
+
+
+def assert_same(x: Any, y: Any, path: str) -> None:
+    assert type(x) is type(y), path
+    if isinstance(x, np.ndarray):
+        assert np.array_equal(x, y), path
+    elif isinstance(x, dict):  # (an object's attributes may be set in another order)
+        assert (list(x) if isinstance(x, OrderedDict) else set(x)) == (
+            list(y) if isinstance(y, OrderedDict) else set(y)
+        ), path
+        for k in x:
+            assert_same(x[k], y[k], f"{path}.{k}")
+    elif isinstance(x, list | tuple | deque):
+        assert len(x) == len(y), path
+        for i, (u, v) in enumerate(zip(x, y, strict=True)):
+            assert_same(u, v, f"{path}[{i}]")
+    elif hasattr(x, "__dict__") or hasattr(x, "__slots__"):
+        assert_same(_fields(x), _fields(y), path)
+    else:
+        assert x == y, path
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    names = [*getattr(obj, "__dict__", {}), *getattr(type(obj), "__slots__", ())]
+    return {n: getattr(obj, n) for n in names if hasattr(obj, n)}
+
+
+def _order(alert: Alert) -> tuple[str, int]:
+    return (alert.id, alert.version)
+
+
+async def test_records_at_or_below_the_engines_offset_are_skipped(
+    classified: list[Record],
+) -> None:
+    stage, _ = detect_stage({})
+    send = ListSend()
+    await stage.handle(classified[:100], send)
+    await stage.handle(classified[50:120], send)  # redelivered after a rebalance
+    assert sample(stage.metrics, "seismo_duplicates_skipped_total", stage="detect") == 50
+    assert stage.engines[0].repeats == 0  # by offset, before the engine (not by post key)
+    assert stage.engines[0].offset == 119
+
+
+async def test_a_checkpoint_is_written_only_after_its_alerts_were_sent_and_flushed(
+    classified: list[Record],
+) -> None:
+    log = Log()
+    clock = Clock()
+    stage, _ = detect_stage(LoggedTable(log), clock=clock, checkpoint_seconds=5)
+    send = ListSend(log)
+    await stage.handle(classified[:100], send)  # the engine starts its checkpoint clock
+    checked = 0
+    for batch in batches(classified[100:], 100):
+        start = len(log)
+        clock.t += 5  # due every batch
+        await stage.handle(batch, send)
+        step = log[start:]
+        writes = [i for i, (what, _) in enumerate(step) if what == "write"]
+        assert writes, "a due checkpoint was written"
+        sends = [i for i, (what, _) in enumerate(step) if what == "alerts"]
+        flush = step.index(("flush", None))
+        assert all(i < flush for i in sends) and flush < writes[0]
+        assert step[writes[-1]] == ("write", "0:meta")  # the meta entry last
+        assert stage.checkpoints.offset(0) == batch[-1].offset
+        checked += bool(sends)
+    assert checked  # some batches raised alerts before their checkpoint
+
+
+async def test_no_checkpoint_and_no_flush_before_it_is_due(classified: list[Record]) -> None:
+    log = Log()
+    stage, _ = detect_stage(LoggedTable(log), clock=Clock(), checkpoint_seconds=5)
+    await stage.handle(classified[:300], ListSend(log))
+    assert [what for what, _ in log if what in ("write", "flush")] == []
+
+
+async def test_a_bad_classified_record_is_rejected_and_the_rest_is_counted(
+    classified: list[Record],
+) -> None:
+    _, good_send = await uninterrupted(classified)
+
+    metrics = new_metrics()
+    stage, _ = detect_stage({}, metrics=metrics)
+    send = ListSend()
+    bad = Record(0, 100, b'{"post": 1}', b"bad", CLASSIFIED)
+    with_bad = [*classified[:100], bad, *(_shift(r, 1) for r in classified[100:])]
+    await run_all(stage, with_bad, send)
+    assert [(r.stage, r.record.offset) for r in send.rejected_records] == [("detect", 100)]
+    assert "ClassifiedPost" in send.rejected_records[0].reason
+    assert sample(metrics, "seismo_dlq_total", stage="detect") == 1
+    assert versions(send.sent) == versions(good_send.sent)
+
+
+def _shift(record: Record, by: int) -> Record:
+    return Record(record.partition, record.offset + by, record.value, record.key, record.topic)
+
+
+async def test_a_partition_that_cannot_be_restored_rejects_its_records(
+    classified: list[Record],
+) -> None:
+    metrics = new_metrics()
+    stage, _ = detect_stage({}, metrics=metrics)
+
+    async def broken(partition: int, start: int, end: int) -> list[tuple[int, bytes | None]]:
+        raise ConnectionError("broker away")
+
+    stage.catch_up = broken
+    send = ListSend()
+    await stage.handle(classified[10:20], send)  # 0..9 not counted: a catch-up is needed
+    assert [r.record.offset for r in send.rejected_records] == list(range(10, 20))
+    assert send.rejected_records[0].reason == "ConnectionError: broker away"
+    assert sample(metrics, "seismo_dlq_total", stage="detect") == 10
+
+
+# --- offline pipeline ------------------------------------------------------------------
+
+
+def test_the_offline_pipeline_skips_a_post_fed_twice() -> None:
+    posts = [Post.model_validate(r) for r in multi_burst_rows()]
+    clf = KeywordClassifier(load_watchlist())
+    once = OfflinePipeline(clf, detector_params_default(), clock=lambda: T0)
+    twice = OfflinePipeline(clf, detector_params_default(), clock=lambda: T0)
+    a = once.feed_many(posts)
+    b = twice.feed_many(posts[:300]) + twice.feed_many(posts[250:300] + posts[300:])
+    assert a and versions(a) == versions(b)
+    assert sample(twice.metrics, "seismo_duplicates_skipped_total", stage="ingest") == 50
+    assert isinstance(once.engine, BurstEngine) and once.engine is once.detect.engines[0]
+
+
+# --- deliver ---------------------------------------------------------------------------
+
+
+class RecordingSink(HttpSink):
+    """A webhook that takes (or refuses) every version without HTTP."""
+
+    kind = "webhook"
+
+    def __init__(self, url: str, fail: bool = False) -> None:
+        super().__init__(url, RetryPolicy(attempts=1))
+        self.got: list[tuple[str, int]] = []
+        self.fail = fail
+
+    async def send(
+        self,
+        session: aiohttp.ClientSession,
+        alert: Alert,
+        raw: dict[str, Any],
+        tried: Any = None,
+        attempts: int | None = None,
+    ) -> int:
+        if self.fail:
+            raise SinkFailed(f"{self.url} refused", 1, down=False)
+        self.got.append((alert.id, alert.version))
+        return 1
+
+
+class DeliverRun:
+    """A deliver stage on real sink lanes; ``finished`` records the records acked."""
+
+    def __init__(self, tmp_path: Path, delivered: dict[str, Any], fail: bool = False) -> None:
+        self.metrics = new_metrics()
+        self.sink = RecordingSink("http://writer.invalid/hook", fail=fail)
+        self.file = FileSink(tmp_path / "alerts.jsonl")
+        self.sinks = AlertSinks(self.metrics, webhooks=[self.sink], file=self.file)
+        self.parked: list[FailedDelivery] = []
+        self.acked: list[int] = []
+        self.stage = DeliverStage(self.sinks, delivered, self.metrics, park=self.park)
+
+    async def park(self, failed: FailedDelivery) -> None:
+        self.parked.append(failed)
+
+    async def finished(self, record: Record) -> None:
+        self.acked.append(record.offset)
+
+    async def deliver(self, records: list[Record]) -> Any:
+        out = self.stage.handle(records, self.finished)
+        for _ in range(200):
+            if len(self.acked) >= len(out.held):
+                break
+            await asyncio.sleep(0.01)
+        return out
+
+
+def alert_record(alert: Alert, offset: int) -> Record:
+    return Record(0, offset, alert.to_bytes(), alert.id.encode(), ALERTS)
+
+
+async def test_an_alert_version_is_delivered_once_per_sink_across_a_replay(
+    tmp_path: Path,
+) -> None:
+    delivered: dict[str, Any] = {}
+    run = DeliverRun(tmp_path, delivered)
+    v1 = alert_record(make_alert(1), 0)
+    try:
+        out = await run.deliver([v1])
+        assert out.held == [v1] and run.acked == [0]
+        # the record read again (a crash before its offset was committed): no sink lacks it
+        again = await run.deliver([v1])
+        assert again.held == [] and run.acked == [0]
+        assert sample(run.metrics, "seismo_duplicates_skipped_total", stage="deliver") == 1
+    finally:
+        await run.sinks.close()
+    assert run.sink.got == [("abc123", 1)]
+    assert len(run.file.path.read_text().splitlines()) == 1
+    assert set(delivered.values()) == {1} and len(delivered) == 2  # one key per sink
+
+    # after a restart with only the file sink's record kept: the webhook alone gets it
+    del delivered[next(k for k in delivered if "@webhook:" in k)]
+    run2 = DeliverRun(tmp_path, delivered)
+    try:
+        assert (await run2.deliver([v1])).held == [v1]
+    finally:
+        await run2.sinks.close()
+    assert run2.sink.got == [("abc123", 1)]
+    assert len(run2.file.path.read_text().splitlines()) == 1  # not written again
+    # a newer version goes to both
+    run3 = DeliverRun(tmp_path, delivered)
+    try:
+        await run3.deliver([alert_record(make_alert(2, "update"), 1)])
+    finally:
+        await run3.sinks.close()
+    assert run3.sink.got == [("abc123", 2)]
+    assert len(run3.file.path.read_text().splitlines()) == 2
+
+
+async def test_a_refused_version_is_parked_recorded_and_acked(tmp_path: Path) -> None:
+    delivered: dict[str, Any] = {}
+    run = DeliverRun(tmp_path, delivered, fail=True)
+    try:
+        out = await run.deliver([alert_record(make_alert(1), 7)])
+    finally:
+        await run.sinks.close()
+    assert out.held and run.acked == [7]
+    assert [(f.alert_id, f.alert_version, f.sink) for f in run.parked] == [("abc123", 1, "webhook")]
+    assert sample(run.metrics, "seismo_dlq_total", stage="deliver") == 1
+    assert len(delivered) == 2  # parked counts as done for that sink
+
+
+async def test_a_bad_alert_record_is_rejected_with_its_reason(tmp_path: Path) -> None:
+    run = DeliverRun(tmp_path, {})
+    try:
+        good = alert_record(make_alert(1), 1)
+        out = await run.deliver([Record(0, 0, b"[]", b"x", ALERTS), good])
+    finally:
+        await run.sinks.close()
+    assert [(r.stage, r.record.offset) for r in out.rejected] == [("deliver", 0)]
+    assert out.held == [good]
+    assert sample(run.metrics, "seismo_dlq_total", stage="deliver") == 1
