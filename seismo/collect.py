@@ -103,7 +103,7 @@ async def read_alerts(settings: Settings, start: dict[int, int]) -> list[Alert]:
 _WORKER_COUNTS = {
     "processed": ("seismo_posts_out_total", ("ingest",)),
     "dead_lettered": ("seismo_dlq_total", ("ingest", "detect")),
-    "duplicates": ("seismo_duplicates_skipped_total", ("ingest",)),
+    "duplicates": ("seismo_duplicates_skipped_total", ("detect",)),
     "too_late": ("seismo_detector_too_late_total", ()),
 }
 

@@ -197,6 +197,14 @@ class DetectorSettings(BaseModel):
         description="a post further behind the detector's current bucket than this is not "
         "counted (counted as too late instead); a later one counts in the current bucket",
     )
+    seen_posts: int = Field(
+        default=_DETECTOR.seen_posts,
+        ge=1000,
+        description="post keys the detector of a posts.classified.v1 partition remembers (in "
+        "its checkpoint) to count a post sent twice once; a copy is caught exactly while the "
+        "partition gets fewer posts than this in max_lateness_seconds + bucket_seconds of "
+        "event time (about 9.5 a second with the defaults): older copies are too late",
+    )
     evidence_size: int = Field(
         default=_DETECTOR.evidence_size, ge=1, description="posts in an alert's evidence"
     )
@@ -325,6 +333,7 @@ MOVED = {
     "connector_backoff_cap_seconds": "connectors.backoff_cap_seconds",
     "connector_flush_timeout_seconds": "connectors.flush_timeout_seconds",
     "connector_stop_seconds": "connectors.stop_seconds",
+    "dedupe_posts": "detector.seen_posts",  # the post keys remembered to count a post once
 }
 
 
@@ -450,11 +459,6 @@ class Settings(BaseSettings):
         description="also export faust-streaming's own sensors (seismo_faust_*: per-topic "
         "and per-partition message counters, table operations) on /metrics; each record then "
         "costs the worker more CPU. Consumer lag is exported either way (seismo_consumer_*)",
-    )
-    dedupe_posts: int = Field(
-        default=200_000,
-        ge=1000,
-        description="post keys ingest remembers per raw partition to drop a post sent twice",
     )
 
     # --- groups ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The worker's agents: each reads a batch of records, calls its stage, sends the outputs.
 
 posts.raw.v1        --ingest--> posts.classified.v1 (same partitioning: order kept)
-                                [table: seen-posts, post keys per raw partition]
+                                [no state: a copy of a post goes on, detect counts it once]
 posts.classified.v1 --detect--> alerts.v1 (keyed by alert id, one record per version)
                                 [table: detector checkpoints per partition]
 alerts.v1           --deliver-> one lane per sink: webhooks, chat, JSONL file
@@ -183,9 +183,8 @@ def register(
 ) -> Stages:
     """Build the three stages on Faust tables and run each in its agent."""
     send = _Send(app, settings)
-    checkpoints, delivered, seen_posts = _tables(app, settings)
-    dedupe = settings.dedupe_posts
-    ingest = IngestStage(classifier, seen_posts, metrics, dedupe_posts=dedupe, enter=_enter)
+    checkpoints, delivered = _tables(app, settings)
+    ingest = IngestStage(classifier, metrics)
     detect = DetectStage(
         params,
         checkpoints,
@@ -207,7 +206,7 @@ def register(
     )
 
 
-def _tables(app: faust.App, settings: Settings) -> tuple[Any, Any, Any]:
+def _tables(app: faust.App, settings: Settings) -> tuple[Any, Any]:
     """The stages' Faust tables: JSON values under str keys; a write goes to the changelog
     partition of the current event (see :func:`_enter`)."""
     # detector checkpoints, co-partitioned with posts.classified.v1 (streams/checkpoint.py)
@@ -216,10 +215,7 @@ def _tables(app: faust.App, settings: Settings) -> tuple[Any, Any, Any]:
     )
     # alert id @ sink -> the version delivered there (co-partitioned with alerts.v1)
     delivered = app.Table("delivered", partitions=settings.topic_partitions)
-    # post key -> [raw partition, offset it was first seen at] (raw posts are keyed by post
-    # key, so this table is co-partitioned with posts.raw.v1); bounded by dedupe_posts
-    seen_posts = app.Table("seen-posts", partitions=settings.partitions(POSTS_RAW))
-    return checkpoints, delivered, seen_posts
+    return checkpoints, delivered
 
 
 def _ingest_agent(

@@ -204,9 +204,13 @@ class BurstEngine:
         many buckets it spans, instead of a few per post).
 
         A post whose key is among the last ``seen_posts`` counted is skipped (``repeats``):
-        after a crash the ingest stage may emit a post again. A post more than
-        ``max_lateness_seconds`` behind the current bucket is not counted (``too_late``);
-        a later one counts in the current bucket.
+        this is where a post sent twice is counted once (a replay re-run, a connector
+        resending, ingest re-emitting after a crash; ingest keeps no state). A post more than
+        ``max_lateness_seconds`` behind the current bucket is not counted (``too_late``, or
+        ``repeats`` if its key is still remembered); a later one counts in the current bucket.
+        So a copy is never counted twice while the keys of every post within
+        ``max_lateness_seconds`` + ``bucket_seconds`` of event time are remembered: fewer
+        than ``seen_posts`` posts a partition in that span (see ``streams/seen.py``).
         """
         posts: list[_Prepared] = []
         runs: list[list[Run]] = [[] for _ in self.scales]  # per scale, per bucket of it

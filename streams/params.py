@@ -67,7 +67,8 @@ class DetectorParams:
     candidate_min: float = 2.0
     max_items_per_post: int = 48
     hot_z: float = 2.0
-    seen_posts: int = 20_000  # post keys remembered to count a re-sent post once
+    # post keys remembered to count a post sent twice once (the only dedupe: streams/seen.py)
+    seen_posts: int = 20_000
     # a post further behind the current bucket than this is not counted (``too_late``)
     max_lateness_seconds: int = 1800
 

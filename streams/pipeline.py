@@ -1,8 +1,8 @@
 """The pipeline's stages composed in one process: post -> classified post -> alerts.
 
 :class:`OfflinePipeline` runs the worker's own stage objects (``streams/stages.py``) on
-in-memory tables, so evaluation, tests and benchmarks apply the same rules (dedupe,
-classification, detection) as the worker, without a broker.
+in-memory tables, so evaluation, tests and benchmarks apply the same rules (classification,
+detection, a post counted once) as the worker, without a broker.
 """
 
 from __future__ import annotations
@@ -21,10 +21,6 @@ from seismo.metrics import Metrics
 from streams.detector import BurstEngine, DetectorParams
 from streams.stages import DetectStage, IngestStage, Record, Rejected
 
-DEDUPE_POSTS: int = Settings.model_fields["dedupe_posts"].default
-"""The worker's default ``dedupe_posts``."""
-
-
 def detector_params(settings: Settings) -> DetectorParams:
     return settings.detector.params()
 
@@ -32,9 +28,9 @@ def detector_params(settings: Settings) -> DetectorParams:
 class OfflinePipeline:
     """The ingest and detect stages in one process, on dicts for their tables.
 
-    The posts fed are numbered as one raw partition in the order fed (so a post fed twice is
-    a copy, skipped as the worker skips it), and the classified posts as one classified
-    partition. A record a stage rejects (the worker would send it to the DLQ) raises a
+    The posts fed are numbered as one raw partition in the order fed, and the classified
+    posts as one classified partition (a post fed twice is a copy, skipped by the detect
+    stage as the worker skips it). A record a stage rejects (the worker would send it to the DLQ) raises a
     :class:`~seismo.errors.SeismoError`: an evaluation must not leave posts out silently.
     """
 
@@ -43,10 +39,9 @@ class OfflinePipeline:
         classifier: Classifier,
         params: DetectorParams,
         clock: Callable[[], datetime] | None = None,
-        dedupe_posts: int = DEDUPE_POSTS,
     ) -> None:
         self.metrics = Metrics(CollectorRegistry())
-        self.ingest = IngestStage(classifier, {}, self.metrics, dedupe_posts=dedupe_posts)
+        self.ingest = IngestStage(classifier, self.metrics)
         self.detect = DetectStage(
             params,
             {},

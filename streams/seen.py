@@ -1,11 +1,24 @@
 """A bounded memory of recently seen post keys (pure logic).
 
-The detector counts each post once. After a worker crash the ingest stage re-emits the
-posts whose raw offsets it had not committed yet, so ``posts.classified.v1`` can carry a
-post twice (at two offsets); counting it again would shift the baselines and could change
-which alerts fire. Duplicates from a restart arrive within the uncommitted window, so the
-last ``capacity`` keys are enough; keys are kept as 64-bit digests (stable across
-processes, unlike ``hash()``) in insertion order, oldest evicted first.
+The detector counts each post once, and it is the only place that does: ingest is
+stateless, so ``posts.classified.v1`` carries every copy of a post (a replay re-run of a
+file, a connector resending, ingest re-emitting after a crash), at another offset. Counting
+a copy again would shift the baselines and could change which alerts fire.
+
+Two rules together make that exact. A copy more than ``max_lateness_seconds`` behind the
+detector's current bucket is not counted anyway (too late). A more recent one is caught
+here, as long as its key is still among the last ``capacity`` keys counted, i.e. as long
+as the partition counted fewer than ``capacity`` posts in ``max_lateness_seconds`` +
+``bucket_seconds`` of event time (the longest a post can be behind and still count). With
+the defaults (20,000 keys, 1800 + 300 s) that is a sustained 9.5 posts a second per
+partition; the busiest 2,100 s of the replay streams in ``data/replay`` hold at most 352
+posts (Queensland floods), so a re-run of a whole file is caught by the lateness rule for
+its old posts and by this memory for its recent ones. A faster stream needs a larger
+``detector.seen_posts`` (each 20,000 keys add about 200 KB to a checkpoint) or more
+partitions. The memory is saved in the detector's checkpoint, so a restart keeps it.
+
+Keys are kept as 64-bit digests (stable across processes, unlike ``hash()``) in insertion
+order, oldest evicted first.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The path of a post, hop by hop::
 
     connector / seismo replay
         -> posts.raw.v1          (key: post key)
-    IngestStage.handle           decode, dedupe (seen-posts), classify
+    IngestStage.handle           decode, classify (stateless)
         -> posts.classified.v1   (key: post key; same partition count: order kept)
     DetectStage.handle           restore + catch up, count, alert, checkpoint
         -> alerts.v1             (key: alert id; one record per alert version)
@@ -24,24 +24,24 @@ what to send. The worker's agents (``streams/agents.py``) read, call the stage a
 
 The rules:
 
-* **Ingest** (:class:`IngestStage`). A post whose key was first seen at another
-  ``[partition, offset]`` is a copy (a replay re-run, a connector resending) and is skipped;
-  at the same offset it is a retry after a restart and is processed again, since its outputs
-  may not have been written (downstream recognises what it already has). ``seen-posts``
-  holds ``post key -> [raw partition, offset]``; every tenth of ``dedupe_posts`` offsets the
-  keys of that partition first seen more than ``dedupe_posts`` offsets ago are forgotten, so
-  it stays under 1.1x ``dedupe_posts`` per partition. The admitted posts are classified in
-  one call; if that call fails they are classified one by one and only those that fail again
-  are rejected.
+* **Ingest** (:class:`IngestStage`). Decode and classify; no state. A post sent twice (a
+  replay re-run, a connector resending, a retry after a restart) is classified and sent
+  twice: the detect stage counts it once. The posts are classified in one call; if that
+  call fails they are classified one by one and only those that fail again are rejected.
 * **Detect** (:class:`DetectStage`). One :class:`~streams.detector.BurstEngine` per
   classified partition. Before a partition's first batch (and when its checkpoint is newer
   than the engine in memory, after the partition moved away and back) the engine is restored
   from ``detector-checkpoints``; the records between the checkpoint's offset and the batch are
   read again through the injected reader and counted, and the alert versions they raise are
   sent again (same id and version: every consumer drops repeats). Records at or below the
-  engine's offset were counted already and are skipped (and a post re-emitted by ingest at
-  another offset after a crash is skipped by the engine's own memory of recent post keys,
-  ``BurstEngine.repeats``). A checkpoint is written at most every
+  engine's offset were counted already and are skipped. A post whose key was counted
+  already (a copy at another offset: a replay re-run, a connector resending, ingest
+  re-emitting after a crash) is skipped by the engine's memory of recent post keys
+  (``BurstEngine.repeats``, saved in the checkpoint), or, when it is more than
+  ``max_lateness_seconds`` behind the engine's event time, not counted as too late
+  (``BurstEngine.too_late``). Both skips count in the metrics
+  (``seismo_duplicates_skipped_total{stage="detect"}``, ``seismo_detector_too_late_total``).
+  A checkpoint is written at most every
   ``checkpoint_seconds``, and only after the alerts of the records it covers were handed to
   the send side and flushed: a crash then can keep the checkpoint but never lose its alerts.
 * **Deliver** (:class:`DeliverStage`). An alert version goes to the lane of every sink it is
@@ -170,19 +170,9 @@ def _reason(exc: BaseException) -> str:
 # --- ingest ---------------------------------------------------------------------------
 
 
-def _seen_at(value: Any) -> tuple[int, int]:
-    """(partition, offset) of a ``seen-posts`` value (a bare offset before 2026-11-23)."""
-    return (int(value[0]), int(value[1])) if isinstance(value, list) else (0, int(value))
-
-
-def _older(value: Any, partition: int, cutoff: int) -> bool:
-    p, offset = _seen_at(value)
-    return p == partition and offset < cutoff
-
-
 @dataclass
 class Admitted:
-    """The posts of a batch seen for the first time, and the records rejected."""
+    """The posts of a batch decoded, and the records rejected."""
 
     posts: list[tuple[Record, Post]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
@@ -197,69 +187,35 @@ class Classified:
 
 
 class IngestStage(_Stage):
-    """``posts.raw.v1`` records -> classified posts: decode, dedupe, classify.
+    """``posts.raw.v1`` records -> classified posts: decode, classify. Stateless: copies of
+    a post are classified and sent as they come (the detect stage counts a post once).
 
-    :meth:`admit` writes ``seen`` (run it where table writes may happen: the worker's event
-    loop); :meth:`classify` only calls the classifier and counts (the worker runs it in a
-    thread); :meth:`handle` is both.
+    :meth:`admit` decodes (the worker runs it on its event loop); :meth:`classify` only
+    calls the classifier and counts (the worker runs it in a thread); :meth:`handle` is both.
     """
 
     name = "ingest"
 
-    def __init__(
-        self,
-        classifier: Classifier,
-        seen: MutableMapping[str, Any],
-        metrics: Metrics,
-        *,
-        dedupe_posts: int,
-        enter: Enter = _nothing,
-    ) -> None:
-        super().__init__(metrics, enter)
+    def __init__(self, classifier: Classifier, metrics: Metrics) -> None:
+        super().__init__(metrics, _nothing)  # no table to write
         self.classifier = classifier
-        self.seen = seen
-        self.dedupe_posts = dedupe_posts
-        self.prune_every = max(1, dedupe_posts // 10)
 
     def handle(self, batch: Sequence[Record]) -> Classified:
         return self.classify(self.admit(batch))
 
     def admit(self, batch: Sequence[Record]) -> Admitted:
-        """Decode each record and keep the posts not seen before (see :meth:`first_sight`)."""
+        """Decode each record (one that does not decode is rejected)."""
         out = Admitted()
+        posts_in = self.metrics.posts_in
         for record in batch:
-            self.enter(record)
             try:
                 post = _value(Post, record)
-                if self.first_sight(record, post):
-                    out.posts.append((record, post))
             except Exception as exc:
                 out.rejected.append(self.failed(record, exc))
+                continue
+            posts_in.labels("ingest", self.metrics.source(post.source)).inc()
+            out.posts.append((record, post))
         return out
-
-    def first_sight(self, record: Record, post: Post) -> bool:
-        """Whether ``post`` is new: not seen, or seen at this very ``[partition, offset]``
-        (a retry after a restart). Remembers it, and prunes now and then."""
-        self.metrics.posts_in.labels("ingest", self.metrics.source(post.source)).inc()
-        first = self.seen.get(post.key)
-        if first is not None and _seen_at(first) != (record.partition, record.offset):
-            self.metrics.duplicates.labels("ingest").inc()
-            return False
-        self.seen[post.key] = [record.partition, record.offset]
-        if record.offset % self.prune_every == 0:
-            self.prune(record.partition, record.offset)
-        return True
-
-    def prune(self, partition: int, offset: int) -> None:
-        """Forget the posts of ``partition`` first seen more than ``dedupe_posts`` offsets
-        before ``offset`` (only this partition's: a delete goes to the current record's
-        changelog partition)."""
-        cutoff = offset - self.dedupe_posts
-        old = [k for k, v in self.seen.items() if _older(v, partition, cutoff)]
-        for key in old:
-            del self.seen[key]
-        if old:
-            log.info("ingest: forgot %d post keys of partition %d", len(old), partition)
 
     def classify(self, admitted: Admitted) -> Classified:
         """Classify the admitted posts in one call; if it fails, one by one."""
@@ -452,7 +408,7 @@ class DetectStage(_Stage):
             out.rejected += [self.reject(record, _reason(exc)) for record, _ in posts]
         finally:
             engine.offset = max(engine.offset, records[-1].offset)
-        if engine.repeats > repeats:  # re-emitted by ingest after a crash: counted once
+        if engine.repeats > repeats:  # a copy of a post counted already: counted once
             self.metrics.duplicates.labels("detect").inc(engine.repeats - repeats)
         if engine.too_late > too_late:  # too far behind the detector's clock: not counted
             self.metrics.too_late.labels(str(partition)).inc(engine.too_late - too_late)

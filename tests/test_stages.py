@@ -1,7 +1,8 @@
 """The worker stages' rules without a broker: plain dicts for the tables, fakes for the rest.
 
-Dedupe and its pruning, restore and catch-up, checkpoint-after-send ordering, DLQ routing
-and delivery dedupe, each run in-process through the same stage objects the agents call.
+A copy of a post counted once (by detect), restore and catch-up, checkpoint-after-send
+ordering, DLQ routing and delivery dedupe, each run in-process through the same stage
+objects the agents call.
 """
 
 from __future__ import annotations
@@ -77,71 +78,30 @@ class CountingClassifier:
 
 
 def ingest_stage(
-    classifier: CountingClassifier | None = None,
-    seen: dict[str, Any] | None = None,
-    dedupe_posts: int = 1000,
-    metrics: Metrics | None = None,
+    classifier: CountingClassifier | None = None, metrics: Metrics | None = None
 ) -> IngestStage:
-    return IngestStage(
-        classifier or CountingClassifier(),
-        {} if seen is None else seen,
-        metrics or new_metrics(),
-        dedupe_posts=dedupe_posts,
-    )
+    return IngestStage(classifier or CountingClassifier(), metrics or new_metrics())
 
 
 def keys(out: Any) -> list[str]:
     return [cp.post.key for _, cp in out.posts]
 
 
-# --- ingest: dedupe --------------------------------------------------------------------
+# --- ingest: stateless ----------------------------------------------------------------
 
 
-def test_a_post_seen_twice_is_classified_once() -> None:
+def test_ingest_keeps_no_state_a_copy_is_classified_and_sent_again() -> None:
+    """Ingest remembers nothing: a copy (within a batch, in a later batch, at the same or
+    another offset) goes on to posts.classified.v1; detect counts it once (below)."""
     clf, metrics = CountingClassifier(), new_metrics()
     stage = ingest_stage(clf, metrics=metrics)
     a, b = make_post("a"), make_post("b")
-    out = stage.handle([raw(a, 0), raw(b, 1), raw(a, 2)])  # a copy within the batch
-    out2 = stage.handle([raw(b, 3)])  # and one in a later batch
-    assert keys(out) == ["x:a", "x:b"] and keys(out2) == []
-    assert clf.posts == ["x:a", "x:b"]
-    assert sample(metrics, "seismo_duplicates_skipped_total", stage="ingest") == 2
-
-
-def test_a_record_replayed_at_its_own_offset_is_processed_again() -> None:
-    """After a restart the uncommitted records are read again at the same [partition,
-    offset]: that is a retry (its outputs may be missing), not a copy."""
-    seen: dict[str, Any] = {}
-    a = make_post("a")
-    assert keys(ingest_stage(seen=seen).handle([raw(a, 5)])) == ["x:a"]
-    restarted = ingest_stage(seen=seen)  # the table survives the restart
-    assert keys(restarted.handle([raw(a, 5)])) == ["x:a"]
-    assert keys(restarted.handle([raw(a, 5, partition=1)])) == []  # same offset, other partition
-    assert seen["x:a"] == [0, 5]
-
-
-def test_a_seen_posts_value_from_before_partitions_is_a_bare_offset() -> None:
-    stage = ingest_stage(seen={"x:a": 7})
-    assert keys(stage.handle([raw(make_post("a"), 7)])) == ["x:a"]
-    assert keys(stage.handle([raw(make_post("a"), 8)])) == []
-
-
-def test_pruning_keeps_seen_posts_bounded_per_partition() -> None:
-    seen: dict[str, Any] = {}
-    stage = ingest_stage(seen=seen, dedupe_posts=1000)
-    other = make_post("other")
-    stage.handle([raw(other, 0, partition=1)])  # another partition's key: not this one's to prune
-    sizes = []
-    for start in range(0, 5000, 250):
-        stage.handle([raw(make_post(i), i) for i in range(start, start + 250)])
-        sizes.append(len(seen) - 1)
-    assert max(sizes) <= 1100  # pruned every 100 offsets of those older than 1000
-    assert min(sizes[4:]) >= 1000  # ...and never more: the window is kept
-    assert "x:other" in seen
-    assert "x:0" not in seen and "x:4000" in seen
-    # a key forgotten is new again; one within the window is still a copy
-    out = stage.handle([raw(make_post(0), 5000), raw(make_post(4500), 5001)])
-    assert keys(out) == ["x:0"]
+    out = stage.handle([raw(a, 0), raw(b, 1), raw(a, 2)])
+    out2 = stage.handle([raw(b, 3), raw(b, 3)])
+    assert keys(out) == ["x:a", "x:b", "x:a"] and keys(out2) == ["x:b", "x:b"]
+    assert clf.posts == ["x:a", "x:b", "x:a", "x:b", "x:b"]
+    assert sample(metrics, "seismo_posts_in_total", stage="ingest", source="x") == 5
+    assert sample(metrics, "seismo_duplicates_skipped_total", stage="ingest") == 0
 
 
 # --- ingest: DLQ -----------------------------------------------------------------------
@@ -366,6 +326,42 @@ async def test_records_at_or_below_the_engines_offset_are_skipped(
     assert stage.engines[0].offset == 119
 
 
+def _copies(records: list[Record], every: int = 7) -> list[Record]:
+    """``records`` with a copy of every ``every``-th one right after it (at the next offset,
+    the offsets after it shifted: a post sent twice), and the number of copies."""
+    out: list[Record] = []
+    for r in records:
+        out.append(Record(r.partition, len(out), r.value, r.key, r.topic))
+        if r.offset % every == 0:
+            out.append(Record(r.partition, len(out), r.value, r.key, r.topic))
+    return out
+
+
+async def test_a_copy_of_a_post_at_another_offset_is_skipped_by_detect(
+    classified: list[Record],
+) -> None:
+    """Ingest sends every copy on; detect counts each post once (its memory of recent post
+    keys), so the alerts are those of the stream without copies, and a later re-run of the
+    whole stream raises nothing: its old posts are too late, its recent ones remembered."""
+    _, plain = await uninterrupted(classified)
+    stage, _ = detect_stage({})
+    send = ListSend()
+    doubled = _copies(classified)
+    await run_all(stage, doubled, send)
+    copies = len(doubled) - len(classified)
+    assert versions(send.sent) == versions(plain.sent)
+    assert stage.engines[0].repeats == copies
+    assert sample(stage.metrics, "seismo_duplicates_skipped_total", stage="detect") == copies
+
+    rerun = [Record(0, len(doubled) + r.offset, r.value, r.key, r.topic) for r in classified]
+    again = ListSend()
+    await run_all(stage, rerun, again)
+    engine = stage.engines[0]
+    assert again.sent == []
+    assert engine.repeats + engine.too_late == copies + len(classified)
+    assert engine.repeats > copies  # the recent ones by key
+
+
 async def test_a_checkpoint_is_written_only_after_its_alerts_were_sent_and_flushed(
     classified: list[Record],
 ) -> None:
@@ -447,7 +443,8 @@ def test_the_offline_pipeline_skips_a_post_fed_twice() -> None:
     a = once.feed_many(posts)
     b = twice.feed_many(posts[:300]) + twice.feed_many(posts[250:300] + posts[300:])
     assert a and versions(a) == versions(b)
-    assert sample(twice.metrics, "seismo_duplicates_skipped_total", stage="ingest") == 50
+    assert sample(twice.metrics, "seismo_duplicates_skipped_total", stage="detect") == 50
+    assert twice.engine.repeats == 50
     assert isinstance(once.engine, BurstEngine) and once.engine is once.detect.engines[0]
 
 
