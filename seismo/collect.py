@@ -150,8 +150,8 @@ def worker_report(
         return {"unknown": "the worker restarted during the replay (its counters began again)"}
     notes = {
         "dead_lettered": "posts the worker put on dlq.v1 (see the reason of each record there)",
-        "duplicates": "posts skipped as already seen: the same post key was ingested before "
-        "(a replay of the same file, or overlapping files, in this namespace)",
+        "duplicates": "posts skipped as already seen: the detector counted the same post key "
+        "before (a replay of the same file, or overlapping files, in this namespace)",
         "too_late": f"posts not counted: more than {lateness}s (detector.max_lateness_seconds) "
         "behind the detector's event time (a file older than one replayed before in this "
         "namespace; use a fresh --namespace to replay it)",

@@ -214,7 +214,7 @@ def test_every_dashboard_query_returns_data_from_a_real_pipeline(
         asyncio.run(produce(worker_env["SEISMO_KAFKA_BOOTSTRAP"], raw, [b"\xffnot a post"] * 2))
         first = replay_summary(worker_env, stream, "--alerts-out", str(tmp_path / "a1.jsonl"))
         assert first["alerts"] >= 2
-        # the same posts again: all recognised as copies (the duplicates panel)
+        # the same posts again: all recognised as copies by detect (the duplicates panel)
         replay_summary(worker_env, stream, "--alerts-out", str(tmp_path / "a2.jsonl"))
 
         # what Prometheus must have seen: the classifier's own count per dossier

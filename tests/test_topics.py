@@ -93,7 +93,6 @@ def test_the_worker_creates_faust_s_topics_as_faust_would() -> None:
     assert got == {
         "ns.seismo-detector-checkpoints-changelog": (2, compact),
         "ns.seismo-delivered-changelog": (3, compact),
-        "ns.seismo-seen-posts-changelog": (2, compact),
         "ns.seismo-__assignor-__leader": (1, {}),
     }
 
@@ -142,7 +141,7 @@ def test_fresh_namespaces_get_only_the_topics_and_partitions_seismo_chose(
 
     Once the broker auto-created alerts.v1 with 1 partition for the replay's first metadata
     request (then every alert was POSTed *and* dead-lettered, the dedupe table never
-    written), and a worker that started before its seen-posts changelog was visible
+    written), and a worker that started before a table's changelog was visible
     dead-lettered every post (PartitionsMismatch)."""
     from seismo.broker import free_port
     from streams.worker import build_worker, faust_topics
