@@ -21,6 +21,7 @@ from seismo.metrics import Metrics
 from streams.detector import BurstEngine, DetectorParams
 from streams.stages import DetectStage, IngestStage, Record, Rejected
 
+
 def detector_params(settings: Settings) -> DetectorParams:
     return settings.detector.params()
 
@@ -30,8 +31,9 @@ class OfflinePipeline:
 
     The posts fed are numbered as one raw partition in the order fed, and the classified
     posts as one classified partition (a post fed twice is a copy, skipped by the detect
-    stage as the worker skips it). A record a stage rejects (the worker would send it to the DLQ) raises a
-    :class:`~seismo.errors.SeismoError`: an evaluation must not leave posts out silently.
+    stage as the worker skips it). A record a stage rejects (the worker would send it to
+    the DLQ) raises a :class:`~seismo.errors.SeismoError`: an evaluation must not leave
+    posts out silently.
     """
 
     def __init__(
