@@ -435,3 +435,25 @@ def test_kafka_gone_mid_replay_stops_with_a_clear_message_saying_a_rerun_is_safe
     err = capsys.readouterr().err
     assert "Kafka did not take the posts (KafkaTimeoutError" in err
     assert "a rerun of the same replay is safe" in err
+
+
+def test_the_replay_summary_counts_the_copies_detect_skipped() -> None:
+    """Ingest keeps no state: a copy is skipped by detect, and that is what ``duplicates``
+    reports (a delivery skipped by deliver is no post skipped)."""
+    from seismo.collect import worker_counts_of
+
+    text = "\n".join(
+        [
+            "# TYPE seismo_posts_out_total counter",
+            'seismo_posts_out_total{source="x",stage="ingest"} 12.0',
+            "# TYPE seismo_duplicates_skipped_total counter",
+            'seismo_duplicates_skipped_total{stage="detect"} 5.0',
+            'seismo_duplicates_skipped_total{stage="deliver"} 3.0',
+            "# TYPE seismo_detector_too_late_total counter",
+            'seismo_detector_too_late_total{partition="0"} 2.0',
+            'seismo_detector_too_late_total{partition="1"} 1.0',
+            "",
+        ]
+    )
+    counts = worker_counts_of(text)
+    assert counts == {"processed": 12, "dead_lettered": 0, "duplicates": 5, "too_late": 3}
