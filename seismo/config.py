@@ -407,7 +407,9 @@ class Settings(BaseSettings):
         description="prefix for topic names and the consumer group (isolates deployments)",
     )
     topic_partitions: int = Field(
-        default=4, ge=1, description="partitions of keyed topics (signals, alerts, DLQ)"
+        default=4,
+        ge=1,
+        description="partitions of the keyed topics (alerts.v1, dlq.v1, alerts.dlq.v1)",
     )
     raw_partitions: int = Field(
         default=1,
