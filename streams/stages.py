@@ -162,6 +162,22 @@ class _Stage:
         return self.reject(record, _reason(exc))
 
 
+def _first_copies(
+    engine: BurstEngine, posts: Sequence[tuple[Record, ClassifiedPost]]
+) -> list[ClassifiedPost]:
+    """The posts whose key the engine has not seen (its memory of recent post keys) and
+    that come first in the batch: the ones the trend series count."""
+    seen = engine.seen
+    keys: set[str] = set()
+    out = []
+    for _, cp in posts:
+        key = cp.post.key
+        if key not in seen and key not in keys:
+            keys.add(key)
+            out.append(cp)
+    return out
+
+
 def _reason(exc: BaseException) -> str:
     """The DLQ reason for a record whose handling raised ``exc``."""
     return exc.reason if isinstance(exc, ContractError) else f"{type(exc).__name__}: {exc}"
@@ -251,7 +267,6 @@ class IngestStage(_Stage):
     def sent(self, cp: ClassifiedPost) -> None:
         """Count a classified post the send side has sent."""
         post = cp.post
-        self.metrics.classified(cp)
         self.metrics.posts_out.labels("ingest", self.metrics.source(post.source)).inc()
         self.metrics.stage_done("ingest", post.created_at.timestamp(), _since(post.ingested_at))
 
@@ -401,6 +416,7 @@ class DetectStage(_Stage):
             except Exception as exc:
                 out.rejected.append(self.failed(record, exc))
         repeats, too_late = engine.repeats, engine.too_late
+        first = _first_copies(engine, posts)
         try:
             out.alerts = self._raised(engine.observe_many(cp for _, cp in posts))
         except Exception as exc:
@@ -412,6 +428,8 @@ class DetectStage(_Stage):
             self.metrics.duplicates.labels("detect").inc(engine.repeats - repeats)
         if engine.too_late > too_late:  # too far behind the detector's clock: not counted
             self.metrics.too_late.labels(str(partition)).inc(engine.too_late - too_late)
+        for cp in first:  # the trend series count a post once, however often it was sent
+            self.metrics.classified(cp)
         for _, cp in posts[-1:]:
             post = cp.post
             self.metrics.stage_done("detect", post.created_at.timestamp(), _since(post.ingested_at))

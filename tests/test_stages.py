@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -352,6 +352,15 @@ async def test_a_copy_of_a_post_at_another_offset_is_skipped_by_detect(
     assert versions(send.sent) == versions(plain.sent)
     assert stage.engines[0].repeats == copies
     assert sample(stage.metrics, "seismo_duplicates_skipped_total", stage="detect") == copies
+    per_dossier = Counter(
+        d for r in classified for d in ClassifiedPost.model_validate_json(r.value).dossiers
+    )
+    dossier, want = per_dossier.most_common(1)[0]
+
+    def trend() -> float:
+        return sample(stage.metrics, "seismo_dossier_posts_total", dossier=dossier)
+
+    assert want > 0 and trend() == want  # the trend series count each post once too
 
     rerun = [Record(0, len(doubled) + r.offset, r.value, r.key, r.topic) for r in classified]
     again = ListSend()
@@ -360,6 +369,7 @@ async def test_a_copy_of_a_post_at_another_offset_is_skipped_by_detect(
     assert again.sent == []
     assert engine.repeats + engine.too_late == copies + len(classified)
     assert engine.repeats > copies  # the recent ones by key
+    assert trend() == want  # every re-run post is remembered: none counted again
 
 
 async def test_a_checkpoint_is_written_only_after_its_alerts_were_sent_and_flushed(
