@@ -441,29 +441,27 @@ class AlertBook:
         posts = list(al.posts.values())
         size = self._size(al)
         # its posts' terms (not the tracked keys), in the order they first appear
-        item_counts = Counter(chain.from_iterable(r.terms for r in posts))
         labels = [label_words(k.label) for k in keys if k.kind == "term"]
         terms = list(dict.fromkeys(labels))
-        for item, _ in item_counts.most_common(3 * p.top_terms):
-            if len(terms) >= p.top_terms:
-                break
-            w = label_words(item)
-            if w not in terms and not any(w in t.split() for t in terms):
-                terms.append(w)
-        # one pass over the posts: by source and dossier (in order of first appearance), their
-        # claims, the oldest post's time
-        sources: Counter[str] = Counter()
+        if len(terms) < p.top_terms:  # (else the keys' own words fill them: no need to count)
+            item_counts = Counter(chain.from_iterable([r.terms for r in posts]))
+            for item, _ in item_counts.most_common(3 * p.top_terms):
+                if len(terms) >= p.top_terms:
+                    break
+                w = label_words(item)
+                if w not in terms and not any(w in t.split() for t in terms):
+                    terms.append(w)
+        # by source and dossier (in order of first appearance), their claims, the oldest
+        # post's time
+        sources = Counter([r.source for r in posts])
         dossiers: Counter[str] = Counter()
         claimed = {k.claim for k in keys if k.claim}
-        first_seen = math.inf
         for r in posts:
-            sources[r.source] += 1
             if r.dossiers:
                 dossiers.update(r.dossiers)
             if r.claims:
                 claimed.update(r.claims)
-            if r.ts < first_seen:
-                first_seen = r.ts
+        first_seen = min([r.ts for r in posts], default=math.inf)
         claims = sorted(claimed)
         lead = min(al.source_first, key=lambda s: al.source_first[s])
         sev = self._severity(al)
