@@ -16,13 +16,15 @@ from cpython.object cimport PyObject
 from libc.math cimport log1p, sqrt
 
 
-def centrality(list terms, dict weights):
-    """``streams.stories.centrality``: per post (a tuple of its terms), the sum of its terms'
-    ``weights`` over the square root of its number of terms (0.0 for a post without)."""
+cdef list _centrality(list terms, object weights, bint logs):
+    """Both centralities: per post, the sum of its terms' weights (``log1p`` of a count when
+    ``logs``) over the square root of its number of terms. ``weights``: a dict or a subclass
+    of one (a ``Counter``), read as a plain dict."""
     cdef list out = []
     cdef tuple post
-    cdef double total
+    cdef double total, w
     cdef Py_ssize_t n
+    cdef PyObject* c
     for post in terms:
         n = len(post)
         if n == 0:
@@ -30,33 +32,27 @@ def centrality(list terms, dict weights):
             continue
         total = 0.0
         for term in post:
-            w = weights.get(term)
-            if w is not None:
-                total += <double> w
+            c = PyDict_GetItem(weights, term)
+            if c is not NULL:
+                w = <double> (<object> c)
+                total += log1p(w) if logs else w
         out.append(total / sqrt(<double> n))
     return out
+
+
+def centrality(list terms, dict weights):
+    """``streams.stories.centrality``: per post (a tuple of its terms), the sum of its terms'
+    ``weights`` over the square root of its number of terms (0.0 for a post without)."""
+    return _centrality(terms, weights, False)
 
 
 def centrality_of_counts(list terms, counts):
     """``streams.stories.centrality_of_counts``: :func:`centrality` with each term weighing
     ``log1p`` of its count in ``counts`` (libm's ``log1p``, which ``math.log1p`` calls: the
     same double), taken where a post uses the term instead of for every counted term."""
-    cdef list out = []
-    cdef tuple post
-    cdef double total
-    cdef Py_ssize_t n
-    for post in terms:
-        n = len(post)
-        if n == 0:
-            out.append(0.0)
-            continue
-        total = 0.0
-        for term in post:
-            c = PyDict_GetItem(counts, term)
-            if c is not NULL:
-                total += log1p(<double> (<object> c))
-        out.append(total / sqrt(<double> n))
-    return out
+    if not isinstance(counts, dict):
+        raise TypeError("counts must be a dict")
+    return _centrality(terms, counts, True)
 
 
 cdef double _norm(object counts) except? -1.0:

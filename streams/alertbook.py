@@ -77,7 +77,7 @@ class PostRef:
     @cached_property
     def terms(self) -> tuple[str, ...]:
         """Its items without the tracked keys (dossiers, claims), in order."""
-        return tuple(i for i in self.ordered if not i.startswith(_TRACKED))
+        return tuple([i for i in self.ordered if not i.startswith(_TRACKED)])
 
     @cached_property
     def links(self) -> tuple[str, ...]:
