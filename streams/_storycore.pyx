@@ -1,6 +1,8 @@
 # cython: language_level=3
-"""Compiled twin of :func:`streams.stories.centrality` (how central each of a story's posts
-is: what a version's headline is chosen by, over up to 400 posts at every version).
+"""Compiled twins of :func:`streams.stories.centrality` and
+:func:`~streams.stories.centrality_of_counts` (how central each of a story's posts is: what a
+version's headline is chosen by, over up to 400 posts at every version) and of
+:func:`~streams.stories.cosine` (a burst's words against each story's, at every join).
 
 The same floats as the reference: each post's sum is taken in the same order, in double, and
 divided by the correctly rounded square root of its term count. A term the story does not
@@ -8,16 +10,21 @@ weigh adds nothing (the reference adds 0.0 to a sum that is never negative: the 
 Checked against the reference in tests/test_stories.py.
 """
 
-from libc.math cimport sqrt
+from cpython.dict cimport PyDict_GetItem
+from cpython.number cimport PyNumber_Power
+from cpython.object cimport PyObject
+from libc.math cimport log1p, sqrt
 
 
-def centrality(list terms, dict weights):
-    """``streams.stories.centrality``: per post (a tuple of its terms), the sum of its terms'
-    ``weights`` over the square root of its number of terms (0.0 for a post without)."""
+cdef list _centrality(list terms, object weights, bint logs):
+    """Both centralities: per post, the sum of its terms' weights (``log1p`` of a count when
+    ``logs``) over the square root of its number of terms. ``weights``: a dict or a subclass
+    of one (a ``Counter``), read as a plain dict."""
     cdef list out = []
     cdef tuple post
-    cdef double total
+    cdef double total, w
     cdef Py_ssize_t n
+    cdef PyObject* c
     for post in terms:
         n = len(post)
         if n == 0:
@@ -25,8 +32,52 @@ def centrality(list terms, dict weights):
             continue
         total = 0.0
         for term in post:
-            w = weights.get(term)
-            if w is not None:
-                total += <double> w
+            c = PyDict_GetItem(weights, term)
+            if c is not NULL:
+                w = <double> (<object> c)
+                total += log1p(w) if logs else w
         out.append(total / sqrt(<double> n))
     return out
+
+
+def centrality(list terms, dict weights):
+    """``streams.stories.centrality``: per post (a tuple of its terms), the sum of its terms'
+    ``weights`` over the square root of its number of terms (0.0 for a post without)."""
+    return _centrality(terms, weights, False)
+
+
+def centrality_of_counts(list terms, counts):
+    """``streams.stories.centrality_of_counts``: :func:`centrality` with each term weighing
+    ``log1p`` of its count in ``counts`` (libm's ``log1p``, which ``math.log1p`` calls: the
+    same double), taken where a post uses the term instead of for every counted term."""
+    if not isinstance(counts, dict):
+        raise TypeError("counts must be a dict")
+    return _centrality(terms, counts, True)
+
+
+cdef double _norm(object counts) except? -1.0:
+    """The reference's ``math.sqrt(sum(math.log1p(x) ** 2 for x in counts.values()))``: the
+    square taken as Python takes ``float ** 2`` (libm's ``pow``, which a C compiler would
+    replace by a product that may round differently), summed in order from 0.0."""
+    cdef double total = 0.0
+    for x in (<dict> counts).values():
+        total += <double> PyNumber_Power(log1p(<double> x), 2, None)
+    return sqrt(total)
+
+
+def cosine(a, b):
+    """``streams.stories.cosine`` of two dicts (or ``Counter`` s) of counts: the same
+    double (each sum taken in the reference's order, in double, from 0.0)."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        raise TypeError("a and b must be dicts")
+    if len(a) > len(b):
+        a, b = b, a
+    cdef double dot = 0.0
+    cdef PyObject* y
+    for k, x in (<dict> a).items():
+        y = PyDict_GetItem(b, k)
+        if y is not NULL:
+            dot += log1p(<double> x) * log1p(<double> (<object> y))
+    if dot == 0.0:
+        return 0.0
+    return dot / (_norm(a) * _norm(b))

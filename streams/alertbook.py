@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from itertools import chain
+from operator import attrgetter
 from typing import NamedTuple
 
 from seismo.contracts import Alert, CountPoint, Evidence, Link, Severity, SignalKind, Stance
@@ -35,10 +36,9 @@ from streams import _storycore, core
 from streams.features import label_words
 from streams.params import BookParams as BookParams
 from streams.stories import (
-    Candidate,
     Sent,
     Throttle,
-    centrality,
+    centrality_of_counts,
     cosine,
     domain_of,
     headline,
@@ -77,7 +77,7 @@ class PostRef:
     @cached_property
     def terms(self) -> tuple[str, ...]:
         """Its items without the tracked keys (dossiers, claims), in order."""
-        return tuple(i for i in self.ordered if not i.startswith(_TRACKED))
+        return tuple([i for i in self.ordered if not i.startswith(_TRACKED)])
 
     @cached_property
     def links(self) -> tuple[str, ...]:
@@ -251,6 +251,7 @@ class AlertBook:
         # are (co-occurrence: a claim and its terms, a term and its bigram), or whose links
         # they share; else the one whose words they use
         n = max(len(b.posts), 1)
+        similar = cosine if core.PURE_PYTHON else _storycore.cosine
         words: Counter[str] = Counter()
         for r in b.posts:
             words.update(i for i in r.ordered if not i.startswith(_TRACKED))
@@ -265,7 +266,7 @@ class AlertBook:
             own = al.terms.get(b.key, 0)
             word = own / al.total if b.kind == "term" and own >= self.p.min_key_posts else 0.0
             overlap = max(share, linked, word / self.p.key_share * self.p.merge_overlap)
-            sim = cosine(words, al.terms) if words else 0.0
+            sim = similar(words, al.terms) if words else 0.0
             if None not in authors and authors <= al.authors:
                 sim += self.p.author_bonus
             if overlap < self.p.merge_overlap and sim < self.p.merge_similarity:
@@ -283,9 +284,10 @@ class AlertBook:
         stories = sorted(self.open.values(), key=lambda a: -a.last_hot)[: self.p.merge_scan]
         stories.sort(key=lambda a: (a.opened.ts, a.id))  # oldest first
         gone: set[str] = set()
+        similar = cosine if core.PURE_PYTHON else _storycore.cosine
         for i, young in enumerate(stories):
             for old in stories[:i]:
-                if old.id in gone or cosine(young.terms, old.terms) < self.p.merge_stories:
+                if old.id in gone or similar(young.terms, old.terms) < self.p.merge_stories:
                     continue
                 for key, b in young.keys.items():
                     if key not in old.keys or b.score > old.keys[key].score:
@@ -364,9 +366,11 @@ class AlertBook:
             or len(al.source_first) > old.sources
             or size >= 2 * old.size
         )
+        if not grown:
+            return []
         # news that cannot wait: it got worse, or a tracked claim/dossier joined
         urgent = sev > old.severity or _tracked(al) > old.tracked
-        if grown and (urgent or ts - old.ts >= self.p.update_gap_seconds):
+        if urgent or ts - old.ts >= self.p.update_gap_seconds:
             return [self._emit(al, ts, "update")]
         return []
 
@@ -437,29 +441,27 @@ class AlertBook:
         posts = list(al.posts.values())
         size = self._size(al)
         # its posts' terms (not the tracked keys), in the order they first appear
-        item_counts = Counter(chain.from_iterable(r.terms for r in posts))
         labels = [label_words(k.label) for k in keys if k.kind == "term"]
         terms = list(dict.fromkeys(labels))
-        for item, _ in item_counts.most_common(3 * p.top_terms):
-            if len(terms) >= p.top_terms:
-                break
-            w = label_words(item)
-            if w not in terms and not any(w in t.split() for t in terms):
-                terms.append(w)
-        # one pass over the posts: by source and dossier (in order of first appearance), their
-        # claims, the oldest post's time
-        sources: Counter[str] = Counter()
+        if len(terms) < p.top_terms:  # (else the keys' own words fill them: no need to count)
+            item_counts = Counter(chain.from_iterable([r.terms for r in posts]))
+            for item, _ in item_counts.most_common(3 * p.top_terms):
+                if len(terms) >= p.top_terms:
+                    break
+                w = label_words(item)
+                if w not in terms and not any(w in t.split() for t in terms):
+                    terms.append(w)
+        # by source and dossier (in order of first appearance), their claims, the oldest
+        # post's time
+        sources = Counter([r.source for r in posts])
         dossiers: Counter[str] = Counter()
         claimed = {k.claim for k in keys if k.claim}
-        first_seen = math.inf
         for r in posts:
-            sources[r.source] += 1
             if r.dossiers:
                 dossiers.update(r.dossiers)
             if r.claims:
                 claimed.update(r.claims)
-            if r.ts < first_seen:
-                first_seen = r.ts
+        first_seen = min([r.ts for r in posts], default=math.inf)
         claims = sorted(claimed)
         lead = min(al.source_first, key=lambda s: al.source_first[s])
         sev = self._severity(al)
@@ -521,13 +523,13 @@ class AlertBook:
     def _headline(al: _Open, posts: list[PostRef], terms: list[str], op: Burst) -> str:
         """A readable name: its most central post (weighted by the story's term counts),
         else a phrase of its terms, else its opening key's label."""
-        logs = {t: math.log1p(n) for t, n in al.terms.items()}  # (bounded: the top terms)
         readable = [r for r in posts if headline_text(r.text) is not None]
-        # (the weight only where it may count; compiled: a version weighs up to 400 posts)
-        weigh = centrality if core.PURE_PYTHON else _storycore.centrality
-        weights = weigh([r.terms for r in readable], logs)
-        cands = [
-            Candidate(r.text, w, r.cluster == r.post_id, r.ts)
+        # (the weight only where it may count; compiled: a version weighs up to 400 posts,
+        # each term by log1p of its count in the story's bounded top terms)
+        weigh = centrality_of_counts if core.PURE_PYTHON else _storycore.centrality_of_counts
+        weights = weigh([r.terms for r in readable], al.terms)
+        cands = [  # (``Candidate`` s as plain tuples)
+            (r.text, w, r.cluster == r.post_id, r.ts)
             for r, w in zip(readable, weights, strict=True)
         ]
         return headline(cands, terms, label_words(op.label))
@@ -542,7 +544,16 @@ class AlertBook:
     def _evidence(self, posts: list[PostRef], keys: set[str]) -> list[Evidence]:
         """Representative and diverse: chosen by the most burst keys held, at most one per
         near-duplicate cluster and (first pass) one per author; listed newest first."""
-        ranked = sorted(posts, key=lambda r: (-len(r.items & keys), r.ts))
+        # (what ``sorted(posts, key=lambda r: (-len(r.items & keys), r.ts))`` gives, in two
+        # stable steps: by time, then by keys held, most first)
+        by_ts = sorted(posts, key=_TS)
+        held = [len(r.items & keys) for r in by_ts]
+        ranked = [
+            r
+            for h in sorted(set(held), reverse=True)
+            for r, n in zip(by_ts, held, strict=True)
+            if n == h
+        ]
         picked: list[PostRef] = []
         picked_ids: set[str] = set()  # (a story's posts are distinct by id)
         clusters: set[str] = set()
@@ -578,6 +589,7 @@ class AlertBook:
 
 
 _TRACKED = ("dossier:", "claim:")
+_TS = attrgetter("ts")
 
 
 def _stances(al: _Open) -> dict[str, int]:

@@ -36,6 +36,8 @@ def links_in(text: str, own: str | None = None) -> list[str]:
     """The URLs a post's text shares, in order, without trailing punctuation and without
     the post's own address ``own``."""
     out: list[str] = []
+    if "://" not in text:  # (most posts: no URL can match)
+        return out
     for m in _URL.findall(text):
         url = m.rstrip(").,;:!?…]")
         if url != own and url not in out and urlsplit(url).hostname:
@@ -48,7 +50,8 @@ def domain_of(url: str) -> str:
 
 
 def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
-    """Cosine of two sparse term-count vectors (sublinear: log1p of each count)."""
+    """Cosine of two sparse term-count vectors (sublinear: log1p of each count). The
+    compiled twin is ``streams._storycore.cosine``."""
     if len(a) > len(b):
         a, b = b, a
     dot = sum(math.log1p(x) * math.log1p(b[k]) for k, x in a.items() if k in b)
@@ -128,6 +131,16 @@ def centrality(terms: Sequence[tuple[str, ...]], weights: Mapping[str, float]) -
     return out
 
 
+def centrality_of_counts(
+    terms: Sequence[tuple[str, ...]], counts: Mapping[str, int]
+) -> list[float]:
+    """:func:`centrality` weighed by a story's term ``counts`` taken sublinearly (``log1p``
+    of each count): the same floats, without building the weights for every term the story
+    counts when its posts use few of them. The compiled twin is
+    ``streams._storycore.centrality_of_counts``."""
+    return centrality(terms, {t: math.log1p(n) for t, n in counts.items()})
+
+
 class Candidate(NamedTuple):
     """One post the headline may come from."""
 
@@ -137,15 +150,18 @@ class Candidate(NamedTuple):
     ts: float
 
 
-def headline(candidates: Iterable[Candidate], terms: Sequence[str], fallback: str) -> str:
+def headline(
+    candidates: Iterable[tuple[str, float, bool, float]], terms: Sequence[str], fallback: str
+) -> str:
     """The most central readable original post (cleaned), else a phrase of the story's
-    leading terms, else ``fallback`` (its opening key's label)."""
+    leading terms, else ``fallback`` (its opening key's label). A candidate is a
+    :class:`Candidate` or a plain tuple of its fields."""
     best: tuple[float, float, str] | None = None
-    for c in candidates:
-        text = headline_text(c.text)
+    for raw, weight, original, ts in candidates:
+        text = headline_text(raw)
         if text is None:
             continue
-        rank = (c.weight * (1.0 if c.original else 0.8), -c.ts, text)
+        rank = (weight * (1.0 if original else 0.8), -ts, text)
         if best is None or rank > best:
             best = rank
     if best is not None:

@@ -7,8 +7,10 @@ import asyncio
 import itertools
 import json
 import math
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from random import Random
 
 import jsonschema
 from hypothesis import given
@@ -28,7 +30,9 @@ from streams.stories import (
     Sent,
     Throttle,
     centrality,
+    centrality_of_counts,
     clean_text,
+    cosine,
     headline,
     links_in,
 )
@@ -266,3 +270,47 @@ def test_compiled_centrality_is_the_reference(
     terms = [tuple(p) for p in posts]
     got, want = _storycore.centrality(terms, weights), centrality(terms, weights)
     assert [x.hex() for x in got] == [x.hex() for x in want]
+
+
+_WORDS = st.sampled_from(["moore", "tornado", "okc", "red", "cross", "x", "y", "z"])
+
+
+@given(
+    st.lists(st.lists(_WORDS, max_size=9)),
+    st.dictionaries(_WORDS, st.integers(1, 10_000)),
+)
+def test_compiled_centrality_of_counts_is_the_reference(
+    posts: list[list[str]], counts: dict[str, int]
+) -> None:
+    """``_storycore.centrality_of_counts`` (log1p taken per use, from a Counter too) gives
+    the floats of the reference, which weighs every count first."""
+    terms = [tuple(p) for p in posts]
+    want = centrality(terms, {t: math.log1p(n) for t, n in counts.items()})
+    for c in (counts, Counter(counts)):
+        got = _storycore.centrality_of_counts(terms, c)
+        assert [x.hex() for x in got] == [x.hex() for x in want]
+        assert [x.hex() for x in centrality_of_counts(terms, c)] == [x.hex() for x in want]
+
+
+@given(
+    st.dictionaries(_WORDS, st.integers(1, 10_000)),
+    st.dictionaries(_WORDS, st.integers(1, 10_000)),
+)
+def test_compiled_cosine_is_the_reference(a: dict[str, int], b: dict[str, int]) -> None:
+    """``_storycore.cosine`` gives the reference's double bit for bit, on dicts and Counters."""
+    want = cosine(a, b)
+    assert _storycore.cosine(a, b).hex() == want.hex()
+    assert _storycore.cosine(Counter(a), Counter(b)).hex() == want.hex()
+    assert _storycore.cosine(b, a).hex() == cosine(b, a).hex()
+
+
+def test_compiled_cosine_on_long_vectors() -> None:
+    """On story-sized vectors (hundreds of terms, Zipf-like counts up to the thousands)."""
+    rng = Random(16)
+    vocab = [f"w{i}" for i in range(2000)]
+    counters = [
+        Counter(rng.choices(vocab, weights=[1 / (1 + i) for i in range(2000)], k=n))
+        for n in (50, 600, 5000, 20000)
+    ]
+    for a, b in itertools.product(counters, repeat=2):
+        assert _storycore.cosine(a, b).hex() == cosine(a, b).hex()
