@@ -365,7 +365,7 @@ def main() -> None:
     m.add_argument("--terms", type=int, default=10_000_000)
     m.add_argument("--default-gc", action="store_true", help="keep CPython's collector thresholds")
     m.set_defaults(func=bench_memory)
-    e2e.register(sub, synthetic_posts)
+    e2e.register(sub, load_posts)
     dl = sub.add_parser("delivery", help="signed webhooks to a loopback verifying receiver")
     dl.add_argument("--alerts", type=int, default=2_000)
     dl.set_defaults(func=bench_delivery)

@@ -157,6 +157,7 @@ def run_workers(
         "classifier": args.classifier,
         "classify_batch_size": args.batch,
         "posts": len(posts),
+        "file": Path(args.file).name if args.file else None,
         "seconds": round(wall, 2),
         "posts_per_wall_s": round(len(posts) / wall, 1),
         "workers_cpu_s": round(cpu, 2),
@@ -182,9 +183,11 @@ def bench_e2e(args: argparse.Namespace, posts: Sequence[Post]) -> None:
                 print(json.dumps({"bench": "e2e", **hop}))
 
 
-def register(sub: Any, synthetic: Any) -> None:
+def register(sub: Any, load: Any) -> None:
+    """``load(args)``: the posts to feed (``--file``, else ``--posts`` synthetic ones)."""
     e = sub.add_parser("e2e", help="replay through the embedded broker and 1..N workers")
-    e.add_argument("--posts", type=int, default=5_000)
+    e.add_argument("--file", help="JSONL posts (default: synthetic)")
+    e.add_argument("--posts", type=int, default=5_000, help="synthetic posts (without --file)")
     e.add_argument(
         "--classifier",
         choices=["keyword", "cascade", "full"],
@@ -200,4 +203,4 @@ def register(sub: Any, synthetic: Any) -> None:
         action="store_false",
         help="skip the raw aiokafka and Faust pass-through figures",
     )
-    e.set_defaults(func=lambda args: bench_e2e(args, synthetic(args.posts)))
+    e.set_defaults(func=lambda args: bench_e2e(args, load(args)))
