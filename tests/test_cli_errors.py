@@ -174,6 +174,26 @@ def test_unknown_seismo_env_var_warning_reaches_stderr() -> None:
     json.loads(proc.stdout)  # stdout stays machine-readable
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`seismo config | head`: the pipe's reader is gone before seismo writes; no traceback,
+    the exit status a shell gives a process ended by SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader left before a byte was written
+    err = tmp_path / "stderr"
+    with err.open("wb") as stderr:
+        proc = subprocess.run(
+            [sys.executable, "-m", "seismo.cli", "config"],
+            stdout=write_end,
+            stderr=stderr,
+            cwd=REPO,
+            timeout=COMMAND_FINISHES,
+            check=False,
+        )
+    os.close(write_end)
+    assert proc.returncode == 141
+    assert err.read_text() == ""
+
+
 # --- the global --config and subcommands ------------------------------------------------
 
 
