@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from pydantic import BaseModel
 
 from models.keyword import KeywordClassifier
 from seismo.broker import free_port
@@ -592,3 +593,16 @@ def pure_python() -> Iterator[None]:
         yield
     finally:
         core.PURE_PYTHON = old
+
+
+def setting_names(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every setting's dotted name (``web_port``, ``detector.min_score`` in a group), walked
+    here rather than by ``seismo.config_doc`` so the tests of the page do not share its walk."""
+    names = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            names += setting_names(ann, f"{prefix}{name}.")
+        else:
+            names.append(prefix + name)
+    return names

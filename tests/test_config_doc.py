@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from seismo import config_doc
 from seismo.config import Settings
+from tests.helpers import setting_names
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "configuration.md"
@@ -23,20 +24,9 @@ def test_the_committed_configuration_page_is_the_generators_output() -> None:
     )
 
 
-def _names(model: type[BaseModel], prefix: str = "") -> list[str]:
-    out = []
-    for name, info in model.model_fields.items():
-        ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            out += _names(ann, f"{prefix}{name}.")
-        else:
-            out.append(prefix + name)
-    return out
-
-
 def test_every_setting_has_a_row_with_its_env_variable_and_a_description() -> None:
     page = config_doc.render()
-    for name in _names(Settings):  # a setting of a group: "detector.min_score"
+    for name in setting_names(Settings):  # a setting of a group: "detector.min_score"
         env = "SEISMO_" + name.replace(".", "__").upper()
         assert f"| `{name}` | `{env}` |" in page, name
     undescribed = [r.name for r in config_doc.rows() if not r.description.strip()]
@@ -68,7 +58,7 @@ class _Nested(BaseSettings):
 
 def test_groups_of_settings_are_listed_by_dotted_name_and_nested_env_variable() -> None:
     got = {r.name: r for r in config_doc.rows(_Nested)}
-    assert list(got) == _names(_Nested)
+    assert list(got) == setting_names(_Nested)
     assert list(got) == ["namespace", "detector.min_score", "detector.scales", "delivery.secrets"]
     assert got["detector.min_score"].env == "SEISMO_DETECTOR__MIN_SCORE"
     assert got["detector.min_score"].type == "float (> 0)"

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
 
 from seismo.config import Settings, load_settings
 from seismo.contracts import Alert, Post, dead_letter, decode
 from seismo.errors import ConfigError, ContractError
 from seismo.watchlist import load_watchlist
+from tests.helpers import setting_names
 
 GOOD = b'{"id":"1","source":"x","text":"hi","created_at":"2013-05-20T00:00:35Z"}'
 
@@ -116,18 +116,6 @@ def test_connector_urls_with_their_schemes_are_accepted(monkeypatch: pytest.Monk
     assert s.bluesky_firehose_url == "ws://127.0.0.1:6008/xrpc"
 
 
-def _setting_names(model: type[BaseModel], prefix: str = "") -> list[str]:
-    """Every setting's dotted name (``web_port``, ``detector.min_score`` in a group)."""
-    names = []
-    for name, info in model.model_fields.items():
-        ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            names += _setting_names(ann, f"{prefix}{name}.")
-        else:
-            names.append(prefix + name)
-    return names
-
-
 def test_every_setting_is_in_the_configuration_page_with_a_description() -> None:
     page = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
     described: set[str] = set()
@@ -135,7 +123,7 @@ def test_every_setting_is_in_the_configuration_page_with_a_description() -> None
         cells = [c.strip() for c in row.split(" | ")]
         if row.startswith("| `") and len(cells) >= 5 and cells[-1].strip("| "):
             described.add(cells[0].strip("|` "))
-    missing = [name for name in _setting_names(Settings) if name not in described]
+    missing = [name for name in setting_names(Settings) if name not in described]
     assert not missing, (
         f"settings missing from docs/configuration.md (or without a description): {missing}; "
         "give them a Field(description=...) in seismo/config.py and regenerate the page: "
