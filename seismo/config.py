@@ -229,6 +229,13 @@ class DetectorSettings(BaseModel):
     batch_wait_ms: float = Field(
         default=50.0, ge=0, description="longest a record waits for its detector batch"
     )
+    merge_max_buffered: int = Field(
+        default=50_000,
+        ge=1,
+        description="with raw_partitions > 1, posts the detector's merge of the raw "
+        "partitions holds while it waits for a silent one; past this the first goes without "
+        "waiting (counted in seismo_merge_forced_total)",
+    )
 
     @field_validator("scales")
     @classmethod
@@ -414,8 +421,22 @@ class Settings(BaseSettings):
     raw_partitions: int = Field(
         default=1,
         ge=1,
-        description="partitions of posts.raw.v1: 1 keeps posts in event order end to end, "
-        "so the detector's results do not depend on consumer timing",
+        description="partitions of posts.raw.v1: that many workers classify in parallel; the "
+        "detector merges them back into one order (the same alerts for any count)",
+    )
+    merge_slack_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="with raw_partitions > 1: how long after a connector stamps a post "
+        "(ingested_at) it is surely in posts.raw.v1, clock differences included; a progress "
+        "marker for an idle raw partition vouches for nothing newer than this",
+    )
+    progress_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="with raw_partitions > 1: how often the detector, while posts wait in "
+        "its merge for an idle raw partition, checks whether that partition is classified to "
+        "its end (and then writes a progress marker)",
     )
     topic_retention_bytes: int = Field(
         default=1 << 30,
@@ -628,10 +649,10 @@ class Settings(BaseSettings):
 
     def partitions(self, name: str) -> int:
         """Partition count of a contract topic."""
-        # classified posts keep the raw partitioning: the detector needs each partition's
-        # posts in order
-        if name in ("posts.raw.v1", "posts.classified.v1"):
+        if name == "posts.raw.v1":
             return self.raw_partitions
+        if name == "posts.classified.v1":  # the detector counts the whole stream, in one order
+            return 1
         return self.topic_partitions
 
     def topic(self, name: str) -> str:

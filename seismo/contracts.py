@@ -159,6 +159,29 @@ class ClassifiedPost(Contract):
     dossier_scores: dict[str, float] = Field(
         default_factory=dict, description="per-dossier score, 0.5 = the dossier's threshold"
     )
+    raw_partition: int | None = Field(
+        default=None, ge=0, description="the posts.raw.v1 partition the post was read from"
+    )
+    raw_offset: int | None = Field(
+        default=None, ge=0, description="its offset there (a copy classified again has the same)"
+    )
+
+
+class Progress(Contract):
+    """A progress marker on ``posts.classified.v1`` (told apart by its first bytes,
+    :data:`PROGRESS_PREFIX`): every post of raw partition ``raw_partition`` before
+    ``raw_offset`` is ahead of this record, and no post at or after that offset was stamped
+    (``ingested_at``) before ``not_before``. The detector writes these for an idle raw
+    partition its merge of the raw partitions waits on (``streams/merge.py``)."""
+
+    kind: Literal["progress"] = "progress"
+    raw_partition: int = Field(ge=0)
+    raw_offset: int = Field(ge=0, description="the raw partition's end offset, committed")
+    not_before: AwareDatetime
+
+
+PROGRESS_PREFIX = b'{"kind":"progress"'
+"""How a ``Progress`` record's value starts (its first field, as ``to_bytes`` writes it)."""
 
 
 class Evidence(Contract):

@@ -224,21 +224,30 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition,
         await consumer.stop()
 
 
-async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
-    """Per topic, the messages that ``group`` has not committed yet (uncommitted = lag)."""
+async def group_offsets(
+    bootstrap: str, group: str, topics: list[str]
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Per partition of ``topics``: (end offset, the offset ``group`` committed; 0: none)."""
     ends = await end_offsets(bootstrap, topics)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        lag = dict.fromkeys(topics, 0)
-        for tp, end in ends.items():
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            lag[tp.topic] += max(end - done, 0)
-        return lag
     finally:
         await admin.close()
+    out = {}
+    for tp, end in ends.items():
+        meta = committed.get(tp)
+        out[tp] = (end, meta.offset if meta is not None and meta.offset >= 0 else 0)
+    return out
+
+
+async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
+    """Per topic, the messages that ``group`` has not committed yet (uncommitted = lag)."""
+    lag = dict.fromkeys(topics, 0)
+    for tp, (end, done) in (await group_offsets(bootstrap, group, topics)).items():
+        lag[tp.topic] += max(end - done, 0)
+    return lag
 
 
 async def read_range(

@@ -278,6 +278,26 @@ class Metrics:
             "detector.max_lateness_seconds, by posts.classified.v1 partition",
             ["partition"],
         )
+        self.merge_late = counter(
+            "seismo_merge_late_total",
+            "Posts the detector's merge of the raw partitions released after a later one: "
+            "stamped before a progress marker's bound (merge_slack_seconds too short)",
+            [],
+            owner="worker",
+        )
+        self.merge_forced = counter(
+            "seismo_merge_forced_total",
+            "Posts the merge released without waiting for every raw partition: more than "
+            "detector.merge_max_buffered were waiting",
+            [],
+            owner="worker",
+        )
+        self.merge_buffered = gauge(
+            "seismo_merge_buffered_posts",
+            "Posts waiting in the detector's merge for a raw partition to catch up",
+            [],
+            owner="worker",
+        )
         self.signals = counter(
             "seismo_signals_total",
             "Burst-key observations the detect stage counts, by kind (term, dossier, claim, "

@@ -1,9 +1,9 @@
 """The worker's agents: each reads a batch of records, calls its stage, sends the outputs.
 
-posts.raw.v1        --ingest--> posts.classified.v1 (same partitioning: order kept)
+posts.raw.v1        --ingest--> posts.classified.v1 (one partition; + progress markers)
                                 [no state: a copy of a post goes on, detect counts it once]
 posts.classified.v1 --detect--> alerts.v1 (keyed by alert id, one record per version)
-                                [table: detector checkpoints per partition]
+                                [merge of the raw partitions; table: detector checkpoints]
 alerts.v1           --deliver-> one lane per sink: webhooks, chat, JSONL file
                                 [table: alert versions delivered per sink]
 any failure         ----------> dlq.v1 with the reason, counted; the stream goes on
@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -41,7 +42,7 @@ from seismo.contracts import (
     FailedDelivery,
     dead_letter,
 )
-from seismo.kafka import bootstrap_of, read_range
+from seismo.kafka import bootstrap_of, group_offsets, read_range
 from seismo.metrics import Metrics
 from streams.delivery import AlertSinks
 from streams.detector import DetectorParams
@@ -192,10 +193,14 @@ def register(
         catch_up=partial(read_range, bootstrap_of(settings), send.classified_t.get_topic_name()),
         checkpoint_seconds=settings.detector.checkpoint_seconds,
         catch_up_batch=settings.detector.batch_size,
+        sources=settings.raw_partitions,
+        max_buffered=settings.detector.merge_max_buffered,
         enter=_enter,
     )
     deliver = DeliverStage(sinks, delivered, metrics, park=send.park, enter=_enter)
     raw_t = app.topic(settings.topic(POSTS_RAW), partitions=settings.partitions(POSTS_RAW))
+    if settings.raw_partitions > 1:  # the detector's merge waits on idle raw partitions
+        _progress_timer(app, raw_t, detect, send, settings)
     size, wait = settings.classify_batch_size, settings.classify_batch_wait_ms
     return Stages(
         ingest=_ingest_agent(app, raw_t, ingest, send, size, wait),
@@ -236,11 +241,69 @@ def _ingest_agent(
 def _detect_agent(
     app: faust.App, stage: DetectStage, send: _Send, size: int, wait_ms: float
 ) -> Any:
+    """The detect agent. A record whose post still waits in the merge is not acked (its
+    offset not committed) until the merge releases it: the group's lag on
+    ``posts.classified.v1`` then says whether posts are still to be counted."""
+    held: deque[EventT[Any]] = deque()  # oldest first
+
+    async def let_go(consumer: Any) -> None:
+        """Read again after the rebalance or restart, the records are skipped (at or below
+        the engine's offset) while their posts wait in the merge or its checkpoint."""
+        consumer._unacked_messages.difference_update(e.message for e in held)
+        held.clear()
+
+    _let_go_on_stop(app, let_go)
+
     async def detect(stream: faust.StreamT[bytes]) -> None:
         async for events in _batches(stream, size, wait_ms):
             await stage.handle([_record(e) for e in events], send)
+            for event in events:  # the batch's loop acks them once; a hold takes a second
+                event.message.incref()
+                held.append(event)
+            waiting = {p: stage.waiting_from(p) for p in {e.message.partition for e in held}}
+            while held:
+                first = waiting[held[0].message.partition]
+                if first is not None and held[0].message.offset >= first:
+                    break
+                _ack(app, held.popleft())
 
     return app.agent(send.classified_t, name="detect")(detect)
+
+
+def _ack(app: faust.App, event: EventT[Any]) -> None:
+    if event.ack():  # the last reference: the offset may now be committed
+        msg = event.message
+        app.sensors.on_message_out(msg.tp, msg.offset, msg)
+
+
+def _progress_timer(
+    app: faust.App, raw_t: Any, stage: DetectStage, send: _Send, settings: Settings
+) -> None:
+    """Every ``progress_interval_seconds``, while posts wait in this worker's merge: a
+    progress marker for each raw partition it waits on that is classified to its end
+    (``DetectStage.progress``)."""
+    raw = raw_t.get_topic_name()
+    classified = send.classified_t.get_topic_name()
+    bootstrap = bootstrap_of(settings)
+
+    async def send_progress() -> None:
+        held = [tp.partition for tp in app.consumer.assignment() if tp.topic == classified]
+        if not any(stage.waiting_from(p) is not None for p in held):
+            return
+        offsets = await group_offsets(bootstrap, settings.group_id, [raw])
+        by_partition = {tp.partition: ends for tp, ends in offsets.items()}
+        for partition in held:
+            for mark in stage.progress(partition, by_partition, settings.merge_slack_seconds):
+                key = f"progress:{mark.raw_partition}".encode()
+                await send.classified_t.send(key=key, value=mark.to_bytes(), partition=partition)
+
+    async def progress() -> None:
+        try:
+            await send_progress()
+        except Exception as exc:  # not started, stopping, or the broker away: next time
+            log.warning("detect: no progress markers this time: %s", exc)
+
+    app.timer(settings.progress_interval_seconds, name="detect-progress")(progress)
 
 
 def _deliver_agent(app: faust.App, stage: DeliverStage, send: _Send, sinks: AlertSinks) -> Any:
@@ -248,7 +311,15 @@ def _deliver_agent(app: faust.App, stage: DeliverStage, send: _Send, sinks: Aler
     done with it (delivered, or parked on alerts.dlq.v1), not by the loop, so a crash
     before that delivers it again, to the sinks that have not recorded it."""
     held: weakref.WeakSet[Any] = weakref.WeakSet()  # records the sink lanes still hold
-    _let_go_on_stop(app, sinks, held)
+
+    async def let_go(consumer: Any) -> None:
+        """Stop the sink lanes, then let go of their records: they go again to the sinks
+        that did not record them."""
+        await sinks.close()
+        consumer._unacked_messages.difference_update(held)
+        held.clear()
+
+    _let_go_on_stop(app, let_go)
 
     async def finished(record: Record) -> None:
         event = record.event
@@ -268,17 +339,15 @@ def _deliver_agent(app: faust.App, stage: DeliverStage, send: _Send, sinks: Aler
     return app.agent(send.alerts_t, name="deliver")(deliver)
 
 
-def _let_go_on_stop(app: faust.App, sinks: AlertSinks, held: weakref.WeakSet[Any]) -> None:
-    """A stop or a rebalance waits for every record in hand to be acked: first stop the
-    sink lanes and let go of the records they hold, unacked. Not committed, they are read
-    again (after the restart, or the rebalance's seek to the committed offsets) and go to
-    the sinks that did not record them."""
+def _let_go_on_stop(app: faust.App, let_go: Callable[[Any], Awaitable[None]]) -> None:
+    """A stop or a rebalance waits for every record in hand to be acked: first
+    ``let_go(consumer)`` lets go of the records an agent holds, unacked. Not committed,
+    they are read again after the restart, or the rebalance's seek to the committed offsets.
+    (Each agent that holds records wraps the wait once.)"""
     wait_empty = app._consumer_wait_empty
 
     async def let_go_then_wait_empty(consumer: Any, logger: Any) -> None:
-        await sinks.close()
-        consumer._unacked_messages.difference_update(held)
-        held.clear()
+        await let_go(consumer)
         await wait_empty(consumer, logger)
 
     app._consumer_wait_empty = let_go_then_wait_empty  # type: ignore[method-assign]

@@ -7,6 +7,10 @@ records between that offset and where the consumer resumes are read again and re
 the ones it had). A snapshot is written as chunks into one of two slots and then a
 ``meta`` entry naming the slot, all to the same changelog partition in order: a crash
 mid-write leaves ``meta`` pointing at the previous, complete slot.
+
+Beside the engine a checkpoint holds the detector's merge of the raw partitions
+(``streams/merge.py``: the posts waiting in it, each source's progress), as its own bytes
+after the engine's (``meta["merge_bytes"]`` of them; none in a checkpoint from before).
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ class Checkpoints:
         self.table = table
         self.chunk_bytes = chunk_bytes
 
-    def save(self, partition: int, engine: BurstEngine) -> int:
-        """Write ``engine`` (covering up to ``engine.offset``); returns the bytes written."""
+    def save(self, partition: int, engine: BurstEngine, merge: bytes = b"") -> int:
+        """Write ``engine`` (covering up to ``engine.offset``) and the ``merge`` state;
+        returns the bytes written."""
         meta = self.table.get(f"{partition}:meta")
         slot = 1 - int(meta["slot"]) if meta else 0
-        data = engine.dumps()
+        data = engine.dumps() + merge
         step = self.chunk_bytes
         chunks = [data[i : i + step] for i in range(0, len(data), step)] or [b""]
         for i, chunk in enumerate(chunks):
@@ -41,6 +46,7 @@ class Checkpoints:
             "chunks": len(chunks),
             "offset": engine.offset,
             "sha256": hashlib.sha256(data).hexdigest(),
+            "merge_bytes": len(merge),
         }
         return len(data)
 
@@ -49,8 +55,9 @@ class Checkpoints:
         meta = self.table.get(f"{partition}:meta")
         return int(meta["offset"]) if meta else -1
 
-    def load(self, partition: int) -> BurstEngine | None:
-        """The last complete checkpoint of ``partition``, or None."""
+    def load(self, partition: int) -> tuple[BurstEngine, bytes] | None:
+        """The last complete checkpoint of ``partition`` (the engine, the merge state's
+        bytes), or None."""
         meta = self.table.get(f"{partition}:meta")
         if not meta:
             return None
@@ -65,8 +72,9 @@ class Checkpoints:
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
             log.warning("detector checkpoint of partition %d is corrupt; starting empty", partition)
             return None
+        cut = len(data) - int(meta.get("merge_bytes", 0))
         try:
-            engine = BurstEngine.loads(data)
+            engine = BurstEngine.loads(data[:cut])
         except IncompatibleCheckpoint as exc:
             log.warning(
                 "detector checkpoint of partition %d is %s; starting empty (baselines are "
@@ -76,4 +84,4 @@ class Checkpoints:
             )
             return None
         engine.offset = int(meta["offset"])
-        return engine
+        return engine, data[cut:]

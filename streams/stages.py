@@ -5,8 +5,8 @@ The path of a post, hop by hop::
     connector / seismo replay
         -> posts.raw.v1          (key: post key)
     IngestStage.handle           decode, classify (stateless)
-        -> posts.classified.v1   (key: post key; same partition count: order kept)
-    DetectStage.handle           restore + catch up, count, alert, checkpoint
+        -> posts.classified.v1   (key: post key; one partition, whatever the raw count)
+    DetectStage.handle           restore + catch up, merge, count, alert, checkpoint
         -> alerts.v1             (key: alert id; one record per alert version)
     DeliverStage.handle          hand the version to each sink's lane that lacks it
         -> webhooks, chat, JSONL file; a failed delivery -> alerts.dlq.v1
@@ -29,9 +29,14 @@ The rules:
   twice: the detect stage counts it once. The posts are classified in one call; if that
   call fails they are classified one by one and only those that fail again are rejected.
 * **Detect** (:class:`DetectStage`). One :class:`~streams.detector.BurstEngine` per
-  classified partition. Before a partition's first batch (and when its checkpoint is newer
-  than the engine in memory, after the partition moved away and back) the engine is restored
-  from ``detector-checkpoints``; the records between the checkpoint's offset and the batch are
+  classified partition (there is one), after a :class:`~streams.merge.Merge` of the raw
+  partitions that drops the copies ingest classified again (by raw offset) and releases the
+  posts in one order whatever the number of raw partitions; a record whose post waits there
+  is not acked yet (:meth:`DetectStage.waiting_from`), and while posts wait on a silent raw
+  partition the worker writes progress markers (:meth:`DetectStage.progress`). Before a
+  partition's first batch (and when its checkpoint is newer than the engine in memory, after
+  the partition moved away and back) the engine and its merge are restored from
+  ``detector-checkpoints``; the records between the checkpoint's offset and the batch are
   read again through the injected reader and counted, and the alert versions they raise are
   sent again (same id and version: every consumer drops repeats). Records at or below the
   engine's offset were counted already and are skipped. A post whose key was counted
@@ -56,22 +61,31 @@ The rules:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from models.classifier import Classifier
-from seismo.contracts import Alert, ClassifiedPost, Contract, FailedDelivery, Post, decode
+from seismo.contracts import (
+    PROGRESS_PREFIX,
+    Alert,
+    ClassifiedPost,
+    Contract,
+    FailedDelivery,
+    Post,
+    Progress,
+    decode,
+)
 from seismo.errors import ContractError
 from seismo.metrics import Metrics
 from streams.checkpoint import Checkpoints
 from streams.delivery import AlertSinks, DeliveryFailure, Handoff, failed_delivery
 from streams.detector import BurstEngine
+from streams.merge import Entry, Merge, micros
 from streams.params import DetectorParams
 
 log = logging.getLogger(__name__)
@@ -162,15 +176,13 @@ class _Stage:
         return self.reject(record, _reason(exc))
 
 
-def _first_copies(
-    engine: BurstEngine, posts: Sequence[tuple[Record, ClassifiedPost]]
-) -> list[ClassifiedPost]:
+def _first_copies(engine: BurstEngine, posts: Sequence[ClassifiedPost]) -> list[ClassifiedPost]:
     """The posts whose key the engine has not seen (its memory of recent post keys) and
     that come first in the batch: the ones the trend series count."""
     seen = engine.seen
     keys: set[str] = set()
     out = []
-    for _, cp in posts:
+    for cp in posts:
         key = cp.post.key
         if key not in seen and key not in keys:
             keys.add(key)
@@ -212,15 +224,22 @@ class IngestStage(_Stage):
 
     name = "ingest"
 
-    def __init__(self, classifier: Classifier, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        classifier: Classifier,
+        metrics: Metrics,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         super().__init__(metrics, _nothing)  # no table to write
         self.classifier = classifier
+        self.wall = wall
 
     def handle(self, batch: Sequence[Record]) -> Classified:
         return self.classify(self.admit(batch))
 
     def admit(self, batch: Sequence[Record]) -> Admitted:
-        """Decode each record (one that does not decode is rejected)."""
+        """Decode each record (one that does not decode is rejected); a post without
+        ``ingested_at`` (a producer other than seismo's connectors) is stamped now."""
         out = Admitted()
         posts_in = self.metrics.posts_in
         for record in batch:
@@ -229,6 +248,8 @@ class IngestStage(_Stage):
             except Exception as exc:
                 out.rejected.append(self.failed(record, exc))
                 continue
+            if post.ingested_at is None:
+                post = post.model_copy(update={"ingested_at": self.wall()})
             posts_in.labels("ingest", self.metrics.source(post.source)).inc()
             out.posts.append((record, post))
         return out
@@ -241,7 +262,10 @@ class IngestStage(_Stage):
         records = [record for record, _ in admitted.posts]
         posts = [post for _, post in admitted.posts]
         try:
-            out.posts = list(zip(records, self._classify(posts), strict=True))
+            out.posts = [
+                (record, _placed(cp, record))
+                for record, cp in zip(records, self._classify(posts), strict=True)
+            ]
             return out
         except Exception as exc:
             if len(posts) == 1:
@@ -250,7 +274,7 @@ class IngestStage(_Stage):
             log.exception("ingest: batch of %d failed to classify; one by one", len(posts))
         for record, post in admitted.posts:
             try:
-                out.posts.append((record, self._classify([post])[0]))
+                out.posts.append((record, _placed(self._classify([post])[0], record)))
             except Exception as exc:
                 out.rejected.append(self.failed(record, exc))
         return out
@@ -269,6 +293,11 @@ class IngestStage(_Stage):
         post = cp.post
         self.metrics.posts_out.labels("ingest", self.metrics.source(post.source)).inc()
         self.metrics.stage_done("ingest", post.created_at.timestamp(), _since(post.ingested_at))
+
+
+def _placed(cp: ClassifiedPost, record: Record) -> ClassifiedPost:
+    """``cp`` with where its raw record is (the detector's merge orders and dedupes by it)."""
+    return cp.model_copy(update={"raw_partition": record.partition, "raw_offset": record.offset})
 
 
 # --- detect ---------------------------------------------------------------------------
@@ -308,6 +337,10 @@ def _by_partition(batch: Iterable[Record]) -> dict[int, list[Record]]:
 class DetectStage(_Stage):
     """``posts.classified.v1`` records -> alert versions, one burst engine per partition.
 
+    The records of a partition go through its merge of the ``sources`` raw partitions
+    (``streams/merge.py``) before the engine: the merge drops the copies ingest classified
+    again, and releases the posts in one order whatever the number of raw partitions.
+
     :meth:`handle` is the worker's whole step (restore and catch up, :meth:`count`, send,
     checkpoint, in that order); :meth:`count` alone is the pure part, which the offline
     pipeline calls (nothing to restore there).
@@ -324,19 +357,26 @@ class DetectStage(_Stage):
         catch_up: CatchUp,
         checkpoint_seconds: float,
         catch_up_batch: int,
+        sources: int = 1,
+        max_buffered: int = 50_000,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] | None = None,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
         enter: Enter = _nothing,
     ) -> None:
         super().__init__(metrics, enter)
+        self.wall = wall  # the progress markers' clock
         self.params = params
         self.checkpoints = Checkpoints(checkpoints)
         self.catch_up = catch_up
         self.checkpoint_seconds = checkpoint_seconds
         self.catch_up_batch = max(catch_up_batch, 1)
+        self.sources = sources
+        self.max_buffered = max_buffered
         self.clock = clock
         self.now = now  # the engines' wall clock (None: BurstEngine's own)
         self.engines: dict[int, BurstEngine] = {}
+        self.merges: dict[int, Merge[ClassifiedPost]] = {}
         self.saved_at: dict[int, float] = {}
 
     async def handle(self, batch: Sequence[Record], send: DetectSend) -> None:
@@ -370,18 +410,38 @@ class DetectStage(_Stage):
             gap = await self.catch_up(partition, engine.offset + 1, offset)
             log.info("detect: replaying %d records of partition %d", len(gap), partition)
             for i in range(0, len(gap), self.catch_up_batch):
-                chunk = gap[i : i + self.catch_up_batch]
-                posts: list[ClassifiedPost] = []
-                for _, value in chunk:
-                    with contextlib.suppress(ContractError):  # it went to the DLQ then
-                        posts.append(decode(ClassifiedPost, value or b""))
-                try:  # the same alerts as one record at a time (observe_many's contract)
-                    alerts = engine.observe_many(posts)
-                finally:  # part of a chunk may be counted when it raises: never again
-                    engine.offset = chunk[-1][0]
-                await send.alerts(self._raised(alerts))
+                part = gap[i : i + self.catch_up_batch]
+                chunk = [Record(partition, o, v or b"") for o, v in part]
+                # a record rejected now went to the DLQ when it was first read
+                await send.alerts(self._count(partition, engine, chunk).alerts)
             engine.offset = offset - 1
         return engine
+
+    def waiting_from(self, partition: int) -> int | None:
+        """The lowest offset of ``partition`` whose post waits in the merge (None: none
+        waits). The worker acks a record only below it, so a drained pipeline shows no lag
+        while posts still wait."""
+        merge = self.merges.get(partition)
+        return merge.first_offset() if merge is not None else None
+
+    def progress(
+        self, partition: int, raw: Mapping[int, tuple[int, int]], slack: float
+    ) -> list[Progress]:
+        """Progress markers for the raw partitions the merge of ``partition`` waits on
+        (``Merge.blocking``) that are classified to their end:
+        ``raw`` gives each one's (end offset, offset the group committed). Every post before
+        the end is then in ``posts.classified.v1``, ahead of the marker; a post still to come
+        was stamped at most ``slack`` seconds before now."""
+        merge = self.merges.get(partition)
+        if merge is None:
+            return []
+        not_before = self.wall() - timedelta(seconds=slack)
+        out = []
+        for source in merge.blocking():
+            end, committed = raw.get(source, (0, 0))
+            if committed >= end:
+                out.append(Progress(raw_partition=source, raw_offset=end, not_before=not_before))
+        return out
 
     def engine(self, partition: int) -> BurstEngine:
         """The partition's engine: the one in memory, else restored from its checkpoint, else
@@ -389,51 +449,85 @@ class DetectStage(_Stage):
         return self.engines.get(partition) or self._load(partition)
 
     def _load(self, partition: int) -> BurstEngine:
-        engine = self.checkpoints.load(partition)
-        if engine is None:
+        saved = self.checkpoints.load(partition)
+        merge = Merge[ClassifiedPost](self.sources, self.max_buffered)
+        if saved is None:
             engine = BurstEngine(self.params, self.now) if self.now else BurstEngine(self.params)
-        elif self.now:
-            engine.set_clock(self.now)
+        else:
+            engine, merge_bytes = saved
+            if merge_bytes:
+                merge = Merge.loads(merge_bytes, self.sources, self.max_buffered, _classified)
+            if self.now:
+                engine.set_clock(self.now)
         for alert in engine.book.current():
             self.metrics.alert_restored(alert)
         self.engines[partition] = engine
+        self.merges[partition] = merge
         self.saved_at[partition] = self.clock()
         return engine
 
     def count(self, partition: int, records: Sequence[Record]) -> Detected:
-        """Count the records of one partition not counted yet, in one ``observe_many`` call
-        (the same alerts as one by one). If the engine fails, the records it was given are
-        rejected with the reason."""
+        """Count the records of one partition not counted yet: through the merge, then the
+        posts it releases in one ``observe_many`` call (the same alerts as one by one). If
+        the engine fails, the posts it was given are rejected with the reason."""
         engine = self.engine(partition)
+        fresh = [r for r in records if r.offset > engine.offset]
+        if len(fresh) < len(records):  # redelivered after a restart
+            self.metrics.duplicates.labels("detect").inc(len(records) - len(fresh))
+        return self._count(partition, engine, fresh)
+
+    def _count(self, partition: int, engine: BurstEngine, records: Sequence[Record]) -> Detected:
+        merge = self.merges[partition]
         out = Detected()
-        posts: list[tuple[Record, ClassifiedPost]] = []
+        if not records:
+            return out
+        copies, late, forced = merge.copies, merge.late, merge.forced
         for record in records:
-            if record.offset <= engine.offset:  # redelivered after a restart
-                self.metrics.duplicates.labels("detect").inc()
-                continue
             try:
-                posts.append((record, self._admit(record)))
+                self._take(merge, record)
             except Exception as exc:
                 out.rejected.append(self.failed(record, exc))
+        entries = merge.pop()
+        posts = [e.item for e in entries]
         repeats, too_late = engine.repeats, engine.too_late
         first = _first_copies(engine, posts)
         try:
-            out.alerts = self._raised(engine.observe_many(cp for _, cp in posts))
+            out.alerts = self._raised(engine.observe_many(posts))
         except Exception as exc:
-            log.exception("detect failed on %d records of partition %d", len(posts), partition)
-            out.rejected += [self.reject(record, _reason(exc)) for record, _ in posts]
+            log.exception("detect failed on %d posts of partition %d", len(posts), partition)
+            reason = _reason(exc)
+            out.rejected += [self.reject(_entry_record(partition, e), reason) for e in entries]
         finally:
             engine.offset = max(engine.offset, records[-1].offset)
-        if engine.repeats > repeats:  # a copy of a post counted already: counted once
-            self.metrics.duplicates.labels("detect").inc(engine.repeats - repeats)
+        m = self.metrics
+        # a copy of a post counted already (by raw offset, or by key): counted once
+        m.duplicates.labels("detect").inc(merge.copies - copies + engine.repeats - repeats)
         if engine.too_late > too_late:  # too far behind the detector's clock: not counted
-            self.metrics.too_late.labels(str(partition)).inc(engine.too_late - too_late)
+            m.too_late.labels(str(partition)).inc(engine.too_late - too_late)
+        m.merge_late.inc(merge.late - late)
+        m.merge_forced.inc(merge.forced - forced)
+        m.merge_buffered.set(merge.buffered)
         for cp in first:  # the trend series count a post once, however often it was sent
-            self.metrics.classified(cp)
-        for _, cp in posts[-1:]:
+            m.classified(cp)
+        for cp in posts[-1:]:
             post = cp.post
-            self.metrics.stage_done("detect", post.created_at.timestamp(), _since(post.ingested_at))
+            m.stage_done("detect", post.created_at.timestamp(), _since(post.ingested_at))
         return out
+
+    def _take(self, merge: Merge[ClassifiedPost], record: Record) -> None:
+        """Give ``record`` to the merge: a progress marker, or a classified post."""
+        value = record.value
+        if isinstance(value, Progress) or (
+            isinstance(value, bytes) and value.startswith(PROGRESS_PREFIX)
+        ):
+            mark = _value(Progress, record)
+            merge.progress(mark.raw_partition, mark.raw_offset, micros(mark.not_before))
+            return
+        cp = self._admit(record)
+        post = cp.post
+        stamp = micros(post.ingested_at or post.created_at)
+        source = cp.raw_partition or 0
+        merge.push(Entry(stamp, post.key, source, cp.raw_offset, record.offset, cp))
 
     def _admit(self, record: Record) -> ClassifiedPost:
         cp = _value(ClassifiedPost, record)
@@ -455,11 +549,21 @@ class DetectStage(_Stage):
         return alerts
 
     def save(self, partition: int) -> None:
-        """Checkpoint the partition's engine (covering up to its offset)."""
-        size = self.checkpoints.save(partition, self.engines[partition])
+        """Checkpoint the partition's engine (covering up to its offset) and its merge."""
+        merge = self.merges[partition].dumps(ClassifiedPost.to_bytes)
+        size = self.checkpoints.save(partition, self.engines[partition], merge)
         self.metrics.detector_checkpoint_bytes.labels(str(partition)).set(size)
         self.metrics.detector_keys.set(sum(e.named_keys for e in self.engines.values()))
         self.saved_at[partition] = self.clock()
+
+
+def _classified(value: bytes) -> ClassifiedPost:
+    return decode(ClassifiedPost, value)
+
+
+def _entry_record(partition: int, entry: Entry[ClassifiedPost]) -> Record:
+    """The classified record a post waiting in the merge came from (to reject it)."""
+    return Record(partition, entry.offset, entry.item, entry.key.encode())
 
 
 # --- deliver --------------------------------------------------------------------------

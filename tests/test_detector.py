@@ -299,13 +299,16 @@ def test_checkpoints_in_a_table_survive_a_torn_write() -> None:
     run(eng, posts[200:400])
     eng.offset = 399
     good = dict(table)
-    store.save(0, eng)
-    assert store.load(0) is not None and store.load(0).offset == 399  # type: ignore[union-attr]
+    store.save(0, eng, b"merge state")
+    loaded = store.load(0)
+    assert loaded is not None and loaded[0].offset == 399 and loaded[1] == b"merge state"
     # a crash after the chunks of a new snapshot but before its meta: the old one stands
     torn = dict(good)
     torn.update({k: v for k, v in table.items() if k != "0:meta"})
-    restored = Checkpoints(torn).load(0)
-    assert restored is not None and restored.offset == 199
+    old = Checkpoints(torn).load(0)
+    assert old is not None and old[1] == b""
+    restored = old[0]
+    assert restored.offset == 199
     restored.set_clock(lambda: NOW)
     assert run(restored, posts[200:]) == run(engine_at(posts[:200]), posts[200:])
     assert Checkpoints({}).load(0) is None

@@ -232,7 +232,16 @@ def samples(m: Metrics) -> set[str]:
 
 def test_a_process_exports_only_its_own_series_without_labels() -> None:
     every = samples(Metrics(CollectorRegistry(), process="all"))
-    worker = {"seismo_detector_keys", "seismo_rebalances_total", "seismo_rebalances_created"}
+    worker = {
+        "seismo_detector_keys",
+        "seismo_rebalances_total",
+        "seismo_rebalances_created",
+        "seismo_merge_late_total",
+        "seismo_merge_late_created",
+        "seismo_merge_forced_total",
+        "seismo_merge_forced_created",
+        "seismo_merge_buffered_posts",
+    }
     assert every == worker | {"seismo_live_clients"}
     assert samples(Metrics(CollectorRegistry(), process="worker")) == worker
     assert samples(Metrics(CollectorRegistry(), process="live")) == {"seismo_live_clients"}

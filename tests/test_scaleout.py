@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from seismo.config import load_settings
 from seismo.contracts import POSTS_CLASSIFIED, POSTS_RAW, Post
 from seismo.kafka import end_offsets, ensure_topics
 from tests.helpers import (
+    SHARED_DATA,
     WebhookReceiver,
     WorkerProcess,
     expected_ids,
@@ -26,6 +28,7 @@ from tests.helpers import (
     read_to_end,
     replay_summary,
     wait_until,
+    worker_env_for,
     write_jsonl,
 )
 from tests.timeouts import PIPELINE_DRAINS, POLL, WORKER_READY
@@ -177,3 +180,64 @@ def test_workers_joining_while_posts_flow_leave_no_raw_record_behind(
     finally:
         for w in workers:
             w.stop()
+
+
+def _alerts_of(
+    kafka: str, tmp_path: Path, stream: Path, raw_partitions: int, workers: int
+) -> list[dict[str, object]]:
+    """The alert versions ``seismo replay STREAM --alerts-out`` collects from ``workers``
+    workers in a fresh namespace with ``raw_partitions`` raw partitions, without their
+    wall-clock field, in (id, version) order."""
+    name = f"r{raw_partitions}w{workers}"
+    env = worker_env_for(kafka, f"t{uuid.uuid4().hex[:10]}", tmp_path / name)
+    env["SEISMO_RAW_PARTITIONS"] = str(raw_partitions)
+    procs = [
+        WorkerProcess(
+            env | {"SEISMO_WEB_PORT": str(free_port()), "SEISMO_DATA_DIR": str(tmp_path / w)},
+            tmp_path / f"{name}-{w}.log",
+        )
+        for w in [f"{name}-{i}" for i in range(workers)]
+    ]
+    raw = f"{env['SEISMO_NAMESPACE']}.{POSTS_RAW}"
+
+    def split() -> bool:  # every worker joined: no rebalance while the posts flow
+        held = [held_partitions(w, raw) for w in procs]
+        return all(held) and sorted(p for h in held for p in h) == list(range(raw_partitions))
+
+    out = tmp_path / f"{name}.jsonl"
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            for started in [pool.submit(w.start) for w in procs]:
+                started.result()
+        wait_until(split, "each raw partition held by one worker", WORKER_READY)
+        summary = replay_summary(env, stream, "--alerts-out", str(out))
+        assert summary["sent"] > 0
+    finally:
+        for w in procs:
+            assert w.stop() == 0, w.log_text()[-3000:]
+    alerts = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
+    return sorted(
+        ({k: v for k, v in a.items() if k != "detected_at"} for a in alerts),
+        key=lambda a: (str(a["id"]), int(str(a["version"]))),
+    )
+
+
+@pytest.mark.parametrize("stream", ["synthetic", "crisislex_2013_Oklahoma_Tornado.jsonl"])
+def test_one_or_four_raw_partitions_one_or_two_workers_raise_the_same_alerts(
+    kafka: str, tmp_path: Path, stream: str
+) -> None:
+    """Classification spread, detection whole: with 4 raw partitions (classified by one
+    worker or two) the detector's merge puts the posts back in the order one partition
+    keeps, so every alert version is the same, field for field."""
+    if stream == "synthetic":
+        path = write_jsonl(tmp_path / "stream.jsonl", multi_burst_rows())
+    else:
+        path = SHARED_DATA / "replay" / stream
+        if not path.is_file():
+            pytest.skip("../shared/data is not present (evaluation data lives outside the repo)")
+    one = _alerts_of(kafka, tmp_path, path, 1, 1)
+    assert len(one) >= 3, "the stream raises alerts"
+    for raw_partitions, workers in [(4, 1), (4, 2)]:
+        got = _alerts_of(kafka, tmp_path, path, raw_partitions, workers)
+        assert [(a["id"], a["version"]) for a in got] == [(a["id"], a["version"]) for a in one]
+        assert got == one, f"{raw_partitions} raw partitions, {workers} workers"

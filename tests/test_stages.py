@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
+import zlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from models.keyword import KeywordClassifier
 from seismo.config import load_settings
-from seismo.contracts import Alert, ClassifiedPost, FailedDelivery, Post
+from seismo.contracts import Alert, ClassifiedPost, FailedDelivery, Post, Progress, decode
 from seismo.metrics import Metrics
 from seismo.watchlist import load_watchlist
 from streams.delivery import AlertSinks, FileSink, HttpSink, RetryPolicy, SinkFailed
@@ -190,6 +192,7 @@ def detect_stage(
     clock: Clock | None = None,
     checkpoint_seconds: float = math.inf,
     metrics: Metrics | None = None,
+    sources: int = 1,
 ) -> tuple[DetectStage, list[tuple[int, int, int]]]:
     """A detect stage on ``table``; its catch-up reader serves ``gap`` and logs its calls."""
     reads: list[tuple[int, int, int]] = []
@@ -212,6 +215,8 @@ def detect_stage(
         catch_up_batch=64,
         clock=clock or Clock(),
         now=lambda: T0,
+        wall=lambda: T0,
+        sources=sources,
     )
     return stage, reads
 
@@ -577,3 +582,90 @@ async def test_a_bad_alert_record_is_rejected_with_its_reason(tmp_path: Path) ->
     assert [(r.stage, r.record.offset) for r in out.rejected] == [("deliver", 0)]
     assert out.held == [good]
     assert sample(run.metrics, "seismo_dlq_total", stage="deliver") == 1
+
+
+# --- detect: the merge of several raw partitions -----------------------------------------
+
+
+def spread(records: list[Record], sources: int, seed: int) -> list[Record]:
+    """The classified stream as ``sources`` raw partitions would give it: each post stamped
+    (``ingested_at``, in stream order) and placed in a raw partition by its key, the
+    partitions' records interleaved at random in the one classified partition, then a
+    progress marker per raw partition (every one classified to its end)."""
+    rng = random.Random(seed)
+    queues: list[list[ClassifiedPost]] = [[] for _ in range(sources)]
+    for i, r in enumerate(records):
+        assert isinstance(r.value, bytes)
+        cp = decode(ClassifiedPost, r.value)
+        part = zlib.crc32(cp.post.key.encode()) % sources
+        post = cp.post.model_copy(update={"ingested_at": T0 + timedelta(milliseconds=i)})
+        placed = cp.model_copy(
+            update={"post": post, "raw_partition": part, "raw_offset": len(queues[part])}
+        )
+        queues[part].append(placed)
+    values: list[bytes] = []
+    while any(queues):
+        part = rng.choice([p for p in range(sources) if queues[p]])
+        for _ in range(rng.randint(1, 40)):
+            if queues[part]:
+                values.append(queues[part].pop(0).to_bytes())
+    ends = T0 + timedelta(days=1)
+    for part in range(sources):
+        values.append(Progress(raw_partition=part, raw_offset=10**6, not_before=ends).to_bytes())
+    return [Record(0, i, v, None, CLASSIFIED) for i, v in enumerate(values)]
+
+
+async def test_any_number_of_raw_partitions_in_any_interleaving_gives_the_same_alerts(
+    classified: list[Record],
+) -> None:
+    """1, 2 or 4 raw partitions, their records interleaved differently each time (one worker
+    faster than another): the merge gives the detector one order, so the same alerts."""
+    one = spread(classified, 1, 0)
+    _, want = await uninterrupted(one)
+    assert len(want.sent) >= 3
+    for sources, seed in [(2, 1), (4, 2), (4, 3)]:
+        stage, _ = detect_stage({}, sources=sources)
+        send = ListSend()
+        await run_all(stage, spread(classified, sources, seed), send)
+        assert versions(send.sent) == versions(want.sent), (sources, seed)
+        assert stage.merges[0].buffered == 0 and stage.waiting_from(0) is None
+        assert stage.merges[0].late == 0
+
+
+async def test_a_restart_mid_merge_restores_the_waiting_posts_and_gives_the_same_alerts(
+    classified: list[Record],
+) -> None:
+    records = spread(classified, 4, 5)
+    _, whole = await uninterrupted(spread(classified, 1, 0))
+    table: dict[str, Any] = {}
+    clock = Clock()
+    first, _ = detect_stage(table, clock=clock, checkpoint_seconds=10, sources=4)
+    send1 = ListSend()
+    await run_all(first, records[:150], send1)
+    clock.t = 10.0
+    await first.handle(records[150:200], send1)  # a checkpoint, posts waiting in the merge
+    assert first.merges[0].buffered > 0 and table["0:meta"]["offset"] == 199
+    await run_all(first, records[200:260], send1)  # then a crash
+
+    second, reads = detect_stage(table, gap=records, sources=4)
+    send2 = ListSend()
+    await run_all(second, records[240:], send2)  # the consumer resumes at 240
+    assert reads == [(0, 200, 240)]
+    union = {(a.id, a.version): a for a in send1.sent + send2.sent}
+    assert versions(sorted(union.values(), key=_order)) == versions(sorted(whole.sent, key=_order))
+
+
+def test_progress_markers_only_for_silent_raw_partitions_classified_to_their_end() -> None:
+    stage, _ = detect_stage({}, sources=3)
+    assert stage.progress(0, {}, 5.0) == []  # nothing waits
+    early = make_post("a").model_copy(update={"ingested_at": T0 - timedelta(minutes=1)})
+    post = ClassifiedPost(post=early, raw_partition=0, raw_offset=0)
+    stage.count(0, [Record(0, 0, post.to_bytes(), None, CLASSIFIED)])
+    assert stage.waiting_from(0) == 0
+    # raw 1: committed to its end; raw 2: 3 records not committed yet
+    marks = stage.progress(0, {0: (1, 1), 1: (40, 40), 2: (9, 6)}, 5.0)
+    assert [(m.raw_partition, m.raw_offset) for m in marks] == [(1, 40)]
+    assert marks[0].not_before == T0 - timedelta(seconds=5)
+    assert stage.count(0, [Record(0, 1, marks[0].to_bytes(), None, CLASSIFIED)]).alerts == []
+    assert stage.waiting_from(0) == 0  # raw 2 still silent
+    assert [m.raw_partition for m in stage.progress(0, {2: (9, 9)}, 5.0)] == [2]

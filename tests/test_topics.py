@@ -91,7 +91,7 @@ def test_the_worker_creates_faust_s_topics_as_faust_would() -> None:
     got = {t.name: (t.partitions, t.configs) for t in faust_topics(app)}
     compact = {"cleanup.policy": "compact"}
     assert got == {
-        "ns.seismo-detector-checkpoints-changelog": (2, compact),
+        "ns.seismo-detector-checkpoints-changelog": (1, compact),  # one classified partition
         "ns.seismo-delivered-changelog": (3, compact),
         "ns.seismo-__assignor-__leader": (1, {}),
     }
