@@ -120,7 +120,8 @@ async def _feed_and_drain(
         await producer.flush()
     finally:
         await producer.stop()
-    while any((await group_lag(bootstrap, settings.group_id, [raw, classified])).values()):
+    topics = [raw] if settings.raw_partitions == 1 else [raw, classified]  # see wait_drained
+    while any((await group_lag(bootstrap, settings.group_id, topics)).values()):
         await asyncio.sleep(0.2)
     return time.perf_counter() - t
 
@@ -135,10 +136,13 @@ def run_workers(
         "SEISMO_NAMESPACE": namespace,
         "SEISMO_DATA_DIR": str(d / namespace),
         "SEISMO_CLASSIFIER": args.classifier,
-        "SEISMO_CLASSIFY_BATCH_SIZE": str(args.batch),
         "SEISMO_RAW_PARTITIONS": str(args.raw_partitions),
     }
-    settings = load_settings(kafka_bootstrap=bootstrap, namespace=namespace)
+    if args.batch:
+        env["SEISMO_CLASSIFY_BATCH_SIZE"] = str(args.batch)
+    settings = load_settings(
+        kafka_bootstrap=bootstrap, namespace=namespace, raw_partitions=args.raw_partitions
+    )
     lines = [p.model_dump_json().encode() for p in posts]
     keys = [p.key.encode() for p in posts]
     workers = Workers(env, count, d)
@@ -155,7 +159,7 @@ def run_workers(
         "workers": count,
         "raw_partitions": args.raw_partitions,
         "classifier": args.classifier,
-        "classify_batch_size": args.batch,
+        "classify_batch_size": settings.classify_batch_size if not args.batch else args.batch,
         "posts": len(posts),
         "file": Path(args.file).name if args.file else None,
         "seconds": round(wall, 2),
@@ -194,7 +198,9 @@ def register(sub: Any, load: Any) -> None:
         default="cascade",
         help="the worker's classifier (default: cascade, the product default)",
     )
-    e.add_argument("--batch", type=int, default=32, help="classify_batch_size of the worker")
+    e.add_argument(
+        "--batch", type=int, help="classify_batch_size of the worker (default: its setting)"
+    )
     e.add_argument("--workers", default="1,2", help="worker counts to run, e.g. 1,2 (default)")
     e.add_argument("--raw-partitions", type=int, default=4, help="partitions of posts.raw.v1")
     e.add_argument(

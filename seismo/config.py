@@ -424,6 +424,13 @@ class Settings(BaseSettings):
         description="partitions of posts.raw.v1: that many workers classify in parallel; the "
         "detector merges them back into one order (the same alerts for any count)",
     )
+    publish_classified: bool = Field(
+        default=False,
+        description="with raw_partitions 1, where the worker's ingest agent counts its posts "
+        "itself: also write each classified post to posts.classified.v1, for other readers "
+        "(about a quarter of the keyword path's CPU); with more raw partitions they are "
+        "always written, the detector reads them there",
+    )
     merge_slack_seconds: float = Field(
         default=5.0,
         ge=0,
@@ -603,7 +610,10 @@ class Settings(BaseSettings):
         "detector at most",
     )
     classify_batch_size: int = Field(
-        default=32, ge=1, description="posts per classifier call in ingest; 1 = no batching"
+        default=128,
+        ge=1,
+        description="posts ingest reads and classifies per call (and, with one raw "
+        "partition, counts per detector call); 1 = no batching",
     )
     classify_batch_wait_ms: float = Field(
         default=50.0, ge=0, description="longest a post waits for its batch to fill"

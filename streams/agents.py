@@ -63,7 +63,7 @@ class Stages:
     """Handles to the agents, for tests and the CLI."""
 
     ingest: Any
-    detect: Any
+    detect: Any  # None with one raw partition: ingest counts the posts too
     deliver: Any
 
 
@@ -118,9 +118,14 @@ class _Send:
         self.dlq_t = app.topic(settings.topic(DLQ), partitions=parts)
         self.alerts_dlq_t = app.topic(settings.topic(ALERTS_DLQ), partitions=parts)
 
-    async def classified(self, out: Classified, stage: IngestStage) -> None:
-        """Send ingest's outputs; a post that cannot be sent goes to the DLQ alone."""
+    async def classified(self, out: Classified, stage: IngestStage, publish: bool = True) -> None:
+        """Send ingest's outputs; a post that cannot be sent goes to the DLQ alone. Without
+        ``publish`` (a one-hop worker's posts, counted in place) only the rejected go."""
         await self.rejected(out.rejected)
+        if not publish:
+            for _, cp in out.posts:
+                stage.sent(cp)
+            return
         for record, cp in out.posts:
             _enter(record)  # its record's event current, as stream.events() would have it
             post = cp.post
@@ -153,7 +158,8 @@ class _Send:
     async def rejected(self, rejected: Sequence[Rejected]) -> None:
         for r in rejected:
             rec = r.record
-            value = rec.value if isinstance(rec.value, bytes) else rec.value.model_dump_json()
+            v = rec.value
+            value = v.model_dump_json() if v is not None and not isinstance(v, bytes) else v
             dl = dead_letter(
                 r.stage,
                 r.reason,
@@ -186,11 +192,18 @@ def register(
     send = _Send(app, settings)
     checkpoints, delivered = _tables(app, settings)
     ingest = IngestStage(classifier, metrics)
+    raw_t = app.topic(settings.topic(POSTS_RAW), partitions=settings.partitions(POSTS_RAW))
+    one_hop = settings.raw_partitions == 1  # ingest counts its posts too: see _ingest_agent
+    read = partial(read_range, bootstrap_of(settings))
     detect = DetectStage(
         params,
         checkpoints,
         metrics,
-        catch_up=partial(read_range, bootstrap_of(settings), send.classified_t.get_topic_name()),
+        catch_up=(
+            partial(_classified_again, read, raw_t.get_topic_name(), ingest)
+            if one_hop
+            else partial(read, send.classified_t.get_topic_name())
+        ),
         checkpoint_seconds=settings.detector.checkpoint_seconds,
         catch_up_batch=settings.detector.batch_size,
         sources=settings.raw_partitions,
@@ -198,10 +211,16 @@ def register(
         enter=_enter,
     )
     deliver = DeliverStage(sinks, delivered, metrics, park=send.park, enter=_enter)
-    raw_t = app.topic(settings.topic(POSTS_RAW), partitions=settings.partitions(POSTS_RAW))
-    if settings.raw_partitions > 1:  # the detector's merge waits on idle raw partitions
-        _progress_timer(app, raw_t, detect, send, settings)
     size, wait = settings.classify_batch_size, settings.classify_batch_wait_ms
+    if one_hop:
+        return Stages(
+            ingest=_ingest_agent(
+                app, raw_t, ingest, send, size, wait, detect, settings.publish_classified
+            ),
+            detect=None,
+            deliver=_deliver_agent(app, deliver, send, sinks),
+        )
+    _progress_timer(app, raw_t, detect, send, settings)  # the merge waits on idle partitions
     return Stages(
         ingest=_ingest_agent(app, raw_t, ingest, send, size, wait),
         detect=_detect_agent(
@@ -209,6 +228,25 @@ def register(
         ),
         deliver=_deliver_agent(app, deliver, send, sinks),
     )
+
+
+async def _classified_again(
+    read: Callable[[str, int, int, int], Awaitable[list[tuple[int, bytes | None]]]],
+    raw_topic: str,
+    stage: IngestStage,
+    partition: int,
+    start: int,
+    end: int,
+) -> list[tuple[int, bytes | None]]:
+    """The one-hop worker's catch-up reader: the raw records of ``partition`` in
+    ``[start, end)`` classified again, by raw offset (a record that is not a post went to
+    the DLQ when it was first read, and is left out)."""
+    raw = [
+        Record(partition, o, v or b"", topic=raw_topic)
+        for o, v in await read(raw_topic, partition, start, end)
+    ]
+    out = await asyncio.to_thread(stage.classify, stage.admit(raw))
+    return [(record.offset, cp.to_bytes()) for record, cp in out.posts]
 
 
 def _tables(app: faust.App, settings: Settings) -> tuple[Any, Any]:
@@ -224,18 +262,39 @@ def _tables(app: faust.App, settings: Settings) -> tuple[Any, Any]:
 
 
 def _ingest_agent(
-    app: faust.App, topic: Any, stage: IngestStage, send: _Send, size: int, wait_ms: float
+    app: faust.App,
+    topic: Any,
+    stage: IngestStage,
+    send: _Send,
+    size: int,
+    wait_ms: float,
+    detect: DetectStage | None = None,
+    publish: bool = True,
 ) -> Any:
+    """The ingest agent; with ``detect`` (one raw partition: nothing to merge) it also
+    counts the batch's posts itself, by raw offset, so a post crosses one Faust hop, not
+    two, and writes ``posts.classified.v1`` only if it is to ``publish`` them."""
+
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         async for events in _batches(stream, size, wait_ms):
-            admitted = stage.admit([_record(e) for e in events])
+            batch = [_record(e) for e in events]
+            admitted = stage.admit(batch)
             if size > 1 and admitted.posts:  # one model call, off the event loop
                 out = await asyncio.to_thread(stage.classify, admitted)
             else:  # one record at a time, classified inline
                 out = stage.classify(admitted)
-            await send.classified(out, stage)
+            await send.classified(out, stage, publish)
+            if detect is not None:
+                await detect.handle(_counted(batch, out), send)
 
     return app.agent(topic, name="ingest")(ingest)
+
+
+def _counted(batch: Sequence[Record], out: Classified) -> list[Record]:
+    """The raw batch as the detect stage takes it: each record with its classified post, or
+    None where ingest rejected it (the DLQ has it; the detector only moves past it)."""
+    posts = {id(record): cp for record, cp in out.posts}
+    return [Record(r.partition, r.offset, posts.get(id(r)), r.key, r.topic, r.event) for r in batch]
 
 
 def _detect_agent(

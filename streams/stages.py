@@ -99,8 +99,10 @@ class Record:
 
     partition: int
     offset: int
-    value: bytes | Contract
-    """The record's bytes; in one process (offline, tests) the decoded contract itself."""
+    value: bytes | Contract | None
+    """The record's bytes; in one process (offline, tests) the decoded contract itself;
+    None for a raw record ingest rejected, given to a one-hop worker's detect stage, which
+    only moves past it."""
     key: bytes | None = None
     topic: str = ""
     event: Any = field(default=None, repr=False)
@@ -515,8 +517,11 @@ class DetectStage(_Stage):
         return out
 
     def _take(self, merge: Merge[ClassifiedPost], record: Record) -> None:
-        """Give ``record`` to the merge: a progress marker, or a classified post."""
+        """Give ``record`` to the merge: a progress marker, or a classified post (None: a
+        raw record ingest rejected, nothing to give)."""
         value = record.value
+        if value is None:
+            return
         if isinstance(value, Progress) or (
             isinstance(value, bytes) and value.startswith(PROGRESS_PREFIX)
         ):

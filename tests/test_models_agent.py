@@ -29,6 +29,7 @@ def test_ingest_classifies_batches_with_the_model(
         **worker_env,
         "SEISMO_CLASSIFIER": "cascade",
         "SEISMO_CLASSIFY_BATCH_SIZE": "8",
+        "SEISMO_PUBLISH_CLASSIFIED": "true",  # what the test reads
         "SEISMO_CLASSIFY_BATCH_WAIT_MS": "200",
     }
     worker = WorkerProcess(env, tmp_path / "worker.log").start()

@@ -669,3 +669,27 @@ def test_progress_markers_only_for_silent_raw_partitions_classified_to_their_end
     assert stage.count(0, [Record(0, 1, marks[0].to_bytes(), None, CLASSIFIED)]).alerts == []
     assert stage.waiting_from(0) == 0  # raw 2 still silent
     assert [m.raw_partition for m in stage.progress(0, {2: (9, 9)}, 5.0)] == [2]
+
+
+async def test_one_hop_the_detect_stage_takes_raw_records_and_moves_past_rejected_ones(
+    classified: list[Record],
+) -> None:
+    """With one raw partition the worker's ingest agent hands its batch to the detect stage
+    by raw offset; a record ingest rejected comes as None and only moves the offset (no
+    catch-up read for it), and the alerts are those of the classified stream."""
+    _, want = await uninterrupted(classified)
+    stage, reads = detect_stage({})
+    send = ListSend()
+    raw: list[Record] = []
+    offset = 0
+    for i, r in enumerate(classified):
+        assert isinstance(r.value, bytes)
+        if i % 50 == 0:  # a record ingest rejected, first in its batch
+            raw.append(Record(0, offset, None))
+            offset += 1
+        raw.append(Record(0, offset, decode(ClassifiedPost, r.value)))
+        offset += 1
+    await run_all(stage, raw, send)
+    assert reads == [] and stage.engines[0].offset == offset - 1
+    assert versions(send.sent) == versions(want.sent)
+    assert sample(stage.metrics, "seismo_dlq_total", stage="detect") == 0
