@@ -55,14 +55,27 @@ def test_restart_with_backlog(worker_env: dict[str, str], tmp_path: Path) -> Non
         assert set(got) == want
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
-def test_restart_mid_stream(how: str, worker_env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("how", "raw_partitions"), [("sigterm", 1), ("sigkill", 1), ("sigkill", 4)]
+)
+def test_restart_mid_stream(
+    how: str, raw_partitions: int, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A worker stopped or killed once it has delivered something, then started again:
+    every alert version the one-process pipeline raises is delivered. With one raw partition
+    the detector catches up by classifying raw records again; with four, from
+    posts.classified.v1, through its merge restored from the checkpoint (posts waiting in
+    it, progress markers met again at the same places)."""
     rows = multi_burst_rows()
     want = expected_ids(rows)
     assert len(want) >= 3
     path = write_jsonl(tmp_path / "stream.jsonl", rows)
     with WebhookReceiver() as rx:
-        env = {**worker_env, "SEISMO_WEBHOOK_URLS": json.dumps([rx.url])}
+        env = {
+            **worker_env,
+            "SEISMO_WEBHOOK_URLS": json.dumps([rx.url]),
+            "SEISMO_RAW_PARTITIONS": str(raw_partitions),
+        }
         log = tmp_path / "worker.log"
         worker = WorkerProcess(env, log).start()
         replay = subprocess.Popen(
