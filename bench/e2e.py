@@ -5,8 +5,9 @@ One embedded broker serves every figure of a run, so the ratios are measured sid
 - for each worker count (``--workers 1,2``): that many ``seismo worker`` processes share a
   fresh namespace (``--raw-partitions`` of ``posts.raw.v1``); once the group has settled,
   the synthetic posts are produced to ``posts.raw.v1``; posts per wall-second (first send
-  to the group's last commit of raw and classified records) and per worker CPU-second (the
-  sum over the workers, from /proc, over the same span);
+  to the group's last commit of raw and classified records), posts classified per
+  wall-second (to the last commit of raw records) and posts per worker CPU-second (the sum
+  over the workers, from /proc, over the whole span);
 - the pass-through floor (``bench/passthrough.py``): raw aiokafka produce and consume, and
   one Faust hop, on the same records.
 
@@ -106,10 +107,11 @@ class Workers:
 
 async def _feed_and_drain(
     bootstrap: str, settings: Settings, lines: Sequence[bytes], keys: Sequence[bytes]
-) -> float:
+) -> tuple[float, float]:
     """Produce the posts to ``posts.raw.v1`` (keyed by post key, as the connectors do), then
-    wait until the group has committed every raw and classified record: the wall seconds
-    from the first send to then (commits land every second, so up to ~1 s late)."""
+    wait until the group has committed every raw record (all classified), and then every
+    classified one (all counted): the wall seconds from the first send to each (commits
+    land every second, so up to ~1 s late)."""
     raw, classified = settings.topic(POSTS_RAW), settings.topic(POSTS_CLASSIFIED)
     producer = make_producer(bootstrap)
     await producer.start()
@@ -121,9 +123,14 @@ async def _feed_and_drain(
     finally:
         await producer.stop()
     topics = [raw] if settings.raw_partitions == 1 else [raw, classified]  # see wait_drained
-    while any((await group_lag(bootstrap, settings.group_id, topics)).values()):
+    classified_at = None
+    while True:
+        lag = await group_lag(bootstrap, settings.group_id, topics)
+        if classified_at is None and not lag[raw]:
+            classified_at = time.perf_counter() - t
+        if not any(lag.values()):
+            return classified_at, time.perf_counter() - t
         await asyncio.sleep(0.2)
-    return time.perf_counter() - t
 
 
 def run_workers(
@@ -149,7 +156,7 @@ def run_workers(
     try:
         workers.wait_settled(settings.topic(POSTS_RAW), args.raw_partitions)
         cpu0 = workers.cpu()
-        wall = asyncio.run(_feed_and_drain(bootstrap, settings, lines, keys))
+        classified_s, wall = asyncio.run(_feed_and_drain(bootstrap, settings, lines, keys))
         cpu = workers.cpu() - cpu0
     finally:
         workers.stop()
@@ -164,6 +171,8 @@ def run_workers(
         "file": Path(args.file).name if args.file else None,
         "seconds": round(wall, 2),
         "posts_per_wall_s": round(len(posts) / wall, 1),
+        "classified_s": round(classified_s, 2),
+        "classified_per_wall_s": round(len(posts) / classified_s, 1),
         "workers_cpu_s": round(cpu, 2),
         "posts_per_worker_cpu_s": round(len(posts) / max(cpu, 1e-9), 1),
         "load_avg_1m": round(os.getloadavg()[0], 1),

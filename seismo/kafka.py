@@ -199,6 +199,16 @@ def created_topics(topic_errors: list[tuple[Any, ...]]) -> list[str]:
     return created
 
 
+def _partitions(described: list[dict[str, Any]]) -> list[TopicPartition]:
+    """The partitions of the topics ``describe_topics`` found."""
+    return [
+        TopicPartition(d["topic"], p["partition"])
+        for d in described
+        if not d.get("error_code")
+        for p in d["partitions"]
+    ]
+
+
 async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
     """The next offset to be written, for every partition of ``topics`` that exists."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -207,12 +217,7 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition,
         described = await admin.describe_topics(topics)
     finally:
         await admin.close()
-    tps = [
-        TopicPartition(d["topic"], p["partition"])
-        for d in described
-        if not d.get("error_code")
-        for p in d["partitions"]
-    ]
+    tps = _partitions(described)
     if not tps:
         return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -224,22 +229,53 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition,
         await consumer.stop()
 
 
+class GroupOffsets:
+    """End offsets of topics and the offsets a consumer group committed there, over one
+    admin client and one consumer kept open between reads (:meth:`close` them)."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.bootstrap = bootstrap
+        self.group = group
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def read(self, topics: list[str]) -> dict[TopicPartition, tuple[int, int]]:
+        """Per partition of ``topics``: (end offset, the offset committed; 0: none)."""
+        if self._admin is None or self._consumer is None:
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            self._consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap, enable_auto_commit=False
+            )
+            await self._admin.start()
+            await self._consumer.start()
+        tps = _partitions(await self._admin.describe_topics(topics))
+        if not tps:
+            return {}
+        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(tps)
+        committed = await self._admin.list_consumer_group_offsets(self.group)
+        out = {}
+        for tp, end in ends.items():
+            meta = committed.get(tp)
+            out[tp] = (end, meta.offset if meta is not None and meta.offset >= 0 else 0)
+        return out
+
+    async def close(self) -> None:
+        admin, consumer, self._admin, self._consumer = self._admin, self._consumer, None, None
+        if consumer is not None:
+            await consumer.stop()
+        if admin is not None:
+            await admin.close()
+
+
 async def group_offsets(
     bootstrap: str, group: str, topics: list[str]
 ) -> dict[TopicPartition, tuple[int, int]]:
     """Per partition of ``topics``: (end offset, the offset ``group`` committed; 0: none)."""
-    ends = await end_offsets(bootstrap, topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    reader = GroupOffsets(bootstrap, group)
     try:
-        committed = await admin.list_consumer_group_offsets(group)
+        return await reader.read(topics)
     finally:
-        await admin.close()
-    out = {}
-    for tp, end in ends.items():
-        meta = committed.get(tp)
-        out[tp] = (end, meta.offset if meta is not None and meta.offset >= 0 else 0)
-    return out
+        await reader.close()
 
 
 async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:

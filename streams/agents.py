@@ -42,7 +42,7 @@ from seismo.contracts import (
     FailedDelivery,
     dead_letter,
 )
-from seismo.kafka import bootstrap_of, group_offsets, read_range
+from seismo.kafka import GroupOffsets, bootstrap_of, read_range
 from seismo.metrics import Metrics
 from streams.delivery import AlertSinks
 from streams.detector import DetectorParams
@@ -343,13 +343,17 @@ def _progress_timer(
     (``DetectStage.progress``)."""
     raw = raw_t.get_topic_name()
     classified = send.classified_t.get_topic_name()
-    bootstrap = bootstrap_of(settings)
+    reader = GroupOffsets(bootstrap_of(settings), settings.group_id)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types want a sync receiver
+    async def _close_reader(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        await reader.close()
 
     async def send_progress() -> None:
         held = [tp.partition for tp in app.consumer.assignment() if tp.topic == classified]
         if not any(stage.waiting_from(p) is not None for p in held):
             return
-        offsets = await group_offsets(bootstrap, settings.group_id, [raw])
+        offsets = await reader.read([raw])
         by_partition = {tp.partition: ends for tp, ends in offsets.items()}
         for partition in held:
             for mark in stage.progress(partition, by_partition, settings.merge_slack_seconds):
@@ -361,6 +365,7 @@ def _progress_timer(
             await send_progress()
         except Exception as exc:  # not started, stopping, or the broker away: next time
             log.warning("detect: no progress markers this time: %s", exc)
+            await reader.close()  # and new clients then
 
     app.timer(settings.progress_interval_seconds, name="detect-progress")(progress)
 

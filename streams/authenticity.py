@@ -193,6 +193,10 @@ class AuthorRepeats:
         )
         if post is None:
             post = np.repeat(np.arange(len(posts)), [len(items) for _, items in posts])
+        elif len(post) != n:  # (the compiled twin's checks)
+            raise ValueError("one post place per item")
+        if isinstance(bucket, np.ndarray) and len(bucket) != n:
+            raise ValueError("one bucket per item")
         if not isinstance(bucket, np.ndarray):  # (one bucket)
             return self._fresh_in(idx, post, int(bucket))
         fresh = np.empty(n, dtype=bool)

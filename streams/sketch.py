@@ -207,6 +207,11 @@ class RateSketch:
             return self.observe_runs(
                 idx, weights, post, [Run(idx.shape[1], bucket, correction, floor)]
             )
+        n = idx.shape[1]  # (the compiled pass's checks)
+        if len(weights) != n:
+            raise ValueError("one weight per item")
+        if post is not None and len(post) != n:
+            raise ValueError("one post per item")
         flat = idx.ravel()
         self._bring_up_to_date(flat, bucket)
         w = self._tile(weights)
@@ -228,6 +233,7 @@ class RateSketch:
                 self.cells, idx, weights, post, runs, self.alpha, self.beta
             )
             return Estimate(count=out[0], expected=out[1], var=out[2], z=out[3])
+        _check_runs(runs, idx.shape[1], post)
         parts, start = [], 0
         for end, bucket, correction, floor in runs:  # (the reference: one call per bucket)
             if end > start:
@@ -345,6 +351,20 @@ def _added_by_post(flat: I64, post: I64, w: F32) -> F32:
     out = np.empty(n, dtype=np.float32)
     out[order] = cs[end] - (cs[start] - ws[start])
     return out
+
+
+def _check_runs(runs: list[Run], n: int, post: I64 | None) -> None:
+    """The checks the compiled pass makes of its runs, with its messages."""
+    last_end = 0
+    for run in runs:
+        end = run[0]
+        if not last_end <= end <= n:
+            raise ValueError("run ends must be non-decreasing, within the items")
+        if 0 < end < n and (post is None or post[end - 1] == post[end]):
+            raise ValueError("a run must end at a post boundary")
+        last_end = end
+    if last_end != n:
+        raise ValueError("the last run must end at the number of items")
 
 
 class ScaleStack:

@@ -311,6 +311,11 @@ def assert_same(x: Any, y: Any, path: str) -> None:
 
 
 def _fields(obj: Any) -> dict[str, Any]:
+    """What an object saves (its own ``__getstate__``: a cache left out), else its fields."""
+    if type(obj).__getstate__ is not object.__getstate__:
+        state = obj.__getstate__()
+        if isinstance(state, dict):
+            return state
     names = [*getattr(obj, "__dict__", {}), *getattr(type(obj), "__slots__", ())]
     return {n: getattr(obj, n) for n in names if hasattr(obj, n)}
 
