@@ -220,6 +220,12 @@ def pipeline() -> dict[str, Any]:
                 ),
             ),
             panel(
+                "Detector merge of raw partitions: posts waiting, late and forced per minute",
+                ("sum(seismo_merge_buffered_posts)", "waiting"),
+                (f"sum(rate(seismo_merge_late_total[{RATE}])) * 60", "late"),
+                (f"sum(rate(seismo_merge_forced_total[{RATE}])) * 60", "forced"),
+            ),
+            panel(
                 "Alert deliveries per minute by sink and outcome",
                 (
                     f"sum by (sink, outcome) (rate(seismo_alert_deliveries_total[{RATE}])) * 60",
