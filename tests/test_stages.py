@@ -698,3 +698,25 @@ async def test_one_hop_the_detect_stage_takes_raw_records_and_moves_past_rejecte
     assert reads == [] and stage.engines[0].offset == offset - 1
     assert versions(send.sent) == versions(want.sent)
     assert sample(stage.metrics, "seismo_dlq_total", stage="detect") == 0
+
+
+async def test_one_hop_catch_up_reads_raw_records_and_classifies_them_again() -> None:
+    """The one-hop worker's catch-up reader: raw records read again, classified again,
+    given by raw offset; a record that is not a post (it went to the DLQ) is left out."""
+    from streams.agents import _classified_again
+
+    calls: list[tuple[str, int, int, int]] = []
+
+    async def read(topic: str, partition: int, start: int, end: int) -> list[Any]:
+        calls.append((topic, partition, start, end))
+        return [(5, make_post("a").to_bytes()), (6, b"{not a post"), (7, make_post("b").to_bytes())]
+
+    clf = CountingClassifier()
+    got = await _classified_again(read, RAW, ingest_stage(clf), 0, 5, 8)
+    assert calls == [(RAW, 0, 5, 8)] and clf.posts == ["x:a", "x:b"]
+    assert [o for o, _ in got] == [5, 7]
+    cps = [decode(ClassifiedPost, v or b"") for _, v in got]
+    assert [(c.post.key, c.raw_partition, c.raw_offset) for c in cps] == [
+        ("x:a", 0, 5),
+        ("x:b", 0, 7),
+    ]
