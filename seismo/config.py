@@ -224,10 +224,17 @@ class DetectorSettings(BaseModel):
         default=5.0, gt=0, description="wall seconds between detector state checkpoints"
     )
     batch_size: int = Field(
-        default=128, ge=1, description="classified records per detector call; 1 = one by one"
+        default=128,
+        ge=1,
+        description="posts per detector call when it reads posts.classified.v1 (raw_partitions "
+        "> 1; with one, ingest's batch is the detector's) and when it catches up after a "
+        "restart; 1 = one by one",
     )
     batch_wait_ms: float = Field(
-        default=50.0, ge=0, description="longest a record waits for its detector batch"
+        default=50.0,
+        ge=0,
+        description="with raw_partitions > 1, longest a classified record waits for its "
+        "detector batch",
     )
     merge_max_buffered: int = Field(
         default=50_000,
