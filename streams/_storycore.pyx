@@ -1,8 +1,10 @@
 # cython: language_level=3
 """Compiled twins of :func:`streams.stories.centrality` and
 :func:`~streams.stories.centrality_of_counts` (how central each of a story's posts is: what a
-version's headline is chosen by, over up to 400 posts at every version) and of
-:func:`~streams.stories.cosine` (a burst's words against each story's, at every join).
+version's headline is chosen by, over up to 400 posts at every version), of
+:func:`~streams.stories.headline_order` (those posts best first) and
+:func:`~streams.stories.keys_held` (each post's burst keys: what its evidence is ranked by),
+and of :func:`~streams.stories.cosine` (a burst's words against each story's, at every join).
 
 The same floats as the reference: each post's sum is taken in the same order, in double, and
 divided by the correctly rounded square root of its term count. A term the story does not
@@ -11,9 +13,11 @@ Checked against the reference in tests/test_stories.py.
 """
 
 from cpython.dict cimport PyDict_GetItem
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.number cimport PyNumber_Power
 from cpython.object cimport PyObject
 from libc.math cimport log1p, sqrt
+from libc.stdlib cimport qsort
 
 
 cdef list _centrality(list terms, object weights, bint logs):
@@ -81,3 +85,60 @@ def cosine(a, b):
     if dot == 0.0:
         return 0.0
     return dot / (_norm(a) * _norm(b))
+
+
+cdef struct _Ranked:
+    double weight  # the weight, 0.8 of it for a copy
+    double ts
+    Py_ssize_t at  # its position among the candidates
+
+
+cdef int _best_first(const void* a, const void* b) noexcept nogil:
+    """The reference's order: the higher weight, then the older, then the earlier given."""
+    cdef const _Ranked* x = <const _Ranked*> a
+    cdef const _Ranked* y = <const _Ranked*> b
+    if x.weight != y.weight:
+        return -1 if x.weight > y.weight else 1
+    if x.ts != y.ts:
+        return -1 if x.ts < y.ts else 1
+    return -1 if x.at < y.at else (1 if x.at > y.at else 0)
+
+
+def headline_order(list weights, list originals, list ts):
+    """``streams.stories.headline_order``: the candidates' positions, the most central
+    first (a copy's weight times 0.8: the same double), then the oldest, then as given
+    (which is what the reference's stable sort keeps)."""
+    cdef Py_ssize_t n = len(weights), i
+    if len(originals) != n or len(ts) != n:
+        raise ValueError("weights, originals and ts must be as long")
+    cdef _Ranked* ranked = <_Ranked*> PyMem_Malloc(max(n, 1) * sizeof(_Ranked))
+    if ranked is NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            ranked[i].weight = <double> weights[i] * (1.0 if originals[i] else 0.8)
+            ranked[i].ts = <double> ts[i]
+            ranked[i].at = i
+        qsort(ranked, n, sizeof(_Ranked), _best_first)
+        return [ranked[i].at for i in range(n)]
+    finally:
+        PyMem_Free(ranked)
+
+
+def keys_held(list items, set keys):
+    """``streams.stories.keys_held``: per post (a frozenset of its items), how many of
+    ``keys`` it holds, counted over the smaller of the two without building their
+    intersection."""
+    cdef list out = []
+    cdef frozenset post
+    cdef Py_ssize_t held
+    for post in items:
+        held = 0
+        if len(post) <= len(keys):
+            for x in post:
+                held += x in keys
+        else:
+            for x in keys:
+                held += x in post
+        out.append(held)
+    return out

@@ -42,7 +42,7 @@ from streams.stories import (
     cosine,
     domain_of,
     headline,
-    headline_text,
+    keys_held,
     links_in,
     prune,
 )
@@ -523,16 +523,17 @@ class AlertBook:
     def _headline(al: _Open, posts: list[PostRef], terms: list[str], op: Burst) -> str:
         """A readable name: its most central post (weighted by the story's term counts),
         else a phrase of its terms, else its opening key's label."""
-        readable = [r for r in posts if headline_text(r.text) is not None]
-        # (the weight only where it may count; compiled: a version weighs up to 400 posts,
-        # each term by log1p of its count in the story's bounded top terms)
+        # (compiled: a version weighs up to 400 posts, each term by log1p of its count in the
+        # story's bounded top terms)
         weigh = centrality_of_counts if core.PURE_PYTHON else _storycore.centrality_of_counts
-        weights = weigh([r.terms for r in readable], al.terms)
-        cands = [  # (``Candidate`` s as plain tuples)
-            (r.text, w, r.cluster == r.post_id, r.ts)
-            for r, w in zip(readable, weights, strict=True)
-        ]
-        return headline(cands, terms, label_words(op.label))
+        return headline(
+            [r.text for r in posts],
+            weigh([r.terms for r in posts], al.terms),
+            [r.cluster == r.post_id for r in posts],
+            [r.ts for r in posts],
+            terms,
+            label_words(op.label),
+        )
 
     @staticmethod
     def _primary(al: _Open) -> Burst:
@@ -547,13 +548,9 @@ class AlertBook:
         # (what ``sorted(posts, key=lambda r: (-len(r.items & keys), r.ts))`` gives, in two
         # stable steps: by time, then by keys held, most first)
         by_ts = sorted(posts, key=_TS)
-        held = [len(r.items & keys) for r in by_ts]
-        ranked = [
-            r
-            for h in sorted(set(held), reverse=True)
-            for r, n in zip(by_ts, held, strict=True)
-            if n == h
-        ]
+        count = keys_held if core.PURE_PYTHON else _storycore.keys_held
+        held = count([r.items for r in by_ts], keys)
+        ranked = [by_ts[i] for i in sorted(range(len(held)), key=held.__getitem__, reverse=True)]
         picked: list[PostRef] = []
         picked_ids: set[str] = set()  # (a story's posts are distinct by id)
         clusters: set[str] = set()
