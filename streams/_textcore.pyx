@@ -2,9 +2,10 @@
 """Compiled twin of :func:`streams.features.analyse` (a post's burst items and content words).
 
 Same output as the reference for every text. The steps that depend on Unicode rules stay
-Python and run exactly as in :func:`models.text.tokens`: ``str.lower`` and the URL and
-@mention substitutions (only when the text has "http" / "@"). What is compiled is the
-token scan, which only ever matches ASCII (``_TOKEN``: any other code point ends a token),
+Python and run exactly as in :func:`models.text.tokens`: ``str.lower`` and the URL
+substitution (only when the text has "http"). What is compiled is the @mention
+substitution (only when the text has "@"; ``models.text._MENTION``, whose ``\w`` is
+CPython's own test of a word character: alphanumeric or "_"), the token scan, which only ever matches ASCII (``_TOKEN``: any other code point ends a token),
 the token's word (``features._word``), the content test (``features._content``) and the
 items (``features._items``), and ``features.entities`` for ASCII text (its two regexes,
 ``_CAP_RUN`` with its backtracking, and ``_WORDISH``; other text goes to the reference).
@@ -13,15 +14,20 @@ link needs "http" in the lowered text, a capitalised run an upper-case ASCII let
 that ``lower`` leaves unchanged has none).
 """
 
-from cpython.unicode cimport PyUnicode_DATA, PyUnicode_KIND, PyUnicode_New, PyUnicode_READ
+from cpython.unicode cimport (
+    Py_UNICODE_ISALNUM,
+    PyUnicode_DATA,
+    PyUnicode_KIND,
+    PyUnicode_New,
+    PyUnicode_READ,
+)
 from libc.string cimport memcpy
 
-from models.text import _MENTION, _URL, STOP_WORDS, domains
+from models.text import _URL, STOP_WORDS, domains
 from streams.features import entities
 
 cdef frozenset _STOP = STOP_WORDS
 cdef object _url_sub = _URL.sub
-cdef object _mention_sub = _MENTION.sub
 
 
 cdef inline bint _alnum(Py_UCS4 c) noexcept:
@@ -38,6 +44,36 @@ cdef inline bint _last(Py_UCS4 c) noexcept:  # [a-z0-9+%]
 
 cdef inline bint _stripped(Py_UCS4 c) noexcept:  # the characters of "'.-_%"
     return c == 39 or c == 46 or c == 45 or c == 95 or c == 37
+
+
+cdef inline bint _uword(Py_UCS4 c) noexcept:  # \w in a str pattern: [^\W] in any script
+    return c == 95 or Py_UNICODE_ISALNUM(c)
+
+
+def drop_mentions(str t):
+    """``models.text._MENTION.sub(" ", t)``: each "@" that no word character precedes, with
+    the word characters after it (one at least), becomes a space."""
+    cdef Py_ssize_t n = len(t), i = 0, j, last = 0
+    cdef int kind = PyUnicode_KIND(t)
+    cdef void* data = PyUnicode_DATA(t)
+    cdef list parts = []
+    while i < n:
+        if PyUnicode_READ(kind, data, i) == 64 and (
+            i == 0 or not _uword(PyUnicode_READ(kind, data, i - 1))
+        ):
+            j = i + 1
+            while j < n and _uword(PyUnicode_READ(kind, data, j)):
+                j += 1
+            if j > i + 1:
+                parts.append(t[last:i])
+                parts.append(" ")
+                i = last = j
+                continue
+        i += 1
+    if not parts:
+        return t
+    parts.append(t[last:])
+    return "".join(parts)
 
 
 cdef inline str _pair(const char* a, Py_ssize_t la, str b):
@@ -187,7 +223,7 @@ def analyse(str text, Py_ssize_t limit=48):
     if has_http:
         t = _url_sub(" ", t)
     if "@" in t:
-        t = _mention_sub(" ", t)
+        t = drop_mentions(t)
     cdef Py_ssize_t n = len(t)
     cdef int kind = PyUnicode_KIND(t)
     cdef void* data = PyUnicode_DATA(t)

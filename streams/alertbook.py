@@ -321,8 +321,9 @@ class AlertBook:
         al.authors.add(author)
         al.terms.update(ref.terms)
         prune(al.terms, self.p.story_terms)
-        al.links.update(ref.links)
-        prune(al.links, self.p.story_links)
+        if ref.links:  # (most posts share none)
+            al.links.update(ref.links)
+            prune(al.links, self.p.story_links)
         al.curve[int(ref.ts // self.p.bucket_seconds)] += 1
         if len(al.curve) > self.p.curve_points:
             del al.curve[min(al.curve)]

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from urllib.parse import urlsplit
 
 from models.text import STOP_WORDS
@@ -66,7 +67,8 @@ def prune(counts: Counter[str], keep: int) -> None:
     """Bound a term counter: past twice ``keep`` entries, keep the ``keep`` largest (ties
     by name, so the result never depends on insertion order)."""
     if len(counts) > 2 * keep:
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:keep]
+        # (by count, most first, then by name: two stable sorts without a key per entry)
+        top = sorted(sorted(counts.items()), key=itemgetter(1), reverse=True)[:keep]
         counts.clear()
         counts.update(dict(top))
 

@@ -10,6 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streams import _textcore
+from models.text import _MENTION
 from streams.features import _CAP_RUN, analyse, entities
 
 # the characters the reference treats specially, and some it must treat as any other
@@ -23,6 +24,11 @@ _PIECES = (
     "http://t.co/x",
     "@user",
     "a@b",
+    "@a@b",
+    "é@x",
+    "_@y",
+    "@é_1",
+    "@@z",
     "#tag",
     "##x",
     "'s",
@@ -44,6 +50,7 @@ _texts = st.lists(
 
 def _same(text: str, limit: int) -> None:
     assert _textcore.analyse(text, limit) == analyse(text, limit)
+    assert _textcore.drop_mentions(text) == _MENTION.sub(" ", text)
 
 
 @given(_texts, st.integers(min_value=-12, max_value=60))
