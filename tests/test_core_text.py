@@ -9,8 +9,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from streams import _textcore
 from models.text import _MENTION
+from streams import _textcore
 from streams.features import _CAP_RUN, analyse, entities
 
 # the characters the reference treats specially, and some it must treat as any other
