@@ -260,7 +260,10 @@ class AlertBook:
         best, best_rank = None, (0.0, 0.0)
         for al in pool:
             keys = al.keys.keys()
-            share = sum(1 for r in b.posts if r.post_id in al.posts or r.items & keys) / n
+            shared = sum(
+                1 for r in b.posts if r.post_id in al.posts or not keys.isdisjoint(r.items)
+            )
+            share = shared / n
             linked = sum(1 for u in urls if u and not u.isdisjoint(al.links)) / n
             # or the burst's word is one of the story's own words (``moore`` in a tornado's)
             own = al.terms.get(b.key, 0)

@@ -33,7 +33,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import accumulate, chain, compress, takewhile
+from itertools import accumulate, chain, compress
 from typing import Any
 
 import numpy as np
@@ -419,9 +419,13 @@ class BurstEngine:
 
     def _admit(self, name: str, since: float) -> None:
         """A new candidate: its posts since ``since`` are recovered from the post history."""
-        recent = takewhile(lambda r: r.ts >= since, reversed(self.recent))
-        posts = deque(reversed([r for r in recent if name in r.items]), maxlen=64)
-        self.candidates[name] = posts
+        found = []
+        for r in reversed(self.recent):  # (newest first)
+            if r.ts < since:
+                break
+            if name in r.items:
+                found.append(r)
+        self.candidates[name] = deque(reversed(found), maxlen=64)
         if len(self.candidates) > self.p.max_candidates:
             self.candidates.popitem(last=False)
 

@@ -87,12 +87,14 @@ _CAPS = st.lists(
     st.one_of(
         st.sampled_from(["New", "York", "NASA", "EF5", "The", "Of", "And", "A", "I", "X-Ray"]),
         st.sampled_from(["fire", "the", "of", "a", "o'neil", "O'Neil", "U.S.", "co-op", "_X"]),
-        st.text(st.sampled_from("AaBZz09_'-.,:;!é"), min_size=1, max_size=5),
+        st.text(st.sampled_from("AaBZz09_'-.,:;!éÉΩǅ٣\u0301…\u2019"), min_size=1, max_size=5),
     ),
     max_size=24,
 )
 _GAPS = st.lists(
-    st.sampled_from([" ", "  ", "\t", "\n", "\x1c", "\x1f", "", "-", "'", ", ", "\xa0"])
+    st.sampled_from(
+        [" ", "  ", "\t", "\n", "\x1c", "\x1f", "", "-", "'", ", ", "\xa0", "\u2028", "\u3000", "é"]
+    )
 )
 
 
@@ -102,11 +104,12 @@ _GAPS = st.lists(
 @example(["AB-", "CD'", "Ef-g"], [" "])
 @example(["Xx", "Ab-", "and", "more", "words", "here"], [" "])
 @example(["The", "New", "York", "Times", "and", "the", "storm", "today", "here"], [" "])
+@example(["Café", "Été", "Moore", "Oklahoma", "storm", "hits", "the", "town"], ["\xa0", " "])
+@example(["New", "Yorké", "Ab\u0301", "Cd", "and", "the", "storm", "today"], ["\u3000"])
 def test_entities_twin(words: list[str], gaps: list[str]) -> None:
     text = "".join(w + gaps[i % len(gaps)] for i, w in enumerate(words))
-    if text.isascii():
-        assert _textcore.cap_runs(text) == _CAP_RUN.findall(text)
-    assert _textcore.ascii_entities(text) == entities(text)
+    assert _textcore.cap_runs(text) == _CAP_RUN.findall(text)
+    assert _textcore.entities(text) == entities(text)
     _same(text, 48)
 
 
