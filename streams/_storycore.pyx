@@ -16,7 +16,7 @@ from cpython.dict cimport PyDict_GetItem
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.number cimport PyNumber_Power
 from cpython.object cimport PyObject
-from libc.math cimport log1p, sqrt
+from libc.math cimport INFINITY, log1p, pow, sqrt
 from libc.stdlib cimport qsort
 
 
@@ -59,13 +59,24 @@ def centrality_of_counts(list terms, counts):
     return _centrality(terms, counts, True)
 
 
+# libm's ``pow``, called through a pointer: a compiler would replace ``pow(v, 2.0)`` by
+# ``v * v``, which may round differently
+cdef double (*_libm_pow)(double, double) noexcept nogil
+_libm_pow = pow
+
+
 cdef double _norm(object counts) except? -1.0:
     """The reference's ``math.sqrt(sum(math.log1p(x) ** 2 for x in counts.values()))``: the
-    square taken as Python takes ``float ** 2`` (libm's ``pow``, which a C compiler would
-    replace by a product that may round differently), summed in order from 0.0."""
-    cdef double total = 0.0
+    square taken as Python takes ``float ** 2`` (for a finite ``v`` >= 0, CPython's
+    ``float_pow`` returns libm's ``pow(v, 2.0)``; ``log1p`` of a count is one), summed in
+    order from 0.0."""
+    cdef double total = 0.0, v
     for x in (<dict> counts).values():
-        total += <double> PyNumber_Power(log1p(<double> x), 2, None)
+        v = log1p(<double> x)
+        if v >= 0.0 and v < INFINITY:
+            total += _libm_pow(v, 2.0)
+        else:  # (not a count: Python's own power, whatever it does there)
+            total += <double> PyNumber_Power(v, 2, None)
     return sqrt(total)
 
 
