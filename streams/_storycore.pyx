@@ -13,6 +13,7 @@ Checked against the reference in tests/test_stories.py.
 """
 
 from cpython.dict cimport PyDict_GetItem
+from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_CheckExact
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.number cimport PyNumber_Power
 from cpython.object cimport PyObject
@@ -20,14 +21,24 @@ from libc.math cimport INFINITY, log1p, pow, sqrt
 from libc.stdlib cimport qsort
 
 
+# log1p of the small counts, taken once (the same doubles: log1p of the count as a double)
+cdef enum:
+    _LOGGED = 1024
+cdef double _LOG1P[_LOGGED]
+for _k in range(_LOGGED):
+    _LOG1P[_k] = log1p(<double> _k)
+
+
 cdef list _centrality(list terms, object weights, bint logs):
     """Both centralities: per post, the sum of its terms' weights (``log1p`` of a count when
-    ``logs``) over the square root of its number of terms. ``weights``: a dict or a subclass
-    of one (a ``Counter``), read as a plain dict."""
+    ``logs``, from the table for a small int) over the square root of its number of terms.
+    ``weights``: a dict or a subclass of one (a ``Counter``), read as a plain dict."""
     cdef list out = []
     cdef tuple post
     cdef double total, w
     cdef Py_ssize_t n
+    cdef long k
+    cdef int overflow
     cdef PyObject* c
     for post in terms:
         n = len(post)
@@ -37,9 +48,15 @@ cdef list _centrality(list terms, object weights, bint logs):
         total = 0.0
         for term in post:
             c = PyDict_GetItem(weights, term)
-            if c is not NULL:
-                w = <double> (<object> c)
-                total += log1p(w) if logs else w
+            if c is NULL:
+                continue
+            if logs and PyLong_CheckExact(<object> c):
+                k = PyLong_AsLongAndOverflow(<object> c, &overflow)
+                if overflow == 0 and 0 <= k < _LOGGED:
+                    total += _LOG1P[k]
+                    continue
+            w = <double> (<object> c)
+            total += log1p(w) if logs else w
         out.append(total / sqrt(<double> n))
     return out
 
