@@ -48,7 +48,9 @@ cdef inline bint _stripped(Py_UCS4 c) noexcept:  # the characters of "'.-_%"
 
 
 cdef inline bint _uword(Py_UCS4 c) noexcept:  # \w in a str pattern: [^\W] in any script
-    return c == 95 or Py_UNICODE_ISALNUM(c)
+    if c < 128:  # (ASCII, most text: [A-Za-z0-9_] without a call)
+        return (97 <= c <= 122) or (65 <= c <= 90) or (48 <= c <= 57) or c == 95
+    return Py_UNICODE_ISALNUM(c)
 
 
 def drop_mentions(str t):
@@ -93,6 +95,8 @@ cdef inline bint _cap_char(Py_UCS4 c) noexcept:  # [\w'-]
 
 
 cdef inline bint _space(Py_UCS4 c) noexcept:  # \s in a str pattern (str.split's whitespace)
+    if c < 128:  # (ASCII: " ", \t-\r and \x1c-\x1f)
+        return c == 32 or (9 <= c <= 13) or (28 <= c <= 31)
     return Py_UNICODE_ISSPACE(c)
 
 
