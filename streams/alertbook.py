@@ -52,9 +52,9 @@ _KIND_RANK = {"claim": 0, "stance": 1, "dossier": 2, "term": 3}
 
 
 class _Once(Generic[T]):
-    """A value computed from an instance at its first read and kept in the instance's
-    ``__dict__`` under the same name, where later reads find it (and a checkpoint pickles
-    it): what ``functools.cached_property`` does, without the lock Python 3.11 takes at
+    """A value computed from an instance at its first read and kept as the instance's
+    attribute of the same name, where later reads find it (and a checkpoint pickles it):
+    what ``functools.cached_property`` does, without the lock Python 3.11 takes at
     every first read (a post's items, terms and links are first read ~14,000 times per
     10,000 posts of a busy stream)."""
 
@@ -71,7 +71,7 @@ class _Once(Generic[T]):
         if obj is None:
             return self
         value: T = self.func(obj)
-        obj.__dict__[self.name] = value
+        setattr(obj, self.name, value)  # (an instance attribute: found before this)
         return value
 
 
