@@ -472,12 +472,14 @@ class AlertBook:
         best = keys[0]
         op = self._primary(al)
         posts = list(al.posts.values())
+        post_terms = [r.terms for r in posts]  # (for its top terms and its headline)
+        times = [r.ts for r in posts]
         size = self._size(al)
         # its posts' terms (not the tracked keys), in the order they first appear
         labels = [label_words(k.label) for k in keys if k.kind == "term"]
         terms = list(dict.fromkeys(labels))
         if len(terms) < p.top_terms:  # (else the keys' own words fill them: no need to count)
-            item_counts = Counter(chain.from_iterable([r.terms for r in posts]))
+            item_counts = Counter(chain.from_iterable(post_terms))
             for item, _ in item_counts.most_common(3 * p.top_terms):
                 if len(terms) >= p.top_terms:
                     break
@@ -494,11 +496,11 @@ class AlertBook:
                 dossiers.update(r.dossiers)
             if r.claims:
                 claimed.update(r.claims)
-        first_seen = min([r.ts for r in posts], default=math.inf)
+        first_seen = min(times, default=math.inf)
         claims = sorted(claimed)
         lead = min(al.source_first, key=lambda s: al.source_first[s])
         sev = self._severity(al)
-        head = self._headline(al, posts, terms, op)
+        head = self._headline(al, posts, post_terms, times, terms, op)
         bs = p.bucket_seconds
         curve_from = min(al.curve)
         return Alert(
@@ -553,17 +555,25 @@ class AlertBook:
         )
 
     @staticmethod
-    def _headline(al: _Open, posts: list[PostRef], terms: list[str], op: Burst) -> str:
+    def _headline(
+        al: _Open,
+        posts: list[PostRef],
+        post_terms: list[tuple[str, ...]],
+        times: list[float],
+        terms: list[str],
+        op: Burst,
+    ) -> str:
         """A readable name: its most central post (weighted by the story's term counts),
-        else a phrase of its terms, else its opening key's label."""
+        else a phrase of its terms, else its opening key's label. (``post_terms`` and
+        ``times``: each post's terms and time.)"""
         # (compiled: a version weighs up to 400 posts, each term by log1p of its count in the
         # story's bounded top terms)
         weigh = centrality_of_counts if core.PURE_PYTHON else _storycore.centrality_of_counts
         return headline(
             [r.text for r in posts],
-            weigh([r.terms for r in posts], al.terms),
+            weigh(post_terms, al.terms),
             [r.cluster == r.post_id for r in posts],
-            [r.ts for r in posts],
+            times,
             terms,
             label_words(op.label),
         )
