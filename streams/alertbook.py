@@ -26,6 +26,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import chain
 from operator import attrgetter
 from typing import Any, Generic, NamedTuple, Self, TypeVar, overload
@@ -531,8 +532,7 @@ class AlertBook:
             lead_source=lead,
             source_first_seen={s: _dt(t) for s, t in sorted(al.source_first.items())},
             counts_curve=[
-                CountPoint(start=_dt(b * bs), count=al.curve.get(b, 0))
-                for b in range(curve_from, max(al.curve) + 1)
+                _point(b * bs, al.curve.get(b, 0)) for b in range(curve_from, max(al.curve) + 1)
             ][-p.curve_points :],
             z=round(best.z, 3),
             posts_seen=al.total,
@@ -650,6 +650,13 @@ def _set_key(al: _Open, key: str, b: Burst) -> None:
 
 def _tracked(al: _Open) -> int:
     return sum(1 for k in al.keys.values() if k.kind != "term")
+
+
+@lru_cache(maxsize=8192)
+def _point(start: int, count: int) -> CountPoint:
+    """A point of a story's curve (remembered: a story's versions repeat most of theirs, and
+    a point is immutable)."""
+    return CountPoint(start=_dt(start), count=count)
 
 
 def _dt(ts: float) -> datetime:

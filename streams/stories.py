@@ -46,7 +46,10 @@ def links_in(text: str, own: str | None = None) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=8192)
 def domain_of(url: str) -> str:
+    """A URL's host, lower-case, without ``www.`` (remembered: a story lists its links again
+    at every version)."""
     return (urlsplit(url).hostname or "").lower().removeprefix("www.")
 
 
