@@ -2,9 +2,8 @@
 """Compiled twins of :func:`streams.stories.centrality` and
 :func:`~streams.stories.centrality_of_counts` (how central each of a story's posts is: what a
 version's headline is chosen by, over up to 400 posts at every version), of
-:func:`~streams.stories.headline_order` (those posts best first) and
-:func:`~streams.stories.keys_held` (each post's burst keys: what its evidence is ranked by),
-and of :func:`~streams.stories.cosine` (a burst's words against each story's, at every join).
+:func:`~streams.stories.headline_order` (those posts best first), and of
+:func:`~streams.stories.cosine` (a burst's words against each story's, at every join).
 
 The same floats as the reference: each post's sum is taken in the same order, in double, and
 divided by the correctly rounded square root of its term count. A term the story does not
@@ -152,21 +151,3 @@ def headline_order(list weights, list originals, list ts):
     finally:
         PyMem_Free(ranked)
 
-
-def keys_held(list items, set keys):
-    """``streams.stories.keys_held``: per post (a frozenset of its items), how many of
-    ``keys`` it holds, counted over the smaller of the two without building their
-    intersection."""
-    cdef list out = []
-    cdef frozenset post
-    cdef Py_ssize_t held
-    for post in items:
-        held = 0
-        if len(post) <= len(keys):
-            for x in post:
-                held += x in keys
-        else:
-            for x in keys:
-                held += x in post
-        out.append(held)
-    return out

@@ -42,7 +42,6 @@ from streams.stories import (
     cosine,
     domain_of,
     headline,
-    keys_held,
     links_in,
     prune,
 )
@@ -169,11 +168,16 @@ class _Open:
     links: Counter[str] = field(default_factory=Counter)  # URLs its posts share
     sent: Sent | None = None  # the version last delivered to the sinks
     reopened: bool = False  # resolved, then joined again: the next version says so
+    # per post it keeps (by id), how many of its burst keys the post holds: what its evidence
+    # is ranked by, kept up to date as posts and keys join (keys never leave a story)
+    held: dict[str, int] = field(default_factory=dict)
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         if type(self.emitted) is tuple:  # (a checkpoint from before its fields had names)
             self.emitted = _Emitted(*self.emitted)
+        if "held" not in state:  # (a checkpoint of layout 3 or 4: counted once here)
+            self.held = {r.post_id: _keys_held(self, r) for r in self.posts.values()}
 
 
 def _span(seconds: int) -> str:
@@ -340,10 +344,12 @@ class AlertBook:
         if ref.post_id in al.posts:
             return
         al.posts[ref.post_id] = ref
+        al.held[ref.post_id] = _keys_held(al, ref)
         if ref.stance:
             al.stances[ref.stance] += 1
         if len(al.posts) > self.p.max_alert_posts:
             _, gone = al.posts.popitem(last=False)
+            del al.held[gone.post_id]
             if gone.stance:
                 al.stances[gone.stance] -= 1
         al.total += 1
@@ -525,7 +531,7 @@ class AlertBook:
             score=round(best.score, 3),
             sources=dict(sources),
             stance_mix=_stances(al),
-            evidence=self._evidence(posts, {k.key for k in keys}),
+            evidence=self._evidence(al, posts),
             detected_at=self.clock(),
             related_keys=[public_key(k.key) for k in keys],
             claims=claims,
@@ -585,14 +591,13 @@ class AlertBook:
         ranked = enumerate(al.keys.values())
         return min(ranked, key=lambda ib: (_KIND_RANK[ib[1].kind], ib[0]))[1]
 
-    def _evidence(self, posts: list[PostRef], keys: set[str]) -> list[Evidence]:
+    def _evidence(self, al: _Open, posts: list[PostRef]) -> list[Evidence]:
         """Representative and diverse: chosen by the most burst keys held, at most one per
         near-duplicate cluster and (first pass) one per author; listed newest first."""
-        # (what ``sorted(posts, key=lambda r: (-len(r.items & keys), r.ts))`` gives, in two
-        # stable steps: by time, then by keys held, most first)
+        # (what ``sorted(posts, key=lambda r: (-len(r.items & al.keys.keys()), r.ts))`` gives,
+        # in two stable steps: by time, then by keys held (``al.held``), most first)
         by_ts = sorted(posts, key=_TS)
-        count = keys_held if core.PURE_PYTHON else _storycore.keys_held
-        held = count([r.items for r in by_ts], keys)
+        held = [al.held[r.post_id] for r in by_ts]
         ranked = [by_ts[i] for i in sorted(range(len(held)), key=held.__getitem__, reverse=True)]
         picked: list[PostRef] = []
         picked_ids: set[str] = set()  # (a story's posts are distinct by id)
@@ -639,13 +644,24 @@ def _stances(al: _Open) -> dict[str, int]:
 
 def _set_key(al: _Open, key: str, b: Burst) -> None:
     """Hold ``b`` as ``key``'s burst in ``al`` and keep ``al.best`` what
-    ``max(al.keys.values(), key=score)`` gives: the first of the highest scores."""
+    ``max(al.keys.values(), key=score)`` gives: the first of the highest scores; a new key
+    counts in ``al.held`` for each post holding it."""
+    if key not in al.keys:
+        held = al.held
+        for r in al.posts.values():
+            if key in r.items:
+                held[r.post_id] += 1
     al.keys[key] = b
     best = al.best
     if best is None or b.score > best.score:
         al.best = b
     elif b.score == best.score:  # (ties: the first in the keys' order wins)
         al.best = max(al.keys.values(), key=lambda k: k.score)
+
+
+def _keys_held(al: _Open, ref: PostRef) -> int:
+    """How many of the story's burst keys the post holds."""
+    return sum(map(al.keys.__contains__, ref.items))
 
 
 def _tracked(al: _Open) -> int:

@@ -53,10 +53,11 @@ from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run, Scal
 _RECENT_POSTS = 2000
 
 
-# of a checkpoint's layout (a rate sketch per time scale, their cells in one array; stories);
-# a checkpoint of layout 3 (each sketch its own cells) is read too
-STATE_VERSION = 4
-_READABLE_VERSIONS = (3, STATE_VERSION)
+# of a checkpoint's layout (a rate sketch per time scale, their cells in one array; stories,
+# each with the burst keys its posts hold); a checkpoint of layout 4 (stories without them:
+# counted when read) or 3 (besides, each sketch its own cells) is read too
+STATE_VERSION = 5
+_READABLE_VERSIONS = (3, 4, STATE_VERSION)
 
 
 class IncompatibleCheckpoint(ValueError):

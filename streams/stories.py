@@ -188,12 +188,6 @@ def headline(
     return phrase(terms) or fallback
 
 
-def keys_held(items: Sequence[frozenset[str]], keys: set[str]) -> list[int]:
-    """Per post (its ``items``), how many of ``keys`` it holds. The compiled twin is
-    ``streams._storycore.keys_held``."""
-    return [len(i & keys) for i in items]
-
-
 @dataclass(frozen=True)
 class Sent:
     """A story as its previous delivered version told it."""

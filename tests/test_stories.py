@@ -35,7 +35,6 @@ from streams.stories import (
     cosine,
     headline,
     headline_order,
-    keys_held,
     links_in,
 )
 from tests.helpers import WRITER_SCHEMA, WebhookReceiver, make_alert, pure_python
@@ -347,12 +346,3 @@ def test_headline_among_equals_is_the_greatest_readable_text() -> None:
             assert headline(texts, weights, originals, ts, [], "x") == want
             rev = headline(texts[::-1], weights[::-1], originals, ts[::-1], [], "x")
             assert rev == want
-
-
-@given(
-    st.lists(st.frozensets(_WORDS)),
-    st.sets(_WORDS),
-)
-def test_compiled_keys_held_is_the_reference(items: list[frozenset[str]], keys: set[str]) -> None:
-    """``_storycore.keys_held`` counts what the reference's intersections hold."""
-    assert _storycore.keys_held(items, keys) == keys_held(items, keys)
