@@ -1,7 +1,8 @@
 # cython: language_level=3
 """Compiled twins of :func:`streams.stories.centrality` and
 :func:`~streams.stories.centrality_of_counts` (how central each of a story's posts is: what a
-version's headline is chosen by, over up to 400 posts at every version) and of
+version's headline is chosen by, over up to 400 posts at every version), of
+:func:`~streams.stories.headline_order` (those posts best first), and of
 :func:`~streams.stories.cosine` (a burst's words against each story's, at every join).
 
 The same floats as the reference: each post's sum is taken in the same order, in double, and
@@ -11,19 +12,32 @@ Checked against the reference in tests/test_stories.py.
 """
 
 from cpython.dict cimport PyDict_GetItem
+from cpython.long cimport PyLong_AsLongAndOverflow, PyLong_CheckExact
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.number cimport PyNumber_Power
 from cpython.object cimport PyObject
-from libc.math cimport log1p, sqrt
+from libc.math cimport INFINITY, log1p, pow, sqrt
+from libc.stdlib cimport qsort
+
+
+# log1p of the small counts, taken once (the same doubles: log1p of the count as a double)
+cdef enum:
+    _LOGGED = 1024
+cdef double _LOG1P[_LOGGED]
+for _k in range(_LOGGED):
+    _LOG1P[_k] = log1p(<double> _k)
 
 
 cdef list _centrality(list terms, object weights, bint logs):
     """Both centralities: per post, the sum of its terms' weights (``log1p`` of a count when
-    ``logs``) over the square root of its number of terms. ``weights``: a dict or a subclass
-    of one (a ``Counter``), read as a plain dict."""
+    ``logs``, from the table for a small int) over the square root of its number of terms.
+    ``weights``: a dict or a subclass of one (a ``Counter``), read as a plain dict."""
     cdef list out = []
     cdef tuple post
     cdef double total, w
     cdef Py_ssize_t n
+    cdef long k
+    cdef int overflow
     cdef PyObject* c
     for post in terms:
         n = len(post)
@@ -33,9 +47,15 @@ cdef list _centrality(list terms, object weights, bint logs):
         total = 0.0
         for term in post:
             c = PyDict_GetItem(weights, term)
-            if c is not NULL:
-                w = <double> (<object> c)
-                total += log1p(w) if logs else w
+            if c is NULL:
+                continue
+            if logs and PyLong_CheckExact(<object> c):
+                k = PyLong_AsLongAndOverflow(<object> c, &overflow)
+                if overflow == 0 and 0 <= k < _LOGGED:
+                    total += _LOG1P[k]
+                    continue
+            w = <double> (<object> c)
+            total += log1p(w) if logs else w
         out.append(total / sqrt(<double> n))
     return out
 
@@ -55,13 +75,24 @@ def centrality_of_counts(list terms, counts):
     return _centrality(terms, counts, True)
 
 
+# libm's ``pow``, called through a pointer: a compiler would replace ``pow(v, 2.0)`` by
+# ``v * v``, which may round differently
+cdef double (*_libm_pow)(double, double) noexcept nogil
+_libm_pow = pow
+
+
 cdef double _norm(object counts) except? -1.0:
     """The reference's ``math.sqrt(sum(math.log1p(x) ** 2 for x in counts.values()))``: the
-    square taken as Python takes ``float ** 2`` (libm's ``pow``, which a C compiler would
-    replace by a product that may round differently), summed in order from 0.0."""
-    cdef double total = 0.0
+    square taken as Python takes ``float ** 2`` (for a finite ``v`` >= 0, CPython's
+    ``float_pow`` returns libm's ``pow(v, 2.0)``; ``log1p`` of a count is one), summed in
+    order from 0.0."""
+    cdef double total = 0.0, v
     for x in (<dict> counts).values():
-        total += <double> PyNumber_Power(log1p(<double> x), 2, None)
+        v = log1p(<double> x)
+        if v >= 0.0 and v < INFINITY:
+            total += _libm_pow(v, 2.0)
+        else:  # (not a count: Python's own power, whatever it does there)
+            total += <double> PyNumber_Power(v, 2, None)
     return sqrt(total)
 
 
@@ -81,3 +112,42 @@ def cosine(a, b):
     if dot == 0.0:
         return 0.0
     return dot / (_norm(a) * _norm(b))
+
+
+cdef struct _Ranked:
+    double weight  # the weight, 0.8 of it for a copy
+    double ts
+    Py_ssize_t at  # its position among the candidates
+
+
+cdef int _best_first(const void* a, const void* b) noexcept nogil:
+    """The reference's order: the higher weight, then the older, then the earlier given."""
+    cdef const _Ranked* x = <const _Ranked*> a
+    cdef const _Ranked* y = <const _Ranked*> b
+    if x.weight != y.weight:
+        return -1 if x.weight > y.weight else 1
+    if x.ts != y.ts:
+        return -1 if x.ts < y.ts else 1
+    return -1 if x.at < y.at else (1 if x.at > y.at else 0)
+
+
+def headline_order(list weights, list originals, list ts):
+    """``streams.stories.headline_order``: the candidates' positions, the most central
+    first (a copy's weight times 0.8: the same double), then the oldest, then as given
+    (which is what the reference's stable sort keeps)."""
+    cdef Py_ssize_t n = len(weights), i
+    if len(originals) != n or len(ts) != n:
+        raise ValueError("weights, originals and ts must be as long")
+    cdef _Ranked* ranked = <_Ranked*> PyMem_Malloc(max(n, 1) * sizeof(_Ranked))
+    if ranked is NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            ranked[i].weight = <double> weights[i] * (1.0 if originals[i] else 0.8)
+            ranked[i].ts = <double> ts[i]
+            ranked[i].at = i
+        qsort(ranked, n, sizeof(_Ranked), _best_first)
+        return [ranked[i].at for i in range(n)]
+    finally:
+        PyMem_Free(ranked)
+

@@ -2,26 +2,33 @@
 """Compiled twin of :func:`streams.features.analyse` (a post's burst items and content words).
 
 Same output as the reference for every text. The steps that depend on Unicode rules stay
-Python and run exactly as in :func:`models.text.tokens`: ``str.lower`` and the URL and
-@mention substitutions (only when the text has "http" / "@"). What is compiled is the
-token scan, which only ever matches ASCII (``_TOKEN``: any other code point ends a token),
-the token's word (``features._word``), the content test (``features._content``) and the
-items (``features._items``), and ``features.entities`` for ASCII text (its two regexes,
-``_CAP_RUN`` with its backtracking, and ``_WORDISH``; other text goes to the reference).
-``domains`` stays the reference's. Both are called only when they can return something: a
-link needs "http" in the lowered text, a capitalised run an upper-case ASCII letter (a text
-that ``lower`` leaves unchanged has none).
+Python and run exactly as in :func:`models.text.tokens`: ``str.lower`` and the URL
+substitution (only when the text has "http"). What is compiled is the @mention substitution
+(``models.text._MENTION``, only when the text has "@"), the token scan, which only ever
+matches ASCII (``_TOKEN``: any other code point ends a token), the token's word
+(``features._word``), the content test (``features._content``), the items
+(``features._items``), and ``features.entities`` (its two regexes, ``_CAP_RUN`` with its
+backtracking, and ``_WORDISH``). Where those regexes say ``\w``, ``\s`` or ``\b`` they mean
+CPython's own tests of a code point (alphanumeric or "_"; white space), which are what the
+compiled scans call. ``domains`` stays the reference's. Both are called only when they can
+return something: a link needs "http" in the lowered text, a capitalised run an upper-case
+ASCII letter (a text that ``lower`` leaves unchanged has none).
 """
 
-from cpython.unicode cimport PyUnicode_DATA, PyUnicode_KIND, PyUnicode_New, PyUnicode_READ
+from cpython.unicode cimport (
+    Py_UNICODE_ISALNUM,
+    Py_UNICODE_ISSPACE,
+    PyUnicode_DATA,
+    PyUnicode_KIND,
+    PyUnicode_New,
+    PyUnicode_READ,
+)
 from libc.string cimport memcpy
 
-from models.text import _MENTION, _URL, STOP_WORDS, domains
-from streams.features import entities
+from models.text import _URL, STOP_WORDS, domains
 
 cdef frozenset _STOP = STOP_WORDS
 cdef object _url_sub = _URL.sub
-cdef object _mention_sub = _MENTION.sub
 
 
 cdef inline bint _alnum(Py_UCS4 c) noexcept:
@@ -40,6 +47,38 @@ cdef inline bint _stripped(Py_UCS4 c) noexcept:  # the characters of "'.-_%"
     return c == 39 or c == 46 or c == 45 or c == 95 or c == 37
 
 
+cdef inline bint _uword(Py_UCS4 c) noexcept:  # \w in a str pattern: [^\W] in any script
+    if c < 128:  # (ASCII, most text: [A-Za-z0-9_] without a call)
+        return (97 <= c <= 122) or (65 <= c <= 90) or (48 <= c <= 57) or c == 95
+    return Py_UNICODE_ISALNUM(c)
+
+
+def drop_mentions(str t):
+    """``models.text._MENTION.sub(" ", t)``: each "@" that no word character precedes, with
+    the word characters after it (one at least), becomes a space."""
+    cdef Py_ssize_t n = len(t), i = 0, j, last = 0
+    cdef int kind = PyUnicode_KIND(t)
+    cdef void* data = PyUnicode_DATA(t)
+    cdef list parts = []
+    while i < n:
+        if PyUnicode_READ(kind, data, i) == 64 and (
+            i == 0 or not _uword(PyUnicode_READ(kind, data, i - 1))
+        ):
+            j = i + 1
+            while j < n and _uword(PyUnicode_READ(kind, data, j)):
+                j += 1
+            if j > i + 1:
+                parts.append(t[last:i])
+                parts.append(" ")
+                i = last = j
+                continue
+        i += 1
+    if not parts:
+        return t
+    parts.append(t[last:])
+    return "".join(parts)
+
+
 cdef inline str _pair(const char* a, Py_ssize_t la, str b):
     """``a + " " + b`` for ASCII ``a`` and ``b`` (words are: tokens are ASCII)."""
     cdef Py_ssize_t lb = len(b)
@@ -51,16 +90,14 @@ cdef inline str _pair(const char* a, Py_ssize_t la, str b):
     return out
 
 
-cdef inline bint _word_char(Py_UCS4 c) noexcept:  # \w in ASCII: [A-Za-z0-9_]
-    return (c >= 97 and c <= 122) or (c >= 65 and c <= 90) or (c >= 48 and c <= 57) or c == 95
-
-
 cdef inline bint _cap_char(Py_UCS4 c) noexcept:  # [\w'-]
-    return _word_char(c) or c == 39 or c == 45
+    return _uword(c) or c == 39 or c == 45
 
 
-cdef inline bint _space(Py_UCS4 c) noexcept:  # \s in ASCII (str.split's whitespace too)
-    return c == 32 or (c >= 9 and c <= 13) or (c >= 28 and c <= 31)
+cdef inline bint _space(Py_UCS4 c) noexcept:  # \s in a str pattern (str.split's whitespace)
+    if c < 128:  # (ASCII: " ", \t-\r and \x1c-\x1f)
+        return c == 32 or (9 <= c <= 13) or (28 <= c <= 31)
+    return Py_UNICODE_ISSPACE(c)
 
 
 cdef Py_ssize_t _cap_word(int kind, void* data, Py_ssize_t n, Py_ssize_t p) noexcept:
@@ -77,7 +114,7 @@ cdef Py_ssize_t _cap_word(int kind, void* data, Py_ssize_t n, Py_ssize_t p) noex
 
 
 cdef Py_ssize_t _cap_run(int kind, void* data, Py_ssize_t n, Py_ssize_t p) noexcept:
-    """End of the ``features._CAP_RUN`` match starting at ``p`` in ASCII text, or -1.
+    """End of the ``features._CAP_RUN`` match starting at ``p``, or -1.
 
     The regex, backtracking: a word that another follows ends where its characters do
     (whitespace must come next), so the chain of 2-4 words is fixed; only the last word
@@ -86,7 +123,7 @@ cdef Py_ssize_t _cap_run(int kind, void* data, Py_ssize_t n, Py_ssize_t p) noexc
     cdef Py_ssize_t starts[4]
     cdef Py_ssize_t ends[4]
     cdef Py_ssize_t m = 1, s, e, q, last
-    if p > 0 and _word_char(PyUnicode_READ(kind, data, p - 1)):
+    if p > 0 and _uword(PyUnicode_READ(kind, data, p - 1)):
         return -1  # (no \b before)
     e = _cap_word(kind, data, n, p)
     if e < 0:
@@ -108,8 +145,8 @@ cdef Py_ssize_t _cap_run(int kind, void* data, Py_ssize_t n, Py_ssize_t p) noexc
     for last in range(m - 1, 0, -1):
         q = ends[last]
         while q >= starts[last] + 2:  # a word boundary at q
-            if _word_char(PyUnicode_READ(kind, data, q - 1)) != (
-                q < n and _word_char(PyUnicode_READ(kind, data, q))
+            if _uword(PyUnicode_READ(kind, data, q - 1)) != (
+                q < n and _uword(PyUnicode_READ(kind, data, q))
             ):
                 return q
             q -= 1
@@ -117,7 +154,7 @@ cdef Py_ssize_t _cap_run(int kind, void* data, Py_ssize_t n, Py_ssize_t p) noexc
 
 
 def cap_runs(str text):
-    """``features._CAP_RUN.findall(text)`` for ASCII text."""
+    """``features._CAP_RUN.findall(text)``."""
     cdef Py_ssize_t n = len(text), p = 0, q
     cdef int kind = PyUnicode_KIND(text)
     cdef void* data = PyUnicode_DATA(text)
@@ -132,8 +169,8 @@ def cap_runs(str text):
     return runs
 
 
-cdef list _ascii_entities(str text):
-    """``features.entities(text)`` for ASCII text with an upper-case letter."""
+cdef list _cap_entities(str text):
+    """``features.entities(text)`` for a text with an upper-case letter."""
     cdef Py_ssize_t n = len(text), p = 0, words = 0, capitalised = 0
     cdef int kind = PyUnicode_KIND(text)
     cdef void* data = PyUnicode_DATA(text)
@@ -165,17 +202,14 @@ cdef list _ascii_entities(str text):
 
 cdef list _entities(str text, str low):
     """``features.entities(text)``, ``low`` being ``text.lower()``: none when lowering
-    changes nothing (no upper-case letter, so no capitalised run), the compiled path for
-    ASCII text, else the reference."""
+    changes nothing (no upper-case letter, so no capitalised run)."""
     if low == text:
         return []
-    if text.isascii():
-        return _ascii_entities(text)
-    return entities(text)
+    return _cap_entities(text)
 
 
-def ascii_entities(str text):
-    """``features.entities(text)`` (the compiled path for ASCII text, else the reference)."""
+def entities(str text):
+    """``features.entities(text)``."""
     return _entities(text, text.lower())
 
 
@@ -187,7 +221,7 @@ def analyse(str text, Py_ssize_t limit=48):
     if has_http:
         t = _url_sub(" ", t)
     if "@" in t:
-        t = _mention_sub(" ", t)
+        t = drop_mentions(t)
     cdef Py_ssize_t n = len(t)
     cdef int kind = PyUnicode_KIND(t)
     cdef void* data = PyUnicode_DATA(t)

@@ -26,10 +26,10 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import lru_cache
 from itertools import chain
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, Generic, NamedTuple, Self, TypeVar, overload
 
 from seismo.contracts import Alert, CountPoint, Evidence, Link, Severity, SignalKind, Stance
 from streams import _storycore, core
@@ -42,13 +42,37 @@ from streams.stories import (
     cosine,
     domain_of,
     headline,
-    headline_text,
     links_in,
     prune,
 )
 
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
+T = TypeVar("T")
 _KIND_RANK = {"claim": 0, "stance": 1, "dossier": 2, "term": 3}
+
+
+class _Once(Generic[T]):
+    """A value computed from an instance at its first read and kept as the instance's
+    attribute of the same name, where later reads find it (and a checkpoint pickles it):
+    what ``functools.cached_property`` does, without the lock Python 3.11 takes at
+    every first read (a post's items, terms and links are first read ~14,000 times per
+    10,000 posts of a busy stream)."""
+
+    def __init__(self, func: Callable[[Any], T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> T | Self:
+        if obj is None:
+            return self
+        value: T = self.func(obj)
+        setattr(obj, self.name, value)  # (an instance attribute: found before this)
+        return value
 
 
 @dataclass
@@ -63,23 +87,28 @@ class PostRef:
     author: str | None
     url: str | None
     cluster: str  # near-duplicate cluster: the id of the first post of its kind
-    ordered: tuple[str, ...] = ()  # its burst items and tracked keys in the post's order
-    # (iteration must not depend on string hashing, which differs between processes)
+    # its burst items, then its tracked keys (none without dossiers and claims), in the
+    # post's order (iteration must not depend on string hashing, which differs between
+    # processes)
+    ordered: tuple[str, ...] = ()
     dossiers: tuple[str, ...] = ()
     claims: tuple[str, ...] = ()
     stance: Stance | None = None
 
-    @cached_property
+    @_Once
     def items(self) -> frozenset[str]:
         """The same items as a set (made when first asked: most posts never are)."""
         return frozenset(self.ordered)
 
-    @cached_property
+    @_Once
     def terms(self) -> tuple[str, ...]:
-        """Its items without the tracked keys (dossiers, claims), in order."""
+        """Its items without the tracked keys (dossiers, claims), in order: all of them
+        when it has neither (a burst item never starts as a tracked key does)."""
+        if not self.dossiers and not self.claims:
+            return self.ordered
         return tuple([i for i in self.ordered if not i.startswith(_TRACKED)])
 
-    @cached_property
+    @_Once
     def links(self) -> tuple[str, ...]:
         """The URLs its text shares (:func:`~streams.stories.links_in`), found once: a post
         joins several stories and each asks."""
@@ -139,11 +168,16 @@ class _Open:
     links: Counter[str] = field(default_factory=Counter)  # URLs its posts share
     sent: Sent | None = None  # the version last delivered to the sinks
     reopened: bool = False  # resolved, then joined again: the next version says so
+    # per post it keeps (by id), how many of its burst keys the post holds: what its evidence
+    # is ranked by, kept up to date as posts and keys join (keys never leave a story)
+    held: dict[str, int] = field(default_factory=dict)
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         if type(self.emitted) is tuple:  # (a checkpoint from before its fields had names)
             self.emitted = _Emitted(*self.emitted)
+        if "held" not in state:  # (a checkpoint of layout 3 or 4: counted once here)
+            self.held = {r.post_id: _keys_held(self, r) for r in self.posts.values()}
 
 
 def _span(seconds: int) -> str:
@@ -260,7 +294,10 @@ class AlertBook:
         best, best_rank = None, (0.0, 0.0)
         for al in pool:
             keys = al.keys.keys()
-            share = sum(1 for r in b.posts if r.post_id in al.posts or r.items & keys) / n
+            shared = sum(
+                1 for r in b.posts if r.post_id in al.posts or not keys.isdisjoint(r.items)
+            )
+            share = shared / n
             linked = sum(1 for u in urls if u and not u.isdisjoint(al.links)) / n
             # or the burst's word is one of the story's own words (``moore`` in a tornado's)
             own = al.terms.get(b.key, 0)
@@ -307,10 +344,12 @@ class AlertBook:
         if ref.post_id in al.posts:
             return
         al.posts[ref.post_id] = ref
+        al.held[ref.post_id] = _keys_held(al, ref)
         if ref.stance:
             al.stances[ref.stance] += 1
         if len(al.posts) > self.p.max_alert_posts:
             _, gone = al.posts.popitem(last=False)
+            del al.held[gone.post_id]
             if gone.stance:
                 al.stances[gone.stance] -= 1
         al.total += 1
@@ -321,8 +360,9 @@ class AlertBook:
         al.authors.add(author)
         al.terms.update(ref.terms)
         prune(al.terms, self.p.story_terms)
-        al.links.update(ref.links)
-        prune(al.links, self.p.story_links)
+        if ref.links:  # (most posts share none)
+            al.links.update(ref.links)
+            prune(al.links, self.p.story_links)
         al.curve[int(ref.ts // self.p.bucket_seconds)] += 1
         if len(al.curve) > self.p.curve_points:
             del al.curve[min(al.curve)]
@@ -439,12 +479,14 @@ class AlertBook:
         best = keys[0]
         op = self._primary(al)
         posts = list(al.posts.values())
+        post_terms = [r.terms for r in posts]  # (for its top terms and its headline)
+        times = [r.ts for r in posts]
         size = self._size(al)
         # its posts' terms (not the tracked keys), in the order they first appear
         labels = [label_words(k.label) for k in keys if k.kind == "term"]
         terms = list(dict.fromkeys(labels))
         if len(terms) < p.top_terms:  # (else the keys' own words fill them: no need to count)
-            item_counts = Counter(chain.from_iterable([r.terms for r in posts]))
+            item_counts = Counter(chain.from_iterable(post_terms))
             for item, _ in item_counts.most_common(3 * p.top_terms):
                 if len(terms) >= p.top_terms:
                     break
@@ -461,11 +503,11 @@ class AlertBook:
                 dossiers.update(r.dossiers)
             if r.claims:
                 claimed.update(r.claims)
-        first_seen = min([r.ts for r in posts], default=math.inf)
+        first_seen = min(times, default=math.inf)
         claims = sorted(claimed)
         lead = min(al.source_first, key=lambda s: al.source_first[s])
         sev = self._severity(al)
-        head = self._headline(al, posts, terms, op)
+        head = self._headline(al, posts, post_terms, times, terms, op)
         bs = p.bucket_seconds
         curve_from = min(al.curve)
         return Alert(
@@ -489,15 +531,14 @@ class AlertBook:
             score=round(best.score, 3),
             sources=dict(sources),
             stance_mix=_stances(al),
-            evidence=self._evidence(posts, {k.key for k in keys}),
+            evidence=self._evidence(al, posts),
             detected_at=self.clock(),
             related_keys=[public_key(k.key) for k in keys],
             claims=claims,
             lead_source=lead,
             source_first_seen={s: _dt(t) for s, t in sorted(al.source_first.items())},
             counts_curve=[
-                CountPoint(start=_dt(b * bs), count=al.curve.get(b, 0))
-                for b in range(curve_from, max(al.curve) + 1)
+                _point(b * bs, al.curve.get(b, 0)) for b in range(curve_from, max(al.curve) + 1)
             ][-p.curve_points :],
             z=round(best.z, 3),
             posts_seen=al.total,
@@ -520,19 +561,28 @@ class AlertBook:
         )
 
     @staticmethod
-    def _headline(al: _Open, posts: list[PostRef], terms: list[str], op: Burst) -> str:
+    def _headline(
+        al: _Open,
+        posts: list[PostRef],
+        post_terms: list[tuple[str, ...]],
+        times: list[float],
+        terms: list[str],
+        op: Burst,
+    ) -> str:
         """A readable name: its most central post (weighted by the story's term counts),
-        else a phrase of its terms, else its opening key's label."""
-        readable = [r for r in posts if headline_text(r.text) is not None]
-        # (the weight only where it may count; compiled: a version weighs up to 400 posts,
-        # each term by log1p of its count in the story's bounded top terms)
+        else a phrase of its terms, else its opening key's label. (``post_terms`` and
+        ``times``: each post's terms and time.)"""
+        # (compiled: a version weighs up to 400 posts, each term by log1p of its count in the
+        # story's bounded top terms)
         weigh = centrality_of_counts if core.PURE_PYTHON else _storycore.centrality_of_counts
-        weights = weigh([r.terms for r in readable], al.terms)
-        cands = [  # (``Candidate`` s as plain tuples)
-            (r.text, w, r.cluster == r.post_id, r.ts)
-            for r, w in zip(readable, weights, strict=True)
-        ]
-        return headline(cands, terms, label_words(op.label))
+        return headline(
+            [r.text for r in posts],
+            weigh(post_terms, al.terms),
+            [r.cluster == r.post_id for r in posts],
+            times,
+            terms,
+            label_words(op.label),
+        )
 
     @staticmethod
     def _primary(al: _Open) -> Burst:
@@ -541,19 +591,14 @@ class AlertBook:
         ranked = enumerate(al.keys.values())
         return min(ranked, key=lambda ib: (_KIND_RANK[ib[1].kind], ib[0]))[1]
 
-    def _evidence(self, posts: list[PostRef], keys: set[str]) -> list[Evidence]:
+    def _evidence(self, al: _Open, posts: list[PostRef]) -> list[Evidence]:
         """Representative and diverse: chosen by the most burst keys held, at most one per
         near-duplicate cluster and (first pass) one per author; listed newest first."""
-        # (what ``sorted(posts, key=lambda r: (-len(r.items & keys), r.ts))`` gives, in two
-        # stable steps: by time, then by keys held, most first)
+        # (what ``sorted(posts, key=lambda r: (-len(r.items & al.keys.keys()), r.ts))`` gives,
+        # in two stable steps: by time, then by keys held (``al.held``), most first)
         by_ts = sorted(posts, key=_TS)
-        held = [len(r.items & keys) for r in by_ts]
-        ranked = [
-            r
-            for h in sorted(set(held), reverse=True)
-            for r, n in zip(by_ts, held, strict=True)
-            if n == h
-        ]
+        held = [al.held[r.post_id] for r in by_ts]
+        ranked = [by_ts[i] for i in sorted(range(len(held)), key=held.__getitem__, reverse=True)]
         picked: list[PostRef] = []
         picked_ids: set[str] = set()  # (a story's posts are distinct by id)
         clusters: set[str] = set()
@@ -599,7 +644,13 @@ def _stances(al: _Open) -> dict[str, int]:
 
 def _set_key(al: _Open, key: str, b: Burst) -> None:
     """Hold ``b`` as ``key``'s burst in ``al`` and keep ``al.best`` what
-    ``max(al.keys.values(), key=score)`` gives: the first of the highest scores."""
+    ``max(al.keys.values(), key=score)`` gives: the first of the highest scores; a new key
+    counts in ``al.held`` for each post holding it."""
+    if key not in al.keys:
+        held = al.held
+        for r in al.posts.values():
+            if key in r.items:
+                held[r.post_id] += 1
     al.keys[key] = b
     best = al.best
     if best is None or b.score > best.score:
@@ -608,8 +659,20 @@ def _set_key(al: _Open, key: str, b: Burst) -> None:
         al.best = max(al.keys.values(), key=lambda k: k.score)
 
 
+def _keys_held(al: _Open, ref: PostRef) -> int:
+    """How many of the story's burst keys the post holds."""
+    return sum(map(al.keys.__contains__, ref.items))
+
+
 def _tracked(al: _Open) -> int:
     return sum(1 for k in al.keys.values() if k.kind != "term")
+
+
+@lru_cache(maxsize=8192)
+def _point(start: int, count: int) -> CountPoint:
+    """A point of a story's curve (remembered: a story's versions repeat most of theirs, and
+    a point is immutable)."""
+    return CountPoint(start=_dt(start), count=count)
 
 
 def _dt(ts: float) -> datetime:

@@ -33,7 +33,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import accumulate, chain, compress, takewhile
+from functools import lru_cache
+from itertools import accumulate, chain, compress
 from typing import Any
 
 import numpy as np
@@ -52,18 +53,21 @@ from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run, Scal
 _RECENT_POSTS = 2000
 
 
-# of a checkpoint's layout (a rate sketch per time scale, their cells in one array; stories);
-# a checkpoint of layout 3 (each sketch its own cells) is read too
-STATE_VERSION = 4
-_READABLE_VERSIONS = (3, STATE_VERSION)
+# of a checkpoint's layout (a rate sketch per time scale, their cells in one array; stories,
+# each with the burst keys its posts hold); a checkpoint of layout 4 (stories without them:
+# counted when read) or 3 (besides, each sketch its own cells) is read too
+STATE_VERSION = 5
+_READABLE_VERSIONS = (3, 4, STATE_VERSION)
 
 
 class IncompatibleCheckpoint(ValueError):
     """A checkpoint whose layout this detector cannot read."""
 
 
+@lru_cache(maxsize=8192)
 def poisson_score(observed: int, expected: float) -> float:
-    """-log10 P(X >= observed) for X ~ Poisson(expected); 0 when observed <= 0."""
+    """-log10 P(X >= observed) for X ~ Poisson(expected); 0 when observed <= 0. (Remembered:
+    the same small counts over the same floored expectation recur, a third of the calls.)"""
     if observed <= 0:
         return 0.0
     lam = max(expected, 1e-9)
@@ -419,9 +423,13 @@ class BurstEngine:
 
     def _admit(self, name: str, since: float) -> None:
         """A new candidate: its posts since ``since`` are recovered from the post history."""
-        recent = takewhile(lambda r: r.ts >= since, reversed(self.recent))
-        posts = deque(reversed([r for r in recent if name in r.items]), maxlen=64)
-        self.candidates[name] = posts
+        found = []
+        for r in reversed(self.recent):  # (newest first)
+            if r.ts < since:
+                break
+            if name in r.items:
+                found.append(r)
+        self.candidates[name] = deque(reversed(found), maxlen=64)
         if len(self.candidates) > self.p.max_candidates:
             self.candidates.popitem(last=False)
 

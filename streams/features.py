@@ -33,7 +33,7 @@ def _content(word: str) -> bool:
 def entities(text: str) -> list[str]:
     """Runs of 2-4 capitalised words in running text (not in Title Case Headlines).
 
-    The reference; ``streams._textcore.ascii_entities`` is its compiled twin for ASCII text.
+    The reference; ``streams._textcore.entities`` is its compiled twin.
     """
     if text.islower():  # (no capital letter)
         return []

@@ -14,14 +14,15 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
+from operator import itemgetter
 from urllib.parse import urlsplit
 
 from models.text import STOP_WORDS
 from seismo.contracts import Changes, Severity, Stance, StanceShift
+from streams import _storycore, core
 
 _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 _LEAD = re.compile(r"^(?:(?:rt|via)\b:?\s*)?(?:@\w+:?\s*)+", re.IGNORECASE)
@@ -45,7 +46,10 @@ def links_in(text: str, own: str | None = None) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=8192)
 def domain_of(url: str) -> str:
+    """A URL's host, lower-case, without ``www.`` (remembered: a story lists its links again
+    at every version)."""
     return (urlsplit(url).hostname or "").lower().removeprefix("www.")
 
 
@@ -66,7 +70,8 @@ def prune(counts: Counter[str], keep: int) -> None:
     """Bound a term counter: past twice ``keep`` entries, keep the ``keep`` largest (ties
     by name, so the result never depends on insertion order)."""
     if len(counts) > 2 * keep:
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:keep]
+        # (by count, most first, then by name: two stable sorts without a key per entry)
+        top = sorted(sorted(counts.items()), key=itemgetter(1), reverse=True)[:keep]
         counts.clear()
         counts.update(dict(top))
 
@@ -141,31 +146,45 @@ def centrality_of_counts(
     return centrality(terms, {t: math.log1p(n) for t, n in counts.items()})
 
 
-class Candidate(NamedTuple):
-    """One post the headline may come from."""
+def headline_order(
+    weights: Sequence[float], originals: Sequence[bool], ts: Sequence[float]
+) -> list[int]:
+    """The candidates' positions in the order a headline is chosen from: the most central
+    first (a copy weighing 0.8 of an original, :func:`_rank`), then the oldest; equals in
+    their given order. The compiled twin is ``streams._storycore.headline_order``."""
+    ranks = [_rank(w, o, t) for w, o, t in zip(weights, originals, ts, strict=True)]
+    return sorted(range(len(ranks)), key=ranks.__getitem__, reverse=True)
 
-    text: str
-    weight: float  # how central: its terms' weight in the story
-    original: bool  # the first of its near-duplicate cluster
-    ts: float
+
+def _rank(weight: float, original: bool, ts: float) -> tuple[float, float]:
+    return weight * (1.0 if original else 0.8), -ts
 
 
 def headline(
-    candidates: Iterable[tuple[str, float, bool, float]], terms: Sequence[str], fallback: str
+    texts: list[str],
+    weights: list[float],
+    originals: list[bool],
+    ts: list[float],
+    terms: Sequence[str],
+    fallback: str,
 ) -> str:
     """The most central readable original post (cleaned), else a phrase of the story's
-    leading terms, else ``fallback`` (its opening key's label). A candidate is a
-    :class:`Candidate` or a plain tuple of its fields."""
-    best: tuple[float, float, str] | None = None
-    for raw, weight, original, ts in candidates:
-        text = headline_text(raw)
-        if text is None:
-            continue
-        rank = (weight * (1.0 if original else 0.8), -ts, text)
-        if best is None or rank > best:
-            best = rank
+    leading terms, else ``fallback`` (its opening key's label). Per candidate post its
+    text, its weight (how central: its terms' weight in the story), whether it is the first
+    of its near-duplicate cluster, and its time: the best rank (:func:`_rank`), then the
+    greatest cleaned text. Texts are cleaned best first (:func:`headline_order`), until the
+    first readable one and those ranked alike: a story's other posts are never cleaned."""
+    order = headline_order if core.PURE_PYTHON else _storycore.headline_order
+    best: tuple[tuple[float, float], str] | None = None
+    for i in order(weights, originals, ts):
+        rank = _rank(weights[i], originals[i], ts[i])
+        if best is not None and rank != best[0]:
+            break
+        text = headline_text(texts[i])
+        if text is not None and (best is None or text > best[1]):
+            best = (rank, text)
     if best is not None:
-        return best[2]
+        return best[1]
     return phrase(terms) or fallback
 
 

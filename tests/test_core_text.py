@@ -9,6 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from models.text import _MENTION
 from streams import _textcore
 from streams.features import _CAP_RUN, analyse, entities
 
@@ -23,6 +24,11 @@ _PIECES = (
     "http://t.co/x",
     "@user",
     "a@b",
+    "@a@b",
+    "é@x",
+    "_@y",
+    "@é_1",
+    "@@z",
     "#tag",
     "##x",
     "'s",
@@ -44,6 +50,7 @@ _texts = st.lists(
 
 def _same(text: str, limit: int) -> None:
     assert _textcore.analyse(text, limit) == analyse(text, limit)
+    assert _textcore.drop_mentions(text) == _MENTION.sub(" ", text)
 
 
 @given(_texts, st.integers(min_value=-12, max_value=60))
@@ -80,12 +87,14 @@ _CAPS = st.lists(
     st.one_of(
         st.sampled_from(["New", "York", "NASA", "EF5", "The", "Of", "And", "A", "I", "X-Ray"]),
         st.sampled_from(["fire", "the", "of", "a", "o'neil", "O'Neil", "U.S.", "co-op", "_X"]),
-        st.text(st.sampled_from("AaBZz09_'-.,:;!é"), min_size=1, max_size=5),
+        st.text(st.sampled_from("AaBZz09_'-.,:;!éÉΩǅ٣\u0301…\u2019"), min_size=1, max_size=5),
     ),
     max_size=24,
 )
 _GAPS = st.lists(
-    st.sampled_from([" ", "  ", "\t", "\n", "\x1c", "\x1f", "", "-", "'", ", ", "\xa0"])
+    st.sampled_from(
+        [" ", "  ", "\t", "\n", "\x1c", "\x1f", "", "-", "'", ", ", "\xa0", "\u2028", "\u3000", "é"]
+    )
 )
 
 
@@ -95,11 +104,12 @@ _GAPS = st.lists(
 @example(["AB-", "CD'", "Ef-g"], [" "])
 @example(["Xx", "Ab-", "and", "more", "words", "here"], [" "])
 @example(["The", "New", "York", "Times", "and", "the", "storm", "today", "here"], [" "])
+@example(["Café", "Été", "Moore", "Oklahoma", "storm", "hits", "the", "town"], ["\xa0", " "])
+@example(["New", "Yorké", "Ab\u0301", "Cd", "and", "the", "storm", "today"], ["\u3000"])
 def test_entities_twin(words: list[str], gaps: list[str]) -> None:
     text = "".join(w + gaps[i % len(gaps)] for i, w in enumerate(words))
-    if text.isascii():
-        assert _textcore.cap_runs(text) == _CAP_RUN.findall(text)
-    assert _textcore.ascii_entities(text) == entities(text)
+    assert _textcore.cap_runs(text) == _CAP_RUN.findall(text)
+    assert _textcore.entities(text) == entities(text)
     _same(text, 48)
 
 

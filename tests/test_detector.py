@@ -371,29 +371,53 @@ def test_checkpoint_restore_continues_exactly() -> None:
     assert first + run(restored, posts[cut:]) == whole
 
 
+def _cut_with_a_story_open() -> tuple[list[ClassifiedPost], list[Alert], list[Alert], BurstEngine]:
+    """The rest of a stream after a cut where a story is open, the alerts of a detector never
+    stopped, those raised before the cut, and a copy of the detector at the cut."""
+    posts = flat_stream(10, 90, 4, 2) + step_posts(T0 + timedelta(hours=7), 40)
+    posts.sort(key=lambda c: c.post.created_at)
+    whole = run(engine(), posts)
+    cut = len(posts) // 2 + 200
+    eng = engine()
+    first = run(eng, posts[:cut])
+    assert eng.book.open
+    return posts[cut:], whole, first, copy.deepcopy(eng)
+
+
 def test_a_checkpoint_of_layout_3_restores_and_continues_exactly() -> None:
     """Layout 3 (each time scale's sketch with its own cells, before they shared one array,
     and a story's last emission a plain tuple) restores into the shared array and goes on
     exactly as the detector that was never stopped."""
-    posts = flat_stream(10, 90, 4, 2) + step_posts(T0 + timedelta(hours=7), 40)
-    posts.sort(key=lambda c: c.post.created_at)
-    whole = run(engine(), posts)
-    cut = len(posts) // 2 + 200  # (a story is open)
-    eng = engine()
-    first = run(eng, posts[:cut])
-    assert eng.book.open
-    old = copy.deepcopy(eng)
+    rest, whole, first, old = _cut_with_a_story_open()
     for sc in old.scales:  # (as layout 3 pickled them)
         sc.sketch.cells = sc.sketch.cells.copy()
         sc.sketch.stacked = False
     for story in [*old.book.open.values(), *old.book.dormant.values()]:
         story.emitted = tuple(story.emitted)  # type: ignore[assignment]
+        del story.held
     state = old.__getstate__()
     del state["stack"]
     state["state_version"] = 3
     restored = BurstEngine.loads(zlib.compress(pickle.dumps(_Pickled(state))))
     restored.set_clock(lambda: NOW)
-    assert first + run(restored, posts[cut:]) == whole
+    assert first + run(restored, rest) == whole
+
+
+def test_a_checkpoint_of_layout_4_restores_and_continues_exactly() -> None:
+    """Layout 4 (stories without the burst keys each post holds) restores with them counted
+    and goes on exactly as the detector that was never stopped."""
+    rest, whole, first, old = _cut_with_a_story_open()
+    stories = [*old.book.open.values(), *old.book.dormant.values()]
+    counted = [story.held for story in stories]
+    for story in stories:
+        del story.held
+    state = old.__getstate__()
+    state["state_version"] = 4
+    restored = BurstEngine.loads(zlib.compress(pickle.dumps(_Pickled(state))))
+    book = restored.book
+    assert [s.held for s in [*book.open.values(), *book.dormant.values()]] == counted
+    restored.set_clock(lambda: NOW)
+    assert first + run(restored, rest) == whole
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

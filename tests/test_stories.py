@@ -4,6 +4,7 @@ writer's body."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import math
@@ -26,7 +27,6 @@ from streams.evaluate import unreadable
 from streams.features import burst_items
 from streams.payloads import dossier_update
 from streams.stories import (
-    Candidate,
     Sent,
     Throttle,
     centrality,
@@ -34,9 +34,10 @@ from streams.stories import (
     clean_text,
     cosine,
     headline,
+    headline_order,
     links_in,
 )
-from tests.helpers import WRITER_SCHEMA, WebhookReceiver, make_alert
+from tests.helpers import WRITER_SCHEMA, WebhookReceiver, make_alert, pure_python
 
 T0 = datetime(2013, 5, 20, 20, tzinfo=UTC).timestamp()
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -121,14 +122,15 @@ def test_open_stories_that_grow_alike_merge_into_the_older() -> None:
 
 
 def test_headline_is_a_readable_post_never_a_stopword_or_contraction() -> None:
-    cands = [
-        Candidate("don't", 9.0, True, 1.0),
-        Candidate("RT @abc: isn't it http://t.co/x", 8.0, True, 2.0),
-        Candidate("RT @wx: Tornado emergency for Moore, Oklahoma http://t.co/abc", 1.0, True, 3.0),
+    texts = [
+        "don't",
+        "RT @abc: isn't it http://t.co/x",
+        "RT @wx: Tornado emergency for Moore, Oklahoma http://t.co/abc",
     ]
-    assert headline(cands, ["don't"], "don't") == "Tornado emergency for Moore, Oklahoma"
-    assert headline([], ["don't", "red cross", "moore"], "don't") == "red cross"
-    assert headline([], ["don't", "moore", "tornado"], "x") == "moore · tornado"
+    cands = (texts, [9.0, 8.0, 1.0], [True, True, True], [1.0, 2.0, 3.0])
+    assert headline(*cands, ["don't"], "don't") == "Tornado emergency for Moore, Oklahoma"
+    assert headline([], [], [], [], ["don't", "red cross", "moore"], "don't") == "red cross"
+    assert headline([], [], [], [], ["don't", "moore", "tornado"], "x") == "moore · tornado"
     assert len(clean_text("word " * 100)) <= 110
     for bad in ("don't", "isn't", "the", "it"):
         assert unreadable(bad)
@@ -314,3 +316,33 @@ def test_compiled_cosine_on_long_vectors() -> None:
     ]
     for a, b in itertools.product(counters, repeat=2):
         assert _storycore.cosine(a, b).hex() == cosine(a, b).hex()
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 0.5, 1.0, 1.25, 2.0]), st.booleans(), st.integers(0, 3))
+    )
+)
+def test_compiled_headline_order_is_the_reference(cands: list[tuple[float, bool, int]]) -> None:
+    """``_storycore.headline_order`` ranks as the reference's stable sort does, ties (the same
+    weight and time) in the given order; a copy of weight 1.25 ties an original of 1.0."""
+    weights = [w for w, _, _ in cands]
+    originals = [o for _, o, _ in cands]
+    ts = [float(t) for _, _, t in cands]
+    want = headline_order(weights, originals, ts)
+    assert _storycore.headline_order(weights, originals, ts) == want
+    assert sorted(want) == list(range(len(cands)))
+
+
+def test_headline_among_equals_is_the_greatest_readable_text() -> None:
+    """Ranked alike (the same weight and time), the greatest cleaned text wins, whatever
+    their order; an unreadable better-ranked post is passed over."""
+    texts = ["the a", "Tornado hits Moore today", "Storm shelters open in Norman", "Zz"]
+    weights, ts = [9.0, 2.0, 2.0, 1.0], [0.0, 5.0, 5.0, 1.0]
+    originals = [True] * 4
+    for pure in (False, True):
+        with pure_python() if pure else contextlib.nullcontext():
+            want = "Tornado hits Moore today"
+            assert headline(texts, weights, originals, ts, [], "x") == want
+            rev = headline(texts[::-1], weights[::-1], originals, ts[::-1], [], "x")
+            assert rev == want
