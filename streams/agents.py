@@ -330,6 +330,7 @@ def _detect_agent(
 
 
 def _ack(app: faust.App, event: EventT[Any]) -> None:
+    """Ack a record an agent held past its batch (taken with ``message.incref()``)."""
     if event.ack():  # the last reference: the offset may now be committed
         msg = event.message
         app.sensors.on_message_out(msg.tp, msg.offset, msg)
@@ -386,11 +387,8 @@ def _deliver_agent(app: faust.App, stage: DeliverStage, send: _Send, sinks: Aler
     _let_go_on_stop(app, let_go)
 
     async def finished(record: Record) -> None:
-        event = record.event
-        held.discard(event.message)
-        if event.ack():  # the last reference: the offset may now be committed
-            msg = event.message
-            app.sensors.on_message_out(msg.tp, msg.offset, msg)
+        held.discard(record.event.message)
+        _ack(app, record.event)
 
     async def deliver(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
