@@ -31,8 +31,9 @@ from typing import Any
 
 from bench import passthrough
 from bench.passthrough import make_producer
+from seismo.collect import consumed_topics
 from seismo.config import Settings, load_settings
-from seismo.contracts import POSTS_CLASSIFIED, POSTS_RAW, Post
+from seismo.contracts import POSTS_RAW, Post
 from seismo.kafka import group_lag
 
 READY_TIMEOUT = 180.0  # a worker's start plus the group's rebalance, on a loaded machine
@@ -112,7 +113,10 @@ async def _feed_and_drain(
     wait until the group has committed every raw record (all classified), and then every
     classified one (all counted): the wall seconds from the first send to each (commits
     land every second, so up to ~1 s late)."""
-    raw, classified = settings.topic(POSTS_RAW), settings.topic(POSTS_CLASSIFIED)
+    stages = consumed_topics(settings)
+    del stages["alerts"]  # few records, and not the posts' path
+    raw = settings.topic(POSTS_RAW)
+    topics = [settings.topic(t) for t in stages.values()]
     producer = make_producer(bootstrap)
     await producer.start()
     t = time.perf_counter()
@@ -122,7 +126,6 @@ async def _feed_and_drain(
         await producer.flush()
     finally:
         await producer.stop()
-    topics = [raw] if settings.raw_partitions == 1 else [raw, classified]  # see wait_drained
     classified_at = None
     while True:
         lag = await group_lag(bootstrap, settings.group_id, topics)

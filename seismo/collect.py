@@ -27,6 +27,16 @@ async def alert_end_offsets(settings: Settings) -> dict[int, int]:
     return {tp.partition: off for tp, off in ends.items()}
 
 
+def consumed_topics(settings: Settings) -> dict[str, str]:
+    """The pipeline's topics the worker group reads, by stage: ``raw``, ``classified`` (only
+    with several raw partitions: with one, ingest counts its posts itself and nobody reads
+    it), ``alerts``; the contract names, without the namespace."""
+    stages = {"raw": POSTS_RAW, "classified": POSTS_CLASSIFIED, "alerts": ALERTS}
+    if settings.raw_partitions == 1:
+        del stages["classified"]
+    return stages
+
+
 async def wait_drained(
     settings: Settings,
     *,
@@ -39,9 +49,7 @@ async def wait_drained(
     ``progress`` gets the records still pending per stage (``raw``, ``classified``,
     ``alerts``); their sum is not monotonic, since records move from one stage to the next.
     """
-    stages = {"raw": POSTS_RAW, "classified": POSTS_CLASSIFIED, "alerts": ALERTS}
-    if settings.raw_partitions == 1:  # ingest counts its posts too: nobody reads classified
-        del stages["classified"]
+    stages = consumed_topics(settings)
     deadline = time.monotonic() + timeout
     zero_in_a_row = 0
     lag = -1

@@ -359,10 +359,15 @@ def engine_at(posts: list[ClassifiedPost]) -> BurstEngine:
     return eng
 
 
-def test_checkpoint_restore_continues_exactly() -> None:
+def _restart_stream() -> tuple[list[ClassifiedPost], list[Alert]]:
+    """A flat stream with a step in it, in time order, and the alerts of one detector over it."""
     posts = flat_stream(10, 90, 4, 2) + step_posts(T0 + timedelta(hours=7), 40)
     posts.sort(key=lambda c: c.post.created_at)
-    whole = run(engine(), posts)
+    return posts, run(engine(), posts)
+
+
+def test_checkpoint_restore_continues_exactly() -> None:
+    posts, whole = _restart_stream()
     cut = len(posts) // 2 + 7
     eng = engine()
     first = run(eng, posts[:cut])
@@ -374,9 +379,7 @@ def test_checkpoint_restore_continues_exactly() -> None:
 def _cut_with_a_story_open() -> tuple[list[ClassifiedPost], list[Alert], list[Alert], BurstEngine]:
     """The rest of a stream after a cut where a story is open, the alerts of a detector never
     stopped, those raised before the cut, and a copy of the detector at the cut."""
-    posts = flat_stream(10, 90, 4, 2) + step_posts(T0 + timedelta(hours=7), 40)
-    posts.sort(key=lambda c: c.post.created_at)
-    whole = run(engine(), posts)
+    posts, whole = _restart_stream()
     cut = len(posts) // 2 + 200
     eng = engine()
     first = run(eng, posts[:cut])
