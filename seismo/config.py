@@ -160,6 +160,12 @@ class DetectorSettings(BaseModel):
     min_count: int = Field(
         default=_DETECTOR.min_count, ge=1, description="independent posts a burst needs"
     )
+    copies_count_on: tuple[str, ...] = Field(
+        default=_DETECTOR.copies_count_on,
+        description="sources whose near-duplicate posts count as independent posts: on a "
+        "link aggregator the same headline submitted again is another reader's submission; "
+        "elsewhere a copy (a repost, a copy-paste campaign) counts 0",
+    )
     min_z: float = Field(
         default=_DETECTOR.min_z, description="SigniTrend z = (x - E) / (sd + beta)"
     )

@@ -5,6 +5,8 @@ For every post, in event-time order:
 1. **Authenticity.** The post's near-duplicate cluster (MinHash/LSH over a sliding window)
    and, per item, whether its author was already counted on that item recently. A copy
    or a repeat counts 0: one account or a copy-paste campaign cannot make a burst alone.
+   On a link aggregator (``copies_count_on``) a copy is another reader's submission of
+   the same headline, and counts.
 2. **Emerging items without a list** (unigrams, bigrams, hashtags, domains, entities) are
    counted in a fixed-memory hashed sketch (:mod:`streams.sketch`), **tracked keys**
    (each dossier, claim, and claim x stance class) in exact cells, each against its own
@@ -286,11 +288,13 @@ class BurstEngine:
         if not isinstance(post_bucket, int) and entry_post is not None:
             name_bucket = post_bucket[entry_post]
         fresh = self.authors.fresh_many(units, name_bucket, unit)
-        if any(q.cluster is not None for q in posts):  # a copy counts 0
+        copies = self.p.copies_count_on  # (where a copy is another reader's submission)
+        if any(q.cluster is not None and q.source not in copies for q in posts):  # counts 0
             if entry_post is None:  # (one post)
                 fresh[:] = False
             else:
-                fresh &= np.array([q.cluster is None for q in posts])[entry_post]
+                counted = [q.cluster is None or q.source in copies for q in posts]
+                fresh &= np.array(counted)[entry_post]
         split = sum(lengths)
         start = self.start
         assert start is not None
@@ -478,6 +482,7 @@ class _Prepared:
         "key",
         "key_names",
         "keys",
+        "source",
         "ts",
     )
 
@@ -496,6 +501,7 @@ class _Prepared:
         else:
             self.keys, self.key_names = [], []
         self.author = post.author or key
+        self.source = post.source
         self.cluster: str | None = None
 
     def ref(self) -> PostRef:

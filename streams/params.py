@@ -50,6 +50,11 @@ class DetectorParams:
     floor: float = 0.005
     floor_rate: float = 0.005
     min_count: int = 2
+    # sources where a near-duplicate post counts: on a link aggregator a post is a
+    # submission, and the same headline submitted again is another reader's choice (Hacker
+    # News folds a URL submitted again into its first item, so a second item is another
+    # outlet or another person); elsewhere a copy is a repost or a copy-paste campaign
+    copies_count_on: tuple[str, ...] = ("hackernews",)
     min_z: float = 3.0
     min_score: float = 4.0
     beta: float = 0.5

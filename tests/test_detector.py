@@ -493,6 +493,34 @@ def test_copy_paste_campaign_is_discounted() -> None:
     assert opened(run(engine(), sorted(posts + campaign, key=lambda c: c.post.created_at))) == []
 
 
+@pytest.mark.parametrize(("source", "fires"), [("hackernews", True), ("x", False)])
+def test_a_headline_submitted_again_counts_on_a_link_aggregator(source: str, fires: bool) -> None:
+    """Yahoo's breach reached Hacker News as two items with one headline and, a minute
+    later, a third: a copy there is another reader's submission and counts
+    (``copies_count_on``). On X the same copy is a repost and counts 0, and two posts in
+    the hour are not enough."""
+    rng = random.Random(5)
+    posts = [
+        cp(
+            T0 + timedelta(minutes=12 * i + rng.uniform(0, 5)),
+            " ".join(rng.sample(VOCAB, 5)),
+            i,
+            source=source,
+        )
+        for i in range(24 * 5 * 5)
+    ]
+    onset = T0 + timedelta(days=4, hours=3)
+    headline = "Zephyr discloses breach of 1B accounts"
+    news = [
+        cp(onset + timedelta(minutes=m), t, 50_000 + m, source=source)
+        for m, t in ((0, headline), (11, headline), (12, "Zephyr says new breach hit 1B users"))
+    ]
+    alerts = opened(run(engine(), sorted(posts + news, key=lambda c: c.post.created_at)))
+    assert [a.key for a in alerts] == (["term:zephyr"] if fires else [])
+    if fires:
+        assert alerts[0].raised_at == onset + timedelta(minutes=12)
+
+
 def test_sparse_stream_fires_on_a_few_posts() -> None:
     """~120 posts a day (Hacker News): two or three posts on a new subject in minutes is
     news (``min_count`` 2: never one post alone)."""
