@@ -260,8 +260,9 @@ class BurstEngine:
         dups = self.dups
         keys = dups.post_keys([q.content for q in posts])
         clusters = dups.join_many([q.key for q in posts], keys, [q.ts for q in posts])
-        for q, cluster in zip(posts, clusters, strict=True):
-            q.cluster = cluster
+        copies = self.p.copies_count_on  # (there a copy is another reader's submission:
+        for q, cluster in zip(posts, clusters, strict=True):  # its own voice)
+            q.cluster = None if q.source in copies else cluster
         # per (author, item), in post order; a post's items, then its tracked keys
         items = [q.items for q in posts]
         names = [q.key_names for q in posts]
@@ -288,13 +289,11 @@ class BurstEngine:
         if not isinstance(post_bucket, int) and entry_post is not None:
             name_bucket = post_bucket[entry_post]
         fresh = self.authors.fresh_many(units, name_bucket, unit)
-        copies = self.p.copies_count_on  # (where a copy is another reader's submission)
-        if any(q.cluster is not None and q.source not in copies for q in posts):  # counts 0
+        if any(q.cluster is not None for q in posts):  # a copy counts 0
             if entry_post is None:  # (one post)
                 fresh[:] = False
             else:
-                counted = [q.cluster is None or q.source in copies for q in posts]
-                fresh &= np.array(counted)[entry_post]
+                fresh &= np.array([q.cluster is None for q in posts])[entry_post]
         split = sum(lengths)
         start = self.start
         assert start is not None
