@@ -239,14 +239,14 @@ async def _classified_again(
     end: int,
 ) -> list[tuple[int, bytes | None]]:
     """The one-hop worker's catch-up reader: the raw records of ``partition`` in
-    ``[start, end)`` classified again, by raw offset (a record that is not a post went to
-    the DLQ when it was first read, and is left out)."""
+    ``[start, end)`` classified again, by raw offset, and not counted again
+    (:meth:`IngestStage.again`)."""
     raw = [
         Record(partition, o, v or b"", topic=raw_topic)
         for o, v in await read(raw_topic, partition, start, end)
     ]
-    out = await asyncio.to_thread(stage.classify, stage.admit(raw))
-    return [(record.offset, cp.to_bytes()) for record, cp in out.posts]
+    out = await asyncio.to_thread(stage.again, raw)
+    return [(record.offset, cp.to_bytes()) for record, cp in out]
 
 
 def _tables(app: faust.App, settings: Settings) -> tuple[Any, Any]:

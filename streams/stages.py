@@ -281,6 +281,31 @@ class IngestStage(_Stage):
                 out.rejected.append(self.failed(record, exc))
         return out
 
+    def again(self, batch: Sequence[Record]) -> list[tuple[Record, ClassifiedPost]]:
+        """Records read before (a catch-up after a restart), classified again and not
+        counted again: they were counted when first read, and a record that is not a post,
+        or that failed to classify, went to the DLQ then and is left out now."""
+        admitted: list[tuple[Record, Post]] = []
+        for record in batch:
+            try:
+                post = _value(Post, record)
+            except Exception:
+                continue
+            if post.ingested_at is None:
+                post = post.model_copy(update={"ingested_at": self.wall()})
+            admitted.append((record, post))
+        try:
+            cps = self.classifier.classify_batch([post for _, post in admitted])
+            return [(r, _placed(cp, r)) for (r, _), cp in zip(admitted, cps, strict=True)]
+        except Exception:  # (one by one, as ``classify`` did)
+            out = []
+            for record, post in admitted:
+                try:
+                    out.append((record, _placed(self.classifier.classify_batch([post])[0], record)))
+                except Exception:
+                    continue
+            return out
+
     def _classify(self, posts: list[Post]) -> list[ClassifiedPost]:
         """One classifier call, timed and counted (the classify_* series)."""
         name = self.classifier.name

@@ -702,18 +702,27 @@ async def test_one_hop_the_detect_stage_takes_raw_records_and_moves_past_rejecte
 
 async def test_one_hop_catch_up_reads_raw_records_and_classifies_them_again() -> None:
     """The one-hop worker's catch-up reader: raw records read again, classified again,
-    given by raw offset; a record that is not a post (it went to the DLQ) is left out."""
+    given by raw offset, not counted again; a record that is not a post (it went to the DLQ)
+    is left out, and so is a post that fails to classify."""
     from streams.agents import _classified_again
 
     calls: list[tuple[str, int, int, int]] = []
 
     async def read(topic: str, partition: int, start: int, end: int) -> list[Any]:
         calls.append((topic, partition, start, end))
-        return [(5, make_post("a").to_bytes()), (6, b"{not a post"), (7, make_post("b").to_bytes())]
+        return [
+            (5, make_post("a").to_bytes()),
+            (6, b"{not a post"),
+            (7, make_post("b").to_bytes()),
+            (8, make_post("c", "poison").to_bytes()),
+        ]
 
-    clf = CountingClassifier()
-    got = await _classified_again(read, RAW, ingest_stage(clf), 0, 5, 8)
-    assert calls == [(RAW, 0, 5, 8)] and clf.posts == ["x:a", "x:b"]
+    clf, metrics = CountingClassifier(), new_metrics()
+    got = await _classified_again(read, RAW, ingest_stage(clf, metrics), 0, 5, 9)
+    assert calls == [(RAW, 0, 5, 9)] and clf.posts == ["x:a", "x:b"]
+    # counted when first read: no record in, no DLQ record again
+    assert sample(metrics, "seismo_dlq_total", stage="ingest") == 0
+    assert sample(metrics, "seismo_posts_in_total", stage="ingest", source="x") == 0
     assert [o for o, _ in got] == [5, 7]
     cps = [decode(ClassifiedPost, v or b"") for _, v in got]
     assert [(c.post.key, c.raw_partition, c.raw_offset) for c in cps] == [
