@@ -239,25 +239,29 @@ class IngestStage(_Stage):
     def handle(self, batch: Sequence[Record]) -> Classified:
         return self.classify(self.admit(batch))
 
-    def admit(self, batch: Sequence[Record]) -> Admitted:
+    def admit(self, batch: Sequence[Record], counted: bool = True) -> Admitted:
         """Decode each record (one that does not decode is rejected); a post without
-        ``ingested_at`` (a producer other than seismo's connectors) is stamped now."""
+        ``ingested_at`` (a producer other than seismo's connectors) is stamped now.
+        Not ``counted``: records read before, neither counted nor rejected again."""
         out = Admitted()
         posts_in = self.metrics.posts_in
         for record in batch:
             try:
                 post = _value(Post, record)
             except Exception as exc:
-                out.rejected.append(self.failed(record, exc))
+                if counted:
+                    out.rejected.append(self.failed(record, exc))
                 continue
             if post.ingested_at is None:
                 post = post.model_copy(update={"ingested_at": self.wall()})
-            posts_in.labels("ingest", self.metrics.source(post.source)).inc()
+            if counted:
+                posts_in.labels("ingest", self.metrics.source(post.source)).inc()
             out.posts.append((record, post))
         return out
 
-    def classify(self, admitted: Admitted) -> Classified:
-        """Classify the admitted posts in one call; if it fails, one by one."""
+    def classify(self, admitted: Admitted, counted: bool = True) -> Classified:
+        """Classify the admitted posts in one call; if it fails, one by one (not
+        ``counted``: a post that fails is left out, not rejected again)."""
         out = Classified(rejected=list(admitted.rejected))
         if not admitted.posts:
             return out
@@ -271,40 +275,23 @@ class IngestStage(_Stage):
             return out
         except Exception as exc:
             if len(posts) == 1:
-                out.rejected.append(self.failed(records[0], exc))
+                if counted:
+                    out.rejected.append(self.failed(records[0], exc))
                 return out
             log.exception("ingest: batch of %d failed to classify; one by one", len(posts))
         for record, post in admitted.posts:
             try:
                 out.posts.append((record, _placed(self._classify([post])[0], record)))
             except Exception as exc:
-                out.rejected.append(self.failed(record, exc))
+                if counted:
+                    out.rejected.append(self.failed(record, exc))
         return out
 
     def again(self, batch: Sequence[Record]) -> list[tuple[Record, ClassifiedPost]]:
         """Records read before (a catch-up after a restart), classified again and not
         counted again: they were counted when first read, and a record that is not a post,
         or that failed to classify, went to the DLQ then and is left out now."""
-        admitted: list[tuple[Record, Post]] = []
-        for record in batch:
-            try:
-                post = _value(Post, record)
-            except Exception:
-                continue
-            if post.ingested_at is None:
-                post = post.model_copy(update={"ingested_at": self.wall()})
-            admitted.append((record, post))
-        try:
-            cps = self.classifier.classify_batch([post for _, post in admitted])
-            return [(r, _placed(cp, r)) for (r, _), cp in zip(admitted, cps, strict=True)]
-        except Exception:  # (one by one, as ``classify`` did)
-            out = []
-            for record, post in admitted:
-                try:
-                    out.append((record, _placed(self.classifier.classify_batch([post])[0], record)))
-                except Exception:
-                    continue
-            return out
+        return self.classify(self.admit(batch, counted=False), counted=False).posts
 
     def _classify(self, posts: list[Post]) -> list[ClassifiedPost]:
         """One classifier call, timed and counted (the classify_* series)."""
