@@ -29,8 +29,9 @@ for _k in range(_LOGGED):
 
 
 cdef list _centrality(list terms, object weights, bint logs):
-    """Both centralities: per post, the sum of its terms' weights (``log1p`` of a count when
-    ``logs``, from the table for a small int) over the square root of its number of terms.
+    """Both centralities: per post, the sum of its terms' weights (when ``logs``, ``log1p``
+    of a count less the post's own, from the table for a small int) over the square root
+    of its number of terms.
     ``weights``: a dict or a subclass of one (a ``Counter``), read as a plain dict."""
     cdef list out = []
     cdef tuple post
@@ -51,11 +52,11 @@ cdef list _centrality(list terms, object weights, bint logs):
                 continue
             if logs and PyLong_CheckExact(<object> c):
                 k = PyLong_AsLongAndOverflow(<object> c, &overflow)
-                if overflow == 0 and 0 <= k < _LOGGED:
-                    total += _LOG1P[k]
+                if overflow == 0 and 1 <= k <= _LOGGED:
+                    total += _LOG1P[k - 1]
                     continue
             w = <double> (<object> c)
-            total += log1p(w) if logs else w
+            total += log1p(max(w - 1.0, 0.0)) if logs else w
         out.append(total / sqrt(<double> n))
     return out
 
@@ -68,7 +69,7 @@ def centrality(list terms, dict weights):
 
 def centrality_of_counts(list terms, counts):
     """``streams.stories.centrality_of_counts``: :func:`centrality` with each term weighing
-    ``log1p`` of its count in ``counts`` (libm's ``log1p``, which ``math.log1p`` calls: the
+    ``log1p`` of its count in ``counts`` less one (libm's ``log1p``, which ``math.log1p`` calls: the
     same double), taken where a post uses the term instead of for every counted term."""
     if not isinstance(counts, dict):
         raise TypeError("counts must be a dict")

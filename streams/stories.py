@@ -139,11 +139,15 @@ def centrality(terms: Sequence[tuple[str, ...]], weights: Mapping[str, float]) -
 def centrality_of_counts(
     terms: Sequence[tuple[str, ...]], counts: Mapping[str, int]
 ) -> list[float]:
-    """:func:`centrality` weighed by a story's term ``counts`` taken sublinearly (``log1p``
-    of each count): the same floats, without building the weights for every term the story
-    counts when its posts use few of them. The compiled twin is
+    """:func:`centrality` weighed by a story's term ``counts`` (its posts included) taken
+    sublinearly and leaving the post out: a term weighs ``log1p`` of its count in the
+    story's *other* posts (count - 1), so a post is central for what it shares with them
+    and its own words weigh 0: with :func:`centrality`'s square root of the post's length,
+    the cosine of the post to the others' centroid (Radev et al., "Centroid-based
+    summarization of multiple documents", 2004), up to a factor the same for every post.
+    Taken where a post uses a term instead of for every counted term; the compiled twin is
     ``streams._storycore.centrality_of_counts``."""
-    return centrality(terms, {t: math.log1p(n) for t, n in counts.items()})
+    return centrality(terms, {t: math.log1p(max(n - 1, 0)) for t, n in counts.items()})
 
 
 def headline_order(
