@@ -74,14 +74,19 @@ cdef packed struct Cell:  # streams.sketch.CELL
 
 
 cdef inline void _refresh(Cell* cell, int64_t k, float a, float keep) noexcept nogil:
-    """``RateSketch._bring_up_to_date`` of one cell, ``k`` buckets behind (k - 1 of them
-    empty, folded in closed form). ``a`` is alpha and ``keep`` 1 - alpha, as float32."""
+    """``RateSketch._bring_up_to_date`` of one cell, ``k`` buckets behind: the baseline
+    takes the previous bucket, then (k >= 2) the current one and k - 2 empty ones (folded
+    in closed form). ``a`` is alpha and ``keep`` 1 - alpha, as float32."""
     cdef float one = 1.0  # (a float32 1: a bare 1.0 would make the arithmetic double)
-    cdef float x = cell.cur, m = cell.mean, diff, v, rk
-    diff = x - m
+    cdef float x = cell.cur, m = cell.mean, v = cell.var, diff, rk
+    diff = cell.prev - m
     m = m + a * diff
-    v = keep * (cell.var + a * diff * diff)
-    rk = pow_f32(keep, k - 1)
+    v = keep * (v + a * diff * diff)
+    if k >= 2:
+        diff = x - m
+        m = m + a * diff
+        v = keep * (v + a * diff * diff)
+    rk = pow_f32(keep, k - 2 if k >= 2 else 0)
     v = rk * (v + m * m * (one - rk))
     m = m * rk
     cell.prev = x if k == 1 else 0

@@ -55,11 +55,12 @@ from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run, Scal
 _RECENT_POSTS = 2000
 
 
-# of a checkpoint's layout (a rate sketch per time scale, their cells in one array; stories,
-# each with the burst keys its posts hold); a checkpoint of layout 4 (stories without them:
-# counted when read) or 3 (besides, each sketch its own cells) is read too
-STATE_VERSION = 5
-_READABLE_VERSIONS = (3, 4, STATE_VERSION)
+# of a checkpoint's layout (a rate sketch per time scale, their cells in one array, each
+# cell's baseline made of the buckets that have left its window; stories, each with the
+# burst keys its posts hold). Layouts 3-5 are not read: their baselines hold the previous
+# bucket too, which this one's take when it leaves the window (it would count twice)
+STATE_VERSION = 6
+_READABLE_VERSIONS = (STATE_VERSION,)
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -172,8 +173,6 @@ class BurstEngine:
         self.book = AlertBook.__new__(AlertBook)
         self.book.__dict__.update(book_state)
         self.book.clock = _utcnow
-        if "stack" not in state:  # (layout 3: the sketches' cells go into one array)
-            self.stack = ScaleStack([sc.sketch for sc in self.scales])
 
     def set_clock(self, clock: Callable[[], datetime]) -> None:
         self.book.clock = clock
@@ -620,8 +619,9 @@ class _Scale:
         self.bucket = bucket
 
     def correction(self, start: float) -> float:
-        """The EWMA's bias correction after the buckets watched since ``start``."""
-        n = max(1, self.bucket - int(start // self.seconds))
+        """The EWMA's bias correction after the buckets it has taken since ``start`` (a
+        bucket joins it when it leaves the window: all but the current and previous)."""
+        n = max(1, self.bucket - int(start // self.seconds) - 1)
         return float(1.0 - (1.0 - self.alpha) ** n)
 
     def close_run(self, end: int, runs: list[Run], start: float) -> None:

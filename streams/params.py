@@ -56,7 +56,7 @@ class DetectorParams:
     # outlet or another person); elsewhere a copy is a repost or a copy-paste campaign
     copies_count_on: tuple[str, ...] = ("hackernews",)
     min_z: float = 3.0
-    min_score: float = 4.0
+    min_score: float = 4.5
     beta: float = 0.5
     warmup_seconds: int = 2 * 3600
     # a scale judges nothing before it has watched this many of its own buckets

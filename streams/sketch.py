@@ -159,12 +159,16 @@ class RateSketch:
         a = self.alpha
         k = (bucket - self.bucket[stale]).astype(np.int64)
         x = self.cur[stale]
+        # the baseline takes a bucket when it leaves the window (prev + cur), never while
+        # the window still holds it: the previous bucket, then (k >= 2) the current one
         m = self.mean[stale]
-        diff = x - m
-        m = m + a * diff
-        v = (1.0 - a) * (self.var[stale] + a * diff * diff)
-        # k - 1 empty buckets in closed form: m_j = m r^j, v_j = r^j (v + m^2 (1 - r^j))
-        rk = pow_f32(np.float32(1.0 - a), k - 1)
+        v = self.var[stale]
+        for y, now in ((self.prev[stale], np.ones(k.shape, bool)), (x, k >= 2)):
+            diff = y - m
+            m = np.where(now, m + a * diff, m)
+            v = np.where(now, (1.0 - a) * (v + a * diff * diff), v)
+        # k - 2 empty buckets in closed form: m_j = m r^j, v_j = r^j (v + m^2 (1 - r^j))
+        rk = pow_f32(np.float32(1.0 - a), np.maximum(k - 2, 0))
         v = rk * (v + m * m * (1.0 - rk))
         m = m * rk
         self.prev[stale] = np.where(k == 1, x, np.float32(0.0))
