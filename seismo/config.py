@@ -172,7 +172,8 @@ class DetectorSettings(BaseModel):
     min_score: float = Field(
         default=_DETECTOR.min_score,
         gt=0,
-        description="-log10 of the Poisson p-value a burst needs at the finest scale alone "
+        description="-log10 of the p-value (the negative binomial predictive of a Poisson "
+        "count after the baseline's history) a burst needs at the finest scale alone "
         "(+log10 of the number of scales, -log10 of a scale's bucket in buckets)",
     )
     cooldown_seconds: int = Field(

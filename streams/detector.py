@@ -14,8 +14,9 @@ For every post, in event-time order:
    and EWM variance.
 3. **Significance**, honest for few events: a key fires when its independent count is at
    least ``min_count``, its SigniTrend z = (x - E) / (sqrt(Var) + beta) is at least
-   ``min_z`` (overdispersion) *and* the Poisson tail -log10 P(X >= x | E) is at least
-   ``min_score`` (small counts), with E floored (a never-seen item is not infinitely
+   ``min_z`` (overdispersion) *and* the tail -log10 P(X >= x | E) is at least
+   ``min_score`` (small counts; negative binomial: the Poisson predictive after the
+   baseline's own history), with E floored (a never-seen item is not infinitely
    surprising; the floor grows with the stream's own rate).
 4. Bursts go to the :class:`~streams.alertbook.AlertBook`: merged into one evolving alert
    per event, updated, resolved, cooled down.
@@ -67,34 +68,49 @@ class IncompatibleCheckpoint(ValueError):
     """A checkpoint whose layout this detector cannot read."""
 
 
-@lru_cache(maxsize=8192)
-def poisson_score(observed: int, expected: float) -> float:
-    """-log10 P(X >= observed) for X ~ Poisson(expected); 0 when observed <= 0. (Remembered:
-    the same small counts over the same floored expectation recur, a third of the calls.)"""
+def _score_bound(observed: int, expected: float, buckets: float) -> float:
+    """An upper bound of :func:`predictive_score`: P(X >= x) >= P(X = x), so
+    -log10 P(X >= x) <= -log10 P(X = x)."""
     if observed <= 0:
         return 0.0
-    lam = max(expected, 1e-9)
-    log_lam = math.log(lam)
+    mean = max(expected, 1e-9)
+    r = mean / 2.0 * buckets
+    log_pmf = (
+        math.lgamma(observed + r)
+        - math.lgamma(r)
+        - math.lgamma(observed + 1)
+        + r * math.log(buckets / (buckets + 2.0))
+        + observed * math.log(2.0 / (buckets + 2.0))
+    )
+    return -log_pmf / math.log(10)
+
+
+@lru_cache(maxsize=8192)
+def predictive_score(observed: int, expected: float, buckets: float) -> float:
+    """-log10 P(X >= observed) when the window's mean ``expected`` was learnt from
+    ``buckets`` buckets of history (the window being two of them): X is negative binomial,
+    the Poisson whose rate is Gamma-distributed after that history (shape: the counts it
+    saw, ``expected / 2 * buckets``; rate: ``buckets``), the posterior predictive of a
+    Poisson count. A baseline from a dozen buckets is itself uncertain, and its tail is
+    heavier; from thousands it is the Poisson(``expected``) tail. 0 when observed <= 0.
+    (Remembered: the same small counts over the same floored expectation recur.)"""
+    if observed <= 0:
+        return 0.0
+    mean = max(expected, 1e-9)
+    r = mean / 2.0 * buckets
+    log_p, log_q = math.log(buckets / (buckets + 2.0)), math.log(2.0 / (buckets + 2.0))
+    base = -math.lgamma(r) + r * log_p
     logs = []
     i = observed
     while True:  # sum the upper tail in log space (stable where 1 - cdf is not)
-        lp = -lam + i * log_lam - math.lgamma(i + 1)
+        lp = base + math.lgamma(i + r) - math.lgamma(i + 1) + i * log_q
         logs.append(lp)
-        if (i > lam and lp < logs[0] - 40) or i - observed > 10_000:
+        if (i > mean and lp < logs[0] - 40) or i - observed > 10_000:
             break
         i += 1
     top = max(logs)
     log_tail = top + math.log(sum(math.exp(x - top) for x in logs))
     return max(0.0, -log_tail / math.log(10))
-
-
-def _score_bound(observed: int, expected: float) -> float:
-    """An upper bound of :func:`poisson_score`: P(X >= x) >= P(X = x), so
-    -log10 P(X >= x) <= -log10 P(X = x)."""
-    if observed <= 0:
-        return 0.0
-    lam = max(expected, 1e-9)
-    return (lam - observed * math.log(lam) + math.lgamma(observed + 1)) / math.log(10)
 
 
 def tracked_keys(cp: ClassifiedPost) -> list[tuple[str, SignalKind, str, str | None, str | None]]:
@@ -387,7 +403,7 @@ class BurstEngine:
         keys: list[tuple[str, SignalKind, str, str | None, str | None]] | None,
         ts: float,
     ) -> list[Burst]:
-        """The names at ``fire`` (batch positions; the post's start at ``a``) whose Poisson
+        """The names at ``fire`` (batch positions; the post's start at ``a``) whose tail
         score is high enough at some warm scale, as bursts: each at the scale where its score
         is furthest above that scale's threshold."""
         out = []
@@ -397,9 +413,10 @@ class BurstEngine:
                 if not may[i]:  # (not warm there, or count or z too low)
                     continue
                 count, expected = float(est.count[i]), float(est.expected[i])
-                if _score_bound(int(count), expected) < sc.min_score:
+                seen = sc.history(ts, self.start)
+                if _score_bound(int(count), expected, seen) < sc.min_score:
                     continue  # (cheap: most names that may fire are not rare enough)
-                score = poisson_score(int(count), expected)
+                score = predictive_score(int(count), expected, seen)
                 margin = score - sc.min_score
                 if margin >= 0 and (best is None or margin > best[0]):
                     best = (margin, sc, count, expected, score)
@@ -617,6 +634,13 @@ class _Scale:
             self.stream_mean += a * (x - self.stream_mean)
         self.stream_counts = [self.stream_counts[1] if bucket == self.bucket + 1 else 0, 0]
         self.bucket = bucket
+
+    def history(self, ts: float, start: float | None) -> float:
+        """How many buckets a baseline read at ``ts`` was learnt from: those that have left
+        the window since ``start``, at most the EWMA's effective memory, (2 - a) / a
+        buckets (the count of equally weighted buckets whose mean is as variable)."""
+        left = int(ts // self.seconds) - int((start or ts) // self.seconds) - 1
+        return min(float(max(left, 1)), (2.0 - self.alpha) / self.alpha)
 
     def correction(self, start: float) -> float:
         """The EWMA's bias correction after the buckets it has taken since ``start`` (a

@@ -56,7 +56,7 @@ class DetectorParams:
     # outlet or another person); elsewhere a copy is a repost or a copy-paste campaign
     copies_count_on: tuple[str, ...] = ("hackernews",)
     min_z: float = 3.0
-    min_score: float = 4.5
+    min_score: float = 4.0
     beta: float = 0.5
     warmup_seconds: int = 2 * 3600
     # a scale judges nothing before it has watched this many of its own buckets
@@ -86,7 +86,7 @@ class DetectorParams:
         return float(1.0 - 0.5 ** (scale / self.halflife_buckets))
 
     def score_threshold(self, scale: int) -> float:
-        """The Poisson score a key needs at a scale whose bucket is ``scale`` finest buckets.
+        """The tail score a key needs at a scale whose bucket is ``scale`` finest buckets.
 
         A key can cross a threshold at most once per window, so a scale whose windows are m
         times longer makes m times fewer tests of each key a day: the same false alarms per

@@ -31,7 +31,7 @@ from streams.detector import (
     DetectorParams,
     IncompatibleCheckpoint,
     _score_bound,
-    poisson_score,
+    predictive_score,
     touch_candidates,
 )
 from streams.features import burst_items, entities
@@ -107,21 +107,57 @@ def run(eng: BurstEngine, posts: list[ClassifiedPost]) -> list[Alert]:
     return out
 
 
-def test_poisson_score_monotone_and_sane() -> None:
-    assert poisson_score(0, 1.0) == 0.0
-    assert poisson_score(1, 1.0) == pytest.approx(-math.log10(1 - math.exp(-1)), rel=1e-6)
-    scores = [poisson_score(k, 0.5) for k in range(1, 15)]
+def poisson_tail(x: int, mean: float) -> float:
+    """-log10 P(X >= x), X ~ Poisson(mean), written out."""
+    return -math.log10(1 - sum(math.exp(-mean) * mean**k / math.factorial(k) for k in range(x)))
+
+
+def test_predictive_score_monotone_and_sane() -> None:
+    assert predictive_score(0, 1.0, 100.0) == 0.0
+    scores = [predictive_score(k, 0.5, 100.0) for k in range(1, 15)]
     assert scores == sorted(scores)
-    assert poisson_score(200, 0.3) > 100  # deep tail stays finite
+    longer = [predictive_score(5, 0.5, b) for b in (2.0, 12.0, 100.0, 1000.0)]
+    assert longer == sorted(longer)  # a longer history: a lighter tail
+    assert predictive_score(200, 0.3, 50.0) > 50  # deep tail stays finite
 
 
 @given(
     observed=st.integers(min_value=0, max_value=500),
     expected=st.floats(min_value=0, max_value=300, allow_nan=False),
+    buckets=st.floats(min_value=1, max_value=6000, allow_nan=False),
 )
-def test_the_score_bound_is_never_below_the_score(observed: int, expected: float) -> None:
+def test_the_score_bound_is_never_below_the_score(
+    observed: int, expected: float, buckets: float
+) -> None:
     """The cheap pre-check skips a name only when its score cannot reach a threshold."""
-    assert _score_bound(observed, expected) >= poisson_score(observed, expected) - 1e-9
+    score = predictive_score(observed, expected, buckets)
+    assert _score_bound(observed, expected, buckets) >= score - 1e-9
+
+
+def test_the_predictive_score_is_the_negative_binomial_tail() -> None:
+    """Against the tail summed from the negative binomial's pmf written out (tolerance
+    1e-9 of the score): heavier than Poisson's for a short history, Poisson's in the limit."""
+
+    def direct(x: int, mean: float, buckets: float) -> float:
+        r, p = mean / 2 * buckets, buckets / (buckets + 2)
+        pmf = [
+            math.exp(math.lgamma(k + r) - math.lgamma(r) - math.lgamma(k + 1)) * p**r * (1 - p) ** k
+            for k in range(x)
+        ]
+        return -math.log10(1 - sum(pmf))
+
+    for x, mean, buckets in [
+        (9, 1.596, 15.0),
+        (3, 0.18, 160.0),
+        (2, 0.005, 5000.0),
+        (5, 0.72, 41.0),
+    ]:
+        assert predictive_score(x, mean, buckets) == pytest.approx(
+            direct(x, mean, buckets), abs=1e-9
+        )
+    assert predictive_score(9, 1.596, 15.0) < poisson_tail(9, 1.596) - 0.5
+    assert predictive_score(9, 1.596, 1e7) == pytest.approx(poisson_tail(9, 1.596), abs=1e-4)
+    assert predictive_score(1, 1.0, 1e9) == pytest.approx(-math.log10(1 - math.exp(-1)), abs=1e-6)
 
 
 def test_items_cover_unigrams_bigrams_hashtags_domains_entities() -> None:
