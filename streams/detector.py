@@ -68,21 +68,27 @@ class IncompatibleCheckpoint(ValueError):
     """A checkpoint whose layout this detector cannot read."""
 
 
+def _window_nb(expected: float, buckets: float) -> tuple[float, float, float]:
+    """The window's negative binomial (see :func:`predictive_score`): its shape r, the
+    log of its pmf's constant factor, and log q (q: the chance of each count)."""
+    r = max(expected, 1e-9) / 2.0 * buckets
+    return (
+        r,
+        r * math.log(buckets / (buckets + 2.0)) - math.lgamma(r),
+        math.log(2.0 / (buckets + 2.0)),
+    )
+
+
+def _log_pmf(i: int, r: float, base: float, log_q: float) -> float:
+    return base + math.lgamma(i + r) - math.lgamma(i + 1) + i * log_q
+
+
 def _score_bound(observed: int, expected: float, buckets: float) -> float:
     """An upper bound of :func:`predictive_score`: P(X >= x) >= P(X = x), so
     -log10 P(X >= x) <= -log10 P(X = x)."""
     if observed <= 0:
         return 0.0
-    mean = max(expected, 1e-9)
-    r = mean / 2.0 * buckets
-    log_pmf = (
-        math.lgamma(observed + r)
-        - math.lgamma(r)
-        - math.lgamma(observed + 1)
-        + r * math.log(buckets / (buckets + 2.0))
-        + observed * math.log(2.0 / (buckets + 2.0))
-    )
-    return -log_pmf / math.log(10)
+    return -_log_pmf(observed, *_window_nb(expected, buckets)) / math.log(10)
 
 
 @lru_cache(maxsize=8192)
@@ -96,14 +102,12 @@ def predictive_score(observed: int, expected: float, buckets: float) -> float:
     (Remembered: the same small counts over the same floored expectation recur.)"""
     if observed <= 0:
         return 0.0
+    nb = _window_nb(expected, buckets)
     mean = max(expected, 1e-9)
-    r = mean / 2.0 * buckets
-    log_p, log_q = math.log(buckets / (buckets + 2.0)), math.log(2.0 / (buckets + 2.0))
-    base = -math.lgamma(r) + r * log_p
     logs = []
     i = observed
     while True:  # sum the upper tail in log space (stable where 1 - cdf is not)
-        lp = base + math.lgamma(i + r) - math.lgamma(i + 1) + i * log_q
+        lp = _log_pmf(i, *nb)
         logs.append(lp)
         if (i > mean and lp < logs[0] - 40) or i - observed > 10_000:
             break
