@@ -70,14 +70,18 @@ def cosine(a: Mapping[str, float], b: Mapping[str, float]) -> float:
     return dot / (na * nb)
 
 
+def most_common(counts: Mapping[str, int], n: int) -> list[str]:
+    """The names of the ``n`` largest counts, most first, ties by name (never by insertion
+    order)."""
+    # (two stable sorts, the first of the names alone, which compare faster than pairs)
+    return sorted(sorted(counts), key=counts.__getitem__, reverse=True)[:n]
+
+
 def prune(counts: Counter[str], keep: int) -> None:
     """Bound a term counter: past twice ``keep`` entries, keep the ``keep`` largest (ties
-    by name, so the result never depends on insertion order)."""
+    by name, so the result never depends on insertion order), most first."""
     if len(counts) > 2 * keep:
-        # (by count, most first, then by name: two stable sorts, the first of the names
-        # alone, which compare faster than (name, count) pairs)
-        top = sorted(sorted(counts), key=counts.__getitem__, reverse=True)[:keep]
-        kept = {name: counts[name] for name in top}
+        kept = {name: counts[name] for name in most_common(counts, keep)}
         counts.clear()
         counts.update(kept)
 
