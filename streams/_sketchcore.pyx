@@ -65,6 +65,11 @@ def pow_f32_many(float base, const int64_t[::1] n):
     return out
 
 
+cdef extern from *:
+    # a hint to the CPU that an address will be read and written soon (no effect on results)
+    void __builtin_prefetch(const void* addr, int rw, int locality) noexcept nogil
+
+
 cdef packed struct Cell:  # streams.sketch.CELL
     float cur
     float prev
@@ -199,6 +204,13 @@ def observe_scales(
                     j1 = j0 + 1
                     while j1 < n and post_of[j1] == post_of[j0]:
                         j1 += 1
+                # the cells these items touch, asked for at once: the sketch is far larger
+                # than the cache, and misses asked for together overlap (at most 64 items
+                # ahead, a post's worth)
+                for r in range(depth):
+                    for j in range(j0, min(j1, j0 + 64)):
+                        __builtin_prefetch(&cells[idx[r, j], 0], 1, 3)
+                        __builtin_prefetch(&cells[idx[r, j], nsc - 1], 1, 3)
                 for r in range(depth):
                     for j in range(j0, j1):
                         for s in range(nsc):
