@@ -85,9 +85,10 @@ def poisson_score(observed: int, expected: float) -> float:
     return max(0.0, -log_tail / math.log(10))
 
 
+@lru_cache(maxsize=8192)
 def _score_bound(observed: int, expected: float) -> float:
     """An upper bound of :func:`poisson_score`: P(X >= x) >= P(X = x), so
-    -log10 P(X >= x) <= -log10 P(X = x)."""
+    -log10 P(X >= x) <= -log10 P(X = x). (Remembered, as the score is.)"""
     if observed <= 0:
         return 0.0
     lam = max(expected, 1e-9)
