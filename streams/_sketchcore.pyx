@@ -78,15 +78,32 @@ cdef packed struct Cell:  # streams.sketch.CELL
     int32_t bucket
 
 
-cdef inline void _refresh(Cell* cell, int64_t k, float a, float keep) noexcept nogil:
+cdef enum:
+    _DECAYS = 1024  # decay factors remembered per scale and call (keep ** n, n < _DECAYS)
+
+
+cdef inline float _decay(float* decays, float keep, int64_t n) noexcept nogil:
+    """:func:`pow_f32` ``(keep, n)``, remembered in ``decays`` (one entry per n below
+    _DECAYS, negative until known): the same float, worked out once per call."""
+    if n >= _DECAYS:
+        return pow_f32(keep, n)
+    if decays[n] < 0:
+        decays[n] = pow_f32(keep, n)
+    return decays[n]
+
+
+cdef inline void _refresh(
+    Cell* cell, int64_t k, float a, float keep, float* decays
+) noexcept nogil:
     """``RateSketch._bring_up_to_date`` of one cell, ``k`` buckets behind (k - 1 of them
-    empty, folded in closed form). ``a`` is alpha and ``keep`` 1 - alpha, as float32."""
+    empty, folded in closed form). ``a`` is alpha and ``keep`` 1 - alpha, as float32;
+    ``decays`` the powers of ``keep`` known so far (:func:`_decay`)."""
     cdef float one = 1.0  # (a float32 1: a bare 1.0 would make the arithmetic double)
     cdef float x = cell.cur, m = cell.mean, diff, v, rk
     diff = x - m
     m = m + a * diff
     v = keep * (cell.var + a * diff * diff)
-    rk = pow_f32(keep, k - 1)
+    rk = _decay(decays, keep, k - 1)
     v = rk * (v + m * m * (one - rk))
     m = m * rk
     cell.prev = x if k == 1 else 0
@@ -156,7 +173,8 @@ def observe_scales(
     cdef int32_t* bkt = <int32_t*> malloc(max(nsc, 1) * sizeof(int32_t))
     cdef float* scale = <float*> malloc(max(nsc, 1) * sizeof(float))
     cdef float* fl = <float*> malloc(max(nsc, 1) * sizeof(float))
-    cdef Py_ssize_t end, last_end, k = 0
+    cdef float* decays = <float*> malloc(max(nsc, 1) * _DECAYS * sizeof(float))
+    cdef Py_ssize_t end, last_end, k = 0, d
     cdef double correction, floor, alpha
     cdef float[:, :, ::1] out
     cdef float b = <float> beta
@@ -165,8 +183,10 @@ def observe_scales(
     cdef Cell* cell
     try:
         if not (run_end and run_bucket and run_scale and run_floor and first and at and a
-                and keep and bkt and scale and fl):
+                and keep and bkt and scale and fl and decays):
             raise MemoryError()
+        for d in range(nsc * _DECAYS):
+            decays[d] = -1  # (none known yet)
         for s in range(nsc):
             alpha = alphas[s]
             a[s], keep[s] = <float> alpha, <float> (1.0 - alpha)
@@ -216,7 +236,10 @@ def observe_scales(
                         for s in range(nsc):
                             cell = &cells[idx[r, j], s]
                             if cell.bucket < bkt[s]:  # first touch: up to date
-                                _refresh(cell, bkt[s] - cell.bucket, a[s], keep[s])
+                                _refresh(
+                                    cell, bkt[s] - cell.bucket, a[s], keep[s],
+                                    decays + s * _DECAYS,
+                                )
                                 cell.bucket = bkt[s]
                             cell.cur += weights[j]
                 for j in range(j0, j1):
@@ -255,3 +278,4 @@ def observe_scales(
         free(bkt)
         free(scale)
         free(fl)
+        free(decays)
