@@ -68,6 +68,14 @@ class IncompatibleCheckpoint(ValueError):
 def poisson_score(observed: int, expected: float) -> float:
     """-log10 P(X >= observed) for X ~ Poisson(expected); 0 when observed <= 0. (Remembered:
     the same small counts over the same floored expectation recur, a third of the calls.)"""
+    if core.PURE_PYTHON:
+        return poisson_tail_score(observed, expected)
+    return _detectcore.poisson_tail_score(observed, expected)
+
+
+def poisson_tail_score(observed: int, expected: float) -> float:
+    """:func:`poisson_score`, worked out. The compiled twin is
+    ``streams._detectcore.poisson_tail_score``."""
     if observed <= 0:
         return 0.0
     lam = max(expected, 1e-9)
@@ -81,7 +89,10 @@ def poisson_score(observed: int, expected: float) -> float:
             break
         i += 1
     top = max(logs)
-    log_tail = top + math.log(sum(math.exp(x - top) for x in logs))
+    total = 0.0  # (in order: what sum() gives floats on Python 3.11)
+    for x in logs:
+        total += math.exp(x - top)
+    log_tail = top + math.log(total)
     return max(0.0, -log_tail / math.log(10))
 
 

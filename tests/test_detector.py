@@ -33,6 +33,7 @@ from streams.detector import (
     IncompatibleCheckpoint,
     _score_bound,
     poisson_score,
+    poisson_tail_score,
     touch_candidates,
 )
 from streams.features import burst_items, entities
@@ -123,6 +124,20 @@ def test_poisson_score_monotone_and_sane() -> None:
 def test_the_score_bound_is_never_below_the_score(observed: int, expected: float) -> None:
     """The cheap pre-check skips a name only when its score cannot reach a threshold."""
     assert _score_bound(observed, expected) >= poisson_score(observed, expected) - 1e-9
+
+
+@given(
+    observed=st.integers(min_value=-2, max_value=2000),
+    expected=st.one_of(
+        st.floats(min_value=0, max_value=3000),
+        st.floats(min_value=0, max_value=3000, width=32),  # (as the sketch gives them)
+        st.sampled_from([0.0, 1e-12, math.inf, math.nan]),
+    ),
+)
+def test_compiled_poisson_score_is_the_reference(observed: int, expected: float) -> None:
+    """``_detectcore.poisson_tail_score`` gives the reference's double bit for bit."""
+    want = poisson_tail_score(observed, expected)
+    assert _detectcore.poisson_tail_score(observed, expected).hex() == want.hex()
 
 
 def test_items_cover_unigrams_bigrams_hashtags_domains_entities() -> None:
