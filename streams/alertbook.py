@@ -674,7 +674,7 @@ def _link(url: str, count: int) -> Link:
     return Link(url=url, domain=domain_of(url), count=count)
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)  # (a post's text each: a few stories' evidence for a while)
 def _evidence(
     post_id: str,
     source: str,
