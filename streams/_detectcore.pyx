@@ -46,8 +46,8 @@ cdef double _LOG10 = log(10.0)  # (math.log(10): the int converted, then libm's 
 
 def poisson_tail_score(long observed, double expected):
     """``streams.detector.poisson_tail_score``: -log10 P(X >= observed), X ~ Poisson(expected),
-    the tail summed in log space until its terms fall 40 (natural log) below the first past
-    the mean (or 10,000 terms)."""
+    the tail summed in log space from ``observed`` on, until a term past the mean is 40
+    (natural log) below the first, or is more than 10,000 terms past it."""
     if observed <= 0:
         return 0.0
     cdef double lam = expected

@@ -225,8 +225,8 @@ def observe_scales(
                     while j1 < n and post_of[j1] == post_of[j0]:
                         j1 += 1
                 # the cells these items touch, asked for at once: the sketch is far larger
-                # than the cache, and misses asked for together overlap (at most 64 items
-                # ahead, a post's worth)
+                # than the cache, and misses asked for together overlap (the first 64 items
+                # at most, a post's worth)
                 for r in range(depth):
                     for j in range(j0, min(j1, j0 + 64)):
                         __builtin_prefetch(&cells[idx[r, j], 0], 1, 3)
