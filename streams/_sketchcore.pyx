@@ -65,6 +65,11 @@ def pow_f32_many(float base, const int64_t[::1] n):
     return out
 
 
+cdef extern from *:
+    # a hint to the CPU that an address will be read and written soon (no effect on results)
+    void __builtin_prefetch(const void* addr, int rw, int locality) noexcept nogil
+
+
 cdef packed struct Cell:  # streams.sketch.CELL
     float cur
     float prev
@@ -73,10 +78,27 @@ cdef packed struct Cell:  # streams.sketch.CELL
     int32_t bucket
 
 
-cdef inline void _refresh(Cell* cell, int64_t k, float a, float keep) noexcept nogil:
+cdef enum:
+    _DECAYS = 1024  # decay factors remembered per scale and call (keep ** n, n < _DECAYS)
+
+
+cdef inline float _decay(float* decays, float keep, int64_t n) noexcept nogil:
+    """:func:`pow_f32` ``(keep, n)``, remembered in ``decays`` (one entry per n below
+    _DECAYS, negative until known): the same float, worked out once per call."""
+    if n >= _DECAYS:
+        return pow_f32(keep, n)
+    if decays[n] < 0:
+        decays[n] = pow_f32(keep, n)
+    return decays[n]
+
+
+cdef inline void _refresh(
+    Cell* cell, int64_t k, float a, float keep, float* decays
+) noexcept nogil:
     """``RateSketch._bring_up_to_date`` of one cell, ``k`` buckets behind: the baseline
     takes the previous bucket, then (k >= 2) the current one and k - 2 empty ones (folded
-    in closed form). ``a`` is alpha and ``keep`` 1 - alpha, as float32."""
+    in closed form). ``a`` is alpha and ``keep`` 1 - alpha, as float32; ``decays`` the
+    powers of ``keep`` known so far (:func:`_decay`)."""
     cdef float one = 1.0  # (a float32 1: a bare 1.0 would make the arithmetic double)
     cdef float x = cell.cur, m = cell.mean, v = cell.var, diff, rk
     diff = cell.prev - m
@@ -86,7 +108,7 @@ cdef inline void _refresh(Cell* cell, int64_t k, float a, float keep) noexcept n
         diff = x - m
         m = m + a * diff
         v = keep * (v + a * diff * diff)
-    rk = pow_f32(keep, k - 2 if k >= 2 else 0)
+    rk = _decay(decays, keep, k - 2 if k >= 2 else 0)
     v = rk * (v + m * m * (one - rk))
     m = m * rk
     cell.prev = x if k == 1 else 0
@@ -156,7 +178,8 @@ def observe_scales(
     cdef int32_t* bkt = <int32_t*> malloc(max(nsc, 1) * sizeof(int32_t))
     cdef float* scale = <float*> malloc(max(nsc, 1) * sizeof(float))
     cdef float* fl = <float*> malloc(max(nsc, 1) * sizeof(float))
-    cdef Py_ssize_t end, last_end, k = 0
+    cdef float* decays = <float*> malloc(max(nsc, 1) * _DECAYS * sizeof(float))
+    cdef Py_ssize_t end, last_end, k = 0, d
     cdef double correction, floor, alpha
     cdef float[:, :, ::1] out
     cdef float b = <float> beta
@@ -165,8 +188,10 @@ def observe_scales(
     cdef Cell* cell
     try:
         if not (run_end and run_bucket and run_scale and run_floor and first and at and a
-                and keep and bkt and scale and fl):
+                and keep and bkt and scale and fl and decays):
             raise MemoryError()
+        for d in range(nsc * _DECAYS):
+            decays[d] = -1  # (none known yet)
         for s in range(nsc):
             alpha = alphas[s]
             a[s], keep[s] = <float> alpha, <float> (1.0 - alpha)
@@ -204,12 +229,22 @@ def observe_scales(
                     j1 = j0 + 1
                     while j1 < n and post_of[j1] == post_of[j0]:
                         j1 += 1
+                # the cells these items touch, asked for at once: the sketch is far larger
+                # than the cache, and misses asked for together overlap (the first 64 items
+                # at most, a post's worth)
+                for r in range(depth):
+                    for j in range(j0, min(j1, j0 + 64)):
+                        __builtin_prefetch(&cells[idx[r, j], 0], 1, 3)
+                        __builtin_prefetch(&cells[idx[r, j], nsc - 1], 1, 3)
                 for r in range(depth):
                     for j in range(j0, j1):
                         for s in range(nsc):
                             cell = &cells[idx[r, j], s]
                             if cell.bucket < bkt[s]:  # first touch: up to date
-                                _refresh(cell, bkt[s] - cell.bucket, a[s], keep[s])
+                                _refresh(
+                                    cell, bkt[s] - cell.bucket, a[s], keep[s],
+                                    decays + s * _DECAYS,
+                                )
                                 cell.bucket = bkt[s]
                             cell.cur += weights[j]
                 for j in range(j0, j1):
@@ -248,3 +283,4 @@ def observe_scales(
         free(bkt)
         free(scale)
         free(fl)
+        free(decays)

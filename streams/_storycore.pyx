@@ -28,6 +28,29 @@ for _k in range(_LOGGED):
     _LOG1P[_k] = log1p(<double> _k)
 
 
+cdef inline double _log1p_of(object x) except? -1.0:
+    """``math.log1p(x)`` of a count: from the table for a small int, else libm's."""
+    cdef long k
+    cdef int overflow
+    if PyLong_CheckExact(x):
+        k = PyLong_AsLongAndOverflow(x, &overflow)
+        if overflow == 0 and 0 <= k < _LOGGED:
+            return _LOG1P[k]
+    return log1p(<double> x)
+
+
+cdef inline double _log1p_of_others(object x) except? -1.0:
+    """``math.log1p(max(x - 1, 0))`` of a story's count of a term: its count in the story's
+    other posts, from the table for a small int, else libm's."""
+    cdef long k
+    cdef int overflow
+    if PyLong_CheckExact(x):
+        k = PyLong_AsLongAndOverflow(x, &overflow)
+        if overflow == 0 and 1 <= k <= _LOGGED:
+            return _LOG1P[k - 1]
+    return log1p(max(<double> x - 1.0, 0.0))
+
+
 cdef list _centrality(list terms, object weights, bint logs):
     """Both centralities: per post, the sum of its terms' weights (when ``logs``, ``log1p``
     of a count less the post's own, from the table for a small int) over the square root
@@ -35,10 +58,8 @@ cdef list _centrality(list terms, object weights, bint logs):
     ``weights``: a dict or a subclass of one (a ``Counter``), read as a plain dict."""
     cdef list out = []
     cdef tuple post
-    cdef double total, w
+    cdef double total
     cdef Py_ssize_t n
-    cdef long k
-    cdef int overflow
     cdef PyObject* c
     for post in terms:
         n = len(post)
@@ -50,13 +71,7 @@ cdef list _centrality(list terms, object weights, bint logs):
             c = PyDict_GetItem(weights, term)
             if c is NULL:
                 continue
-            if logs and PyLong_CheckExact(<object> c):
-                k = PyLong_AsLongAndOverflow(<object> c, &overflow)
-                if overflow == 0 and 1 <= k <= _LOGGED:
-                    total += _LOG1P[k - 1]
-                    continue
-            w = <double> (<object> c)
-            total += log1p(max(w - 1.0, 0.0)) if logs else w
+            total += _log1p_of_others(<object> c) if logs else <double> (<object> c)
         out.append(total / sqrt(<double> n))
     return out
 
@@ -81,6 +96,11 @@ def centrality_of_counts(list terms, counts):
 cdef double (*_libm_pow)(double, double) noexcept nogil
 _libm_pow = pow
 
+# the squares of the table's logs, as :func:`_norm` takes them (libm's ``pow(v, 2.0)``)
+cdef double _LOG1P_SQUARED[_LOGGED]
+for _k in range(_LOGGED):
+    _LOG1P_SQUARED[_k] = _libm_pow(_LOG1P[_k], 2.0)
+
 
 cdef double _norm(object counts) except? -1.0:
     """The reference's ``math.sqrt(sum(math.log1p(x) ** 2 for x in counts.values()))``: the
@@ -88,7 +108,14 @@ cdef double _norm(object counts) except? -1.0:
     ``float_pow`` returns libm's ``pow(v, 2.0)``; ``log1p`` of a count is one), summed in
     order from 0.0."""
     cdef double total = 0.0, v
+    cdef long k
+    cdef int overflow
     for x in (<dict> counts).values():
+        if PyLong_CheckExact(x):  # (a small count: its square from the table)
+            k = PyLong_AsLongAndOverflow(x, &overflow)
+            if overflow == 0 and 0 <= k < _LOGGED:
+                total += _LOG1P_SQUARED[k]
+                continue
         v = log1p(<double> x)
         if v >= 0.0 and v < INFINITY:
             total += _libm_pow(v, 2.0)
@@ -109,7 +136,7 @@ def cosine(a, b):
     for k, x in (<dict> a).items():
         y = PyDict_GetItem(b, k)
         if y is not NULL:
-            dot += log1p(<double> x) * log1p(<double> (<object> y))
+            dot += _log1p_of(x) * _log1p_of(<object> y)
     if dot == 0.0:
         return 0.0
     return dot / (_norm(a) * _norm(b))

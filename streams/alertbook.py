@@ -43,6 +43,7 @@ from streams.stories import (
     domain_of,
     headline,
     links_in,
+    most_common,
     prune,
 )
 
@@ -178,8 +179,10 @@ def _span(seconds: int) -> str:
     return f"{seconds // 3600:g} h" if seconds % 3600 == 0 else f"{seconds // 60:g} min"
 
 
+@lru_cache(maxsize=8192)
 def public_key(key: str) -> str:
-    """A burst key as alerts name it (``term:tornado``, ``claim:x``, ``dossier:y``)."""
+    """A burst key as alerts name it (``term:tornado``, ``claim:x``, ``dossier:y``);
+    remembered: a story names all its keys at every version."""
     return key if key.startswith(("dossier:", "claim:")) else f"term:{key}"
 
 
@@ -468,7 +471,7 @@ class AlertBook:
 
     def _build(self, al: _Open, ts: float, status: str) -> Alert:
         p = self.p
-        keys = sorted(al.keys.values(), key=lambda k: -k.score)
+        keys = sorted(al.keys.values(), key=_SCORE, reverse=True)  # (equals: as they joined)
         best = keys[0]
         op = self._primary(al)
         posts = list(al.posts.values())
@@ -541,10 +544,7 @@ class AlertBook:
                 "near_duplicate": al.total - len(al.clusters),
                 "repeat_author_or_copy": al.total - size,
             },
-            links=[
-                Link(url=u, domain=domain_of(u), count=c)
-                for u, c in sorted(al.links.items(), key=lambda kv: (-kv[1], kv[0]))[: p.max_links]
-            ],
+            links=[_link(u, al.links[u]) for u in most_common(al.links, p.max_links)],
             reason=(
                 f"{head}: {best.count:g} independent posts on {label_words(best.label)!r} in "
                 f"the last {_span(best.window_seconds)} vs {best.expected:.2f} expected "
@@ -613,21 +613,13 @@ class AlertBook:
                 authors.add(author)
         mixed = sorted(picked, key=lambda r: (-r.ts, r.post_id))  # newest first
         return [
-            Evidence(
-                post_id=r.post_id,
-                source=r.source,
-                created_at=_dt(r.ts),
-                text=r.text,
-                author=r.author,
-                url=r.url,
-                stance=r.stance,
-            )
-            for r in mixed
+            _evidence(r.post_id, r.source, r.ts, r.text, r.author, r.url, r.stance) for r in mixed
         ]
 
 
 _TRACKED = ("dossier:", "claim:")
 _TS = attrgetter("ts")
+_SCORE = attrgetter("score")
 
 
 def _stances(al: _Open) -> dict[str, int]:
@@ -666,6 +658,36 @@ def _point(start: int, count: int) -> CountPoint:
     """A point of a story's curve (remembered: a story's versions repeat most of theirs, and
     a point is immutable)."""
     return CountPoint(start=_dt(start), count=count)
+
+
+@lru_cache(maxsize=8192)
+def _link(url: str, count: int) -> Link:
+    """A link of a story as listed (remembered: a story lists most of its links again at
+    every version, and a link is immutable)."""
+    return Link(url=url, domain=domain_of(url), count=count)
+
+
+@lru_cache(maxsize=2048)  # (a post's text each: a few stories' evidence for a while)
+def _evidence(
+    post_id: str,
+    source: str,
+    ts: float,
+    text: str,
+    author: str | None,
+    url: str | None,
+    stance: Stance | None,
+) -> Evidence:
+    """A post as a story's evidence (remembered: a story shows most of its evidence again at
+    every version, and evidence is immutable)."""
+    return Evidence(
+        post_id=post_id,
+        source=source,
+        created_at=_dt(ts),
+        text=text,
+        author=author,
+        url=url,
+        stance=stance,
+    )
 
 
 def _dt(ts: float) -> datetime:

@@ -83,9 +83,10 @@ def _log_pmf(i: int, r: float, base: float, log_q: float) -> float:
     return base + math.lgamma(i + r) - math.lgamma(i + 1) + i * log_q
 
 
+@lru_cache(maxsize=8192)
 def _score_bound(observed: int, expected: float, buckets: float) -> float:
     """An upper bound of :func:`predictive_score`: P(X >= x) >= P(X = x), so
-    -log10 P(X >= x) <= -log10 P(X = x)."""
+    -log10 P(X >= x) <= -log10 P(X = x). (Remembered, as the score is.)"""
     if observed <= 0:
         return 0.0
     return -_log_pmf(observed, *_window_nb(expected, buckets)) / math.log(10)
@@ -113,7 +114,10 @@ def predictive_score(observed: int, expected: float, buckets: float) -> float:
             break
         i += 1
     top = max(logs)
-    log_tail = top + math.log(sum(math.exp(x - top) for x in logs))
+    total = 0.0  # (in order: what sum() gives floats on Python 3.11)
+    for x in logs:
+        total += math.exp(x - top)
+    log_tail = top + math.log(total)
     return max(0.0, -log_tail / math.log(10))
 
 

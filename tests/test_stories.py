@@ -318,6 +318,16 @@ def test_compiled_cosine_on_long_vectors() -> None:
         assert _storycore.cosine(a, b).hex() == cosine(a, b).hex()
 
 
+def test_compiled_cosine_on_every_small_count() -> None:
+    """The compiled core reads log1p of a small count, and its square, from tables: every
+    count of the tables and past them, and counts that are not ints, give the same double."""
+    counts: list[float] = [*range(1100), 2**40, 0.5, 3.0, 1e-300]
+    for k in counts:
+        a, b = {"x": k, "y": 3}, Counter({"x": 2, "y": k, "z": 7})
+        assert _storycore.cosine(a, b).hex() == cosine(a, b).hex()
+        assert _storycore.cosine(b, a).hex() == cosine(b, a).hex()
+
+
 @given(
     st.lists(
         st.tuples(st.sampled_from([0.0, 0.5, 1.0, 1.25, 2.0]), st.booleans(), st.integers(0, 3))
