@@ -28,27 +28,17 @@ for _k in range(_LOGGED):
     _LOG1P[_k] = log1p(<double> _k)
 
 
-cdef inline double _log1p_of(object x) except? -1.0:
-    """``math.log1p(x)`` of a count: from the table for a small int, else libm's."""
+cdef inline double _log1p_of(object x, long less) except? -1.0:
+    """``math.log1p(max(x - less, 0))`` of a count (``less`` 1: a story's count of a term
+    in its posts other than the one weighed; 0: the count itself), from the table for a
+    small int, else libm's."""
     cdef long k
     cdef int overflow
     if PyLong_CheckExact(x):
         k = PyLong_AsLongAndOverflow(x, &overflow)
-        if overflow == 0 and 0 <= k < _LOGGED:
-            return _LOG1P[k]
-    return log1p(<double> x)
-
-
-cdef inline double _log1p_of_others(object x) except? -1.0:
-    """``math.log1p(max(x - 1, 0))`` of a story's count of a term: its count in the story's
-    other posts, from the table for a small int, else libm's."""
-    cdef long k
-    cdef int overflow
-    if PyLong_CheckExact(x):
-        k = PyLong_AsLongAndOverflow(x, &overflow)
-        if overflow == 0 and 1 <= k <= _LOGGED:
-            return _LOG1P[k - 1]
-    return log1p(max(<double> x - 1.0, 0.0))
+        if overflow == 0 and less <= k < _LOGGED + less:
+            return _LOG1P[k - less]
+    return log1p(max(<double> x - less, 0.0))
 
 
 cdef list _centrality(list terms, object weights, bint logs):
@@ -71,7 +61,7 @@ cdef list _centrality(list terms, object weights, bint logs):
             c = PyDict_GetItem(weights, term)
             if c is NULL:
                 continue
-            total += _log1p_of_others(<object> c) if logs else <double> (<object> c)
+            total += _log1p_of(<object> c, 1) if logs else <double> (<object> c)
         out.append(total / sqrt(<double> n))
     return out
 
@@ -136,7 +126,7 @@ def cosine(a, b):
     for k, x in (<dict> a).items():
         y = PyDict_GetItem(b, k)
         if y is not NULL:
-            dot += _log1p_of(x) * _log1p_of(<object> y)
+            dot += _log1p_of(x, 0) * _log1p_of(<object> y, 0)
     if dot == 0.0:
         return 0.0
     return dot / (_norm(a) * _norm(b))

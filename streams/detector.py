@@ -647,14 +647,18 @@ class _Scale:
         """How many buckets a baseline read at ``ts`` was learnt from: those that have left
         the window since ``start``, at most the EWMA's effective memory, (2 - a) / a
         buckets (the count of equally weighted buckets whose mean is as variable)."""
-        left = int(ts // self.seconds) - int((start or ts) // self.seconds) - 1
-        return min(float(max(left, 1)), (2.0 - self.alpha) / self.alpha)
+        taken = self._taken(int(ts // self.seconds), start or ts)
+        return min(float(taken), (2.0 - self.alpha) / self.alpha)
 
     def correction(self, start: float) -> float:
-        """The EWMA's bias correction after the buckets it has taken since ``start`` (a
-        bucket joins it when it leaves the window: all but the current and previous)."""
-        n = max(1, self.bucket - int(start // self.seconds) - 1)
-        return float(1.0 - (1.0 - self.alpha) ** n)
+        """The EWMA's bias correction after the buckets it has taken since ``start``."""
+        return float(1.0 - (1.0 - self.alpha) ** self._taken(self.bucket, start))
+
+    def _taken(self, bucket: int, start: float) -> int:
+        """The buckets a baseline has taken by ``bucket`` since ``start`` (at least 1): a
+        bucket joins it when it leaves the window, so all but ``bucket`` and the one
+        before."""
+        return max(1, bucket - int(start // self.seconds) - 1)
 
     def close_run(self, end: int, runs: list[Run], start: float) -> None:
         """The posts since the last run (up to ``end``) are the current bucket's: note them
