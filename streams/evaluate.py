@@ -116,6 +116,10 @@ class EventResult:
     alerts_total: int
     stories_24h: int = 0  # on-topic stories with a version in the day after the onset
     delivered_24h: int = 0  # their versions delivered to the sinks in that day
+    # the same in the day from the first on-topic alert: how many stories one event became
+    # once seismo spoke, also when it spoke more than a day after the labelled onset
+    stories_24h_detected: int = 0
+    delivered_24h_detected: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,6 +178,7 @@ def evaluate_event(spec: EventSpec, posts: list[Post], alerts: list[Alert]) -> E
     n_posts = posts_to_detection(spec, posts, first)
     pre = pre_onset_alerts(alerts, onset)
     days, per_day = quiet_period(posts, onset, len(pre))
+    first_raised = first.raised_at if first else None
     delay = (first.raised_at - onset).total_seconds() / 60 if first else None
     delay_ref = (first.raised_at - ref).total_seconds() / 60 if first else None
     return EventResult(
@@ -194,7 +199,8 @@ def evaluate_event(spec: EventSpec, posts: list[Post], alerts: list[Alert]) -> E
         pre_onset_per_day=round(per_day, 2),
         quiet_in_target=quiet(len(pre), days),
         alerts_total=len({a.id for a in alerts}),
-        **story_counts(spec, alerts),
+        **story_counts(spec, alerts, onset),
+        **{f"{k}_detected": v for k, v in story_counts(spec, alerts, first_raised).items()},
     )
 
 
@@ -203,11 +209,16 @@ def delivered(alert: Alert) -> bool:
     return alert.deliver is not False
 
 
-def story_counts(spec: EventSpec, alerts: Iterable[Alert]) -> dict[str, int]:
+def story_counts(
+    spec: EventSpec, alerts: Iterable[Alert], start: datetime | None
+) -> dict[str, int]:
     """The on-topic stories (alert ids with an on-topic version raised in the first
-    ``STORY_HOURS`` after the onset) and their versions delivered in that time."""
-    end = spec.onset + timedelta(hours=STORY_HOURS)
-    window = [a for a in alerts if spec.onset <= a.raised_at < end]
+    ``STORY_HOURS`` from ``start``) and their versions delivered in that time; none when
+    ``start`` is None (a miss)."""
+    if start is None:
+        return {"stories_24h": 0, "delivered_24h": 0}
+    end = start + timedelta(hours=STORY_HOURS)
+    window = [a for a in alerts if start <= a.raised_at < end]
     ids = {a.id for a in window if alert_on_topic(a, spec.keywords)}
     return {
         "stories_24h": len(ids),
@@ -304,6 +315,9 @@ def summary(results: Iterable[EventResult]) -> dict[str, Any]:
     return {
         "events": [r.as_dict() for r in rs],
         f"at_most_{TARGET_STORIES}_stories": sum(1 <= r.stories_24h <= TARGET_STORIES for r in rs),
+        f"at_most_{TARGET_STORIES}_stories_once_detected": sum(
+            1 <= r.stories_24h_detected <= TARGET_STORIES for r in rs
+        ),
         f"at_most_{TARGET_DELIVERED}_delivered": sum(
             r.delivered_24h <= TARGET_DELIVERED for r in rs
         ),

@@ -25,6 +25,12 @@ def test_eval_bursts_reports_delay_and_quiet_period(
                     "onset": "2026-05-01T10:00:00Z",
                     "keywords": ["glm-5", "ascend"],
                 },
+                {  # labelled a day and a half early: its story comes after its first day
+                    "replay": "s.jsonl",
+                    "event": "GLM-5, labelled early",
+                    "onset": "2026-04-29T22:00:00Z",
+                    "keywords": ["glm-5", "ascend"],
+                },
                 {
                     "replay": "s.jsonl",
                     "event": "never happens",
@@ -36,9 +42,19 @@ def test_eval_bursts_reports_delay_and_quiet_period(
     )
     assert main(["eval", "bursts", str(stream), "--events", str(events)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    hit, miss = json.loads(lines[0]), json.loads(lines[1])
+    hit, early, miss = (json.loads(line) for line in lines[:3])
     assert hit["detected_in_target"] and 0 <= hit["delay_min"] <= 15
     assert hit["pre_onset_alerts"] == 0 and hit["quiet_in_target"]
+    # one story, counted in the day after the onset and in the day after the first alert
+    assert hit["stories_24h"] == hit["stories_24h_detected"] == 1
+    assert hit["delivered_24h"] == hit["delivered_24h_detected"] >= 1
+    # the day after an early label holds none of it; the day after the first alert does
+    assert early["first_alert_id"] == hit["first_alert_id"] and early["delay_min"] > 24 * 60
+    assert early["stories_24h"] == early["delivered_24h"] == 0
+    assert early["stories_24h_detected"] == 1
+    assert early["delivered_24h_detected"] == hit["delivered_24h_detected"]
     assert miss["first_alert_at"] is None and not miss["detected_in_target"]
+    assert miss["stories_24h"] == miss["stories_24h_detected"] == 0
     summary = json.loads(lines[-1])
-    assert summary["detected_in_target"] == 1 and summary["total"] == 2
+    assert summary["detected_in_target"] == 2 and summary["total"] == 3  # (from its first post)
+    assert summary["at_most_2_stories"] == 1 and summary["at_most_2_stories_once_detected"] == 2

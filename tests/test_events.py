@@ -52,7 +52,8 @@ def test_all_events_offline(shared_data: Path) -> None:
     its onset (at most 2 alerts a day; 2 when the quiet period is under a day). Issue 17's:
     at most 24 delivered versions in the day after each onset, and one or two on-topic
     stories in that day for all but Meltdown and left-pad (each first named more than a day
-    after its onset: docs/benchmarks.md)."""
+    after its onset: docs/benchmarks.md); in the day after the first on-topic alert, for
+    all but Meltdown."""
     specs = [
         ev
         for name in ("events.json", "events_hn.json")
@@ -72,6 +73,12 @@ def test_all_events_offline(shared_data: Path) -> None:
     assert [r.event for r in results if not 1 <= r.stories_24h <= TARGET_STORIES] == [
         "Meltdown / Spectre CPU flaws",
         "npm left-pad unpublish breaks builds",
+    ]
+    # counted from the first on-topic alert instead, left-pad is one story; Meltdown is
+    # three (its headlines share few words: docs/benchmarks.md)
+    assert [r.event for r in results if r.delivered_24h_detected > TARGET_DELIVERED] == []
+    assert [r.event for r in results if not 1 <= r.stories_24h_detected <= TARGET_STORIES] == [
+        "Meltdown / Spectre CPU flaws"
     ]
 
 
