@@ -67,7 +67,10 @@ class KeywordClassifier:
 
     def classify(self, post: Post) -> ClassifiedPost:
         padded = " " + " ".join(tokens(post.text)) + " "
-        # hashtags also match their bare word ("#deepseek" hits "deepseek")
+        # a possessive also matches its word ("alibaba's" hits "alibaba"), and hashtags
+        # their bare word ("#deepseek" hits "deepseek")
+        if "'s " in padded:
+            padded = padded + padded.replace("'s ", " ")
         padded = padded + padded.replace(" #", " ")
         dossiers = [
             did for did, kws in self._dossiers if any(contains_phrase(padded, k) for k in kws)

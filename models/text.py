@@ -16,16 +16,34 @@ _EXTRA_STOP = frozenset(
     wanna really know think going today tonight day new good people time want need make
     right love yes yeah hey oh u ur""".split()
 )
-STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | _EXTRA_STOP
+# Contractions are function words too ("isn't", "we're", "i'm"); the token scan keeps the
+# apostrophe, and reads a typographic one (U+2019) as it (see :func:`tokens`).
+_CONTRACTIONS = frozenset(
+    [
+        f"{aux}n't"
+        for aux in """is are was were do does did has have had wo would ca could should must
+        need ai sha might""".split()
+    ]
+    + [
+        f"{who}'{end}"
+        for who in "i you we they he she it that there who what where here how".split()
+        for end in ("m", "re", "ll", "ve", "d")
+    ]
+    + ["let's", "y'all"]
+)
+STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | _EXTRA_STOP | _CONTRACTIONS
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-cased word tokens (hashtags keep their '#'); URLs and @mentions removed.
+    """Lower-cased word tokens (hashtags keep their '#'); URLs and @mentions removed; a
+    typographic apostrophe (U+2019) read as "'" ("don't" typed either way is one token).
 
     Hot (every post, in the classifier and the detector): a text without "http" or "@"
     skips that pass.
     """
     t = text.lower()
+    if "\u2019" in t:
+        t = t.replace("\u2019", "'")
     if "http" in t:
         t = _URL.sub(" ", t)
     if "@" in t:

@@ -217,6 +217,8 @@ def analyse(str text, Py_ssize_t limit=48):
     """``streams.features.analyse(text, limit)``: (burst items, content words)."""
     cdef str low = text.lower()
     cdef str t = low
+    if "\u2019" in t:  # (a typographic apostrophe reads as "'", as in models.text.tokens)
+        t = t.replace("\u2019", "'")
     cdef bint has_http = "http" in low
     if has_http:
         t = _url_sub(" ", t)

@@ -75,6 +75,14 @@ def test_claim_and_dossier_matching() -> None:
     assert off.dossiers == [] and off.claims == []
 
 
+def test_a_possessive_matches_its_word_whatever_the_apostrophe() -> None:
+    clf = KeywordClassifier(load_watchlist())
+    for apostrophe in ("'", "\u2019"):
+        cp = clf.classify(post(f"Jack Ma retires as Alibaba{apostrophe}s chairman"))
+        assert cp.dossiers == ["ai-capital-surge"]
+    assert tokens("It isn\u2019t over") == ["it", "isn't", "over"]  # one token, as typed with '
+
+
 def test_rule_stance() -> None:
     assert rule_stance("This GLM-5 Ascend story is fake") == "deny"
     assert rule_stance("Was GLM-5 really trained on Ascend?") == "query"

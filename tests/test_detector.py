@@ -172,6 +172,16 @@ def test_items_cover_unigrams_bigrams_hashtags_domains_entities() -> None:
     assert entities("Intel Confronts Potential PR Nightmare With Chip Flaw") == []  # headline
 
 
+@pytest.mark.parametrize("apostrophe", ["'", "\u2019"], ids=["ascii", "typographic"])
+def test_contractions_are_no_items_whatever_the_apostrophe(apostrophe: str) -> None:
+    text = "The storm isn't over, we don't know, I'm scared and they'll stay with O'Brien"
+    items = burst_items(text.replace("'", apostrophe))
+    assert items == burst_items(text)
+    assert {"storm", "scared", "stay", "o'brien"} <= set(items)
+    assert not [i for i in items if i.split()[-1] in {"isn't", "don't", "i'm", "they'll"}]
+    assert not {"isn", "don", "they"} & set(items)  # (no fragment of a split contraction)
+
+
 def reference_items(text: str, limit: int) -> tuple[list[str], list[str]]:
     """What :func:`streams.features.analyse` computes, token by token, as first written
     (links in any case give their domain since 2026-11-24)."""
@@ -238,7 +248,9 @@ def test_analyse_is_the_token_by_token_reference(
 ) -> None:
     text = "".join(p + seps[i % len(seps)] for i, p in enumerate(parts))
     # tokens() skips the URL / mention pass when a text can't need it: the same tokens
-    plain = text_mod._MENTION.sub(" ", text_mod._URL.sub(" ", text.lower()))
+    # (and reads a typographic apostrophe as "'")
+    low = text.lower().replace("\u2019", "'")
+    plain = text_mod._MENTION.sub(" ", text_mod._URL.sub(" ", low))
     assert tokens(text) == text_mod._TOKEN.findall(plain)
     assert features.analyse(text, limit) == reference_items(text, limit)
     assert _textcore.analyse(text, limit) == reference_items(text, limit)  # (compiled twin)

@@ -25,7 +25,7 @@ from tests.helpers import pure_python
 WIDTH, DEPTH = 1 << 16, 4
 
 
-def vocabulary(path: Path, limit: int = 6000) -> list[str]:
+def vocabulary(path: Path, limit: int = 7000) -> list[str]:
     """The distinct items (terms, bigrams, hashtags, domains, entities) of a stream's posts."""
     items: dict[str, None] = {}
     with path.open(encoding="utf-8") as f:
