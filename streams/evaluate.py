@@ -178,7 +178,8 @@ def evaluate_event(spec: EventSpec, posts: list[Post], alerts: list[Alert]) -> E
     n_posts = posts_to_detection(spec, posts, first)
     pre = pre_onset_alerts(alerts, onset)
     days, per_day = quiet_period(posts, onset, len(pre))
-    first_raised = first.raised_at if first else None
+    stories, sent = story_counts(spec, alerts, onset)
+    stories_found, sent_found = story_counts(spec, alerts, first.raised_at if first else None)
     delay = (first.raised_at - onset).total_seconds() / 60 if first else None
     delay_ref = (first.raised_at - ref).total_seconds() / 60 if first else None
     return EventResult(
@@ -199,8 +200,10 @@ def evaluate_event(spec: EventSpec, posts: list[Post], alerts: list[Alert]) -> E
         pre_onset_per_day=round(per_day, 2),
         quiet_in_target=quiet(len(pre), days),
         alerts_total=len({a.id for a in alerts}),
-        **story_counts(spec, alerts, onset),
-        **{f"{k}_detected": v for k, v in story_counts(spec, alerts, first_raised).items()},
+        stories_24h=stories,
+        delivered_24h=sent,
+        stories_24h_detected=stories_found,
+        delivered_24h_detected=sent_found,
     )
 
 
@@ -211,19 +214,16 @@ def delivered(alert: Alert) -> bool:
 
 def story_counts(
     spec: EventSpec, alerts: Iterable[Alert], start: datetime | None
-) -> dict[str, int]:
+) -> tuple[int, int]:
     """The on-topic stories (alert ids with an on-topic version raised in the first
     ``STORY_HOURS`` from ``start``) and their versions delivered in that time; none when
     ``start`` is None (a miss)."""
     if start is None:
-        return {"stories_24h": 0, "delivered_24h": 0}
+        return 0, 0
     end = start + timedelta(hours=STORY_HOURS)
     window = [a for a in alerts if start <= a.raised_at < end]
     ids = {a.id for a in window if alert_on_topic(a, spec.keywords)}
-    return {
-        "stories_24h": len(ids),
-        "delivered_24h": sum(1 for a in window if a.id in ids and delivered(a)),
-    }
+    return len(ids), sum(1 for a in window if a.id in ids and delivered(a))
 
 
 def stream_days(posts: list[Post]) -> float:
