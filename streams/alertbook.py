@@ -277,7 +277,7 @@ class AlertBook:
         for al in pool:
             if b.key in al.keys:  # (a resolved story's own key)
                 return al.id
-        # the story whose keys most of this burst's posts carry, or whose posts they mostly
+        # the story whose keys at least half of this burst's posts carry, or whose posts they
         # are (co-occurrence: a claim and its terms, a term and its bigram), or whose links
         # they share; else the one whose words they use
         n = max(len(b.posts), 1)
