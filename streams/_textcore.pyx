@@ -2,8 +2,8 @@
 """Compiled twin of :func:`streams.features.analyse` (a post's burst items and content words).
 
 Same output as the reference for every text. The steps that depend on Unicode rules stay
-Python and run exactly as in :func:`models.text.tokens`: ``str.lower`` and the URL
-substitution (only when the text has "http"). What is compiled is the @mention substitution
+Python and run exactly as in :func:`models.text.tokens`: ``str.lower``, a typographic
+apostrophe read as "'", and the URL substitution (only when the text has "http"). What is compiled is the @mention substitution
 (``models.text._MENTION``, only when the text has "@"), the token scan, which only ever
 matches ASCII (``_TOKEN``: any other code point ends a token), the token's word
 (``features._word``), the content test (``features._content``), the items
