@@ -39,7 +39,7 @@ from pydantic_settings import (
 
 from seismo.errors import ConfigError, field_errors
 from seismo.retry import RetryPolicy
-from streams.params import DetectorParams
+from streams.params import SHAPE_SETTINGS, DetectorParams
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -508,7 +508,12 @@ class Settings(BaseSettings):
     # --- groups ------------------------------------------------------------------------
     detector: DetectorSettings = Field(
         default_factory=DetectorSettings,
-        description="burst detection and the alert book, in event time",
+        description=(
+            "burst detection and the alert book, in event time. A worker's settings apply to "
+            "the detectors it restores from checkpoints, but a change to any of "
+            + ", ".join(SHAPE_SETTINGS)
+            + " (the settings a detector's state is shaped by) starts one empty"
+        ),
     )
     delivery: DeliverySettings = Field(
         default_factory=DeliverySettings,

@@ -173,6 +173,13 @@ class _Open:
     # is ranked by, kept up to date as posts and keys join (keys never leave a story)
     held: dict[str, int] = field(default_factory=dict)
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if type(self.emitted) is tuple:  # (a checkpoint from before its fields had names)
+            self.emitted = _Emitted(*self.emitted)
+        if "held" not in state:  # (a checkpoint of layout 3 or 4: counted once here)
+            self.held = {r.post_id: _keys_held(self, r) for r in self.posts.values()}
+
 
 def _span(seconds: int) -> str:
     """A window's length as a reader says it: ``10 min``, ``6 h``."""
@@ -193,12 +200,16 @@ def alert_id(key: str, window_start: float) -> str:
 
 class AlertBook:
     def __init__(self, params: BookParams, clock: Callable[[], datetime]) -> None:
-        self.p = params
+        self.use(params)
         self.clock = clock
         self.open: dict[str, _Open] = {}
         self.key_alert: dict[str, str] = {}
         self.cooldown: dict[str, float] = {}
         self.dormant: OrderedDict[str, _Open] = OrderedDict()  # resolved, may reopen
+
+    def use(self, params: BookParams) -> None:
+        """Go on with ``params`` (none of them shapes the book's state)."""
+        self.p = params
         self.throttle = Throttle(update_seconds=params.story_update_seconds)
 
     # -- events ------------------------------------------------------------------------

@@ -4,9 +4,11 @@ The detector's state is a few MB of arrays, too big to write per post. It is sav
 few seconds, whole, together with the source offset it covers; after a restart the
 records between that offset and where the consumer resumes are read again and replayed
 (the detector is deterministic, so the state and the alert ids/versions it rebuilds are
-the ones it had). A snapshot is written as chunks into one of two slots and then a
-``meta`` entry naming the slot, all to the same changelog partition in order: a crash
-mid-write leaves ``meta`` pointing at the previous, complete slot.
+the ones it had, unless the settings changed in between: a restored detector goes on with
+the worker's settings, and starts empty when its state is shaped by other ones). A
+snapshot is written as chunks into one of two slots and then a ``meta`` entry naming the
+slot, all to the same changelog partition in order: a crash mid-write leaves ``meta``
+pointing at the previous, complete slot.
 
 Beside the engine a checkpoint holds the detector's merge of the raw partitions
 (``streams/merge.py``: the posts waiting in it, each source's progress), as its own bytes
@@ -21,7 +23,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
-from streams.detector import BurstEngine, IncompatibleCheckpoint
+from streams.detector import BurstEngine, DetectorParams, IncompatibleCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,12 @@ class Checkpoints:
         meta = self.table.get(f"{partition}:meta")
         return int(meta["offset"]) if meta else -1
 
-    def load(self, partition: int) -> tuple[BurstEngine, bytes] | None:
+    def load(
+        self, partition: int, params: DetectorParams | None = None
+    ) -> tuple[BurstEngine, bytes] | None:
         """The last complete checkpoint of ``partition`` (the engine, the merge state's
-        bytes), or None."""
+        bytes), or None. With ``params`` the engine goes on with them, not with the
+        settings it was saved with (None if its state is shaped by other settings)."""
         meta = self.table.get(f"{partition}:meta")
         if not meta:
             return None
@@ -75,6 +80,8 @@ class Checkpoints:
         cut = len(data) - int(meta.get("merge_bytes", 0))
         try:
             engine = BurstEngine.loads(data[:cut])
+            if params is not None:
+                engine.use_settings(params)
         except IncompatibleCheckpoint as exc:
             log.warning(
                 "detector checkpoint of partition %d is %s; starting empty (baselines are "

@@ -47,6 +47,7 @@ from seismo.contracts import Alert, ClassifiedPost, SignalKind
 from streams import _detectcore, _textcore, core, features
 from streams.alertbook import AlertBook, Burst, PostRef
 from streams.authenticity import AuthorRepeats, NearDuplicates
+from streams.params import SHAPE_SETTINGS
 from streams.params import DetectorParams as DetectorParams
 from streams.seen import SeenPosts
 from streams.sketch import I32, I64, Estimate, KeyedRates, RateSketch, Run, ScaleStack
@@ -58,10 +59,12 @@ _RECENT_POSTS = 2000
 
 # of a checkpoint's layout (a rate sketch per time scale, their cells in one array, each
 # cell's baseline made of the buckets that have left its window; stories, each with the
-# burst keys its posts hold). Layouts 3-5 are not read: their baselines hold the previous
-# bucket too, which this one's take when it leaves the window (it would count twice)
+# burst keys its posts hold). Layouts 3-5 are read and brought to it: their baselines hold
+# the previous bucket too, which is taken out of them (``RateSketch.take_back_previous``);
+# layout 4's stories lack the keys their posts hold (counted when read), and layout 3's
+# sketches each have their own cells (put into one array)
 STATE_VERSION = 6
-_READABLE_VERSIONS = (STATE_VERSION,)
+_READABLE_VERSIONS = (3, 4, 5, STATE_VERSION)
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -189,7 +192,8 @@ class BurstEngine:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if state.pop("state_version", None) not in _READABLE_VERSIONS:
+        version = state.pop("state_version", None)
+        if version not in _READABLE_VERSIONS:
             raise IncompatibleCheckpoint("written by another version of the detector")
         book_state = state.pop("book")
         state.setdefault("too_late", 0)  # a checkpoint from before bounded lateness
@@ -197,6 +201,33 @@ class BurstEngine:
         self.book = AlertBook.__new__(AlertBook)
         self.book.__dict__.update(book_state)
         self.book.clock = _utcnow
+        if "stack" not in state:  # (layout 3: the sketches' cells go into one array)
+            self.stack = ScaleStack([sc.sketch for sc in self.scales])
+        if version < 6:  # (layouts 3-5: the previous bucket leaves the baselines)
+            for sc in self.scales:
+                sc.sketch.take_back_previous()
+                sc.keyed.take_back_previous()
+
+    def use_settings(self, params: DetectorParams) -> None:
+        """Go on with ``params`` instead of the settings this detector was saved with: a
+        restored checkpoint follows the settings of the worker that restores it. Raises
+        :class:`IncompatibleCheckpoint` when a setting its state is shaped by differs
+        (``SHAPE_SETTINGS``: the detector must then start empty)."""
+        saved = self.p
+        differ = [
+            f"{name} {getattr(saved, name, None)!r} (now {getattr(params, name)!r})"
+            for name in SHAPE_SETTINGS
+            if getattr(saved, name, None) != getattr(params, name)
+        ]
+        if differ:
+            raise IncompatibleCheckpoint("shaped by other settings: " + ", ".join(differ))
+        self.p = params
+        for sc in self.scales:
+            sc.configure(params)
+        self.book.use(params.book())
+        self.seen.resize(params.seen_posts)
+        while len(self.candidates) > params.max_candidates:
+            self.candidates.popitem(last=False)
 
     def set_clock(self, clock: Callable[[], datetime]) -> None:
         self.book.clock = clock
@@ -622,16 +653,20 @@ class _Scale:
         self.scale = scale
         self.seconds = scale * p.bucket_seconds
         self.alpha = p.scale_alpha(scale)
-        self.floor = p.floor * scale  # (an expected count: it grows with the window)
-        self.floor_rate = p.floor_rate
-        self.min_score = p.score_threshold(scale)
-        # a baseline from fewer buckets than this is no baseline: the scale judges nothing
-        self.warmup = max(p.warmup_seconds, p.warmup_buckets * self.seconds)
+        self.configure(p)
         self.sketch = RateSketch(p.sketch_width, p.sketch_depth, self.alpha, p.beta)
         self.keyed = KeyedRates(p.max_tracked_keys, self.alpha, p.beta)
         self.bucket = 0
         self.stream_counts = [0, 0]  # posts in its previous and current bucket
         self.stream_mean = 0.0
+
+    def configure(self, p: DetectorParams) -> None:
+        """The scale's thresholds after ``p`` (none of them shapes its state)."""
+        self.floor = p.floor * self.scale  # (an expected count: it grows with the window)
+        self.floor_rate = p.floor_rate
+        self.min_score = p.score_threshold(self.scale)
+        # a baseline from fewer buckets than this is no baseline: the scale judges nothing
+        self.warmup = max(p.warmup_seconds, p.warmup_buckets * self.seconds)
 
     def advance(self, bucket: int) -> None:
         if bucket <= self.bucket:

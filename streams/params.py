@@ -104,3 +104,15 @@ class DetectorParams:
 _SHARED_WITH_BOOK = tuple(
     f.name for f in fields(BookParams) if f.name in {g.name for g in fields(DetectorParams)}
 )
+
+# the detector's settings its state is shaped by (the cells' layout, the buckets and the
+# EWMA weight their counts were taken with): a checkpoint restores only under the same ones
+SHAPE_SETTINGS = (
+    "bucket_seconds",
+    "scales",
+    "halflife_buckets",
+    "beta",
+    "sketch_width",
+    "sketch_depth",
+    "max_tracked_keys",
+)

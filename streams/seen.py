@@ -38,6 +38,14 @@ class SeenPosts:
     def _digest(key: str) -> int:
         return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
+    def resize(self, capacity: int) -> None:
+        """Remember the last ``capacity`` keys from now on (fewer: the oldest go now)."""
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        while len(self._keys) > capacity:
+            self._keys.popitem(last=False)
+
     def add(self, key: str) -> bool:
         """Remember ``key``; False if it was already among the last ``capacity`` keys."""
         d = self._digest(key)

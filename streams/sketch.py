@@ -177,6 +177,19 @@ class RateSketch:
         self.var[stale] = v
         self.bucket[stale] = bucket
 
+    def take_back_previous(self) -> None:
+        """Take each cell's previous bucket out of its baseline, where a checkpoint of
+        layouts 3-5 had put it when it closed (this layout takes a bucket when it leaves
+        the window): one EWMA step undone, m = (m' - a y) / (1 - a) and
+        v = v' / (1 - a) - a (y - m)^2, in float64, negative rounding residues set to 0.
+        A cell whose previous bucket was empty took a 0 (a step of the closed form)."""
+        a = self.alpha
+        y = self.prev.astype(np.float64)
+        m = (self.mean.astype(np.float64) - a * y) / (1.0 - a)
+        v = self.var.astype(np.float64) / (1.0 - a) - a * (y - m) ** 2
+        self.mean[:] = np.maximum(m, 0.0)
+        self.var[:] = np.maximum(v, 0.0)
+
     def add(self, idx: I64, weights: F32, bucket: int) -> None:
         """Count ``weights`` (one per item) into the current bucket of each item's cells."""
         flat = idx.ravel()

@@ -463,7 +463,7 @@ class DetectStage(_Stage):
         return self.engines.get(partition) or self._load(partition)
 
     def _load(self, partition: int) -> BurstEngine:
-        saved = self.checkpoints.load(partition)
+        saved = self.checkpoints.load(partition, self.params)
         merge = Merge[ClassifiedPost](self.sources, self.max_buffered)
         if saved is None:
             engine = BurstEngine(self.params, self.now) if self.now else BurstEngine(self.params)

@@ -8,6 +8,7 @@ objects the agents call.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import zlib
@@ -193,6 +194,7 @@ def detect_stage(
     checkpoint_seconds: float = math.inf,
     metrics: Metrics | None = None,
     sources: int = 1,
+    params: DetectorParams | None = None,
 ) -> tuple[DetectStage, list[tuple[int, int, int]]]:
     """A detect stage on ``table``; its catch-up reader serves ``gap`` and logs its calls."""
     reads: list[tuple[int, int, int]] = []
@@ -207,7 +209,7 @@ def detect_stage(
         return out
 
     stage = DetectStage(
-        detector_params_default(),
+        params or detector_params_default(),
         table,
         metrics or new_metrics(),
         catch_up=catch_up,
@@ -283,6 +285,28 @@ async def test_a_restored_engine_caught_up_through_the_reader_matches_an_uninter
     assert versions(sorted(union.values(), key=_order)) == versions(
         sorted(whole_send.sent, key=_order)
     )
+
+
+async def test_a_restored_engine_follows_the_settings_of_the_stage_that_restores_it(
+    classified: list[Record],
+) -> None:
+    """The settings a worker starts with apply to the detector it restores (a changed
+    threshold or update pace is not ignored until the checkpoints are wiped)."""
+    table: dict[str, Any] = {}
+    clock = Clock()
+    first, _ = detect_stage(table, clock=clock, checkpoint_seconds=10)
+    await first.handle(classified[:50], ListSend())
+    clock.t = 10.0
+    await first.handle(classified[50:100], ListSend())
+    assert table["0:meta"]["offset"] == 99
+    changed = dataclasses.replace(
+        detector_params_default(), min_score=5.5, story_update_seconds=600
+    )
+    second, _ = detect_stage(table, gap=classified, params=changed)
+    await second.handle(classified[100:150], ListSend())
+    engine = second.engines[0]
+    assert engine.offset == 149 and engine.p == changed != first.engines[0].p
+    assert engine.book.throttle.update_seconds == 600
 
 
 def assert_same_state(a: BurstEngine, b: BurstEngine) -> None:
