@@ -454,8 +454,14 @@ def _pickled_as(state: dict[str, object], layout: int) -> bytes:
 
 # a layout 3-5 baseline is brought back by undoing a float32 EWMA step in float64: the
 # cells and every float of the alerts that follow agree with the never stopped detector's
-# within this (relative) tolerance; everything else in the alerts is equal
+# within this relative tolerance (a cell whose baseline is 0 may keep a rounding residue
+# below _LAYOUT_ATOL); everything else in the alerts is equal
 _LAYOUT_RTOL = 1e-4
+_LAYOUT_ATOL = 1e-6
+# written by the detector of layout 5 (commit 4f58612): its dumps() after counting the posts
+# of _restart_stream() before the cut of _cut_with_a_story_open, as engine(**_LAYOUT_5_PARAMS)
+_LAYOUT_5 = Path(__file__).parent / "data" / "detector_layout5.ckpt"
+_LAYOUT_5_PARAMS = {"sketch_width": 512, "seen_posts": 1000, "max_tracked_keys": 64}
 
 
 def assert_same_alerts(got: list[Alert], want: list[Alert]) -> None:
@@ -478,7 +484,9 @@ def assert_same_baselines(got: BurstEngine, want: BurstEngine) -> None:
         for g, w in ((gs.sketch, ws.sketch), (gs.keyed, ws.keyed)):
             assert np.array_equal(g.prev, w.prev) and np.array_equal(g.bucket, w.bucket)
             for field in ("mean", "var"):
-                assert np.allclose(g.cells[field], w.cells[field], rtol=_LAYOUT_RTOL, atol=1e-7)
+                assert np.allclose(
+                    g.cells[field], w.cells[field], rtol=_LAYOUT_RTOL, atol=_LAYOUT_ATOL
+                )
 
 
 def test_a_checkpoint_of_layout_5_restores_with_the_previous_bucket_out_of_its_baselines() -> None:
@@ -493,6 +501,25 @@ def test_a_checkpoint_of_layout_5_restores_with_the_previous_bucket_out_of_its_b
     assert_same_baselines(restored, at_cut)
     restored.set_clock(lambda: NOW)
     assert_same_alerts(first + run(restored, rest), whole)
+
+
+def test_a_checkpoint_written_by_the_layout_5_detector_restores_to_this_layouts_baselines() -> None:
+    """A real layout 5 checkpoint (tests/data, written by that detector's code): read and
+    set to this detector's settings, its cells are those this detector has over the same
+    posts, and stay so as both go on counting."""
+    params = DetectorParams(**_LAYOUT_5_PARAMS)  # type: ignore[arg-type]
+    posts, _ = _restart_stream()
+    cut = len(posts) // 2 + 200
+    old = BurstEngine.loads(_LAYOUT_5.read_bytes())
+    old.use_settings(params)
+    new = engine(**_LAYOUT_5_PARAMS)
+    run(new, posts[:cut])
+    assert int(old.stack.cells["bucket"].max()) == new.bucket > 0
+    assert_same_baselines(old, new)
+    old.set_clock(lambda: NOW)
+    run(old, posts[cut:])
+    run(new, posts[cut:])
+    assert_same_baselines(old, new)
 
 
 def test_a_checkpoint_of_layout_3_restores_and_continues() -> None:
