@@ -191,6 +191,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         pending_line,
         read_alerts,
         wait_drained,
+        why_no_alerts,
         worker_counts,
         worker_report,
     )
@@ -247,6 +248,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             summary["worker"] = worker_report(counts, await worker_counts(settings), lateness)
             for note in summary["worker"].get("notes", []):
                 _progress(f"worker: {note}")
+            if not alerts:
+                det = settings.detector
+                why = why_no_alerts(summary["worker"], det.warmup_seconds, det.min_score)
+                summary["why_no_alerts"] = why
+                _progress(f"no alert: {why}")
         return summary
 
     summary = asyncio.run(go())

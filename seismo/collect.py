@@ -118,19 +118,27 @@ _WORKER_COUNTS = {
 }
 
 
+# ...and what it has watched: (sample; the largest over the partitions)
+_WORKER_GAUGES = {"watched_seconds": "seismo_detector_watched_seconds"}
+
+
 def worker_metrics_url(settings: Settings) -> str:
     host = "127.0.0.1" if settings.web_host in ("", "0.0.0.0", "::") else settings.web_host
     return f"http://{host}:{settings.web_port}/metrics"
 
 
 def worker_counts_of(text: str) -> dict[str, int]:
-    """The counts of :data:`_WORKER_COUNTS` in a Prometheus text exposition."""
-    out = dict.fromkeys(_WORKER_COUNTS, 0)
+    """The counts of :data:`_WORKER_COUNTS` and the gauges of :data:`_WORKER_GAUGES` in a
+    Prometheus text exposition."""
+    out = dict.fromkeys([*_WORKER_COUNTS, *_WORKER_GAUGES], 0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             for what, (name, stages) in _WORKER_COUNTS.items():
                 if sample.name == name and (not stages or sample.labels.get("stage") in stages):
                     out[what] += int(sample.value)
+            for what, name in _WORKER_GAUGES.items():
+                if sample.name == name:
+                    out[what] = max(out[what], int(sample.value))
     return out
 
 
@@ -155,7 +163,7 @@ def worker_report(
     post that raised no alert. Counts cover all the worker's traffic in that time."""
     if isinstance(before, str) or isinstance(after, str):
         return {"unknown": before if isinstance(before, str) else after}
-    counts = {k: after[k] - before[k] for k in after}
+    counts = {k: after[k] - before[k] for k in _WORKER_COUNTS}
     if any(n < 0 for n in counts.values()):
         return {"unknown": "the worker restarted during the replay (its counters began again)"}
     notes = {
@@ -166,4 +174,37 @@ def worker_report(
         "behind the detector's event time (a file older than one replayed before in this "
         "namespace; use a fresh --namespace to replay it)",
     }
-    return {**counts, "notes": [f"{counts[k]:,} {why}" for k, why in notes.items() if counts[k]]}
+    return {
+        **counts,
+        **{k: after[k] for k in _WORKER_GAUGES},
+        "notes": [f"{counts[k]:,} {why}" for k, why in notes.items() if counts[k]],
+    }
+
+
+def why_no_alerts(report: dict[str, Any], warmup_seconds: int, min_score: float) -> str:
+    """Why a replay raised no alert, from what the worker did meanwhile
+    (:func:`worker_report`)."""
+    if "unknown" in report:
+        return f"the worker's counts are unknown: {report['unknown']}"
+    if report["processed"] <= report["duplicates"] + report["too_late"]:  # (all skipped)
+        why = "; ".join(report["notes"]) or "the worker classified none of them"
+        return f"none of these posts was counted by the detector ({why})"
+    watched = report.get("watched_seconds", 0)
+    if watched < warmup_seconds:
+        return (
+            f"the detector has watched {_duration(watched)} of event time and raises nothing "
+            f"in its first {_duration(warmup_seconds)} (detector.warmup_seconds)"
+        )
+    return (
+        "no word, phrase or tracked key of these posts rose far enough above its own "
+        f"baseline (detector.min_score {min_score:g}): a quiet stream raises none"
+    )
+
+
+def _duration(seconds: float) -> str:
+    """``2 h``, ``1 h 25 min``, ``40 min``, ``0 min``."""
+    minutes = int(seconds // 60)
+    h, m = divmod(minutes, 60)
+    if not h:
+        return f"{m} min"
+    return f"{h} h" if not m else f"{h} h {m} min"

@@ -278,6 +278,13 @@ class Metrics:
             "detector.max_lateness_seconds, by posts.classified.v1 partition",
             ["partition"],
         )
+        self.detector_watched = gauge(
+            "seismo_detector_watched_seconds",
+            "Event time the detector has watched since its first post (to the start of its "
+            "current bucket), by posts.classified.v1 partition: it raises nothing before "
+            "detector.warmup_seconds",
+            ["partition"],
+        )
         self.merge_late = counter(
             "seismo_merge_late_total",
             "Posts the detector's merge of the raw partitions released after a later one: "

@@ -249,6 +249,14 @@ class BurstEngine:
         return cells + int(self.authors.last.nbytes)
 
     @property
+    def watched_seconds(self) -> float:
+        """Event time watched since the first post, to the start of the current bucket (0
+        before any post)."""
+        if self.start is None:
+            return 0.0
+        return max(0.0, self.bucket * self.p.bucket_seconds - self.start)
+
+    @property
     def named_keys(self) -> int:
         """Burst keys held by name: tracked keys with exact cells plus emerging candidates."""
         return len(self.scales[0].keyed.slots) + len(self.candidates)

@@ -518,6 +518,7 @@ class DetectStage(_Stage):
         m.duplicates.labels("detect").inc(merge.copies - copies + engine.repeats - repeats)
         if engine.too_late > too_late:  # too far behind the detector's clock: not counted
             m.too_late.labels(str(partition)).inc(engine.too_late - too_late)
+        m.detector_watched.labels(str(partition)).set(engine.watched_seconds)
         m.merge_late.inc(merge.late - late)
         m.merge_forced.inc(merge.forced - forced)
         m.merge_buffered.set(merge.buffered)

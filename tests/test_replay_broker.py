@@ -151,7 +151,9 @@ def test_the_summary_says_what_the_worker_did_with_the_posts(
     try:
         out = tmp_path / "alerts.jsonl"
         first = replay_summary(worker_env, newer, "--alerts-out", str(out))
-        assert first["alerts"] > 0, first
+        assert first["alerts"] > 0 and "why_no_alerts" not in first, first
+        # the detector watched the 12 hours of the stream (to its last 5-minute bucket)
+        assert 11 * 3600 < first["worker"].pop("watched_seconds") <= 12 * 3600, first
         assert first["worker"] == {
             "processed": len(rows),
             "dead_lettered": 0,
@@ -175,9 +177,12 @@ def test_the_summary_says_what_the_worker_did_with_the_posts(
         # ingest keeps no state: the copies are classified again, and detect skips them
         assert again["worker"]["processed"] == len(rows) and again["worker"]["too_late"] == 0
         assert f"worker: {len(rows):,} posts skipped as already seen" in res.stderr
+        assert again["why_no_alerts"].startswith("none of these posts was counted by the")
+        assert "no alert: none of these posts was counted" in res.stderr
         late = replay_summary(worker_env, older, "--alerts-out", str(out))
         assert late["alerts"] == 0 and late["worker"]["processed"] == len(rows), late
         assert late["worker"]["too_late"] == len(rows)
         assert "detector.max_lateness_seconds" in late["worker"]["notes"][0]
+        assert "detector.max_lateness_seconds" in late["why_no_alerts"]
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]

@@ -456,4 +456,69 @@ def test_the_replay_summary_counts_the_copies_detect_skipped() -> None:
         ]
     )
     counts = worker_counts_of(text)
-    assert counts == {"processed": 12, "dead_lettered": 0, "duplicates": 5, "too_late": 3}
+    assert counts == {
+        "processed": 12,
+        "dead_lettered": 0,
+        "duplicates": 5,
+        "too_late": 3,
+        "watched_seconds": 0,
+    }
+
+
+def _report(**counts: int) -> dict[str, Any]:
+    from seismo.collect import worker_report
+
+    zero = {"processed": 0, "dead_lettered": 0, "duplicates": 0, "too_late": 0}
+    after = {**zero, "watched_seconds": 0, **counts}
+    return worker_report({**zero, "watched_seconds": 0}, after, 1800)
+
+
+@pytest.mark.parametrize(
+    ("counts", "says"),
+    [
+        (
+            {"processed": 40, "watched_seconds": 2700},
+            "the detector has watched 45 min of event time and raises nothing in its first "
+            "2 h (detector.warmup_seconds)",
+        ),
+        (
+            {"processed": 40, "watched_seconds": 5 * 3600 + 600},
+            "no word, phrase or tracked key of these posts rose far enough above its own "
+            "baseline (detector.min_score 4): a quiet stream raises none",
+        ),
+        (
+            {"processed": 40, "duplicates": 40, "watched_seconds": 9 * 3600},
+            "none of these posts was counted by the detector (40 posts skipped as already seen",
+        ),
+        (
+            {"dead_lettered": 40},
+            "none of these posts was counted by the detector (40 posts the worker put on dlq.v1",
+        ),
+    ],
+)
+def test_a_replay_without_alerts_says_why(counts: dict[str, int], says: str) -> None:
+    """`"alerts": 0` comes with its reason: posts the detector did not count, a detector
+    still in its warm-up, or a stream in which nothing rose above its baseline."""
+    from seismo.collect import why_no_alerts
+
+    assert why_no_alerts(_report(**counts), 7200, 4.0).startswith(says)
+
+
+def test_the_worker_report_reads_the_event_time_the_detector_watched() -> None:
+    from seismo.collect import why_no_alerts, worker_counts_of
+
+    text = "\n".join(
+        [
+            "# TYPE seismo_posts_out_total counter",
+            'seismo_posts_out_total{source="x",stage="ingest"} 12.0',
+            "# TYPE seismo_detector_watched_seconds gauge",
+            'seismo_detector_watched_seconds{partition="0"} 3600.0',
+            'seismo_detector_watched_seconds{partition="1"} 600.0',
+            "",
+        ]
+    )
+    counts = worker_counts_of(text)
+    assert counts["watched_seconds"] == 3600 and counts["processed"] == 12
+    assert "unknown: no worker metrics" in why_no_alerts(
+        {"unknown": "no worker metrics at http://127.0.0.1:6066/metrics"}, 7200, 4.0
+    )

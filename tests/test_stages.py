@@ -287,6 +287,20 @@ async def test_a_restored_engine_caught_up_through_the_reader_matches_an_uninter
     )
 
 
+async def test_the_detect_stage_exports_the_event_time_its_detector_watched(
+    classified: list[Record],
+) -> None:
+    """``seismo_detector_watched_seconds``: from the first post to the start of the
+    detector's current bucket (what a replay's ``why_no_alerts`` compares with the warm-up)."""
+    metrics = new_metrics()
+    stage, _ = detect_stage({}, metrics=metrics)
+    await stage.handle(classified[:100], ListSend())
+    posts = [decode(ClassifiedPost, r.value) for r in classified[:100]]
+    first, last = (posts[i].post.created_at.timestamp() for i in (0, -1))
+    watched = sample(metrics, "seismo_detector_watched_seconds", partition="0")
+    assert last - first - 300 < watched <= last - first and watched > 0
+
+
 async def test_a_restored_engine_follows_the_settings_of_the_stage_that_restores_it(
     classified: list[Record],
 ) -> None:
