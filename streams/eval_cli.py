@@ -16,6 +16,8 @@ from pydantic import ValidationError
 
 from models.keyword import KeywordClassifier
 from seismo.cliutil import EVAL_HELP, command_group, progress, settings_from
+from seismo.collect import why_no_alerts, worker_report
+from seismo.config import Settings
 from seismo.contracts import Alert, Post
 from seismo.errors import SeismoError, describe
 from seismo.watchlist import load_watchlist
@@ -104,6 +106,24 @@ def run_stream(path: Path, pipe: OfflinePipeline) -> tuple[list[Post], list[Aler
     return posts, alerts
 
 
+def why_none(pipe: OfflinePipeline, posts: list[Post], settings: Settings) -> str:
+    """Why a stream raised no alert (as a replay's summary says it)."""
+    engine = pipe.engine
+    counts = {
+        "processed": len(posts),
+        "dead_lettered": 0,  # (offline a rejected post stops the evaluation)
+        "duplicates": engine.repeats,
+        "too_late": engine.too_late,
+    }
+    det = settings.detector
+    report = worker_report(
+        {**dict.fromkeys(counts, 0), "watched_seconds": 0},
+        {**counts, "watched_seconds": int(engine.watched_seconds)},
+        det.max_lateness_seconds,
+    )
+    return why_no_alerts(report, det.warmup_seconds, det.min_score)
+
+
 def detect_all(posts: list[Post], pipe: OfflinePipeline) -> list[Alert]:
     """The alerts of ``posts`` read already, fed in the same batches as :func:`run_stream`."""
     return [a for i in range(0, len(posts), 1000) for a in pipe.feed_many(posts[i : i + 1000])]
@@ -131,14 +151,17 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
     try:
         for path in args.replays:
             mine = [s for s in specs if s.replay == path.name]
-            posts, alerts = run_stream(path, OfflinePipeline(classifier, detector_params(settings)))
+            pipe = OfflinePipeline(classifier, detector_params(settings))
+            posts, alerts = run_stream(path, pipe)
+            none = {} if alerts else {"why_no_alerts": why_none(pipe, posts, settings)}
             if out is not None:
                 for a in alerts:
                     out.write(a.model_dump_json(exclude_none=True) + "\n")
             if not mine:  # no event to score: its stories only
                 names = ", ".join(str(e) for e in args.events)
                 progress(f"{path.name}: no event in {names} names this file; stories only")
-                print(json.dumps({"stream": path.name, **story_report(posts, alerts)}), flush=True)
+                line = {"stream": path.name, **story_report(posts, alerts), **none}
+                print(json.dumps(line), flush=True)
                 continue
             for spec in mine:
                 r = evaluate_event(spec, posts, alerts)
@@ -148,7 +171,7 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
                     report.plot_event(spec, r, posts, alerts)
             onset = min(s.onset for s in mine)
             line = pre_onset_report(path.name, onset, posts, alerts)
-            line.update(story_report(posts, alerts))
+            line.update(story_report(posts, alerts), **none)
             print(json.dumps(line), flush=True)
     finally:
         if out is not None:

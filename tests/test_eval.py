@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,29 @@ def test_eval_bursts_reports_delay_and_quiet_period(
     summary = json.loads(lines[-1])
     assert summary["detected_in_target"] == 2 and summary["total"] == 3  # (from its first post)
     assert summary["at_most_2_stories"] == 1 and summary["at_most_2_stories_once_detected"] == 2
+
+
+def test_a_stream_without_alerts_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stream shorter than the warm-up, and a quiet one: no alert, each with its reason."""
+    rows = synthetic_stream(hours=1, burst_posts=0)
+    short = write_jsonl(tmp_path / "short.jsonl", rows)
+    # watched: from the first post to the start of the last one's 5-minute bucket
+    first, last = (datetime.fromisoformat(rows[i]["created_at"]).timestamp() for i in (0, -1))
+    watched = int((last // 300 * 300 - first) // 60)
+    quiet = write_jsonl(tmp_path / "quiet.jsonl", synthetic_stream(burst_posts=0))
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([]))
+    assert main(["eval", "bursts", str(short), str(quiet), "--events", str(events)]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    by_name = {line["stream"]: line for line in lines if "stream" in line}
+    assert by_name["short.jsonl"]["stories_opened"] == 0
+    assert by_name["short.jsonl"]["why_no_alerts"] == (
+        f"the detector has watched {watched} min of event time and raises nothing in its first "
+        "2 h (detector.warmup_seconds)"
+    )
+    assert by_name["quiet.jsonl"]["stories_opened"] == 0
+    assert by_name["quiet.jsonl"]["why_no_alerts"].startswith(
+        "no word, phrase or tracked key of these posts rose far enough above its own baseline"
+    )
