@@ -277,12 +277,21 @@ def ensure_jars(cache_dir: Path | None = None, *, progress: Progress | None = No
 # helpers for the broker
 
 
+# the ports free_port handed out in this process: whoever took one binds it later, and
+# until then the OS may pick the same port again for the next caller
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port nothing listens on now (the OS picks it), and not one this process handed
+    out before (two servers started a moment apart must not both be given one port)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _new_cluster_id() -> str:

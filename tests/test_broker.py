@@ -180,3 +180,31 @@ def test_a_broker_message_reaches_the_user_once(caplog: pytest.LogCaptureFixture
         _say("broker up", None)  # a library caller only has the log
     assert shown == ["Kafka jars ready"]
     assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"] == ["broker up"]
+
+
+def test_free_port_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OS may pick a port it just gave (nothing listens on it yet): two servers started
+    a moment apart were once both given one port, and the second failed to bind."""
+    from seismo import broker
+
+    picks = iter([41001, 41001, 41001, 41002])
+
+    class OneSocket:
+        def __init__(self, *args: object) -> None:
+            self.port = next(picks)
+
+        def __enter__(self) -> OneSocket:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def bind(self, address: tuple[str, int]) -> None:
+            pass
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(broker, "_HANDED_OUT", set())
+    monkeypatch.setattr(broker.socket, "socket", OneSocket)
+    assert [broker.free_port(), broker.free_port()] == [41001, 41002]
