@@ -294,6 +294,15 @@ def pipeline() -> dict[str, Any]:
                 ("sum by (kind, status) (increase(seismo_alerts_total[$__range]))", ""),
                 kind="table",
             ),
+            panel(
+                "Event time each detector has watched",
+                ("max by (partition) (seismo_detector_watched_seconds)", "partition {{partition}}"),
+                unit="s",
+                description="Since its first post. A detector raises nothing before "
+                "detector.warmup_seconds (2 h), and a longer time scale not before 12 of its "
+                "buckets (6 h, 36 h, 6 days): after a start without a checkpoint (or a change "
+                "to a setting its state is shaped by) this says when alerts become possible.",
+            ),
         ],
     )
 
