@@ -249,8 +249,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             for note in summary["worker"].get("notes", []):
                 _progress(f"worker: {note}")
             if not alerts:
-                det = settings.detector
-                why = why_no_alerts(summary["worker"], det.warmup_seconds, det.min_score)
+                why = why_no_alerts(summary["worker"], settings.detector.params())
                 summary["why_no_alerts"] = why
                 _progress(f"no alert: {why}")
         return summary

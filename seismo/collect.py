@@ -17,6 +17,7 @@ from seismo.config import Settings
 from seismo.contracts import ALERTS, POSTS_CLASSIFIED, POSTS_RAW, Alert, decode
 from seismo.errors import ContractError, SeismoError
 from seismo.kafka import bootstrap_of, end_offsets, group_lag
+from streams.params import DetectorParams
 
 log = logging.getLogger(__name__)
 
@@ -181,23 +182,23 @@ def worker_report(
     }
 
 
-def why_no_alerts(report: dict[str, Any], warmup_seconds: int, min_score: float) -> str:
+def why_no_alerts(report: dict[str, Any], params: DetectorParams) -> str:
     """Why a replay raised no alert, from what the worker did meanwhile
-    (:func:`worker_report`)."""
+    (:func:`worker_report`), the worker's detector settings being ``params``."""
     if "unknown" in report:
         return f"the worker's counts are unknown: {report['unknown']}"
     if report["processed"] <= report["duplicates"] + report["too_late"]:  # (all skipped)
         why = "; ".join(report["notes"]) or "the worker classified none of them"
         return f"none of these posts was counted by the detector ({why})"
-    watched = report.get("watched_seconds", 0)
-    if watched < warmup_seconds:
+    watched, warmup = report.get("watched_seconds", 0), params.scale_warmup(1)
+    if watched < warmup:
         return (
             f"the detector has watched {_duration(watched)} of event time and raises nothing "
-            f"in its first {_duration(warmup_seconds)} (detector.warmup_seconds)"
+            f"in its first {_duration(warmup)} (detector.warmup_seconds, warmup_buckets)"
         )
     return (
         "no word, phrase or tracked key of these posts rose far enough above its own "
-        f"baseline (detector.min_score {min_score:g}): a quiet stream raises none"
+        f"baseline (detector.min_score {params.min_score:g}): a quiet stream raises none"
     )
 
 

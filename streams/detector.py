@@ -673,8 +673,7 @@ class _Scale:
         self.floor = p.floor * self.scale  # (an expected count: it grows with the window)
         self.floor_rate = p.floor_rate
         self.min_score = p.score_threshold(self.scale)
-        # a baseline from fewer buckets than this is no baseline: the scale judges nothing
-        self.warmup = max(p.warmup_seconds, p.warmup_buckets * self.seconds)
+        self.warmup = p.scale_warmup(self.scale)
 
     def advance(self, bucket: int) -> None:
         if bucket <= self.bucket:

@@ -16,8 +16,6 @@ from pydantic import ValidationError
 
 from models.keyword import KeywordClassifier
 from seismo.cliutil import EVAL_HELP, command_group, progress, settings_from
-from seismo.collect import why_no_alerts, worker_report
-from seismo.config import Settings
 from seismo.contracts import Alert, Post
 from seismo.errors import SeismoError, describe
 from seismo.watchlist import load_watchlist
@@ -106,8 +104,10 @@ def run_stream(path: Path, pipe: OfflinePipeline) -> tuple[list[Post], list[Aler
     return posts, alerts
 
 
-def why_none(pipe: OfflinePipeline, posts: list[Post], settings: Settings) -> str:
+def why_none(pipe: OfflinePipeline, posts: list[Post]) -> str:
     """Why a stream raised no alert (as a replay's summary says it)."""
+    from seismo.collect import why_no_alerts, worker_report  # (Kafka clients: only here)
+
     engine = pipe.engine
     counts = {
         "processed": len(posts),
@@ -115,13 +115,12 @@ def why_none(pipe: OfflinePipeline, posts: list[Post], settings: Settings) -> st
         "duplicates": engine.repeats,
         "too_late": engine.too_late,
     }
-    det = settings.detector
     report = worker_report(
         {**dict.fromkeys(counts, 0), "watched_seconds": 0},
         {**counts, "watched_seconds": int(engine.watched_seconds)},
-        det.max_lateness_seconds,
+        engine.p.max_lateness_seconds,
     )
-    return why_no_alerts(report, det.warmup_seconds, det.min_score)
+    return why_no_alerts(report, engine.p)
 
 
 def detect_all(posts: list[Post], pipe: OfflinePipeline) -> list[Alert]:
@@ -153,7 +152,7 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
             mine = [s for s in specs if s.replay == path.name]
             pipe = OfflinePipeline(classifier, detector_params(settings))
             posts, alerts = run_stream(path, pipe)
-            none = {} if alerts else {"why_no_alerts": why_none(pipe, posts, settings)}
+            none = {} if alerts else {"why_no_alerts": why_none(pipe, posts)}
             if out is not None:
                 for a in alerts:
                     out.write(a.model_dump_json(exclude_none=True) + "\n")

@@ -95,6 +95,11 @@ class DetectorParams:
         ``min_score`` is the threshold of the finest scale alone."""
         return self.min_score + math.log10(len(self.scales)) - math.log10(scale)
 
+    def scale_warmup(self, scale: int) -> int:
+        """The event time a scale whose bucket is ``scale`` finest buckets judges nothing in:
+        a baseline from fewer than ``warmup_buckets`` of its buckets is no baseline."""
+        return max(self.warmup_seconds, self.warmup_buckets * scale * self.bucket_seconds)
+
     def book(self) -> BookParams:
         """The alert book's parameters: the ones the detector shares with it, else the
         book's defaults."""

@@ -79,7 +79,7 @@ def test_a_stream_without_alerts_says_why(
     assert by_name["short.jsonl"]["stories_opened"] == 0
     assert by_name["short.jsonl"]["why_no_alerts"] == (
         f"the detector has watched {watched} min of event time and raises nothing in its first "
-        "2 h (detector.warmup_seconds)"
+        "2 h (detector.warmup_seconds, warmup_buckets)"
     )
     assert by_name["quiet.jsonl"]["stories_opened"] == 0
     assert by_name["quiet.jsonl"]["why_no_alerts"].startswith(

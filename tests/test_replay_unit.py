@@ -29,6 +29,7 @@ from models.replies import reply_depth
 from seismo import cli
 from seismo.contracts import Post
 from seismo.errors import ContractError, SeismoError
+from streams.params import DetectorParams
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -479,7 +480,7 @@ def _report(**counts: int) -> dict[str, Any]:
         (
             {"processed": 40, "watched_seconds": 2700},
             "the detector has watched 45 min of event time and raises nothing in its first "
-            "2 h (detector.warmup_seconds)",
+            "2 h (detector.warmup_seconds, warmup_buckets)",
         ),
         (
             {"processed": 40, "watched_seconds": 5 * 3600 + 600},
@@ -501,7 +502,7 @@ def test_a_replay_without_alerts_says_why(counts: dict[str, int], says: str) -> 
     still in its warm-up, or a stream in which nothing rose above its baseline."""
     from seismo.collect import why_no_alerts
 
-    assert why_no_alerts(_report(**counts), 7200, 4.0).startswith(says)
+    assert why_no_alerts(_report(**counts), DetectorParams()).startswith(says)
 
 
 def test_the_worker_report_reads_the_event_time_the_detector_watched() -> None:
@@ -520,5 +521,17 @@ def test_the_worker_report_reads_the_event_time_the_detector_watched() -> None:
     counts = worker_counts_of(text)
     assert counts["watched_seconds"] == 3600 and counts["processed"] == 12
     assert "unknown: no worker metrics" in why_no_alerts(
-        {"unknown": "no worker metrics at http://127.0.0.1:6066/metrics"}, 7200, 4.0
+        {"unknown": "no worker metrics at http://127.0.0.1:6066/metrics"}, DetectorParams()
     )
+
+
+def test_the_warm_up_a_replay_is_told_of_is_the_finest_scales() -> None:
+    """Without ``warmup_seconds`` the finest scale still waits for 12 of its 5-minute
+    buckets: a 45-minute stream is told of that hour."""
+    from seismo.collect import why_no_alerts
+
+    params = DetectorParams(warmup_seconds=0)
+    assert params.scale_warmup(1) == 3600 and params.scale_warmup(144) == 6 * 86400
+    why = why_no_alerts(_report(processed=40, watched_seconds=2700), params)
+    assert why.startswith("the detector has watched 45 min of event time and raises nothing in")
+    assert "its first 1 h (" in why
