@@ -875,11 +875,8 @@ class KafkaCluster:
         cache_dir: Path | None = None,
         progress: Progress | None = None,
     ) -> None:
-        ports: list[int] = []
-        while len(ports) < 2 * size:  # a port and a controller port per node, all different
-            port = free_port(host)
-            if port not in ports:
-                ports.append(port)
+        # a port and a controller port per node, all different (free_port never repeats one)
+        ports = [free_port(host) for _ in range(2 * size)]
         quorum = ",".join(f"{i + 1}@{host}:{ports[2 * i + 1]}" for i in range(size))
         cluster_id = _new_cluster_id()
         self.nodes = [

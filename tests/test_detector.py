@@ -458,8 +458,9 @@ def _pickled_as(state: dict[str, object], layout: int) -> bytes:
 # below _LAYOUT_ATOL); everything else in the alerts is equal
 _LAYOUT_RTOL = 1e-4
 _LAYOUT_ATOL = 1e-6
-# written by the detector of layout 5 (commit 4f58612): its dumps() after counting the posts
-# of _restart_stream() before the cut of _cut_with_a_story_open, as engine(**_LAYOUT_5_PARAMS)
+# written by the layout 5 detector's own code (of the last commit before STATE_VERSION 6):
+# its dumps() after counting the posts of _restart_stream() before the cut of
+# _cut_with_a_story_open, as engine(**_LAYOUT_5_PARAMS)
 _LAYOUT_5 = Path(__file__).parent / "data" / "detector_layout5.ckpt"
 _LAYOUT_5_PARAMS = {"sketch_width": 512, "seen_posts": 1000, "max_tracked_keys": 64}
 
