@@ -5,11 +5,10 @@ Same output as the reference for every text. The steps that depend on Unicode ru
 Python and run exactly as in :func:`models.text.tokens`: ``str.lower``, a typographic
 apostrophe read as "'", and the URL substitution (only when the text has "http"). What is
 compiled is the @mention substitution (``models.text._MENTION``, only when the text has
-"@"), the token scan, which only ever
-matches ASCII (``_TOKEN``: any other code point ends a token), the token's word
-(``features._word``), the content test (``features._content``), the items
-(``features._items``), and ``features.entities`` (its two regexes, ``_CAP_RUN`` with its
-backtracking, and ``_WORDISH``). Where those regexes say ``\w``, ``\s`` or ``\b`` they mean
+"@"), the token scan, which only ever matches ASCII (``_TOKEN``: any other code point ends
+a token), the token's word (``features._word``), the content test (``features._content``),
+the items (``features._items``), and ``features.entities`` (its two regexes, ``_CAP_RUN``
+with its backtracking, and ``_WORDISH``). Where those regexes say ``\w``, ``\s`` or ``\b`` they mean
 CPython's own tests of a code point (alphanumeric or "_"; white space), which are what the
 compiled scans call. ``domains`` stays the reference's. Both are called only when they can
 return something: a link needs "http" in the lowered text, a capitalised run an upper-case
