@@ -198,6 +198,14 @@ class DetectorSettings(BaseModel):
         "(event time); openings, severity rises, new claims, stance shifts and resolutions "
         "go out at once",
     )
+    lone_word_posts: int = Field(
+        default=_DETECTOR.lone_word_posts,
+        ge=0,
+        description="a word's burst whose posts share nothing else (no second word, phrase "
+        "or name, no link) opens a story only from this many independent posts; fewer "
+        "posts sharing one word are a coincidence, not an event (tracked keys: from "
+        "min_count)",
+    )
     max_lateness_seconds: int = Field(
         default=_DETECTOR.max_lateness_seconds,
         ge=0,

@@ -135,6 +135,34 @@ class Burst:
     dossier: str | None = None
 
 
+def corroborated(b: Burst) -> bool:
+    """Whether a burst's posts share more than its word: an item with none of the key's
+    words in it (a second word, a phrase, a name, a hashtag; not a linked site) or a link,
+    in two posts of different near-duplicate clusters (where copies count, each post is its
+    own cluster).
+
+    Across a stream's vocabulary, two posts that share one rare word within minutes are
+    common ("Ask HN: Any recommended book for social entrepreneurs?" and "Miiverse archive
+    recovers 17TB of social mirth"), and each such pair is as significant for its word as
+    the first two posts of a real event. Posts about one event also share what the event
+    is about ("Checkm8 - Bootrom exploit for many iOS devices" and "Near-universal (pre
+    iPhone 11) iOS bootrom exploit"). Event detection from word bursts groups the words
+    that burst together (TwitterMonitor: Mathioudakis & Koudas, SIGMOD 2010; EDCoW: Weng &
+    Lee, ICWSM 2011); a single word in a handful of posts is no group yet."""
+    words = set(label_words(b.key).split())
+    first: dict[str, str] = {}  # an item or link -> the cluster of the first post with it
+    for r in b.posts:
+        for i in r.terms:
+            if i.startswith("domain:") or not words.isdisjoint(label_words(i).split()):
+                continue  # (a site links to many stories; the key's own words say no more)
+            if first.setdefault(i, r.cluster) != r.cluster:
+                return True
+        for u in r.links:
+            if first.setdefault(u, r.cluster) != r.cluster:
+                return True
+    return False
+
+
 class _Emitted(NamedTuple):
     """A story as its last emitted version stood (what the next version is compared with)."""
 
@@ -244,6 +272,8 @@ class AlertBook:
         if aid is None:
             if self.cooldown.get(b.key, -math.inf) > b.ts:
                 return None
+            if b.kind == "term" and b.count < self.p.lone_word_posts and not corroborated(b):
+                return None  # (a later post of the key fires again)
             bucket = int(b.ts // self.p.bucket_seconds)
             aid = alert_id(public_key(b.key), bucket * self.p.bucket_seconds)
             self.open[aid] = _Open(id=aid, opened=b, bucket=bucket, last_hot=b.ts)

@@ -35,6 +35,9 @@ class BookParams:
     story_terms: int = 300  # term counts kept per story (twice as many before pruning)
     story_links: int = 64
     max_links: int = 10  # links an alert lists
+    # a burst whose posts share nothing but its word (no second item, no link) opens a story
+    # only from this many independent posts: two posts that share one word are a coincidence
+    lone_word_posts: int = 3
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class DetectorParams:
     cooldown_seconds: int = BookParams.cooldown_seconds
     quiet_seconds: int = BookParams.quiet_seconds
     story_update_seconds: int = BookParams.story_update_seconds
+    lone_word_posts: int = BookParams.lone_word_posts
     evidence_size: int = BookParams.evidence_size
     sketch_width: int = 1 << 16
     sketch_depth: int = 4

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from seismo.contracts import Alert
 from seismo.metrics import Metrics
 from streams import _storycore
-from streams.alertbook import AlertBook, BookParams, Burst, PostRef
+from streams.alertbook import AlertBook, BookParams, Burst, PostRef, corroborated
 from streams.delivery import AlertSinks, FileSink, RetryPolicy, WebhookSink
 from streams.evaluate import unreadable
 from streams.features import burst_items
@@ -99,6 +99,69 @@ def test_an_unrelated_burst_opens_its_own_story() -> None:
     got = feed(b, "basketball", other)
     assert [a.status for a in got] == ["open"] and len(b.open) == 2
     assert got[0].label == got[0].headline and "asketball" in got[0].headline
+
+
+SOCIAL = [  # three Hacker News titles that share one word and nothing else
+    "Ask HN: Any recommended book for social entrepreneurs?",
+    "Miiverse archive recovers 17TB of social mirth",
+    "Social credit scores spread to more cities",
+]
+
+
+def test_posts_that_share_only_the_burst_word_open_a_story_from_the_third() -> None:
+    b = book()
+    posts = [ref(i, t, 60 * i) for i, t in enumerate(SOCIAL)]
+    assert feed(b, "social", posts[:2]) == [] and not b.open and not b.key_alert
+    got = b.on_post(posts[2], {"social"}, [burst("social", posts)])
+    assert [(a.status, a.observed) for a in got] == [("open", 3)]
+    # the setting: from two posts, a lone word opens a story as any burst does
+    assert [a.status for a in feed(book(lone_word_posts=2), "social", posts[:2])] == ["open"]
+
+
+def test_a_second_shared_word_phrase_hashtag_or_link_corroborates_a_burst() -> None:
+    bootrom = [
+        ref(1, "Checkm8 - Bootrom exploit for many iOS devices", 0),
+        ref(2, "Near-universal (pre iPhone 11) iOS bootrom exploit", 60),
+    ]
+    assert [a.status for a in feed(book(), "bootrom", bootrom)] == ["open"]
+    tagged = [ref(3, "Stay safe everyone #yycflood", 0), ref(4, "Keep safe #yycflood", 60)]
+    assert corroborated(burst("safe", tagged))
+    url = "https://news.example.com/outage"
+    linked = [
+        PostRef("x:6", "x", T0, f"Down again {url}", None, None, "x:6", ("down",)),
+        PostRef("x:7", "x", T0 + 60, f"down for everyone? {url}", None, None, "x:7", ("down",)),
+    ]
+    assert corroborated(burst("down", linked))
+
+
+def test_a_burst_is_not_corroborated_by_its_own_words_a_site_or_a_copy() -> None:
+    # a phrase key: the words and phrases holding its words are the key again
+    net = [ref(1, "Net neutrality repeal passes", 0), ref(2, "Net neutrality: what now", 60)]
+    assert not corroborated(burst("net neutrality", net))
+    # a hashtag is its word
+    assert not corroborated(burst("abflood", [ref(3, "#abflood", 0), ref(4, "abflood", 60)]))
+    # two stories on one site
+    site = [
+        ref(5, "Social thing https://www.youtube.com/watch?v=a", 0),
+        ref(6, "More social https://youtube.com/watch?v=b", 60),
+    ]
+    assert [i for i in site[0].ordered if i.startswith("domain:")] == ["domain:youtube.com"]
+    assert not corroborated(burst("social", site))
+    # a copy is the same voice: one near-duplicate cluster
+    text = "Cloudflare outage takes down half the web"
+    copy = PostRef("x:8", "x", T0 + 60, text, None, None, "x:7", tuple(burst_items(text)))
+    assert not corroborated(burst("cloudflare", [ref(7, text, 0), copy]))
+    assert corroborated(burst("cloudflare", [ref(7, text, 0), ref(9, text, 60)]))
+
+
+def test_a_tracked_key_needs_no_corroboration() -> None:
+    b = book()
+    posts = [ref(i, t, 60 * i) for i, t in enumerate(SOCIAL[:2])]
+    claim = Burst(
+        "claim:social-credit", "claim", "social credit", posts[1].ts, 2, 0.1, 5.0, 6.0, posts
+    )
+    got = b.on_post(posts[1], {"claim:social-credit"}, [claim])
+    assert [a.status for a in got] == ["open"]
 
 
 def test_a_resolved_story_reopens_under_its_id_within_the_horizon() -> None:
