@@ -212,10 +212,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     async def go() -> dict[str, Any]:
         start: dict[int, int] = {}
         counts: dict[str, int] | str = "not asked"
+        began: float | None = None
         if args.alerts_out:
             # topics first: asking for alerts.v1's offsets must not meet a missing topic
             await ensure_topics(settings)
             start = await alert_end_offsets(settings)
+            began = time.time()
             counts = await worker_counts(settings)
         stats = await replay(
             settings,
@@ -245,7 +247,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             summary["alerts"] = len(alerts)
             summary["alerts_out"] = str(args.alerts_out)
             lateness = settings.detector.max_lateness_seconds
-            summary["worker"] = worker_report(counts, await worker_counts(settings), lateness)
+            summary["worker"] = worker_report(
+                counts, await worker_counts(settings), lateness, began
+            )
             for note in summary["worker"].get("notes", []):
                 _progress(f"worker: {note}")
             if not alerts:

@@ -122,6 +122,11 @@ _WORKER_COUNTS = {
 # ...and what it has watched: (sample; the largest over the partitions)
 _WORKER_GAUGES = {"watched_seconds": "seismo_detector_watched_seconds"}
 
+# when its process started (wall clock, Unix seconds): a worker whose metrics could not be
+# read when the replay began, and which started about then, counted the replay from zero
+_STARTED = "process_start_time_seconds"
+STARTUP_SECONDS = 120.0  # a worker starting this long before its metrics answer
+
 
 def worker_metrics_url(settings: Settings) -> str:
     host = "127.0.0.1" if settings.web_host in ("", "0.0.0.0", "::") else settings.web_host
@@ -134,6 +139,8 @@ def worker_counts_of(text: str) -> dict[str, int]:
     out = dict.fromkeys([*_WORKER_COUNTS, *_WORKER_GAUGES], 0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
+            if sample.name == _STARTED:
+                out["started"] = int(sample.value)
             for what, (name, stages) in _WORKER_COUNTS.items():
                 if sample.name == name and (not stages or sample.labels.get("stage") in stages):
                     out[what] += int(sample.value)
@@ -158,14 +165,30 @@ async def worker_counts(settings: Settings) -> dict[str, int] | str:
 
 
 def worker_report(
-    before: dict[str, int] | str, after: dict[str, int] | str, lateness: int
+    before: dict[str, int] | str,
+    after: dict[str, int] | str,
+    lateness: int,
+    began: float | None = None,
 ) -> dict[str, Any]:
     """What the worker did during the replay: its counts' growth, and a note per kind of
-    post that raised no alert. Counts cover all the worker's traffic in that time."""
+    post that raised no alert. Counts cover all the worker's traffic in that time.
+
+    ``began``: when ``before`` was asked (wall clock). A worker whose metrics did not
+    answer then but which started at most :data:`STARTUP_SECONDS` before it (it was still
+    starting) has counted everything since from zero."""
+    fresh = None
+    if (
+        isinstance(before, str)
+        and isinstance(after, dict)
+        and began is not None
+        and after.get("started", 0) >= began - STARTUP_SECONDS
+    ):
+        fresh = f"counted since the worker started (when the replay began: {before})"
+        before = {**dict.fromkeys(_WORKER_COUNTS, 0), "started": after["started"]}
     if isinstance(before, str) or isinstance(after, str):
         return {"unknown": before if isinstance(before, str) else after}
     counts = {k: after[k] - before[k] for k in _WORKER_COUNTS}
-    if any(n < 0 for n in counts.values()):
+    if any(n < 0 for n in counts.values()) or before.get("started") != after.get("started"):
         return {"unknown": "the worker restarted during the replay (its counters began again)"}
     notes = {
         "dead_lettered": "posts the worker put on dlq.v1 (see the reason of each record there)",
@@ -178,7 +201,8 @@ def worker_report(
     return {
         **counts,
         **{k: after[k] for k in _WORKER_GAUGES},
-        "notes": [f"{counts[k]:,} {why}" for k, why in notes.items() if counts[k]],
+        "notes": [f"{counts[k]:,} {why}" for k, why in notes.items() if counts[k]]
+        + ([fresh] if fresh else []),
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import faust
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from seismo.config import Settings
 from seismo.kafka import ACKS_ALL, bootstrap_of
@@ -39,4 +39,8 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def new_registry() -> CollectorRegistry:
-    return CollectorRegistry(auto_describe=True)
+    """The worker's metrics registry, with the standard ``process_*`` metrics of its process
+    (CPU seconds, resident memory, open files, start time)."""
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    return registry

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from connectors import replay as replay_module
 from connectors.replay import (
@@ -523,6 +525,39 @@ def test_the_worker_report_reads_the_event_time_the_detector_watched() -> None:
     assert "unknown: no worker metrics" in why_no_alerts(
         {"unknown": "no worker metrics at http://127.0.0.1:6066/metrics"}, DetectorParams()
     )
+
+
+def test_a_worker_still_starting_when_the_replay_began_is_counted_from_zero() -> None:
+    """The replay's first reading of the worker's metrics fails while the worker starts;
+    its counters began at zero then, which its process start time tells."""
+    from seismo.collect import worker_counts_of, worker_report
+    from streams.app import new_registry
+
+    exposed = generate_latest(new_registry()).decode()
+    assert worker_counts_of(exposed)["started"] == pytest.approx(time.time(), abs=600)
+    began = 1_000_000.0
+    text = "\n".join(
+        [
+            "# TYPE seismo_posts_out_total counter",
+            'seismo_posts_out_total{source="x",stage="ingest"} 12.0',
+            "# TYPE process_start_time_seconds gauge",
+            f"process_start_time_seconds {began - 30}",
+            "",
+        ]
+    )
+    after = worker_counts_of(text)
+    down = "no worker metrics at http://127.0.0.1:6066/metrics (ClientConnectorError)"
+    report = worker_report(down, after, 1800, began)
+    assert report["processed"] == 12
+    assert report["notes"] == [f"counted since the worker started (when the replay began: {down})"]
+    # a worker up long before whose first reading failed: its counts include older traffic
+    old = {**after, "started": int(began - 3600)}
+    assert worker_report(down, old, 1800, began) == {"unknown": down}
+    # a worker that restarted between the readings counted part of the replay
+    restarted = worker_report(old, after, 1800, began)
+    assert restarted == {
+        "unknown": "the worker restarted during the replay (its counters began again)"
+    }
 
 
 def test_the_warm_up_a_replay_is_told_of_is_the_finest_scales() -> None:

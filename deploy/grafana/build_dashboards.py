@@ -171,6 +171,20 @@ def pipeline() -> dict[str, Any]:
                 (f"sum by (stage) (rate(seismo_posts_out_total[{RATE}]))", "{{stage}}"),
                 unit="ops",
             ),
+            panel(
+                "Worker CPU (cores)",
+                (f"rate(process_cpu_seconds_total[{RATE}])", "{{instance}}"),
+                description="CPU seconds per second of each worker process (ingest, "
+                "classification, detection and delivery together).",
+            ),
+            panel(
+                "Worker resident memory",
+                ("process_resident_memory_bytes", "{{instance}}"),
+                unit="bytes",
+                description="The detector's state is fixed (about 22 MB of sketches per "
+                "classified partition, whatever the vocabulary); steady growth beyond the "
+                "models and that is a leak.",
+            ),
             row("Lag and latency"),
             panel(
                 "Consumer lag (records) by topic",
