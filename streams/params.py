@@ -24,7 +24,9 @@ class BookParams:
     top_terms: int = 8
     curve_points: int = 48
     story_update_seconds: int = 1800  # at most one delivered version per story this long
-    story_horizon_seconds: int = 12 * 3600  # a resolved story may reopen this long
+    # a resolved story may reopen this long: the longest window (24 h) of the default scales,
+    # so an event that comes back within the day the detector looks at is the same story
+    story_horizon_seconds: int = 24 * 3600
     merge_similarity: float = 0.15  # cosine of term counts that joins a burst to a story
     key_share: float = 0.1  # a burst word in this share of a story's posts joins it...
     min_key_posts: int = 3  # ...when in at least this many

@@ -788,21 +788,26 @@ def test_evidence_is_diverse() -> None:
     assert final.status == "resolved" and final.discounted["near_duplicate"] >= 25
 
 
-def test_cooldown_then_a_new_alert() -> None:
-    """A resolved alert's keys stay quiet for the cooldown; a later burst is a new alert."""
-    posts = flat_stream(30, 60, 4, 9)
+def test_cooldown_then_the_story_reopens_then_a_new_alert() -> None:
+    """A resolved alert's keys stay quiet for the cooldown; a later burst within the story
+    horizon (24 h) reopens it under its id, one past the horizon is a new alert."""
+    posts = flat_stream(44, 60, 4, 9)
     first = T0 + timedelta(hours=4)
     again_soon = first + timedelta(hours=4)  # resolved after ~2 h quiet, cooldown 6 h
-    again_later = first + timedelta(hours=14)
+    again_later = first + timedelta(hours=14)  # resolved again ~2 h after it: 18:xx
+    much_later = first + timedelta(hours=40)  # more than 24 h after that
     posts += step_posts(first, 20) + step_posts(again_soon, 20, start=30_000)
     posts += step_posts(again_later, 20, start=40_000)
+    posts += step_posts(much_later, 20, start=50_000)
     posts.sort(key=lambda c: c.post.created_at)
     alerts = run(engine(), posts)
     opens = opened(alerts)
-    assert [a.raised_at.hour for a in opens] == [4, 18]
-    assert len({a.id for a in opens}) == 2
-    statuses = [a.status for a in alerts if a.id == opens[0].id]
-    assert statuses[0] == "open" and statuses[-1] == "resolved"
+    assert [(a.raised_at.day, a.raised_at.hour) for a in opens] == [(T0.day, 4), (T0.day + 1, 20)]
+    story = [a for a in alerts if a.id == opens[0].id]
+    assert story[0].status == "open" and story[-1].status == "resolved"
+    reopened = [a for a in story if a.delivered_reason == "reopened"]
+    assert [a.raised_at.hour for a in reopened] == [18]
+    assert opens[1].id != opens[0].id
 
 
 def test_alerts_do_not_depend_on_the_process_hash_seed() -> None:
