@@ -135,7 +135,7 @@ def worker_metrics_url(settings: Settings) -> str:
 
 def worker_counts_of(text: str) -> dict[str, int]:
     """The counts of :data:`_WORKER_COUNTS` and the gauges of :data:`_WORKER_GAUGES` in a
-    Prometheus text exposition."""
+    Prometheus text exposition, and ``started``, its process start time, when exposed."""
     out = dict.fromkeys([*_WORKER_COUNTS, *_WORKER_GAUGES], 0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -182,8 +182,8 @@ def pipeline() -> dict[str, Any]:
                 ("process_resident_memory_bytes", "{{instance}}"),
                 unit="bytes",
                 description="The detector's state is fixed (about 22 MB of sketches per "
-                "classified partition, whatever the vocabulary); steady growth beyond the "
-                "models and that is a leak.",
+                "classified partition, whatever the vocabulary) and the models load once: "
+                "steady growth is a leak.",
             ),
             row("Lag and latency"),
             panel(
