@@ -554,9 +554,9 @@ class _Prepared:
         self.key = key  # (``post.key``, formatted once)
         self.ts = ts
         self.bucket = bucket  # the bucket it is counted in (a late post: the current one)
-        # a post's items and content words: the compiled twin, or its reference
+        # the items and content words of its topic text: the compiled twin, or its reference
         analyse = features.analyse if core.PURE_PYTHON else _textcore.analyse
-        self.items, self.content = analyse(post.text, limit)
+        self.items, self.content = analyse(features.topic_text(post.text, post.source), limit)
         if cp.dossiers or cp.claims:
             self.keys = tracked_keys(cp)
             self.key_names = [k[0] for k in self.keys]

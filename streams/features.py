@@ -13,6 +13,11 @@ from typing import cast
 
 from models.text import STOP_WORDS, domains, tokens
 
+# what kind of post a Hacker News title is ("Ask HN: ...", "Show HN: ...") and what its link
+# holds ("[pdf]", "[video]"): the site's format, not what the post is about
+_HN_FORMAT = re.compile(
+    r"^\s*(?:ask|show|tell|launch) hn\s*[:\u2013-]|\[(?:pdf|video|audio|slides)\]", re.IGNORECASE
+)
 _CAP_RUN = re.compile(r"\b(?:[A-Z][\w'-]+|[A-Z]{2,})(?:\s+(?:[A-Z][\w'-]+|[A-Z]{2,})){1,3}\b")
 _WORDISH = re.compile(r"[A-Za-z][\w'-]*")
 # token -> its content word, or "" when it is none (a bounded memo: tokens repeat a lot)
@@ -28,6 +33,14 @@ def _word(tok: str) -> str:
 
 def _content(word: str) -> bool:
     return len(word) >= 3 and word not in STOP_WORDS and not word.replace(".", "").isdigit()
+
+
+def topic_text(text: str, source: str) -> str:
+    """The text a post's items are taken from: a Hacker News title without the site's
+    format markers ("Ask HN:", "Show HN:", "Tell HN:", "Launch HN:", "[pdf]", "[video]"),
+    which say what kind of post or link it is, not what it is about (a day with more "Ask
+    HN" posts than usual is no event); any other post's text as it is."""
+    return _HN_FORMAT.sub(" ", text) if source == "hackernews" else text
 
 
 def entities(text: str) -> list[str]:

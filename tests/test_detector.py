@@ -788,6 +788,45 @@ def test_evidence_is_diverse() -> None:
     assert final.status == "resolved" and final.discounted["near_duplicate"] >= 25
 
 
+def test_hacker_news_format_markers_are_not_burst_items() -> None:
+    """ "Ask HN:", "Show HN:", "[pdf]" say what kind of Hacker News post it is, not what it
+    is about: a day with many "Ask HN" posts on different subjects is no story, while the
+    same words anywhere else are words."""
+    title = "Ask HN: Which alphabravo book is worth reading? [pdf]"
+    assert features.topic_text(title, "hackernews").split() == [
+        "Which",
+        "alphabravo",
+        "book",
+        "is",
+        "worth",
+        "reading?",
+    ]
+    assert features.topic_text(title, "x") == title
+    assert features.topic_text("Why I ask HN for advice", "hackernews").split()[2] == "ask"
+    start = T0 + timedelta(hours=4)
+
+    def asks(source: str) -> list[ClassifiedPost]:
+        base = [
+            cp(c.post.created_at, c.post.text, int(c.post.id), source=source)
+            for c in flat_stream(6, 60, 4, 5)
+        ]
+        burst = [
+            cp(
+                start + timedelta(seconds=40 * k),
+                f"Ask HN: {VOCAB[k]} {VOCAB[k + 20]}?",
+                90_000 + k,
+                source=source,
+            )
+            for k in range(12)
+        ]
+        return sorted(base + burst, key=lambda c: c.post.created_at)
+
+    on_hn = {a.key for a in run(engine(), asks("hackernews"))}
+    elsewhere = {a.key for a in run(engine(), asks("reddit"))}
+    assert not {k for k in on_hn if "ask" in k or "hn" in k}, on_hn
+    assert {k for k in elsewhere if "ask" in k or "hn" in k}, elsewhere
+
+
 def test_cooldown_then_the_story_reopens_then_a_new_alert() -> None:
     """A resolved alert's keys stay quiet for the cooldown; a later burst within the story
     horizon (24 h) reopens it under its id, one past the horizon is a new alert."""

@@ -19,7 +19,7 @@ from streams.evaluate import (
     median_posts,
     posts_to_detection,
 )
-from streams.features import burst_items
+from streams.features import burst_items, topic_text
 from tests.helpers import WorkerProcess, offline_alerts, replay_summary
 
 
@@ -71,7 +71,7 @@ def test_no_story_opens_on_two_posts_that_share_one_word(shared_data: Path) -> N
                 None,
                 None,
                 e.post_id,
-                tuple(burst_items(e.text)),
+                tuple(burst_items(topic_text(e.text, e.source))),
             )
             for e in a.evidence
         ]
