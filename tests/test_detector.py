@@ -833,8 +833,8 @@ def test_cooldown_then_the_story_reopens_then_a_new_alert() -> None:
     posts = flat_stream(44, 60, 4, 9)
     first = T0 + timedelta(hours=4)
     again_soon = first + timedelta(hours=4)  # resolved after ~2 h quiet, cooldown 6 h
-    again_later = first + timedelta(hours=14)  # resolved again ~2 h after it: 18:xx
-    much_later = first + timedelta(hours=40)  # more than 24 h after that
+    again_later = first + timedelta(hours=14)  # within 24 h of its resolution: reopens it
+    much_later = first + timedelta(hours=40)  # over 24 h after it resolved again: a new alert
     posts += step_posts(first, 20) + step_posts(again_soon, 20, start=30_000)
     posts += step_posts(again_later, 20, start=40_000)
     posts += step_posts(much_later, 20, start=50_000)
