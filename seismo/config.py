@@ -198,6 +198,13 @@ class DetectorSettings(BaseModel):
         "(event time); openings, severity rises, new claims, stance shifts and resolutions "
         "go out at once",
     )
+    story_horizon_seconds: int = Field(
+        default=_DETECTOR.story_horizon_seconds,
+        ge=0,
+        description="a resolved story takes back a burst about it (and reopens under its id, "
+        "delivered at once) this long after it went quiet (event time); later, the burst is "
+        "a new story",
+    )
     lone_word_posts: int = Field(
         default=_DETECTOR.lone_word_posts,
         ge=0,

@@ -69,6 +69,7 @@ class DetectorParams:
     cooldown_seconds: int = BookParams.cooldown_seconds
     quiet_seconds: int = BookParams.quiet_seconds
     story_update_seconds: int = BookParams.story_update_seconds
+    story_horizon_seconds: int = BookParams.story_horizon_seconds
     lone_word_posts: int = BookParams.lone_word_posts
     evidence_size: int = BookParams.evidence_size
     sketch_width: int = 1 << 16

@@ -847,6 +847,13 @@ def test_cooldown_then_the_story_reopens_then_a_new_alert() -> None:
     reopened = [a for a in story if a.delivered_reason == "reopened"]
     assert [a.raised_at.hour for a in reopened] == [18]
     assert opens[1].id != opens[0].id
+    # detector.story_horizon_seconds: with 12 h the burst at 18:00 is a story of its own
+    shorter = opened(run(engine(story_horizon_seconds=12 * 3600), posts))
+    assert [(a.raised_at.day, a.raised_at.hour) for a in shorter] == [
+        (T0.day, 4),
+        (T0.day, 18),
+        (T0.day + 1, 20),
+    ]
 
 
 def test_alerts_do_not_depend_on_the_process_hash_seed() -> None:
