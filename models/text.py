@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 from urllib.parse import urlsplit
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+from stop_words import LANGUAGE_MAPPING, get_stop_words
 
 _URL = re.compile(r"https?://\S+", re.IGNORECASE)
 _MENTION = re.compile(r"(?<!\w)@\w+")
-_TOKEN = re.compile(r"#?[a-z0-9][a-z0-9'+._%-]*[a-z0-9+%]|#?[a-z0-9]")
+# a run of letters and digits of any script ([^\W_]) with ' + . _ % - inside, ending in a letter,
+# a digit, + or % ("c++", "50%"); a hashtag keeps its '#'
+_TOKEN = re.compile(r"#?[^\W_][\w'+.%-]*(?:[^\W_]|[+%])|#?[^\W_]")
 # Words that carry no topic in social posts, beyond sklearn's English list.
 _EXTRA_STOP = frozenset(
     """rt via amp http https www com just like get got im dont cant wont thats lol omg gonna
@@ -32,6 +36,28 @@ _CONTRACTIONS = frozenset(
     + ["let's", "y'all"]
 )
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | _EXTRA_STOP | _CONTRACTIONS
+# language subtags the stop-words package files under another code
+_LANGUAGE_ALIASES = {"no": "nb", "nn": "nb", "iw": "he", "in": "id"}
+
+
+def stop_words_for(lang: str | None) -> frozenset[str]:
+    """The stop words of a post written in ``lang``, a BCP 47 tag as Bluesky, X and feeds
+    give it ("pt", "pt-BR", "de_AT"): :data:`STOP_WORDS` (English is everywhere in social
+    posts), plus the language's own list from the stop-words package when it has one
+    (33 languages). No tag, English, or a language it has no list for: STOP_WORDS alone.
+    "que", "und" and "les" are function words in a Portuguese, German or French post; "war"
+    and "die" are not in an English one."""
+    if not lang:
+        return STOP_WORDS
+    code = lang.replace("_", "-").split("-", 1)[0].lower()
+    code = _LANGUAGE_ALIASES.get(code, code)
+    return _stop_words_of(code) if code != "en" and code in LANGUAGE_MAPPING else STOP_WORDS
+
+
+@cache  # (one entry per language the package has a list for)
+def _stop_words_of(code: str) -> frozenset[str]:
+    own = (w.lower().replace("\u2019", "'") for w in get_stop_words(code))
+    return STOP_WORDS | frozenset(own)
 
 
 def tokens(text: str) -> list[str]:

@@ -5,18 +5,19 @@ Same output as the reference for every text. The steps that depend on Unicode ru
 Python and run exactly as in :func:`models.text.tokens`: ``str.lower``, a typographic
 apostrophe read as "'", and the URL substitution (only when the text has "http"). What is
 compiled is the @mention substitution (``models.text._MENTION``, only when the text has
-"@"), the token scan, which only ever matches ASCII (``_TOKEN``: any other code point ends
-a token), the token's word (``features._word``), the content test (``features._content``),
-the items (``features._items``), and ``features.entities`` (its two regexes, ``_CAP_RUN``
-with its backtracking, and ``_WORDISH``). Where those regexes say ``\w``, ``\s`` or ``\b`` they mean
-CPython's own tests of a code point (alphanumeric or "_"; white space), which are what the
-compiled scans call. ``domains`` stays the reference's. Both are called only when they can
+"@"), the token scan (``_TOKEN``), the token's word (``features._word``), the word test
+(``features._wordlike``) and the stop-word test, the items (``features._items``), and
+``features.entities`` (its two regexes, ``_CAP_RUN`` with its backtracking, and
+``_WORDISH``). Where those regexes say ``\w``, ``\s`` or ``\b``, and ``isdigit`` is
+asked, they mean CPython's own tests of a code point (alphanumeric or "_"; white space; a
+digit), which are what the compiled scans call; ASCII is tested without a call. ``domains`` stays the reference's. Both are called only when they can
 return something: a link needs "http" in the lowered text, a capitalised run an upper-case
 ASCII letter (a text that ``lower`` leaves unchanged has none).
 """
 
 from cpython.unicode cimport (
     Py_UNICODE_ISALNUM,
+    Py_UNICODE_ISDIGIT,
     Py_UNICODE_ISSPACE,
     PyUnicode_DATA,
     PyUnicode_KIND,
@@ -27,19 +28,24 @@ from libc.string cimport memcpy
 
 from models.text import _URL, STOP_WORDS, domains
 
+cdef extern from "Python.h":
+    bint PyUnicode_IS_ASCII(object o)
+
 cdef frozenset _STOP = STOP_WORDS
 cdef object _url_sub = _URL.sub
 
 
-cdef inline bint _alnum(Py_UCS4 c) noexcept:
-    return (c >= 97 and c <= 122) or (c >= 48 and c <= 57)  # [a-z0-9]
+cdef inline bint _alnum(Py_UCS4 c) noexcept:  # [^\W_]: a letter or digit of any script
+    if c < 128:
+        return (97 <= c <= 122) or (48 <= c <= 57) or (65 <= c <= 90)
+    return Py_UNICODE_ISALNUM(c)
 
 
-cdef inline bint _inner(Py_UCS4 c) noexcept:  # [a-z0-9'+._%-]
-    return _alnum(c) or c == 39 or c == 43 or c == 46 or c == 95 or c == 37 or c == 45
+cdef inline bint _inner(Py_UCS4 c) noexcept:  # [\w'+.%-]
+    return _uword(c) or c == 39 or c == 43 or c == 46 or c == 37 or c == 45
 
 
-cdef inline bint _last(Py_UCS4 c) noexcept:  # [a-z0-9+%]
+cdef inline bint _last(Py_UCS4 c) noexcept:  # [^\W_] or [+%]
     return _alnum(c) or c == 43 or c == 37
 
 
@@ -80,7 +86,7 @@ def drop_mentions(str t):
 
 
 cdef inline str _pair(const char* a, Py_ssize_t la, str b):
-    """``a + " " + b`` for ASCII ``a`` and ``b`` (words are: tokens are ASCII)."""
+    """``a + " " + b`` for ASCII ``a`` and ``b``."""
     cdef Py_ssize_t lb = len(b)
     cdef str out = PyUnicode_New(la + 1 + lb, 127)
     cdef char* dst = <char*> PyUnicode_DATA(out)
@@ -169,8 +175,8 @@ def cap_runs(str text):
     return runs
 
 
-cdef list _cap_entities(str text):
-    """``features.entities(text)`` for a text with an upper-case letter."""
+cdef list _cap_entities(str text, frozenset stop):
+    """``features.entities(text, stop)`` for a text with an upper-case letter."""
     cdef Py_ssize_t n = len(text), p = 0, words = 0, capitalised = 0
     cdef int kind = PyUnicode_KIND(text)
     cdef void* data = PyUnicode_DATA(text)
@@ -192,7 +198,7 @@ cdef list _cap_entities(str text):
         return []
     cdef list out = []
     for run in runs:
-        parts = [w for w in run.split() if w.lower() not in _STOP]
+        parts = [w for w in run.split() if w.lower() not in stop]
         if len(parts) >= 2:
             ent = "ent:" + " ".join([w.lower() for w in parts])
             if ent not in out:
@@ -200,21 +206,21 @@ cdef list _cap_entities(str text):
     return out
 
 
-cdef list _entities(str text, str low):
-    """``features.entities(text)``, ``low`` being ``text.lower()``: none when lowering
+cdef list _entities(str text, str low, frozenset stop):
+    """``features.entities(text, stop)``, ``low`` being ``text.lower()``: none when lowering
     changes nothing (no upper-case letter, so no capitalised run)."""
     if low == text:
         return []
-    return _cap_entities(text)
+    return _cap_entities(text, stop)
 
 
-def entities(str text):
-    """``features.entities(text)``."""
-    return _entities(text, text.lower())
+def entities(str text, frozenset stop=_STOP):
+    """``features.entities(text, stop)``."""
+    return _entities(text, text.lower(), stop)
 
 
-def analyse(str text, Py_ssize_t limit=48):
-    """``streams.features.analyse(text, limit)``: (burst items, content words)."""
+def analyse(str text, Py_ssize_t limit=48, frozenset stop=_STOP):
+    """``streams.features.analyse(text, limit, stop)``: (burst items, content words)."""
     cdef str low = text.lower()
     cdef str t = low
     if "\u2019" in t:  # (a typographic apostrophe reads as "'", as in models.text.tokens)
@@ -234,9 +240,10 @@ def analyse(str text, Py_ssize_t limit=48):
     cdef list content = []
     cdef str word
     cdef object prev = None  # the previous token's content word (None: it had none)
+    cdef bint ascii = PyUnicode_IS_ASCII(t)  # (every word is, so a bigram is built bytewise)
     while i < n:
         c = PyUnicode_READ(kind, data, i)
-        if c == 35 and i + 1 < n and _alnum(PyUnicode_READ(kind, data, i + 1)):  # '#' before [a-z0-9]
+        if c == 35 and i + 1 < n and _alnum(PyUnicode_READ(kind, data, i + 1)):  # '#' before [^\W_]
             start = i
             j = i + 1
         elif _alnum(c):
@@ -264,11 +271,11 @@ def analyse(str text, Py_ssize_t limit=48):
         if we - ws < 3:
             prev = None
             continue
-        numeric = True  # only digits and dots, and a digit
+        numeric = True  # only digits and dots, and a digit (str.isdigit: of any script)
         digit = False
         for k in range(ws, we):
             c = PyUnicode_READ(kind, data, k)
-            if c >= 48 and c <= 57:
+            if (48 <= c <= 57) or (c >= 128 and Py_UNICODE_ISDIGIT(c)):
                 digit = True
             elif c != 46:
                 numeric = False
@@ -277,7 +284,7 @@ def analyse(str text, Py_ssize_t limit=48):
             prev = None
             continue
         word = t[ws:we]
-        if word in _STOP:
+        if word in stop:
             prev = None
             continue
         content.append(word)
@@ -287,11 +294,14 @@ def analyse(str text, Py_ssize_t limit=48):
         if tag:
             seen.setdefault("#" + word, None)
         if prev is not None and prev != word:
-            seen.setdefault(_pair(<const char*> PyUnicode_DATA(prev), len(prev), word), None)
+            if ascii:
+                seen.setdefault(_pair(<const char*> PyUnicode_DATA(prev), len(prev), word), None)
+            else:
+                seen.setdefault(f"{prev} {word}", None)
         prev = word
     if has_http:
         for d in domains(text):
             seen.setdefault("domain:" + d, None)
-    for ent in _entities(text, low):
+    for ent in _entities(text, low, stop):
         seen.setdefault(ent, None)
     return list(seen)[: limit + 8], content

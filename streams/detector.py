@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from models.text import stop_words_for
 from seismo.contracts import Alert, ClassifiedPost, SignalKind
 from streams import _detectcore, _textcore, core, features
 from streams.alertbook import AlertBook, Burst, PostRef
@@ -554,9 +555,12 @@ class _Prepared:
         self.key = key  # (``post.key``, formatted once)
         self.ts = ts
         self.bucket = bucket  # the bucket it is counted in (a late post: the current one)
-        # the items and content words of its topic text: the compiled twin, or its reference
+        # the items and content words of its topic text, without its language's stop words:
+        # the compiled twin, or its reference
         analyse = features.analyse if core.PURE_PYTHON else _textcore.analyse
-        self.items, self.content = analyse(features.topic_text(post.text, post.source), limit)
+        self.items, self.content = analyse(
+            features.topic_text(post.text, post.source), limit, stop_words_for(post.lang)
+        )
         if cp.dossiers or cp.claims:
             self.keys = tracked_keys(cp)
             self.key_names = [k[0] for k in self.keys]

@@ -20,8 +20,9 @@ _HN_FORMAT = re.compile(
 )
 _CAP_RUN = re.compile(r"\b(?:[A-Z][\w'-]+|[A-Z]{2,})(?:\s+(?:[A-Z][\w'-]+|[A-Z]{2,})){1,3}\b")
 _WORDISH = re.compile(r"[A-Za-z][\w'-]*")
-# token -> its content word, or "" when it is none (a bounded memo: tokens repeat a lot)
-_CONTENT_WORD: dict[str, str] = {}
+# token -> its word, or "" when it is too short or a number (a bounded memo: tokens repeat a
+# lot); whether the word is a stop word depends on the post's language
+_WORD_OF: dict[str, str] = {}
 
 
 def _word(tok: str) -> str:
@@ -31,8 +32,8 @@ def _word(tok: str) -> str:
     return word
 
 
-def _content(word: str) -> bool:
-    return len(word) >= 3 and word not in STOP_WORDS and not word.replace(".", "").isdigit()
+def _wordlike(word: str) -> bool:
+    return len(word) >= 3 and not word.replace(".", "").isdigit()
 
 
 def topic_text(text: str, source: str) -> str:
@@ -43,8 +44,9 @@ def topic_text(text: str, source: str) -> str:
     return _HN_FORMAT.sub(" ", text) if source == "hackernews" else text
 
 
-def entities(text: str) -> list[str]:
-    """Runs of 2-4 capitalised words in running text (not in Title Case Headlines).
+def entities(text: str, stop: frozenset[str] = STOP_WORDS) -> list[str]:
+    """Runs of 2-4 capitalised words in running text (not in Title Case Headlines), without
+    their ``stop`` words.
 
     The reference; ``streams._textcore.entities`` is its compiled twin.
     """
@@ -59,7 +61,7 @@ def entities(text: str) -> list[str]:
         return []
     out: list[str] = []
     for run in runs:
-        parts = [p for p in run.split() if p.lower() not in STOP_WORDS]
+        parts = [p for p in run.split() if p.lower() not in stop]
         if len(parts) >= 2:
             ent = "ent:" + " ".join(p.lower() for p in parts)
             if ent not in out:
@@ -67,9 +69,9 @@ def entities(text: str) -> list[str]:
     return out
 
 
-def _content_words(toks: list[str]) -> list[str]:
+def _content_words(toks: list[str], stop: frozenset[str]) -> list[str]:
     """Per token its content word, or "" when it is none (through the bounded memo)."""
-    memo = _CONTENT_WORD
+    memo = _WORD_OF
     words = list(map(memo.get, toks))
     if None in words:  # a token not seen yet
         if len(memo) > 100_000:
@@ -77,22 +79,25 @@ def _content_words(toks: list[str]) -> list[str]:
         for j, w in enumerate(words):
             if w is None:
                 word = _word(toks[j])
-                words[j] = memo[toks[j]] = word if _content(word) else ""
-    return cast("list[str]", words)  # (no None left)
+                words[j] = memo[toks[j]] = word if _wordlike(word) else ""
+    return [w if w not in stop else "" for w in cast("list[str]", words)]  # (no None left)
 
 
-def analyse(text: str, limit: int = 48) -> tuple[list[str], list[str]]:
+def analyse(
+    text: str, limit: int = 48, stop: frozenset[str] = STOP_WORDS
+) -> tuple[list[str], list[str]]:
     """(burst items, content words) of one post, tokenised once.
 
     Items, distinct and in order: unigrams and bigrams, hashtags, domains, entities. The
-    content words (no stop words, links or mentions) are the post's MinHash shingles.
+    content words (no ``stop`` words, links or mentions) are the post's MinHash shingles.
+    ``stop``: the stop words of the post's language (:func:`models.text.stop_words_for`).
 
     The readable reference: the detector runs its compiled twin,
     ``streams._textcore.analyse`` (the same output for every text, checked in
     tests/test_core_text.py), unless ``streams.core.PURE_PYTHON`` is set.
     """
     toks = tokens(text)
-    words = _content_words(toks)
+    words = _content_words(toks, stop)
     content = list(filter(None, words))
     seen: dict[str, None]
     if "#" not in text and 2 * len(content) - 2 < limit:  # every token counts: one pass
@@ -105,7 +110,7 @@ def analyse(text: str, limit: int = 48) -> tuple[list[str], list[str]]:
         seen = _items(toks, words, limit)
     for d in domains(text):  # (links in any case: "HTTP://" too)
         seen.setdefault(f"domain:{d}", None)
-    for e in entities(text):
+    for e in entities(text, stop):
         seen.setdefault(e, None)
     return list(seen)[: limit + 8], content
 
@@ -129,9 +134,9 @@ def _items(toks: list[str], words: list[str], limit: int) -> dict[str, None]:
     return seen
 
 
-def burst_items(text: str, limit: int = 48) -> list[str]:
+def burst_items(text: str, limit: int = 48, stop: frozenset[str] = STOP_WORDS) -> list[str]:
     """Distinct items of one post (see :func:`analyse`)."""
-    return analyse(text, limit)[0]
+    return analyse(text, limit, stop)[0]
 
 
 def words(text: str) -> list[str]:

@@ -30,7 +30,7 @@ _PLAIN_HOST = re.compile(r"https?://[A-Za-z0-9.-]+(?:[/?#]|\Z)")
 _LEAD = re.compile(r"^(?:(?:rt|via)\b:?\s*)?(?:@\w+:?\s*)+", re.IGNORECASE)
 _MENTION_RT = re.compile(r"\bRT\s+@\w+:?\s*")
 _SPACE = re.compile(r"\s+")
-_WORD = re.compile(r"[A-Za-z][\w'\u2019-]*")
+_WORD = re.compile(r"[^\W\d_][\w'\u2019-]*")  # a letter of any script, then word characters
 HEADLINE_CHARS = 110
 SEVERITIES: tuple[Severity, ...] = ("low", "medium", "high", "critical")
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from models.text import _MENTION
+from models.text import _MENTION, STOP_WORDS, stop_words_for
 from streams import _textcore
 from streams.features import _CAP_RUN, analyse, entities
 
@@ -17,6 +17,7 @@ from streams.features import _CAP_RUN, analyse, entities
 _SPECIAL = "#@'+._%-/:?=&!,;()\"$ \t\n\x0b\x0c\r\x1c\x1f\x85\xa0\u2028\u3000"
 _LETTERS = "aAbBsStTpPhHxXzZ019"
 _UNICODE = "éÉßİ\u0131\u017fK\u212aΣ\u03c3ς€ø😀\u0301ǅ"  # (odd case rules)
+_SCRIPTS = "дЖ地震ãç٣²½\u0663\u00b9"  # (letters and digits of other scripts: word characters)
 _PIECES = (
     "http://",
     "HTTPS://",
@@ -40,9 +41,17 @@ _PIECES = (
     "and",
     "New York Fire Department",
     "U.S.",
+    "que",
+    "für",
+    "Gödel",
+    "São Paulo",
+    "١٢٣",
+    "2²",
 )
+# the stop words of an English, a Portuguese and a German post
+_STOPS = (STOP_WORDS, stop_words_for("pt"), stop_words_for("de"))
 
-_chars = st.sampled_from(_SPECIAL + _LETTERS + _UNICODE)
+_chars = st.sampled_from(_SPECIAL + _LETTERS + _UNICODE + _SCRIPTS)
 _texts = st.lists(
     st.one_of(st.text(_chars, min_size=1, max_size=6), st.sampled_from(_PIECES)), max_size=30
 ).map("".join)
@@ -50,6 +59,8 @@ _texts = st.lists(
 
 def _same(text: str, limit: int) -> None:
     assert _textcore.analyse(text, limit) == analyse(text, limit)
+    for stop in _STOPS[1:]:
+        assert _textcore.analyse(text, limit, stop) == analyse(text, limit, stop)
     assert _textcore.drop_mentions(text) == _MENTION.sub(" ", text)
 
 
@@ -62,6 +73,7 @@ def _same(text: str, limit: int) -> None:
 @example("storm storm storm #storm storm", 1)
 @example("Moore Oklahoma tornado: the National Weather Service says EF5", 48)
 @example("a.b.c 1.2.3 ..1 x1.2 +++ %%% 50% c++ a-b-c", 48)
+@example("Gödel's proof: São Paulo für Zürich, Москва ٣.٣ 2² #Zürich que und der", 48)
 def test_analyse_twin_on_adversarial_texts(text: str, limit: int) -> None:
     _same(text, limit)
 
@@ -110,6 +122,8 @@ def test_entities_twin(words: list[str], gaps: list[str]) -> None:
     text = "".join(w + gaps[i % len(gaps)] for i, w in enumerate(words))
     assert _textcore.cap_runs(text) == _CAP_RUN.findall(text)
     assert _textcore.entities(text) == entities(text)
+    for stop in _STOPS[1:]:
+        assert _textcore.entities(text, stop) == entities(text, stop)
     _same(text, 48)
 
 

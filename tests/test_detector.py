@@ -65,8 +65,11 @@ def cp(
     author: str | None = None,
     source: str = "x",
     claims: list[ClaimHit] | None = None,
+    lang: str | None = None,
 ) -> ClassifiedPost:
-    post = Post(id=str(i), source=source, text=text, created_at=t, author=author or f"u{i}")
+    post = Post(
+        id=str(i), source=source, text=text, created_at=t, author=author or f"u{i}", lang=lang
+    )
     claims = claims or []
     return ClassifiedPost(
         post=post, claims=claims, dossiers=sorted({c.dossier for c in claims if c.dossier})
@@ -183,6 +186,73 @@ def test_contractions_are_no_items_whatever_the_apostrophe(apostrophe: str) -> N
     assert not {"isn", "don", "they"} & set(items)  # (no fragment of a split contraction)
 
 
+def test_words_of_any_script_are_items() -> None:
+    """A letter or digit of any script belongs to its word: "Gödel" is one item, not "g"
+    and "del"; Cyrillic and Greek words are items; a number of any script is none."""
+    assert burst_items("Gödel's proof and the Zürich Café") == [
+        "gödel",
+        "proof",
+        "gödel proof",
+        "zürich",
+        "café",
+        "zürich café",
+        "ent:zürich café",
+    ]
+    assert "del" not in burst_items("Gödel, Escher, Bach")
+    assert {"москва", "σεισμός"} <= set(burst_items("Москва: σεισμός ٣٣٣ 2²"))
+    assert not {"٣٣٣", "2²"} & set(burst_items("Москва: σεισμός ٣٣٣ 2²"))
+
+
+def test_a_posts_items_leave_out_its_languages_stop_words() -> None:
+    """The stop words of a post's language (its ``lang``) are no items: "que", "para" and
+    "fazer" in a Portuguese post, "und" and "war" in a German one; "war" in an English post
+    is a word."""
+    pt = text_mod.stop_words_for("pt-BR")
+    assert burst_items("Enchente em Porto Alegre: o que fazer para ajudar", stop=pt) == [
+        "enchente",
+        "porto",
+        "alegre",
+        "porto alegre",
+        "ajudar",
+        "ent:porto alegre",
+    ]
+    assert {"que", "para"} <= set(burst_items("o que fazer para ajudar"))  # (read as English)
+    de = text_mod.stop_words_for("de")
+    assert burst_items("Das Hochwasser war und ist schlimm", stop=de) == [
+        "hochwasser",
+        "schlimm",
+    ]
+    assert "war" in burst_items("The war in the north")
+    assert text_mod.stop_words_for("en-GB") is text_mod.STOP_WORDS
+    assert text_mod.stop_words_for("xx") is text_mod.STOP_WORDS  # (a language without a list)
+    assert text_mod.stop_words_for("no") == text_mod.stop_words_for("nb")
+
+
+def test_a_burst_of_function_words_is_no_story_in_the_posts_language() -> None:
+    """Portuguese posts on different subjects, a dozen in eight minutes, share only their
+    function words ("que", "para", "uma"): tagged ``lang: pt`` they open no story; read as
+    English (no tag) those words burst. Russian posts on one event burst on its words."""
+    start = T0 + timedelta(hours=4)
+
+    def stream(lang: str | None, texts: list[str]) -> list[ClassifiedPost]:
+        base = flat_stream(6, 60, 4, 5)
+        burst = [
+            cp(start + timedelta(seconds=40 * k), t, 90_000 + k, lang=lang)
+            for k, t in enumerate(texts)
+        ]
+        return sorted(base + burst, key=lambda c: c.post.created_at)
+
+    chatter = [f"o que {VOCAB[k]} para uma {VOCAB[k + 20]}" for k in range(12)]
+    tagged = {a.key for a in run(engine(), stream("pt", chatter))}
+    untagged = {a.key for a in run(engine(), stream(None, chatter))}
+    function_words = {"term:que", "term:para", "term:uma"}
+    assert not tagged & function_words, tagged
+    assert untagged & function_words, untagged
+    quake = [f"землетрясение в Москве {VOCAB[k]}" for k in range(12)]
+    keys = {a.key for a in run(engine(), stream("ru", quake))}
+    assert keys & {"term:землетрясение", "term:москве"}, keys
+
+
 def reference_items(text: str, limit: int) -> tuple[list[str], list[str]]:
     """What :func:`streams.features.analyse` computes, token by token, as first written
     (links in any case give their domain since 2026-11-24)."""
@@ -191,7 +261,7 @@ def reference_items(text: str, limit: int) -> tuple[list[str], list[str]]:
     prev: str | None = None
     for tok in tokens(text):
         w = features._word(tok)
-        word = w if features._content(w) else None
+        word = w if features._wordlike(w) and w not in text_mod.STOP_WORDS else None
         if word is None:
             prev = None
             continue

@@ -198,6 +198,10 @@ def test_headline_is_a_readable_post_never_a_stopword_or_contraction() -> None:
     for bad in ("don't", "isn't", "the", "it"):
         assert unreadable(bad)
     assert not unreadable("Tornado emergency for Moore") and not unreadable("tornado")
+    # a word is letters of any script: a post in Russian or with "São Paulo" is a headline
+    ru = "RT @a: Землетрясение в Москве сегодня"
+    assert headline([ru], [1.0], [True], [1.0], ["москве"], "x") == "Землетрясение в Москве сегодня"
+    assert headline(["Águas de São Paulo"], [1.0], [True], [1.0], [], "x") == "Águas de São Paulo"
 
 
 def test_links_exclude_the_posts_own_address() -> None:
