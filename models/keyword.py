@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from models.text import contains_phrase, normalize_phrase, terms, tokens
+from models.text import contains_phrase, match_tokens, normalize_phrase, terms
 from seismo.contracts import ClaimHit, ClassifiedPost, Post, Stance
 from seismo.watchlist import Watchlist
 
@@ -66,7 +66,7 @@ class KeywordClassifier:
         return [self.classify(p) for p in posts]
 
     def classify(self, post: Post) -> ClassifiedPost:
-        padded = " " + " ".join(tokens(post.text)) + " "
+        padded = " " + " ".join(match_tokens(post.text)) + " "
         # a possessive also matches its word ("alibaba's" hits "alibaba"), and hashtags
         # their bare word ("#deepseek" hits "deepseek")
         if "'s " in padded:

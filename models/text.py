@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from itertools import chain
 from urllib.parse import urlsplit
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -77,9 +78,76 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(t)
 
 
+# Chinese and Japanese characters: Han (with the marks U+3005-U+3007), Katakana (full and half
+# width) and Hiragana; scripts written without spaces between words
+_HAN = "\u3005-\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
+_KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+_CJK = re.compile(f"[{_HAN}{_KATAKANA}\u3040-\u309f]")
+_CJK_RUNS = re.compile(
+    f"([{_HAN}]+)|([{_KATAKANA}]+)|[\u3040-\u309f]+|([^{_HAN}{_KATAKANA}\u3040-\u309f]+)"
+)
+
+
+def cjk_pieces(tok: str) -> list[str]:
+    """A token with Chinese or Japanese characters as the tokens that stand for it.
+
+    Those scripts put no space between words, so a token is a clause. It stands for the
+    overlapping character bigrams of each run of Han characters ("緊急地震速報": 緊急 急地
+    地震 震速 速報: a word of two characters or more shares a bigram with every text that
+    holds it, as in Lucene's CJK bigram indexing), each run of two Katakana or more
+    (loanwords and names, "ツイッター"), and each run of other characters inside it, a token
+    of its own ("iphone16発売": iphone16, 発売); Hiragana runs are mostly grammar
+    (particles, endings) and stand for nothing. A hashtag stands for itself too ("#地震").
+    Empty tokens go around each piece: the pieces make no word pairs.
+    """
+    tag = tok[0] == "#"
+    out = ["", tok] if tag else []
+    for m in _CJK_RUNS.finditer(tok[1:] if tag else tok):
+        han, kana, other = m.groups()
+        if han:
+            out += chain.from_iterable(("", han[k : k + 2]) for k in range(len(han) - 1))
+        elif kana and len(kana) >= 2:
+            out += ("", kana)
+        elif other:
+            out += ("", other)
+    out.append("")
+    return out
+
+
+def word_of(tok: str) -> str:
+    """A token's word: its "#" and the characters "'.-_%" around it stripped, then a final
+    "'s" cut ("#storm" -> "storm", "o'brien's" -> "o'brien")."""
+    word = tok.lstrip("#").strip("'.-_%")
+    return word[:-2] if word.endswith("'s") else word
+
+
+def wordlike(word: str) -> bool:
+    """Three characters or more (two of Chinese or Japanese: one of :func:`cjk_pieces`),
+    and not a number (of any script)."""
+    n = len(word)
+    return (n >= 3 or (n == 2 and _CJK.match(word) is not None)) and not (
+        word.replace(".", "").isdigit()
+    )
+
+
+def tokens_and_pieces(text: str) -> list[str]:
+    """:func:`tokens`, each Chinese or Japanese one replaced by its :func:`cjk_pieces`
+    (empty tokens included)."""
+    toks = tokens(text)
+    if text.isascii() or not _CJK.search(text):
+        return toks
+    return [p for t in toks for p in (cjk_pieces(t) if _CJK.search(t) else (t,))]
+
+
+def match_tokens(text: str) -> list[str]:
+    """The tokens a keyword is matched against: :func:`tokens_and_pieces` without the empty
+    ones ("地震" is found in "東京で地震があった")."""
+    return list(filter(None, tokens_and_pieces(text)))
+
+
 def normalize_phrase(phrase: str) -> str:
     """A keyword/phrase in the form :func:`contains_phrase` matches against."""
-    return " ".join(tokens(phrase))
+    return " ".join(match_tokens(phrase))
 
 
 def contains_phrase(padded_tokens: str, phrase: str) -> bool:
@@ -108,15 +176,14 @@ def domains(text: str) -> list[str]:
 def terms(text: str, limit: int = 16) -> list[str]:
     """Distinct burst-detection terms of a post, in order of first appearance.
 
-    Unigrams (3+ chars, not stop words, not bare numbers), hashtags folded to their word
-    (``#tornado`` counts as ``tornado``) and linked domains (``domain:example.com``).
+    Words (:func:`wordlike`, not stop words; Chinese and Japanese as their
+    :func:`cjk_pieces`), hashtags folded to their word (``#tornado`` counts as ``tornado``)
+    and linked domains (``domain:example.com``).
     """
     seen: dict[str, None] = {}
-    for tok in tokens(text):
-        word = tok.lstrip("#").strip("'.-_%")
-        if word.endswith("'s"):
-            word = word[:-2]
-        if len(word) < 3 or word in STOP_WORDS or word.replace(".", "").isdigit():
+    for tok in match_tokens(text):
+        word = word_of(tok)
+        if not wordlike(word) or word in STOP_WORDS:
             continue
         seen.setdefault(word, None)
         if len(seen) >= limit:

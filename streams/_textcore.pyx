@@ -5,14 +5,16 @@ Same output as the reference for every text. The steps that depend on Unicode ru
 Python and run exactly as in :func:`models.text.tokens`: ``str.lower``, a typographic
 apostrophe read as "'", and the URL substitution (only when the text has "http"). What is
 compiled is the @mention substitution (``models.text._MENTION``, only when the text has
-"@"), the token scan (``_TOKEN``), the token's word (``features._word``), the word test
-(``features._wordlike``) and the stop-word test, the items (``features._items``), and
+"@"), the token scan (``_TOKEN``), the token's word (``models.text.word_of``), the word test
+(``models.text.wordlike``) and the stop-word test, the items (``features._items``), and
 ``features.entities`` (its two regexes, ``_CAP_RUN`` with its backtracking, and
 ``_WORDISH``). Where those regexes say ``\w``, ``\s`` or ``\b``, and ``isdigit`` is
 asked, they mean CPython's own tests of a code point (alphanumeric or "_"; white space; a
-digit), which are what the compiled scans call; ASCII is tested without a call. ``domains`` stays the reference's. Both are called only when they can
-return something: a link needs "http" in the lowered text, a capitalised run an upper-case
-ASCII letter (a text that ``lower`` leaves unchanged has none).
+digit), which are what the compiled scans call; ASCII is tested without a call. A text
+with Chinese or Japanese characters is the reference's to analyse (its tokens become
+``models.text.cjk_pieces``). ``domains`` stays the reference's. Both are called only when
+they can return something: a link needs "http" in the lowered text, a capitalised run an
+upper-case ASCII letter (a text that ``lower`` leaves unchanged has none).
 """
 
 from cpython.unicode cimport (
@@ -26,13 +28,15 @@ from cpython.unicode cimport (
 )
 from libc.string cimport memcpy
 
-from models.text import _URL, STOP_WORDS, domains
+from models.text import _CJK, _URL, STOP_WORDS, domains
+from streams.features import analyse as _reference_analyse
 
 cdef extern from "Python.h":
     bint PyUnicode_IS_ASCII(object o)
 
 cdef frozenset _STOP = STOP_WORDS
 cdef object _url_sub = _URL.sub
+cdef object _cjk_search = _CJK.search
 
 
 cdef inline bint _alnum(Py_UCS4 c) noexcept:  # [^\W_]: a letter or digit of any script
@@ -221,6 +225,8 @@ def entities(str text, frozenset stop=_STOP):
 
 def analyse(str text, Py_ssize_t limit=48, frozenset stop=_STOP):
     """``streams.features.analyse(text, limit, stop)``: (burst items, content words)."""
+    if not PyUnicode_IS_ASCII(text) and _cjk_search(text) is not None:
+        return _reference_analyse(text, limit, stop)
     cdef str low = text.lower()
     cdef str t = low
     if "\u2019" in t:  # (a typographic apostrophe reads as "'", as in models.text.tokens)

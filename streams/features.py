@@ -11,7 +11,7 @@ import re
 from itertools import chain
 from typing import cast
 
-from models.text import STOP_WORDS, domains, tokens
+from models.text import STOP_WORDS, domains, tokens, tokens_and_pieces, word_of, wordlike
 
 # what kind of post a Hacker News title is ("Ask HN: ...", "Show HN: ...") and what its link
 # holds ("[pdf]", "[video]"): the site's format, not what the post is about
@@ -23,17 +23,6 @@ _WORDISH = re.compile(r"[A-Za-z][\w'-]*")
 # token -> its word, or "" when it is too short or a number (a bounded memo: tokens repeat a
 # lot); whether the word is a stop word depends on the post's language
 _WORD_OF: dict[str, str] = {}
-
-
-def _word(tok: str) -> str:
-    word = tok.lstrip("#").strip("'.-_%")
-    if word.endswith("'s"):
-        word = word[:-2]
-    return word
-
-
-def _wordlike(word: str) -> bool:
-    return len(word) >= 3 and not word.replace(".", "").isdigit()
 
 
 def topic_text(text: str, source: str) -> str:
@@ -78,8 +67,8 @@ def _content_words(toks: list[str], stop: frozenset[str]) -> list[str]:
             memo.clear()
         for j, w in enumerate(words):
             if w is None:
-                word = _word(toks[j])
-                words[j] = memo[toks[j]] = word if _wordlike(word) else ""
+                word = word_of(toks[j])
+                words[j] = memo[toks[j]] = word if wordlike(word) else ""
     return [w if w not in stop else "" for w in cast("list[str]", words)]  # (no None left)
 
 
@@ -96,7 +85,7 @@ def analyse(
     ``streams._textcore.analyse`` (the same output for every text, checked in
     tests/test_core_text.py), unless ``streams.core.PURE_PYTHON`` is set.
     """
-    toks = tokens(text)
+    toks = tokens_and_pieces(text)
     words = _content_words(toks, stop)
     content = list(filter(None, words))
     seen: dict[str, None]
@@ -141,7 +130,7 @@ def burst_items(text: str, limit: int = 48, stop: frozenset[str] = STOP_WORDS) -
 
 def words(text: str) -> list[str]:
     """All words of a post, normalised as items are (hashtags folded, possessives cut)."""
-    return [w for w in (_word(t) for t in tokens(text)) if w]
+    return [w for w in (word_of(t) for t in tokens(text)) if w]
 
 
 def label_words(item: str) -> str:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from models.keyword import KeywordClassifier, rule_stance
 from models.text import domains, terms, tokens
 from seismo.contracts import Post
-from seismo.watchlist import load_watchlist
+from seismo.watchlist import Dossier, Watchlist, load_watchlist
 from streams.detector import tracked_keys
 
 
@@ -81,6 +81,23 @@ def test_a_possessive_matches_its_word_whatever_the_apostrophe() -> None:
         cp = clf.classify(post(f"Jack Ma retires as Alibaba{apostrophe}s chairman"))
         assert cp.dossiers == ["ai-capital-surge"]
     assert tokens("It isn\u2019t over") == ["it", "isn't", "over"]  # one token, as typed with '
+
+
+def test_keywords_in_any_script_match_as_typed() -> None:
+    """A keyword in Japanese is found inside a clause ("地震" in "東京で地震があった"), one
+    with accents as a whole word ("São Paulo", not "paulo" alone)."""
+    wl = Watchlist(
+        dossiers=[
+            Dossier(id="quake", title="Quake", keywords=["地震"]),
+            Dossier(id="sao-paulo", title="São Paulo", keywords=["São Paulo"]),
+        ]
+    )
+    clf = KeywordClassifier(wl)
+    assert clf.classify(post("東京で地震があった。怖い")).dossiers == ["quake"]
+    assert clf.classify(post("#地震 また揺れた")).dossiers == ["quake"]
+    assert clf.classify(post("東京で震度4")).dossiers == []
+    assert clf.classify(post("Chuva forte em São Paulo hoje")).dossiers == ["sao-paulo"]
+    assert clf.classify(post("Paulo went home")).dossiers == []
 
 
 def test_rule_stance() -> None:

@@ -17,7 +17,8 @@ from streams.features import _CAP_RUN, analyse, entities
 _SPECIAL = "#@'+._%-/:?=&!,;()\"$ \t\n\x0b\x0c\r\x1c\x1f\x85\xa0\u2028\u3000"
 _LETTERS = "aAbBsStTpPhHxXzZ019"
 _UNICODE = "éÉßİ\u0131\u017fK\u212aΣ\u03c3ς€ø😀\u0301ǅ"  # (odd case rules)
-_SCRIPTS = "дЖ地震ãç٣²½\u0663\u00b9"  # (letters and digits of other scripts: word characters)
+# letters and digits of other scripts (word characters), Japanese among them
+_SCRIPTS = "дЖ地震ãç٣²½\u0663\u00b9でスーｱ々"
 _PIECES = (
     "http://",
     "HTTPS://",
@@ -47,6 +48,8 @@ _PIECES = (
     "São Paulo",
     "١٢٣",
     "2²",
+    "#地震",
+    "東京で地震があった",
 )
 # the stop words of an English, a Portuguese and a German post
 _STOPS = (STOP_WORDS, stop_words_for("pt"), stop_words_for("de"))

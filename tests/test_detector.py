@@ -203,6 +203,30 @@ def test_words_of_any_script_are_items() -> None:
     assert not {"٣٣٣", "2²"} & set(burst_items("Москва: σεισμός ٣٣٣ 2²"))
 
 
+def test_chinese_and_japanese_text_bursts_on_its_character_bigrams() -> None:
+    """A Japanese or Chinese post has no spaces between its words: its items are the
+    bigrams of its Han runs and its Katakana runs ("地震" in "また地震…怖い" and in
+    "東京で震度4の地震"); a dozen posts saying it in different words within minutes burst
+    on it, and its Hiragana grammar ("が", "った") is no item."""
+    assert burst_items("東京で地震があった。 #地震 iPhone16発売 ツイッターが落ちた") == [
+        "東京",
+        "地震",
+        "#地震",
+        "iphone16",
+        "発売",
+        "ツイッター",
+    ]
+    assert burst_items("北京发生地震") == ["北京", "京发", "发生", "生地", "地震"]
+    start = T0 + timedelta(hours=4)
+    said = ["地震だ。結構揺れた", "今の地震大きかったね", "東京で震度4の地震", "また地震…怖い"]
+    quake = [
+        cp(start + timedelta(seconds=40 * k), f"{said[k % 4]} {VOCAB[k]}", 90_000 + k, lang="ja")
+        for k in range(12)
+    ]
+    posts = sorted(flat_stream(6, 60, 4, 5) + quake, key=lambda c: c.post.created_at)
+    assert "term:地震" in {a.key for a in run(engine(), posts)}
+
+
 def test_a_posts_items_leave_out_its_languages_stop_words() -> None:
     """The stop words of a post's language (its ``lang``) are no items: "que", "para" and
     "fazer" in a Portuguese post, "und" and "war" in a German one; "war" in an English post
@@ -260,8 +284,8 @@ def reference_items(text: str, limit: int) -> tuple[list[str], list[str]]:
     content: list[str] = []
     prev: str | None = None
     for tok in tokens(text):
-        w = features._word(tok)
-        word = w if features._wordlike(w) and w not in text_mod.STOP_WORDS else None
+        w = text_mod.word_of(tok)
+        word = w if text_mod.wordlike(w) and w not in text_mod.STOP_WORDS else None
         if word is None:
             prev = None
             continue
