@@ -265,9 +265,11 @@ def to_post(
     *,
     field_map: dict[str, str] | None = None,
     source: str | None = None,
+    lang: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Post:
-    """Map a row to a Post (``field_map``: post field -> row column). Raises RowError.
+    """Map a row to a Post (``field_map``: post field -> row column; ``source``, ``lang``:
+    every post's, whatever its row says). Raises RowError.
 
     Metadata: the row's own ``metadata`` object, with every other column beside it; a
     column whose name the object already has (with another value) goes under
@@ -298,6 +300,8 @@ def to_post(
         )
     if source:
         data["source"] = source
+    if lang:
+        data["lang"] = lang
     if "id" in data:
         data["id"] = str(data["id"])
     meta = dict(_metadata_of(row, fm.get("metadata", "metadata")))
@@ -353,6 +357,7 @@ def map_row(
     *,
     field_map: dict[str, str] | None = None,
     source: str | None = None,
+    lang: str | None = None,
 ) -> Post | Rejected:
     """One row of :func:`read_rows` as a Post, or its dead letter."""
     try:
@@ -361,7 +366,7 @@ def map_row(
         if isinstance(row, str):
             raise RowError("not a JSON object", "not a JSON object")
         try:
-            return to_post(row, field_map=field_map, source=source)
+            return to_post(row, field_map=field_map, source=source, lang=lang)
         except RecursionError:  # e.g. an id nested ~1,000 deep, turned into a string
             raise RowError("invalid Post: a field is nested too deep", "nested too deep") from None
     except RowError as exc:
@@ -432,6 +437,7 @@ async def replay(
     *,
     speed: float | None = None,
     source: str | None = None,
+    lang: str | None = None,
     field_map: dict[str, str] | None = None,
     fmt: str | None = None,
     limit: int | None = None,
@@ -472,7 +478,7 @@ async def replay(
             if limit is not None and stats.read >= limit:
                 break
             stats.read += 1
-            post = map_row(path, lineno, row, field_map=field_map, source=source)
+            post = map_row(path, lineno, row, field_map=field_map, source=source, lang=lang)
             if isinstance(post, Rejected):
                 await send(dlq_topic, post.letter.to_bytes())
                 stats.dead += 1

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seismo import __version__
+from seismo.cliutil import add_lang_argument, not_an_input
 from seismo.cliutil import install_stop_handler as _install_stop_handler
 from seismo.cliutil import progress as _progress
 from seismo.cliutil import settings_from as _settings
@@ -200,6 +201,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = _settings(args)
     field_map = _field_map(args.map or [])
     check_readable(args.path)  # before any broker call
+    not_an_input(args.alerts_out, [args.path], "--alerts-out")
     speed = parse_speed(args.speed)
 
     def show(stats: ReplayStats) -> None:
@@ -224,6 +226,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             args.path,
             speed=speed,
             source=args.source,
+            lang=args.lang,
             field_map=field_map,
             fmt=args.format,
             limit=args.limit,
@@ -342,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", default="max", help="'max' (default) or N: replay N times faster than real time"
     )
     rp.add_argument("--source", help="set every post's source (e.g. x, reddit)")
+    add_lang_argument(rp)
     rp.add_argument(
         "--map",
         action="append",

@@ -15,7 +15,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from models.keyword import KeywordClassifier
-from seismo.cliutil import EVAL_HELP, command_group, progress, settings_from
+from seismo.cliutil import (
+    EVAL_HELP,
+    add_lang_argument,
+    command_group,
+    not_an_input,
+    progress,
+    settings_from,
+)
 from seismo.contracts import Alert, Post
 from seismo.errors import SeismoError, describe
 from seismo.watchlist import load_watchlist
@@ -56,6 +63,7 @@ def register(sub: Any) -> None:
         metavar="EVENTS.json",
         help="events files (onset, keywords); several, or the option given again, are merged",
     )
+    add_lang_argument(b)
     b.add_argument("--alerts-out", type=Path, help="also write every alert version (JSONL)")
     b.add_argument(
         "--report",
@@ -73,28 +81,32 @@ def register(sub: Any) -> None:
     b.set_defaults(func=cmd_eval_bursts)
 
 
-def read_posts(path: Path) -> Iterator[Post]:
-    """The posts of a JSONL replay file; a line that is no valid post is a SeismoError naming
-    ``file:line`` (an evaluation must not score a stream with rows silently left out)."""
+def read_posts(path: Path, lang: str | None = None) -> Iterator[Post]:
+    """The posts of a JSONL replay file (``lang``: every post's language); a line that is no
+    valid post is a SeismoError naming ``file:line`` (an evaluation must not score a stream
+    with rows silently left out)."""
     try:
         with path.open(encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
-                    yield Post.model_validate_json(line)
+                    post = Post.model_validate_json(line)
                 except ValidationError as exc:
                     raise SeismoError(f"{path}:{n}: not a valid post: {describe(exc)}") from exc
+                yield post.model_copy(update={"lang": lang}) if lang else post
     except UnicodeDecodeError as exc:
         raise SeismoError(f"{path}: not UTF-8 text: {exc}") from exc
     except OSError as exc:
         raise SeismoError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def run_stream(path: Path, pipe: OfflinePipeline) -> tuple[list[Post], list[Alert]]:
+def run_stream(
+    path: Path, pipe: OfflinePipeline, lang: str | None = None
+) -> tuple[list[Post], list[Alert]]:
     posts: list[Post] = []
     alerts: list[Alert] = []
-    for n, post in enumerate(read_posts(path), 1):
+    for n, post in enumerate(read_posts(path, lang), 1):
         posts.append(post)
         if n % 1000 == 0:  # the same alerts as one post at a time, faster
             alerts += pipe.feed_many(posts[n - 1000 :])
@@ -143,6 +155,7 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
         report = Report(args.report)
     classifier = KeywordClassifier(load_watchlist(settings.watchlist))
     results = []
+    not_an_input(args.alerts_out, [*args.replays, *args.events], "--alerts-out")
     try:
         out = args.alerts_out.open("w", encoding="utf-8") if args.alerts_out else None
     except OSError as exc:
@@ -151,7 +164,7 @@ def cmd_eval_bursts(args: argparse.Namespace) -> int:
         for path in args.replays:
             mine = [s for s in specs if s.replay == path.name]
             pipe = OfflinePipeline(classifier, detector_params(settings))
-            posts, alerts = run_stream(path, pipe)
+            posts, alerts = run_stream(path, pipe, args.lang)
             none = {} if alerts else {"why_no_alerts": why_none(pipe, posts)}
             if out is not None:
                 for a in alerts:

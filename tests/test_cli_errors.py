@@ -216,6 +216,45 @@ def test_no_subcommand_option_overwrites_a_global_one() -> None:
                 assert action.default is argparse.SUPPRESS, (child.prog, action.dest)
 
 
+@pytest.mark.parametrize(
+    "command", [["replay", "x.jsonl"], ["eval", "bursts", "x.jsonl", "--events", "e.json"]]
+)
+def test_lang_takes_a_language_tag(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``--lang`` is a language tag (a usage error otherwise); one without a stop-word list
+    is taken, with a note that its posts are read as English."""
+    parser = build_parser()
+    for bad in ("not a tag", "p", "pt-BR-extremely-long", "pt/BR"):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([*command, "--lang", bad])
+        assert exc.value.code == 2
+        assert f"--lang: takes a language tag such as es or pt-BR, got {bad!r}" in (
+            capsys.readouterr().err
+        )
+    assert parser.parse_args([*command, "--lang", "pt-BR"]).lang == "pt-BR"
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args([*command, "--lang", "tlh"]).lang == "tlh"
+    assert "--lang tlh: no stop-word list for it" in capsys.readouterr().err
+
+
+def test_alerts_out_must_not_be_an_input_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--alerts-out`` naming the file being replayed (or an events file) is refused before
+    anything is written: the file would be emptied or extended."""
+    stream = write_jsonl(tmp_path / "s.jsonl", synthetic_stream(hours=1, burst_posts=0))
+    events = _events(tmp_path)
+    before = stream.read_bytes(), events.read_bytes()
+    same = str(tmp_path / "." / "s.jsonl")
+    for argv in (
+        ["eval", "bursts", str(stream), "--events", str(events), "--alerts-out", same],
+        ["eval", "bursts", str(stream), "--events", str(events), "--alerts-out", str(events)],
+        ["replay", str(stream), "--alerts-out", same],
+    ):
+        assert main(argv) == 2
+        assert "is an input file of this command; write elsewhere" in capsys.readouterr().err
+    assert (stream.read_bytes(), events.read_bytes()) == before
+
+
 def _events(tmp_path: Path, replay: str = "s.jsonl") -> Path:
     events = tmp_path / "events.json"
     events.write_text(

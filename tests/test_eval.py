@@ -85,3 +85,36 @@ def test_a_stream_without_alerts_says_why(
     assert by_name["quiet.jsonl"]["why_no_alerts"].startswith(
         "no word, phrase or tracked key of these posts rose far enough above its own baseline"
     )
+
+
+def test_lang_sets_every_posts_language_and_so_its_stop_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Portuguese file without a language: its function words ("que", "para", "uma")
+    burst when it is read as English; with ``--lang pt`` they are stop words, and the posts,
+    each on its own subject, make no story."""
+    subjects = "chuva futebol escola praia cinema trabalho viagem mercado musica jardim"
+    texts = [f"o que {w} para uma {w}zinha" for w in (subjects + " livro festa bolo gato").split()]
+    stream = write_jsonl(tmp_path / "posts.jsonl", synthetic_stream(burst_texts=texts))
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps([]))
+    keys = {}
+    for name, extra in (("untagged", []), ("pt", ["--lang", "pt"])):
+        out = tmp_path / f"{name}.jsonl"
+        main(
+            [
+                "eval",
+                "bursts",
+                str(stream),
+                "--events",
+                str(events),
+                "--alerts-out",
+                str(out),
+                *extra,
+            ]
+        )
+        keys[name] = {json.loads(line)["key"] for line in out.read_text().splitlines()}
+    capsys.readouterr()
+    function_words = {"term:que", "term:para", "term:uma"}
+    assert keys["untagged"] & function_words, keys
+    assert not keys["pt"] & function_words, keys

@@ -239,6 +239,13 @@ def test_an_empty_required_field_says_so() -> None:
     assert exc.value.kind == "missing text"
 
 
+def test_lang_sets_every_posts_language() -> None:
+    assert to_post(BSKY, lang="pt-BR").lang == "pt-BR"
+    assert to_post({**BSKY, "lang": "en"}, lang="es").lang == "es"  # (whatever the row says)
+    assert to_post({**BSKY, "lang": "de"}).lang == "de"
+    assert to_post(BSKY).lang is None
+
+
 def test_a_csv_row_with_more_cells_than_the_header(tmp_path: Path) -> None:
     p = tmp_path / "a.csv"
     p.write_text("id,source,text,created_at\n1,x,hello, world,2013-05-20T00:00:35Z\n")
