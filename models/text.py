@@ -78,25 +78,28 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(t)
 
 
-# Chinese and Japanese characters: Han (with the marks U+3005-U+3007), Katakana (full and half
-# width) and Hiragana; scripts written without spaces between words
+# Chinese, Japanese and Korean characters: Han (with the marks U+3005-U+3007), Hangul
+# syllables, Katakana (full and half width) and Hiragana
 _HAN = "\u3005-\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
+_HANGUL = "\uac00-\ud7a3"
 _KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
-_CJK = re.compile(f"[{_HAN}{_KATAKANA}\u3040-\u309f]")
+_CJK_CHARS = f"{_HAN}{_HANGUL}{_KATAKANA}\u3040-\u309f"
+_CJK = re.compile(f"[{_CJK_CHARS}]")
 _CJK_RUNS = re.compile(
-    f"([{_HAN}]+)|([{_KATAKANA}]+)|[\u3040-\u309f]+|([^{_HAN}{_KATAKANA}\u3040-\u309f]+)"
+    f"([{_HAN}]+|[{_HANGUL}]+)|([{_KATAKANA}]+)|[\u3040-\u309f]+|([^{_CJK_CHARS}]+)"
 )
 
 
 def cjk_pieces(tok: str) -> list[str]:
-    """A token with Chinese or Japanese characters as the tokens that stand for it.
+    """A token with Chinese, Japanese or Korean characters as the tokens that stand for it.
 
-    Those scripts put no space between words, so a token is a clause. It stands for the
-    overlapping character bigrams of each run of Han characters ("緊急地震速報": 緊急 急地
-    地震 震速 速報: a word of two characters or more shares a bigram with every text that
-    holds it, as in Lucene's CJK bigram indexing), each run of two Katakana or more
-    (loanwords and names, "ツイッター"), and each run of other characters inside it, a token
-    of its own ("iphone16発売": iphone16, 発売); Hiragana runs are mostly grammar
+    Chinese and Japanese put no space between words, so a token is a clause; a Korean
+    token is a word with its particles ("지진이", "지진으로"). It stands for the overlapping
+    character bigrams of each run of Han characters or Hangul syllables ("緊急地震速報":
+    緊急 急地 地震 震速 速報: a word of two characters or more shares a bigram with every
+    text that holds it, as in Lucene's CJK bigram indexing), each run of two Katakana or
+    more (loanwords and names, "ツイッター"), and each run of other characters inside it, a
+    token of its own ("iphone16発売": iphone16, 発売); Hiragana runs are mostly grammar
     (particles, endings) and stand for nothing. A hashtag stands for itself too ("#地震").
     Empty tokens go around each piece: the pieces make no word pairs.
     """
@@ -122,8 +125,8 @@ def word_of(tok: str) -> str:
 
 
 def wordlike(word: str) -> bool:
-    """Three characters or more (two of Chinese or Japanese: one of :func:`cjk_pieces`),
-    and not a number (of any script)."""
+    """Three characters or more (two of Chinese, Japanese or Korean: one of
+    :func:`cjk_pieces`), and not a number (of any script)."""
     n = len(word)
     return (n >= 3 or (n == 2 and _CJK.match(word) is not None)) and not (
         word.replace(".", "").isdigit()
@@ -131,7 +134,7 @@ def wordlike(word: str) -> bool:
 
 
 def tokens_and_pieces(text: str) -> list[str]:
-    """:func:`tokens`, each Chinese or Japanese one replaced by its :func:`cjk_pieces`
+    """:func:`tokens`, each Chinese, Japanese or Korean one replaced by its :func:`cjk_pieces`
     (empty tokens included)."""
     toks = tokens(text)
     if text.isascii() or not _CJK.search(text):
@@ -176,7 +179,7 @@ def domains(text: str) -> list[str]:
 def terms(text: str, limit: int = 16) -> list[str]:
     """Distinct burst-detection terms of a post, in order of first appearance.
 
-    Words (:func:`wordlike`, not stop words; Chinese and Japanese as their
+    Words (:func:`wordlike`, not stop words; Chinese, Japanese and Korean as their
     :func:`cjk_pieces`), hashtags folded to their word (``#tornado`` counts as ``tornado``)
     and linked domains (``domain:example.com``).
     """

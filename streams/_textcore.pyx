@@ -11,7 +11,7 @@ compiled is the @mention substitution (``models.text._MENTION``, only when the t
 ``_WORDISH``). Where those regexes say ``\w``, ``\s`` or ``\b``, and ``isdigit`` is
 asked, they mean CPython's own tests of a code point (alphanumeric or "_"; white space; a
 digit), which are what the compiled scans call; ASCII is tested without a call. A text
-with Chinese or Japanese characters is the reference's to analyse (its tokens become
+with Chinese, Japanese or Korean characters is the reference's to analyse (its tokens become
 ``models.text.cjk_pieces``). ``domains`` stays the reference's. Both are called only when
 they can return something: a link needs "http" in the lowered text, a capitalised run an
 upper-case ASCII letter (a text that ``lower`` leaves unchanged has none).

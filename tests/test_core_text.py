@@ -18,7 +18,7 @@ _SPECIAL = "#@'+._%-/:?=&!,;()\"$ \t\n\x0b\x0c\r\x1c\x1f\x85\xa0\u2028\u3000"
 _LETTERS = "aAbBsStTpPhHxXzZ019"
 _UNICODE = "éÉßİ\u0131\u017fK\u212aΣ\u03c3ς€ø😀\u0301ǅ"  # (odd case rules)
 # letters and digits of other scripts (word characters), Japanese among them
-_SCRIPTS = "дЖ地震ãç٣²½\u0663\u00b9でスーｱ々"
+_SCRIPTS = "дЖ地震ãç٣²½\u0663\u00b9でスーｱ々지진이"
 _PIECES = (
     "http://",
     "HTTPS://",

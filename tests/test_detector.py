@@ -203,7 +203,7 @@ def test_words_of_any_script_are_items() -> None:
     assert not {"٣٣٣", "2²"} & set(burst_items("Москва: σεισμός ٣٣٣ 2²"))
 
 
-def test_chinese_and_japanese_text_bursts_on_its_character_bigrams() -> None:
+def test_chinese_japanese_and_korean_text_bursts_on_its_character_bigrams() -> None:
     """A Japanese or Chinese post has no spaces between its words: its items are the
     bigrams of its Han runs and its Katakana runs ("地震" in "また地震…怖い" and in
     "東京で震度4の地震"); a dozen posts saying it in different words within minutes burst
@@ -217,6 +217,8 @@ def test_chinese_and_japanese_text_bursts_on_its_character_bigrams() -> None:
         "ツイッター",
     ]
     assert burst_items("北京发生地震") == ["北京", "京发", "发生", "生地", "地震"]
+    # a Korean word carries its particles: "지진이" and "지진으로" share "지진"
+    assert "지진" in set(burst_items("지진이 났다")) & set(burst_items("지진으로 피해"))
     start = T0 + timedelta(hours=4)
     said = ["地震だ。結構揺れた", "今の地震大きかったね", "東京で震度4の地震", "また地震…怖い"]
     quake = [
