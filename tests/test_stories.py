@@ -36,6 +36,7 @@ from streams.stories import (
     headline,
     headline_order,
     links_in,
+    readable,
 )
 from tests.helpers import WRITER_SCHEMA, WebhookReceiver, make_alert, pure_python
 
@@ -202,6 +203,10 @@ def test_headline_is_a_readable_post_never_a_stopword_or_contraction() -> None:
     ru = "RT @a: Землетрясение в Москве сегодня"
     assert headline([ru], [1.0], [True], [1.0], ["москве"], "x") == "Землетрясение в Москве сегодня"
     assert headline(["Águas de São Paulo"], [1.0], [True], [1.0], [], "x") == "Águas de São Paulo"
+    # Japanese puts no space between words: three of its words as the detector reads them
+    ja = (["地震だ", "東京で震度4の地震"], [9.0, 1.0], [True, True], [1.0, 2.0])
+    assert headline(*ja, ["地震"], "x") == "東京で震度4の地震"
+    assert not readable("また地震…怖い") and not readable("the of and it")
 
 
 def test_links_exclude_the_posts_own_address() -> None:
