@@ -11,7 +11,14 @@ import re
 from itertools import chain
 from typing import cast
 
-from models.text import STOP_WORDS, domains, tokens, tokens_and_pieces, word_of, wordlike
+from models.text import (
+    STOP_WORDS,
+    domains,
+    match_tokens,
+    tokens_and_pieces,
+    word_of,
+    wordlike,
+)
 
 # what kind of post a Hacker News title is ("Ask HN: ...", "Show HN: ...") and what its link
 # holds ("[pdf]", "[video]"): the site's format, not what the post is about
@@ -129,8 +136,9 @@ def burst_items(text: str, limit: int = 48, stop: frozenset[str] = STOP_WORDS) -
 
 
 def words(text: str) -> list[str]:
-    """All words of a post, normalised as items are (hashtags folded, possessives cut)."""
-    return [w for w in (word_of(t) for t in tokens(text)) if w]
+    """All words of a post, normalised as items are (hashtags folded, possessives cut;
+    Chinese, Japanese and Korean as their character bigrams)."""
+    return [w for w in (word_of(t) for t in match_tokens(text)) if w]
 
 
 def label_words(item: str) -> str:

@@ -15,10 +15,12 @@ from seismo.cli import main
 from seismo.contracts import Alert, Post
 from streams.evaluate import (
     EventSpec,
+    alert_on_topic,
     evaluate_event,
     finite_or_none,
     first_on_topic_alert,
     median_posts,
+    on_topic,
     posts_to_detection,
     pre_onset_report,
     summary,
@@ -80,6 +82,18 @@ def test_posts_to_detection_counts_on_topic_posts_from_onset_to_the_alert() -> N
     r = evaluate_event(SPEC, POSTS, alerts)
     assert r.posts_to_detection == 3 and r.detected_within_posts
     assert r.pre_onset_alerts == 1 and r.pre_onset_days == round(10 / 24, 2)
+
+
+def test_keywords_in_any_script_are_on_topic_as_the_detector_reads_them() -> None:
+    """An event's keyword in Japanese or Portuguese is found as the detector's items find it:
+    "地震" inside a clause, "São Paulo" as a phrase."""
+    quake = EventSpec(replay="s.jsonl", event="quake", onset=T0, keywords=("地震",))
+    assert on_topic(_post(1, 1, "東京で地震があった"), quake)
+    assert not on_topic(_post(2, 1, "東京で震度4"), quake)
+    assert alert_on_topic(_alert("a", 1, "また地震…怖い"), quake.keywords)
+    rain = EventSpec(replay="s.jsonl", event="rain", onset=T0, keywords=("são paulo",))
+    assert on_topic(_post(3, 1, "Chuva forte em São Paulo"), rain)
+    assert not on_topic(_post(4, 1, "Paulo went home"), rain)
 
 
 def test_a_missed_event_is_infinitely_many_posts() -> None:
