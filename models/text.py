@@ -106,9 +106,10 @@ def cjk_pieces(tok: str) -> list[str]:
     tag = tok[0] == "#"
     out = ["", tok] if tag else []
     for m in _CJK_RUNS.finditer(tok[1:] if tag else tok):
-        han, kana, other = m.groups()
-        if han:
-            out += chain.from_iterable(("", han[k : k + 2]) for k in range(len(han) - 1))
+        han_or_hangul, kana, other = m.groups()
+        if han_or_hangul:
+            run = han_or_hangul
+            out += chain.from_iterable(("", run[k : k + 2]) for k in range(len(run) - 1))
         elif kana and len(kana) >= 2:
             out += ("", kana)
         elif other:

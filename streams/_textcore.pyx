@@ -246,7 +246,7 @@ def analyse(str text, Py_ssize_t limit=48, frozenset stop=_STOP):
     cdef list content = []
     cdef str word
     cdef object prev = None  # the previous token's content word (None: it had none)
-    cdef bint ascii = PyUnicode_IS_ASCII(t)  # (every word is, so a bigram is built bytewise)
+    cdef bint all_ascii = PyUnicode_IS_ASCII(t)  # (every word is, so a bigram is built bytewise)
     while i < n:
         c = PyUnicode_READ(kind, data, i)
         if c == 35 and i + 1 < n and _alnum(PyUnicode_READ(kind, data, i + 1)):  # '#' before [^\W_]
@@ -300,7 +300,7 @@ def analyse(str text, Py_ssize_t limit=48, frozenset stop=_STOP):
         if tag:
             seen.setdefault("#" + word, None)
         if prev is not None and prev != word:
-            if ascii:
+            if all_ascii:
                 seen.setdefault(_pair(<const char*> PyUnicode_DATA(prev), len(prev), word), None)
             else:
                 seen.setdefault(f"{prev} {word}", None)
