@@ -31,6 +31,7 @@ from itertools import chain
 from operator import attrgetter
 from typing import Any, Generic, NamedTuple, Self, TypeVar, overload
 
+from models.text import _CJK
 from seismo.contracts import Alert, CountPoint, Evidence, Link, Severity, SignalKind, Stance
 from streams import _storycore, core
 from streams.features import label_words
@@ -150,11 +151,16 @@ def corroborated(b: Burst) -> bool:
     that burst together (TwitterMonitor: Mathioudakis & Koudas, SIGMOD 2010; EDCoW: Weng &
     Lee, ICWSM 2011); a single word in a handful of posts is no group yet."""
     words = set(label_words(b.key).split())
+    # a Chinese, Japanese or Korean word of three characters or more is several overlapping
+    # bigram items (東京都: 東京, 京都): an item sharing a character with the key is its word
+    chars = {c for c in label_words(b.key) if _CJK.match(c)}
     first: dict[str, str] = {}  # an item or link -> the cluster of the first post with it
     for r in b.posts:
         for i in r.terms:
             if i.startswith("domain:") or not words.isdisjoint(label_words(i).split()):
                 continue  # (a site links to many stories; the key's own words say no more)
+            if chars and not chars.isdisjoint(i):
+                continue
             if first.setdefault(i, r.cluster) != r.cluster:
                 return True
         for u in r.links:

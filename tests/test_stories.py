@@ -153,6 +153,11 @@ def test_a_burst_is_not_corroborated_by_its_own_words_a_site_or_a_copy() -> None
     copy = PostRef("x:8", "x", T0 + 60, text, None, None, "x:7", tuple(burst_items(text)))
     assert not corroborated(burst("cloudflare", [ref(7, text, 0), copy]))
     assert corroborated(burst("cloudflare", [ref(7, text, 0), ref(9, text, 60)]))
+    # a Japanese word of three characters is overlapping bigrams (東京都: 東京, 京都): one word
+    tokyo = [ref(10, "東京都でラーメンを食べた", 0), ref(11, "東京都の美術館に行った", 60)]
+    assert not corroborated(burst("東京", tokyo))
+    blackout = [ref(12, "東京都で停電が発生", 0), ref(13, "東京都の停電はまだ続く", 60)]
+    assert corroborated(burst("東京", blackout))  # (停電, a second word)
 
 
 def test_a_tracked_key_needs_no_corroboration() -> None:
