@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from models.text import _CJK, STOP_WORDS, match_tokens, word_of, wordlike
+from models.text import _CJK, STOP_WORDS
+from models.text import terms as content_terms
 from seismo.contracts import Changes, Severity, Stance, StanceShift
 from streams import _storycore, core
 
@@ -110,16 +111,15 @@ def headline_text(text: str) -> str | None:
 def readable(text: str) -> bool:
     """At least three words, two of them content words (not stop words or contractions);
     or, in a text with Chinese, Japanese or Korean words (not spaced, or with their
-    particles), three distinct content words as the detector reads them
-    (:func:`models.text.match_tokens`: their character bigrams)."""
+    particles), three distinct content words as the classifier reads them
+    (:func:`models.text.terms`: their character bigrams)."""
     ws = _WORD.findall(text)
     content = [w for w in ws if len(w) >= 3 and w.lower() not in STOP_WORDS and "'" not in w]
     if len(ws) >= 3 and len(content) >= 2:
         return True
     if _CJK.search(text) is None:
         return False
-    words = {word_of(t) for t in match_tokens(text)}
-    return sum(1 for w in words if wordlike(w) and w not in STOP_WORDS) >= 3
+    return sum(not t.startswith("domain:") for t in content_terms(text, limit=3)) >= 3
 
 
 def phrase(terms: Sequence[str]) -> str | None:
