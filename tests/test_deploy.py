@@ -230,6 +230,15 @@ def test_dockerfile_copies_every_package_the_project_installs() -> None:
     assert "pyproject.toml" in copied
 
 
+def test_the_image_installs_the_locked_versions() -> None:
+    """The image gets what CI tested: requirements.lock constrains its install, build
+    dependencies included (PIP_CONSTRAINT reaches pip's isolated build environment)."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    copied = [line.split()[1:-1] for line in text.splitlines() if line.startswith("COPY ")]
+    assert any("requirements.lock" in sources for sources in copied)
+    assert "PIP_CONSTRAINT=requirements.lock pip install --no-cache-dir ." in text
+
+
 def connector_services(tmp_path: Path) -> dict[str, dict[str, Any]]:
     services = compose_config(tmp_path)["services"]
     return {n.removeprefix("connector-"): s for n, s in services.items() if "connector-" in n}
