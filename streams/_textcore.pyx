@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Compiled twin of :func:`streams.features.analyse` (a post's burst items and content words).
+r"""Compiled twin of :func:`streams.features.analyse` (a post's burst items and content words).
 
 Same output as the reference for every text. The steps that depend on Unicode rules stay
 Python and run exactly as in :func:`models.text.tokens`: ``str.lower``, a typographic
